@@ -1,0 +1,178 @@
+"""The long-horizon benchmark protocol (Time-Series-Library / iTransformer), exactly.
+
+* splits by row index: ETT hourly 12/4/4 months of 30 days (8640 / 2880 / 2880 rows), ETT
+  15-minute the same times 4, every other set 70 % / 10 % / 20 %;
+* the validation and test splits start ``seq_len`` rows early so their first window's context
+  lies in the previous split;
+* per-channel standardisation fitted on the training rows only, applied to every split (metrics
+  are computed on the scaled values);
+* every stride-1 window of a split, ``rows - seq_len - horizon + 1`` of them: nothing is dropped.
+
+Timestamps are kept for plotting and time features but the protocol works on row indices: the
+benchmark files are taken as published (``weather.csv`` has one duplicated and one missing
+timestamp, which every published number includes).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from .catalogue import DatasetInfo, dataset_info, find_file, open_text
+from .scaling import StandardScaler
+
+__all__ = ["load_ltsf_frame", "ltsf_borders", "WindowDataset", "LTSFSplits", "ltsf_splits"]
+
+
+def load_ltsf_frame(name: str, root: str | os.PathLike | None = None,
+                    verify: bool = True) -> pd.DataFrame:
+    """Read a long-horizon benchmark CSV as published: ``date`` column first, then the channels."""
+    info = dataset_info(name)
+    if info.kind != "ltsf":
+        raise ValueError(f"{info.name} is a {info.kind!r} dataset, not a long-horizon CSV")
+    path = find_file(info, root=root, verify=verify)
+    frame = pd.read_csv(open_text(path))
+    if frame.columns[0] != "date":
+        raise ValueError(f"{path}: expected the first column to be 'date', got {frame.columns[0]!r}")
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
+def ltsf_borders(info: DatasetInfo | str, n_rows: int, seq_len: int) -> dict[str, tuple[int, int]]:
+    """Row ranges ``[start, end)`` of the train / val / test splits (val and test include the
+    ``seq_len`` rows of context before their first forecast)."""
+    info = dataset_info(info)
+    if info.split in ("ett_hour", "ett_minute"):
+        k = 1 if info.split == "ett_hour" else 4
+        month = 30 * 24 * k
+        b_train, b_val, b_test = 12 * month, 16 * month, 20 * month
+        if n_rows < b_test:
+            raise ValueError(f"{info.name}: the ETT split needs {b_test} rows, the file has {n_rows}")
+        borders = {"train": (0, b_train), "val": (b_train - seq_len, b_val),
+                   "test": (b_val - seq_len, b_test)}
+    elif info.split == "ratio_70_10_20":
+        n_train = int(n_rows * 0.7)
+        n_test = int(n_rows * 0.2)
+        n_val = n_rows - n_train - n_test
+        borders = {"train": (0, n_train), "val": (n_train - seq_len, n_train + n_val),
+                   "test": (n_rows - n_test - seq_len, n_rows)}
+    else:
+        raise ValueError(f"{info.name} has no benchmark split rule")
+    if min(start for start, _ in borders.values()) < 0:
+        raise ValueError(f"{info.name}: seq_len={seq_len} reaches before the first row of the file")
+    return borders
+
+
+class WindowDataset(Dataset):
+    """Every stride-``stride`` window of ``seq_len`` context and ``horizon`` future rows.
+
+    Args:
+        values: float array [T, C] (already scaled); NaN marks a missing value.
+        seq_len: context length L (>= 1).
+        horizon: forecast length H (>= 1).
+        mask: optional bool array [T, C], True where observed. Defaults to ``~isnan(values)``.
+        timestamps: optional DatetimeIndex of length T (for plots and time features).
+        columns: optional channel names.
+        stride: step between window starts (the protocol uses 1).
+
+    Item ``i`` is a dict of tensors: ``past`` [L, C] float32, ``future`` [H, C] float32,
+    ``past_mask`` [L, C] bool, ``future_mask`` [H, C] bool. Missing values are 0 in ``past`` /
+    ``future`` and False in the masks: they are never silently filled with a plausible number.
+    """
+
+    def __init__(self, values: np.ndarray, seq_len: int, horizon: int, mask: np.ndarray | None = None,
+                 timestamps: pd.DatetimeIndex | None = None, columns: list[str] | None = None,
+                 stride: int = 1) -> None:
+        for arg, val in (("seq_len", seq_len), ("horizon", horizon), ("stride", stride)):
+            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
+                raise ValueError(f"{arg} must be a positive integer, got {val!r}")
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2:
+            raise ValueError(f"values must be [T, C], got shape {values.shape}")
+        if mask is None:
+            mask = ~np.isnan(values)
+        mask = np.asarray(mask, dtype=bool).reshape(values.shape)
+        if values.shape[0] < seq_len + horizon:
+            raise ValueError(f"a series of {values.shape[0]} rows has no window of "
+                             f"seq_len + horizon = {seq_len + horizon} rows")
+        self.values = torch.from_numpy(np.where(mask, values, 0.0).astype(np.float32))
+        self.mask = torch.from_numpy(mask)
+        self.seq_len, self.horizon, self.stride = int(seq_len), int(horizon), int(stride)
+        self.timestamps = timestamps
+        self.columns = list(columns) if columns is not None else [str(i) for i in range(values.shape[1])]
+        self._n = (values.shape[0] - seq_len - horizon) // stride + 1
+
+    @property
+    def n_channels(self) -> int:
+        return self.values.shape[1]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def window_start(self, index: int) -> int:
+        """Row of ``values`` where window ``index`` begins."""
+        if not -self._n <= index < self._n:
+            raise IndexError(f"window {index} out of range for {self._n} windows")
+        return (index % self._n) * self.stride
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s = self.window_start(int(index))
+        m = s + self.seq_len
+        e = m + self.horizon
+        return {"past": self.values[s:m], "future": self.values[m:e],
+                "past_mask": self.mask[s:m], "future_mask": self.mask[m:e]}
+
+    def __repr__(self) -> str:
+        return (f"WindowDataset(windows={self._n}, seq_len={self.seq_len}, horizon={self.horizon}, "
+                f"channels={self.n_channels})")
+
+
+class LTSFSplits(NamedTuple):
+    """What :func:`ltsf_splits` returns; unpacks as ``train, val, test, scaler``."""
+
+    train: WindowDataset
+    val: WindowDataset
+    test: WindowDataset
+    scaler: StandardScaler
+
+
+def ltsf_splits(name: str, seq_len: int, horizon: int, root: str | os.PathLike | None = None,
+                features: str = "M", verify: bool = True) -> LTSFSplits:
+    """Train / val / test window datasets of a benchmark, exactly as the published tables use them.
+
+    Args:
+        name: catalogue name (``"ETTh1"``, ``"weather"``, ``"national_illness"`` ...).
+        seq_len: input length L.
+        horizon: forecast length H.
+        root: optional data folder, searched before ``$TITANS_TS_DATA`` and the cache.
+        features: ``"M"`` all channels in and out (the main table), ``"S"`` the target only.
+        verify: check the file's SHA-256 against the catalogue.
+
+    Returns:
+        ``LTSFSplits(train, val, test, scaler)``; the scaler is fitted on the training rows.
+    """
+    info = dataset_info(name)
+    if features not in ("M", "S"):
+        raise ValueError(f"features must be 'M' (all channels) or 'S' (target only), got {features!r}")
+    frame = load_ltsf_frame(info, root=root, verify=verify)
+    columns = list(frame.columns[1:])
+    if features == "S":
+        columns = [info.target]
+    values = frame[columns].to_numpy(dtype=np.float64)
+    borders = ltsf_borders(info, len(frame), seq_len)
+    t0, t1 = borders["train"]
+    scaler = StandardScaler().fit(values[t0:t1])
+    scaled = scaler.transform(values)
+    stamps = pd.DatetimeIndex(frame["date"])
+    out = {}
+    for split, (a, b) in borders.items():
+        out[split] = WindowDataset(scaled[a:b], seq_len, horizon, timestamps=stamps[a:b],
+                                   columns=columns)
+    return LTSFSplits(out["train"], out["val"], out["test"], scaler)

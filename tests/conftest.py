@@ -1,0 +1,47 @@
+"""Shared test setup.
+
+* Triton kernels run through Triton's CPU interpreter unless a CUDA device is present (the same
+  tests then run on the GPU unchanged). The variable must be set before triton is imported.
+* Benchmark data is read in place from ``$TITANS_TS_DATA`` (CI points it at ../shared/data); when
+  it is absent, data tests fail under CI and are skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch  # importing torch does not import triton
+
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path | None:
+    env = os.environ.get("TITANS_TS_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if (cand / "ltsf").is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = _data_root()
+    if root is None:
+        msg = "benchmark data not found: set TITANS_TS_DATA to the folder holding ltsf/ and monash/"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_env(monkeypatch, tmp_path):
+    """Keep every test's cache inside its tmp dir (no writes to the real user cache)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))

@@ -1,0 +1,38 @@
+"""titans-ts: time-series forecasting with Titans neural long-term memory.
+
+Behrouz, Zhong, Mirrokni, "Titans: Learning to Memorize at Test Time" (arXiv 2501.00663).
+
+Heavy pieces (Lightning, GluonTS) are imported on first use, so ``import titans_ts`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "memory_scan": ("titans_ts.kernels.memory_scan", "memory_scan"),
+    "NeuralMemory": ("titans_ts.memory", "NeuralMemory"),
+    "MemoryState": ("titans_ts.memory", "MemoryState"),
+    "metrics": ("titans_ts.metrics", None),
+    "baselines": ("titans_ts.baselines", None),
+    "datasets": ("titans_ts.datasets", None),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(module)
+        value = mod if attr is None else getattr(mod, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'titans_ts' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = ["__version__", *_LAZY]
