@@ -1,0 +1,167 @@
+"""Pieces shared by every backend of the memory op: activations, the surprise clamp, validation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["compute_dtype", "ACTIVATIONS", "activation_fn", "activation_and_grad", "activation_grad2",
+           "soft_clamp_scale", "soft_clamp_scale_grad", "validate_inputs"]
+
+def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """fp32, or fp64 when any input is fp64 (state and accumulation never go below fp32)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+ACTIVATIONS = ("silu", "gelu", "relu", "tanh", "identity")
+
+
+def activation_fn(name: str):
+    if name == "silu":
+        return F.silu
+    if name == "gelu":
+        return F.gelu
+    if name == "relu":
+        return F.relu
+    if name == "tanh":
+        return torch.tanh
+    if name == "identity":
+        return lambda x: x
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def activation_and_grad(name: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(act(z), act'(z))`` written out, so that autograd can differentiate the derivative too
+    (the chunked form back-propagates through the inner gradient)."""
+    if name == "silu":
+        s = torch.sigmoid(z)
+        return z * s, s * (1 + z * (1 - s))
+    if name == "gelu":  # exact (erf) GELU, as torch.nn.functional.gelu
+        cdf = 0.5 * (1 + torch.erf(z * _INV_SQRT2))
+        pdf = torch.exp(-0.5 * z * z) * _INV_SQRT2PI
+        return z * cdf, cdf + z * pdf
+    if name == "relu":
+        pos = (z > 0).to(z.dtype)
+        return z * pos, pos
+    if name == "tanh":
+        t = torch.tanh(z)
+        return t, 1 - t * t
+    if name == "identity":
+        return z, torch.ones_like(z)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def activation_grad2(name: str, z: torch.Tensor) -> torch.Tensor:
+    """``act''(z)``, needed by the hand-written backward of a deep memory's inner gradient."""
+    if name == "silu":
+        s = torch.sigmoid(z)
+        return s * (1 - s) * (2 + z * (1 - 2 * s))
+    if name == "gelu":
+        pdf = torch.exp(-0.5 * z * z) * _INV_SQRT2PI
+        return pdf * (2 - z * z)
+    if name == "tanh":
+        t = torch.tanh(z)
+        return -2 * t * (1 - t * t)
+    if name in ("relu", "identity"):
+        return torch.zeros_like(z)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def soft_clamp_scale(sq_norm: torch.Tensor, tau: float) -> torch.Tensor:
+    """Factor ``c`` with ``c * n = tau * tanh(n / tau)`` for ``n = sqrt(sq_norm)``: leaves small
+    surprises unchanged and bounds every momentary surprise's norm by ``tau`` (smoothly)."""
+    n = torch.sqrt(sq_norm.clamp_min(1e-24))
+    return torch.tanh(n / tau) * tau / n
+
+
+def soft_clamp_scale_grad(sq_norm: torch.Tensor, tau: float) -> torch.Tensor:
+    """``d soft_clamp_scale / d sq_norm``."""
+    n = torch.sqrt(sq_norm.clamp_min(1e-24))
+    t = torch.tanh(n / tau)
+    dc_dn = (1 - t * t) / n - tau * t / (n * n)
+    return torch.where(sq_norm > 1e-24, dc_dn / (2 * n), torch.zeros_like(n))
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def validate_inputs(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, activation, mask,
+                    check_ranges: bool = True):
+    """Check shapes, dtypes and gate ranges; return (weights, momentum) broadcast to [B, H, ...]."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4:
+            got = _shape(t) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a 4-D tensor [B, T, H, d], got {got}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    B, T, H, dk = k.shape
+    if q.shape != k.shape:
+        raise ValueError(f"q and k must have the same shape [B, T, H, d_k]; q is {_shape(q)}, k is {_shape(k)}")
+    if v.shape[:3] != (B, T, H):
+        raise ValueError(f"v must be [B, T, H, d_v] = [{B}, {T}, {H}, d_v], got {_shape(v)}")
+    dv = v.shape[-1]
+    for name, g in (("alpha", alpha), ("eta", eta), ("theta", theta)):
+        if not isinstance(g, torch.Tensor) or tuple(g.shape) != (B, T, H):
+            got = _shape(g) if isinstance(g, torch.Tensor) else type(g).__name__
+            raise ValueError(f"{name} must be [B, T, H] = [{B}, {T}, {H}], got {got}")
+        if not g.is_floating_point():
+            raise TypeError(f"{name} must be floating point, got {g.dtype}")
+    if check_ranges and T > 0 and not torch.compiler.is_compiling():
+        with torch.no_grad():
+            for name, g, lo, hi in (("alpha", alpha, 0.0, 1.0), ("eta", eta, 0.0, 1.0),
+                                    ("theta", theta, 0.0, math.inf)):
+                gmin, gmax = float(g.min()), float(g.max())
+                if not (gmin >= lo and gmax <= hi):  # also catches NaN
+                    rng = f"[{lo}, {hi}]" if hi != math.inf else f">= {lo}"
+                    raise ValueError(f"{name} must lie in {rng}; got values in [{gmin:.4g}, {gmax:.4g}]")
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if isinstance(weights, torch.Tensor):
+        weights = (weights,)
+    weights = tuple(weights)
+    if len(weights) == 0:
+        raise ValueError("weights must hold at least one layer")
+    full = []
+    d_in = dk
+    for i, w in enumerate(weights):
+        if not isinstance(w, torch.Tensor) or w.dim() not in (3, 4):
+            raise ValueError(f"weights[{i}] must be [B, H, d_out, d_in] or [H, d_out, d_in]")
+        if w.dim() == 3:
+            w = w.unsqueeze(0).expand(B, *w.shape)
+        if w.shape[:2] != (B, H) or w.shape[-1] != d_in:
+            raise ValueError(f"weights[{i}] must be [B={B}, H={H}, d_out, d_in={d_in}], got {_shape(w)}")
+        d_in = w.shape[-2]
+        full.append(w)
+    if d_in != dv:
+        raise ValueError(f"the last memory layer must output d_v = {dv}, it outputs {d_in}")
+    if momentum is None:
+        momentum = tuple(torch.zeros(w.shape, dtype=torch.float32, device=w.device) for w in full)
+    else:
+        if isinstance(momentum, torch.Tensor):
+            momentum = (momentum,)
+        momentum = tuple(momentum)
+        if len(momentum) != len(full):
+            raise ValueError(f"momentum must have one tensor per memory layer ({len(full)}), got {len(momentum)}")
+        mom = []
+        for i, (s, w) in enumerate(zip(momentum, full)):
+            if s.dim() == 3:
+                s = s.unsqueeze(0).expand(B, *s.shape)
+            if s.shape != w.shape:
+                raise ValueError(f"momentum[{i}] must match weights[{i}] {_shape(w)}, got {_shape(s)}")
+            mom.append(s)
+        momentum = tuple(mom)
+    if mask is not None:
+        if mask.shape == (B, T):
+            mask = mask[:, :, None].expand(B, T, H)
+        elif mask.shape != (B, T, H):
+            raise ValueError(f"mask must be [B, T] or [B, T, H] = [{B}, {T}, {H}], got {_shape(mask)}")
+    return tuple(full), momentum, mask

@@ -1,0 +1,106 @@
+"""``memory_scan``: the public functional op of the Titans long-term memory, with backends."""
+
+from __future__ import annotations
+
+import torch
+
+from .chunk import memory_scan_chunked
+from .common import validate_inputs
+from .naive import memory_scan_reference
+
+__all__ = ["memory_scan", "BACKENDS", "available_backends"]
+
+BACKENDS = ("auto", "reference", "chunked", "triton")
+
+
+def _triton_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        from . import triton_chunk  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def available_backends(device: torch.device | str = "cpu") -> list[str]:
+    """Backends usable on ``device`` (``triton`` needs CUDA, or tensors on CPU under
+    ``TRITON_INTERPRET=1``)."""
+    device = torch.device(device)
+    out = ["reference", "chunked"]
+    try:
+        from . import triton_chunk
+
+        if device.type == "cuda" or triton_chunk.interpreter_enabled():
+            out.append("triton")
+    except ImportError:
+        pass
+    return out
+
+
+def memory_scan(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    alpha: torch.Tensor,
+    eta: torch.Tensor,
+    theta: torch.Tensor,
+    *,
+    weights,
+    momentum=None,
+    chunk_size: int = 64,
+    activation: str = "silu",
+    mask: torch.Tensor | None = None,
+    backend: str = "auto",
+    surprise_clamp: float | None = None,
+):
+    """Run the Titans neural long-term memory over a sequence (titans-math.md sections 1-2).
+
+    For each token ``t`` and head, with chunk-start weights ``W_c`` (refreshed every
+    ``chunk_size`` tokens, counted from the start of this call):
+
+        S_t = eta_t * S_{t-1} - theta_t * grad_W ||M_{W_c}(k_t) - v_t||^2
+        W_t = (1 - alpha_t) * W_{t-1} + S_t
+        y_t = M_{W_t}(q_t)
+
+    ``M_W(x) = W_L act(... act(W_1 x))`` with no biases; ``chunk_size=1`` is the exact per-token
+    recurrence.
+
+    Args:
+        q, k: [B, T, H, d_k] queries and keys (already projected / normalised).
+        v: [B, T, H, d_v] values.
+        alpha: [B, T, H] forgetting gate in [0, 1] (weight decay of the memory).
+        eta: [B, T, H] momentum decay in [0, 1] (0 disables momentum).
+        theta: [B, T, H] inner learning rate, >= 0.
+        weights: tuple of per-layer initial weights, each [B, H, d_out, d_in] (or [H, d_out, d_in]
+            shared over the batch): depth 1 ``([B, H, d_v, d_k],)``; depth 2
+            ``([B, H, d_h, d_k], [B, H, d_v, d_h])``.
+        momentum: initial surprise, same shapes as ``weights``; zeros if None.
+        chunk_size: tokens per chunk (gradients inside a chunk use the chunk-start weights).
+        activation: hidden activation of a deep memory: "silu", "gelu", "relu", "tanh", "identity".
+        mask: [B, T] or [B, T, H]; 0 / False means "not observed": theta = 0, nothing written.
+        backend: "auto" (triton on CUDA when available, else chunked), "reference" (per-token
+            loop), "chunked" (PyTorch closed form), "triton".
+        surprise_clamp: if set, each momentary surprise ``u_t`` is scaled so its Frobenius norm
+            (over all layers) is ``tau * tanh(||u_t|| / tau)`` (off in the paper's contract).
+
+    Returns:
+        ``y`` [B, T, H, d_v] in q's dtype, and the final state ``(weights_T, momentum_T)``: tuples
+        of fp32 tensors [B, H, d_out, d_in], to pass back in to continue the stream.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    weights, momentum, mask = validate_inputs(q, k, v, alpha, eta, theta, weights, momentum,
+                                              chunk_size, activation, mask)
+    if surprise_clamp is not None and not surprise_clamp > 0:
+        raise ValueError(f"surprise_clamp must be a positive number or None, got {surprise_clamp!r}")
+    if backend == "auto":
+        backend = "triton" if _triton_available(q.device) else "chunked"
+    if backend == "reference":
+        fn = memory_scan_reference
+    elif backend == "chunked":
+        fn = memory_scan_chunked
+    else:
+        from .triton_chunk import memory_scan_triton as fn
+    return fn(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, activation, mask,
+              surprise_clamp)

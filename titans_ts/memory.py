@@ -1,0 +1,175 @@
+"""``NeuralMemory``: the Titans long-term memory layer (LMM), titans-math.md sections 1-3.
+
+The layer only projects, convolves, gates and normalises; the memory itself is the functional op
+:func:`titans_ts.kernels.memory_scan.memory_scan` (backend chosen by device).
+
+    x [B, T, dim]
+      -> q, k, v = Linear(x), each through a causal depthwise Conv1d (kernel 4) and SiLU
+      -> q, k l2-normalised per head
+      -> alpha = sigmoid(Linear(x)), eta = sigmoid(Linear(x)), theta = max_lr * sigmoid(Linear(x))
+         (per token and head)
+      -> y = memory_scan(q, k, v, alpha, eta, theta, weights=W_0 (learned per head))
+      -> gated RMSNorm: RMSNorm(y) * SiLU(Linear(x)), then the output projection
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from titans_ts.kernels.memory_scan import memory_scan
+
+__all__ = ["NeuralMemory", "MemoryState"]
+
+
+class MemoryState(NamedTuple):
+    """Everything a stream needs to continue exactly: the memory's weights and momentum (tuples of
+    [B, H, d_out, d_in] fp32 tensors) and the causal convolution's last ``kernel - 1`` inputs
+    ([B, kernel - 1, 3 * H * head_dim])."""
+
+    weights: tuple[torch.Tensor, ...]
+    momentum: tuple[torch.Tensor, ...]
+    conv: torch.Tensor | None
+
+    def detach(self) -> "MemoryState":
+        return MemoryState(tuple(w.detach() for w in self.weights),
+                           tuple(s.detach() for s in self.momentum),
+                           None if self.conv is None else self.conv.detach())
+
+
+class NeuralMemory(nn.Module):
+    """The Titans neural long-term memory as a sequence layer.
+
+    Args:
+        dim: model width (input and output features).
+        heads: number of memory heads.
+        head_dim: key / value width per head (default ``dim // heads``).
+        depth: memory MLP depth ``L_M`` (1 = matrix memory; the paper finds >= 2 better).
+        expansion: hidden width of a deep memory as a multiple of ``head_dim``.
+        activation: hidden activation of the memory MLP.
+        chunk_size: tokens per chunk (gradients inside a chunk at the chunk-start weights).
+        conv_kernel: causal depthwise convolution width on q, k, v (0 disables it).
+        momentum: learn the momentum gate eta (False: eta = 0, plain gradient descent).
+        forgetting: learn the forgetting gate alpha (False: alpha = 0, no weight decay).
+        max_lr: theta = max_lr * sigmoid(.), the cap on the inner learning rate.
+        residual_memory: use ``M(x) = x + MLP(x)`` (computed exactly by shifting the values:
+            ``||k + MLP(k) - v||^2 = ||MLP(k) - (v - k)||^2``); the output is normalised by the
+            gated RMSNorm, giving the residual-norm memory wrapper.
+        surprise_clamp: soft clamp on each momentary surprise's norm (long-sequence stability).
+        backend: memory_scan backend ("auto", "chunked", "triton", "reference").
+    """
+
+    def __init__(self, dim: int, heads: int = 4, head_dim: int | None = None, depth: int = 2,
+                 expansion: float = 2.0, activation: str = "silu", chunk_size: int = 64,
+                 conv_kernel: int = 4, momentum: bool = True, forgetting: bool = True,
+                 max_lr: float = 0.1, residual_memory: bool = False,
+                 surprise_clamp: float | None = None, backend: str = "auto") -> None:
+        super().__init__()
+        if dim < 1 or heads < 1:
+            raise ValueError(f"dim and heads must be positive, got dim={dim}, heads={heads}")
+        head_dim = head_dim or dim // heads
+        if head_dim < 1:
+            raise ValueError(f"head_dim must be positive (dim={dim}, heads={heads})")
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        if not max_lr > 0:
+            raise ValueError(f"max_lr must be positive, got {max_lr}")
+        self.dim, self.heads, self.head_dim, self.depth = dim, heads, head_dim, depth
+        self.activation, self.chunk_size, self.backend = activation, chunk_size, backend
+        self.use_momentum, self.use_forgetting = momentum, forgetting
+        self.max_lr, self.residual_memory, self.surprise_clamp = max_lr, residual_memory, surprise_clamp
+        inner = heads * head_dim
+        self.qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.conv_kernel = conv_kernel
+        if conv_kernel > 1:
+            self.conv = nn.Conv1d(3 * inner, 3 * inner, conv_kernel, groups=3 * inner, bias=True)
+        else:
+            self.conv = None
+        self.gates = nn.Linear(dim, 3 * heads, bias=True)
+        hidden = max(1, int(round(head_dim * expansion)))
+        dims = [head_dim] + [hidden] * (depth - 1) + [head_dim]
+        self.init_weights = nn.ParameterList(
+            [nn.Parameter(torch.empty(heads, dims[i + 1], dims[i])) for i in range(depth)])
+        self.out_gate = nn.Linear(dim, inner, bias=False)
+        self.norm_weight = nn.Parameter(torch.ones(head_dim))
+        self.out_proj = nn.Linear(inner, dim, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for w in self.init_weights:
+            nn.init.normal_(w, std=1.0 / math.sqrt(w.shape[-1]))
+        with torch.no_grad():
+            # start with little forgetting (sigmoid(-4) ~ 0.018), strong momentum (sigmoid(2) ~ 0.88)
+            # and half the maximal inner learning rate
+            self.gates.weight.mul_(0.1)
+            b = self.gates.bias.view(3, self.heads)
+            b[0].fill_(-4.0)
+            b[1].fill_(2.0)
+            b[2].fill_(0.0)
+        if self.conv is not None:
+            nn.init.zeros_(self.conv.bias)
+
+    def initial_state(self, batch_size: int, device=None) -> MemoryState:
+        """The learned initial memory (weights W_0, momentum 0, empty convolution history)."""
+        device = device or self.init_weights[0].device
+        W = tuple(w.unsqueeze(0).expand(batch_size, *w.shape).float().to(device)
+                  for w in self.init_weights)
+        S = tuple(torch.zeros_like(w) for w in W)
+        return MemoryState(W, S, None)
+
+    def _conv(self, x: torch.Tensor, cache: torch.Tensor | None):
+        if self.conv is None:
+            return F.silu(x), None
+        k = self.conv_kernel
+        if cache is None:
+            cache = x.new_zeros(x.shape[0], k - 1, x.shape[2])
+        xin = torch.cat([cache.to(x.dtype), x], dim=1)  # [B, k - 1 + T, C]
+        y = F.conv1d(xin.transpose(1, 2), self.conv.weight, self.conv.bias,
+                     groups=self.conv.groups).transpose(1, 2)
+        return F.silu(y), xin[:, xin.shape[1] - (k - 1):]
+
+    def forward(self, x: torch.Tensor, state: MemoryState | None = None,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, MemoryState]:
+        """Args:
+            x: [B, T, dim].
+            state: a :class:`MemoryState` from a previous call to continue a stream (None: the
+                learned initial memory).
+            mask: [B, T] observed mask; unobserved tokens write nothing into the memory.
+
+        Returns ``(out [B, T, dim], state)``.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"NeuralMemory expects x of shape [B, T, {self.dim}], got {list(x.shape)}")
+        B, T, _ = x.shape
+        H, d = self.heads, self.head_dim
+        if state is None:
+            state = self.initial_state(B, x.device)
+        qkv, conv_cache = self._conv(self.qkv(x), state.conv)
+        q, k, v = qkv.view(B, T, 3, H, d).unbind(2)
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
+        if self.residual_memory:
+            v = v - k  # M(x) = x + MLP(x): fit MLP(k) to v - k, read q + MLP(q)
+        g = torch.sigmoid(self.gates(x).float()).view(B, T, 3, H)
+        alpha = g[:, :, 0] if self.use_forgetting else torch.zeros_like(g[:, :, 0])
+        eta = g[:, :, 1] if self.use_momentum else torch.zeros_like(g[:, :, 1])
+        theta = self.max_lr * g[:, :, 2]
+        y, (W, S) = memory_scan(q, k, v, alpha, eta, theta, weights=state.weights,
+                                momentum=state.momentum, chunk_size=self.chunk_size,
+                                activation=self.activation, mask=mask, backend=self.backend,
+                                surprise_clamp=self.surprise_clamp)
+        if self.residual_memory:
+            y = y + q
+        # gated RMSNorm per head, then the output projection
+        y = y * torch.rsqrt(y.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(y.dtype)
+        y = (y * self.norm_weight).reshape(B, T, H * d) * F.silu(self.out_gate(x))
+        return self.out_proj(y), MemoryState(W, S, conv_cache)
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, heads={self.heads}, head_dim={self.head_dim}, depth={self.depth}, "
+                f"chunk_size={self.chunk_size}, momentum={self.use_momentum}, "
+                f"forgetting={self.use_forgetting}, max_lr={self.max_lr}")
