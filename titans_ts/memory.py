@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from titans_ts.fused import causal_conv_silu, gated_rms_norm, l2_normalize
 from titans_ts.kernels.memory_scan import memory_scan
 
 __all__ = ["NeuralMemory", "MemoryState"]
@@ -122,15 +123,17 @@ class NeuralMemory(nn.Module):
         return MemoryState(W, S, None)
 
     def _conv(self, x: torch.Tensor, cache: torch.Tensor | None):
+        """Causal depthwise convolution + SiLU over time; returns the output and the new cache
+        (the last ``kernel - 1`` inputs, so a stream continues exactly)."""
         if self.conv is None:
             return F.silu(x), None
         k = self.conv_kernel
-        if cache is None:
-            cache = x.new_zeros(x.shape[0], k - 1, x.shape[2])
-        xin = torch.cat([cache.to(x.dtype), x], dim=1)  # [B, k - 1 + T, C]
-        y = F.conv1d(xin.transpose(1, 2), self.conv.weight, self.conv.bias,
-                     groups=self.conv.groups).transpose(1, 2)
-        return F.silu(y), xin[:, xin.shape[1] - (k - 1):]
+        y = causal_conv_silu(x, self.conv.weight[:, 0, :], self.conv.bias,
+                             None if cache is None else cache.to(x.dtype))
+        prev = x[:, -(k - 1):] if cache is None else torch.cat([cache.to(x.dtype), x[:, -(k - 1):]], 1)
+        if prev.shape[1] < k - 1:
+            prev = torch.cat([prev.new_zeros(prev.shape[0], k - 1 - prev.shape[1], prev.shape[2]), prev], 1)
+        return y, prev[:, prev.shape[1] - (k - 1):]
 
     def forward(self, x: torch.Tensor, state: MemoryState | None = None,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, MemoryState]:
@@ -150,10 +153,13 @@ class NeuralMemory(nn.Module):
             state = self.initial_state(B, x.device)
         qkv, conv_cache = self._conv(self.qkv(x), state.conv)
         q, k, v = qkv.view(B, T, 3, H, d).unbind(2)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
+        # q, k, v are handed to the op as [B, T, H, d] views of heads-first [B, H, T, d] buffers,
+        # the layout its chunks are cut from (so it copies nothing on the way in)
+        q = l2_normalize(q.transpose(1, 2)).transpose(1, 2)
+        k = l2_normalize(k.transpose(1, 2)).transpose(1, 2)
         if self.residual_memory:
             v = v - k  # M(x) = x + MLP(x): fit MLP(k) to v - k, read q + MLP(q)
+        v = v.transpose(1, 2).contiguous().transpose(1, 2)
         g = torch.sigmoid(self.gates(x).float()).view(B, T, 3, H)
         alpha = g[:, :, 0] if self.use_forgetting else torch.zeros_like(g[:, :, 0])
         eta = g[:, :, 1] if self.use_momentum else torch.zeros_like(g[:, :, 1])
@@ -165,9 +171,8 @@ class NeuralMemory(nn.Module):
         if self.residual_memory:
             y = y + q
         # gated RMSNorm per head, then the output projection
-        y = y * torch.rsqrt(y.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(y.dtype)
-        y = (y * self.norm_weight).reshape(B, T, H * d) * F.silu(self.out_gate(x))
-        return self.out_proj(y), MemoryState(W, S, conv_cache)
+        y = gated_rms_norm(y, self.norm_weight, self.out_gate(x).view(B, T, H, d))
+        return self.out_proj(y.reshape(B, T, H * d)), MemoryState(W, S, conv_cache)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, heads={self.heads}, head_dim={self.head_dim}, depth={self.depth}, "

@@ -7,7 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["compute_dtype", "ACTIVATIONS", "activation_fn", "activation_and_grad", "activation_grad2",
+__all__ = ["compute_dtype", "ACTIVATIONS", "activation_fn", "activation_and_grad",
+           "activation_backward", "activation_grad2",
            "soft_clamp_scale", "soft_clamp_scale_grad", "validate_inputs"]
 
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -54,6 +55,24 @@ def activation_and_grad(name: str, z: torch.Tensor) -> tuple[torch.Tensor, torch
         return t, 1 - t * t
     if name == "identity":
         return z, torch.ones_like(z)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def activation_backward(name: str, grad: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``grad * act'(z)``, in one fused ATen kernel when autograd is not recording (the
+    hand-written backward); written out when it is (the autograd twin differentiates it)."""
+    if torch.is_grad_enabled() and (grad.requires_grad or z.requires_grad):
+        return grad * activation_and_grad(name, z)[1]
+    if name == "silu":
+        return torch.ops.aten.silu_backward(grad, z)
+    if name == "gelu":
+        return torch.ops.aten.gelu_backward(grad, z)
+    if name == "tanh":
+        return torch.ops.aten.tanh_backward(grad, torch.tanh(z))
+    if name == "relu":
+        return grad * (z > 0).to(grad.dtype)
+    if name == "identity":
+        return grad
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 

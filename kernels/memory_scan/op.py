@@ -13,14 +13,15 @@ __all__ = ["memory_scan", "BACKENDS", "available_backends"]
 BACKENDS = ("auto", "reference", "chunked", "triton")
 
 
-def _triton_available(device: torch.device) -> bool:
+def _triton_for(device: torch.device, depth: int, chunk_size: int, activation: str, clamp) -> bool:
+    """Whether "auto" should take the triton backend: CUDA tensors and a supported configuration."""
     if device.type != "cuda":
         return False
     try:
-        from . import triton_chunk  # noqa: F401
+        from .triton_chunk import triton_supports
     except ImportError:
         return False
-    return True
+    return triton_supports(depth, chunk_size, activation, clamp)
 
 
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
@@ -79,8 +80,10 @@ def memory_scan(
         chunk_size: tokens per chunk (gradients inside a chunk use the chunk-start weights).
         activation: hidden activation of a deep memory: "silu", "gelu", "relu", "tanh", "identity".
         mask: [B, T] or [B, T, H]; 0 / False means "not observed": theta = 0, nothing written.
-        backend: "auto" (triton on CUDA when available, else chunked), "reference" (per-token
-            loop), "chunked" (PyTorch closed form), "triton".
+        backend: "auto" (triton for CUDA tensors when it supports the configuration: depth 1-2,
+            power-of-two chunk >= 16, no surprise clamp; else chunked), "reference" (per-token
+            loop), "chunked" (PyTorch closed form), "triton" (CUDA, or CPU under
+            ``TRITON_INTERPRET=1``).
         surprise_clamp: if set, each momentary surprise ``u_t`` is scaled so its Frobenius norm
             (over all layers) is ``tau * tanh(||u_t|| / tau)`` (off in the paper's contract).
 
@@ -95,7 +98,8 @@ def memory_scan(
     if surprise_clamp is not None and not surprise_clamp > 0:
         raise ValueError(f"surprise_clamp must be a positive number or None, got {surprise_clamp!r}")
     if backend == "auto":
-        backend = "triton" if _triton_available(q.device) else "chunked"
+        backend = ("triton" if _triton_for(q.device, len(weights), chunk_size, activation,
+                                           surprise_clamp) else "chunked")
     if backend == "reference":
         fn = memory_scan_reference
     elif backend == "chunked":
