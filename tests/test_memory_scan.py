@@ -49,7 +49,7 @@ def rel(a, b):
 def test_chunked_matches_reference(depth, chunk_size, T):
     inputs, W, S = make_inputs(T=T, depth=depth, seed=depth * 100 + chunk_size * 10 + T)
     ref_out, ref_grad = run(memory_scan_reference, inputs, W, S, torch.float64, chunk_size)
-    out, grad = run(memory_scan_chunked, inputs, W, S, torch.float32, chunk_size)
+    out, grad = run(memory_scan_chunked, inputs, W, S, torch.float32, chunk_size, backward="recompute")
     names = ["y"] + [f"W{i}_T" for i in range(depth)] + [f"S{i}_T" for i in range(depth)]
     for name, a, b in zip(names, out, ref_out):
         assert rel(a, b) < 1e-4, f"{name}: relative error {rel(a, b):.2e}"
@@ -62,15 +62,18 @@ def test_chunked_matches_reference(depth, chunk_size, T):
                                                      ("silu", 0.5, False), ("gelu", 0.3, True),
                                                      ("tanh", None, False)])
 def test_hand_written_backward_matches_autograd(activation, clamp, masked):
+    """Both hand-written modes == the autograd twin == the fp64 per-token reference."""
     inputs, W, S = make_inputs(T=45, depth=3, seed=7)
     mask = (torch.rand(2, 45, generator=torch.Generator().manual_seed(1)) > 0.3) if masked else None
     mask3 = mask[:, :, None].expand(2, 45, 2).float() if masked else None
     ref_out, ref_grad = run(memory_scan_reference, inputs, W, S, torch.float64, 8, activation, mask3, clamp)
     auto_out, auto_grad = run(memory_scan_chunked, inputs, W, S, torch.float64, 8, activation, mask3,
-                              clamp, _autograd=True)
-    out, grad = run(memory_scan_chunked, inputs, W, S, torch.float64, 8, activation, mask3, clamp)
-    for a, b, c in zip(out + grad, auto_out + auto_grad, ref_out + ref_grad):
-        assert rel(a, b) < 1e-9 and rel(a, c) < 1e-9
+                              clamp, backward="autograd")
+    for mode in ("recompute", "cache"):
+        out, grad = run(memory_scan_chunked, inputs, W, S, torch.float64, 8, activation, mask3, clamp,
+                        backward=mode)
+        for a, b, c in zip(out + grad, auto_out + auto_grad, ref_out + ref_grad):
+            assert rel(a, b) < 1e-9 and rel(a, c) < 1e-9
 
 
 def test_public_op_streaming_equals_one_call():

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from titans_ts.fused import causal_conv_silu, gated_rms_norm, l2_normalize
 from titans_ts.kernels.memory_scan import memory_scan
+from titans_ts.kernels.memory_scan.common import activation_fn
 
 __all__ = ["NeuralMemory", "MemoryState"]
 
@@ -117,9 +118,11 @@ class NeuralMemory(nn.Module):
     def initial_state(self, batch_size: int, device=None) -> MemoryState:
         """The learned initial memory (weights W_0, momentum 0, empty convolution history)."""
         device = device or self.init_weights[0].device
-        W = tuple(w.unsqueeze(0).expand(batch_size, *w.shape).float().to(device)
+        # broadcast views over the batch (stride 0): the op then reads the shared initial memory
+        # with one matmul per head instead of one per sequence
+        W = tuple(w.float().to(device).unsqueeze(0).expand(batch_size, *w.shape)
                   for w in self.init_weights)
-        S = tuple(torch.zeros_like(w) for w in W)
+        S = tuple(torch.zeros(w.shape[1:], device=device).expand_as(w) for w in W)
         return MemoryState(W, S, None)
 
     def _conv(self, x: torch.Tensor, cache: torch.Tensor | None):
@@ -136,12 +139,14 @@ class NeuralMemory(nn.Module):
         return y, prev[:, prev.shape[1] - (k - 1):]
 
     def forward(self, x: torch.Tensor, state: MemoryState | None = None,
-                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, MemoryState]:
+                mask: torch.Tensor | None = None,
+                return_state: bool = True) -> tuple[torch.Tensor, MemoryState | None]:
         """Args:
             x: [B, T, dim].
             state: a :class:`MemoryState` from a previous call to continue a stream (None: the
                 learned initial memory).
             mask: [B, T] observed mask; unobserved tokens write nothing into the memory.
+            return_state: False skips the final state (returned as None).
 
         Returns ``(out [B, T, dim], state)``.
         """
@@ -164,15 +169,41 @@ class NeuralMemory(nn.Module):
         alpha = g[:, :, 0] if self.use_forgetting else torch.zeros_like(g[:, :, 0])
         eta = g[:, :, 1] if self.use_momentum else torch.zeros_like(g[:, :, 1])
         theta = self.max_lr * g[:, :, 2]
-        y, (W, S) = memory_scan(q, k, v, alpha, eta, theta, weights=state.weights,
-                                momentum=state.momentum, chunk_size=self.chunk_size,
-                                activation=self.activation, mask=mask, backend=self.backend,
-                                surprise_clamp=self.surprise_clamp)
+        y, final = memory_scan(q, k, v, alpha, eta, theta, weights=state.weights,
+                               momentum=state.momentum, chunk_size=self.chunk_size,
+                               activation=self.activation, mask=mask, backend=self.backend,
+                               surprise_clamp=self.surprise_clamp, output_final_state=return_state)
         if self.residual_memory:
             y = y + q
         # gated RMSNorm per head, then the output projection
         y = gated_rms_norm(y, self.norm_weight, self.out_gate(x).view(B, T, H, d))
-        return self.out_proj(y.reshape(B, T, H * d)), MemoryState(W, S, conv_cache)
+        out = self.out_proj(y.reshape(B, T, H * d))
+        return out, (MemoryState(final[0], final[1], conv_cache) if return_state else None)
+
+    def retrieve(self, x: torch.Tensor, state: MemoryState | None = None) -> torch.Tensor:
+        """Read the memory without writing: ``M_W(q(x))`` with the weights of ``state`` (the
+        learned initial memory if None), through the same output gate and projection.
+
+        Args:
+            x: [B, T, dim]. Returns [B, T, dim].
+        """
+        B, T, _ = x.shape
+        H, d = self.heads, self.head_dim
+        if state is None:
+            state = self.initial_state(B, x.device)
+        qkv, _ = self._conv(self.qkv(x), state.conv)
+        q = l2_normalize(qkv.view(B, T, 3, H, d)[:, :, 0])
+        act = activation_fn(self.activation)
+        h = q.float()
+        for i, w in enumerate(state.weights):
+            h = torch.einsum("bthi,bhoi->btho", h, w)
+            if i < len(state.weights) - 1:
+                h = act(h)
+        y = h.to(x.dtype)
+        if self.residual_memory:
+            y = y + q
+        y = gated_rms_norm(y, self.norm_weight, self.out_gate(x).view(B, T, H, d))
+        return self.out_proj(y.reshape(B, T, H * d))
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, heads={self.heads}, head_dim={self.head_dim}, depth={self.depth}, "

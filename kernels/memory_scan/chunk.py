@@ -23,9 +23,11 @@ Training differentiates through the inner updates. The gate coefficients (cheap,
 once) are differentiated by autograd; the chunk loop is one ``torch.autograd.Function`` with a
 hand-derived backward (:func:`chunk_backward`) that keeps only the chunk-start states and
 recomputes each chunk's intermediates, so memory is ``O(T d + chunks |W|)`` and the backward is
-dense matmuls. The same per-chunk forward run under autograd (``_autograd=True``) is the twin the
-tests hold the hand-written backward to; the per-token loop in ``naive.py`` is the specification
-both are held to.
+dense matmuls. The same per-chunk forward run under plain autograd (``backward="autograd"``) is
+the twin the tests hold the hand-written backward to, and also the faster choice for small
+problems (a few chunks of small matrices, where recomputation and bookkeeping dominate), which
+``backward="auto"`` picks by the size of what autograd would keep; the per-token loop in
+``naive.py`` is the specification all of them are held to.
 """
 
 from __future__ import annotations
@@ -126,16 +128,31 @@ def _key_pass(W, k, v, activation):
     return hs, zs, deltas
 
 
+def _shared(b: torch.Tensor) -> bool:
+    """A [B, H, m, n] operand that is one [H, m, n] tensor broadcast over the batch (the learned
+    initial memory before any write): stride 0 on the batch axis."""
+    return b.dim() == 4 and b.shape[0] > 1 and b.stride(0) == 0
+
+
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` over any leading dims as one ``bmm`` on 3-D views (``matmul`` on 4-D operands
-    copies transposed / sliced operands first; ``bmm`` hands their strides to BLAS)."""
+    """``a @ b`` for [B, H, r, m] @ [B, H, m, n], as one ``bmm`` on 3-D views (``matmul`` on 4-D
+    operands copies transposed / sliced operands first; ``bmm`` hands their strides to BLAS).
+    When ``b`` is shared over the batch, one matmul per head over all ``B * r`` rows instead of
+    ``B * H`` small ones."""
+    if _shared(b) and a.dim() == 4:
+        B, H, r, m = a.shape
+        out = torch.matmul(a.transpose(0, 1).reshape(H, B * r, m), b[0])
+        return out.view(H, B, r, -1).transpose(0, 1)
     out = torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
     return out.view(*a.shape[:-2], *out.shape[-2:])
 
 
 def _addmm_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0) -> None:
-    """In place ``c += alpha * a @ b`` (c may be a strided view, e.g. the W half of a stacked
-    state; only ever on buffers the hand-written backward owns)."""
+    """In place ``c += alpha * a @ b`` on a contiguous buffer (``baddbmm_`` into a strided view
+    falls back to one BLAS call per matrix)."""
+    if _shared(b):
+        c.add_(_mm(a, b), alpha=alpha)
+        return
     c.view(-1, *c.shape[-2:]).baddbmm_(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]),
                                        alpha=alpha)
 
@@ -301,7 +318,7 @@ def chunk_backward(qc, kc, vc, th, coef, WS, activation, clamp, dy, dWSn, cache=
     for layer in range(L - 1):
         g = activation_backward(activation, ddelta[layer], zs[layer])
         _addmm_(ddelta[layer + 1], g, _tr(W[layer + 1]))
-        _addmm_(dWS[layer + 1][..., : W[layer + 1].shape[-2], :], _tr(deltas[layer + 1]), g)
+        dWS[layer + 1][..., : W[layer + 1].shape[-2], :] += _mm(_tr(deltas[layer + 1]), g)
         back = _mm(deltas[layer + 1], W[layer + 1])
         dz[layer] = ddelta[layer] * back * activation_grad2(activation, zs[layer])
     dzL = 2.0 * ddelta[L - 1]  # delta_L = 2 (z_L - v)
@@ -309,7 +326,7 @@ def chunk_backward(qc, kc, vc, th, coef, WS, activation, clamp, dy, dWSn, cache=
     # ... then the forward pass z_l = h_{l-1} W_l^T, h_l = act(z_l)
     g = dzL
     for layer in range(L - 1, -1, -1):
-        _addmm_(dWS[layer][..., : g.shape[-1], :], _tr(g), hs[layer])
+        dWS[layer][..., : g.shape[-1], :] += _mm(_tr(g), hs[layer])
         _addmm_(dh[layer], g, W[layer])
         if layer > 0:
             g = activation_backward(activation, dh[layer], zs[layer - 1]) + dz[layer - 1]
@@ -325,7 +342,7 @@ class _ChunkScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, meta, qc, kc, vc, tc, *rest):
-        L, activation, clamp, recompute = meta
+        L, activation, clamp, recompute, final = meta
         coefs = dict(zip(COEF_KEYS, rest[:len(COEF_KEYS)]))
         WS = list(rest[len(COEF_KEYS):])
         n = qc.shape[2]
@@ -334,22 +351,27 @@ class _ChunkScan(torch.autograd.Function):
         for c in range(n):
             states.append(WS)
             coef = {k: v[:, :, c] for k, v in coefs.items()}
-            y[:, :, c], WS, cache = chunk_forward(qc[:, :, c], kc[:, :, c], vc[:, :, c],
-                                                  tc[:, :, c], coef, WS, activation, clamp,
-                                                  keep=not recompute)
+            y[:, :, c], WS_next, cache = chunk_forward(qc[:, :, c], kc[:, :, c], vc[:, :, c],
+                                                       tc[:, :, c], coef, WS, activation, clamp,
+                                                       keep=not recompute,
+                                                       advance=final or c < n - 1)
             caches.append(cache)
+            WS = WS_next
         ctx.meta = meta
         ctx.states = states
         ctx.caches = caches
         ctx.save_for_backward(qc, kc, vc, tc, *rest[:len(COEF_KEYS)])
+        if not final:  # placeholders: nothing downstream reads the final state
+            WS = [qc.new_zeros(()) for _ in range(L)]
         return (y, *WS)
 
     @staticmethod
     def backward(ctx, dy, *dWSn):
-        L, activation, clamp, _ = ctx.meta
+        L, activation, clamp, _, final = ctx.meta
         qc, kc, vc, tc, *coef_list = ctx.saved_tensors
         coefs = dict(zip(COEF_KEYS, coef_list))
-        dWSn = list(dWSn)
+        dWSn = list(dWSn) if final else [torch.zeros(s.shape, dtype=s.dtype, device=s.device)
+                                          for s in ctx.states[-1]]
         n = qc.shape[2]
         dq, dk, dv = torch.empty_like(qc), torch.empty_like(kc), torch.empty_like(vc)
         dt = torch.empty_like(tc)
@@ -367,21 +389,41 @@ class _ChunkScan(torch.autograd.Function):
         return (None, dq, dk, dv, dt, *[dcoefs[k] for k in COEF_KEYS], *dWSn)
 
 
+AUTOGRAD_MAX_BYTES = 256 * 2**20
+
+
+def _autograd_footprint(B, H, n, b, widths, state_numel) -> int:
+    """Rough bytes plain autograd keeps for the backward: per token the activations of every
+    layer (several copies) plus one stacked state per chunk."""
+    return 4 * (B * H * n * b * 6 * sum(widths) + B * H * n * state_numel * 3)
+
+
 def memory_scan_chunked(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, activation,
-                        mask=None, surprise_clamp=None, recompute=True, _autograd=False):
+                        mask=None, surprise_clamp=None, backward: str = "auto",
+                        output_final_state: bool = True):
     """Chunked closed form. Shapes as :func:`titans_ts.kernels.memory_scan.memory_scan`.
 
-    ``recompute=True`` (default) keeps only the chunk-start states for the backward and
-    recomputes each chunk's intermediates there; ``False`` keeps them (on CPU about 4 % faster for
-    about 1.8x the memory at dim 256, T = 4k).
-    ``_autograd=True`` runs the same per-chunk forward under plain autograd (the twin that the
-    hand-written backward is tested against).
+    ``backward`` chooses how gradients are computed (the values are identical):
+
+    * ``"recompute"``: the hand-written backward, keeping only chunk-start states and
+      recomputing each chunk's intermediates (least memory; best for long sequences);
+    * ``"cache"``: the hand-written backward with the forward's intermediates kept;
+    * ``"autograd"``: plain autograd through the per-chunk forward (the twin the hand-written
+      backward is tested against; fastest for small problems);
+    * ``"auto"``: ``"autograd"`` when what it keeps is under 256 MiB, else ``"recompute"``.
     """
+    if backward not in ("auto", "recompute", "cache", "autograd"):
+        raise ValueError(f"backward must be 'auto', 'recompute', 'cache' or 'autograd', got {backward!r}")
     out_dtype = q.dtype
     B, T, H, _ = q.shape
     L = len(weights)
     dt = compute_dtype(q, k, v, *weights)
-    WS = [torch.cat([w.to(dt), s.to(dt)], dim=-2) for w, s in zip(weights, momentum)]
+    WS = []
+    for w, s in zip(weights, momentum):
+        if _shared(w) and _shared(s):  # keep the batch broadcast (one matmul per head later)
+            WS.append(torch.cat([w[0].to(dt), s[0].to(dt)], dim=-2).unsqueeze(0).expand(B, -1, -1, -1))
+        else:
+            WS.append(torch.cat([w.to(dt), s.to(dt)], dim=-2))
     if T == 0:
         return q.new_zeros(B, 0, H, v.shape[-1]), (tuple(w.to(dt) for w in weights),
                                                    tuple(s.to(dt) for s in momentum))
@@ -405,18 +447,28 @@ def memory_scan_chunked(q, k, v, alpha, eta, theta, weights, momentum, chunk_siz
     last = torch.full((n,), b - 1, dtype=torch.long, device=q.device)
     last[-1] = b - 1 - pad
     coefs = chunk_gate_coefficients(ac, ec, last)
-    if _autograd:
+    if backward == "auto":
+        widths = [w.shape[-2] + w.shape[-1] for w in weights]
+        state_numel = sum(2 * w.shape[-2] * w.shape[-1] for w in weights)
+        small = _autograd_footprint(B, H, n, b, widths, state_numel) < AUTOGRAD_MAX_BYTES
+        backward = "autograd" if small else "recompute"
+    if backward == "autograd":
         ys = []
         for c in range(n):
             coef = {key: val[:, :, c] for key, val in coefs.items()}
-            y, WS, _ = chunk_forward(qc[:, :, c], kc[:, :, c], vc[:, :, c], tc[:, :, c], coef,
-                                     WS, activation, surprise_clamp)
+            y, WS_next, _ = chunk_forward(qc[:, :, c], kc[:, :, c], vc[:, :, c], tc[:, :, c], coef,
+                                          WS, activation, surprise_clamp,
+                                          advance=output_final_state or c < n - 1)
             ys.append(y)
+            WS = WS_next
         y = torch.stack(ys, dim=2)
     else:
-        out = _ChunkScan.apply((L, activation, surprise_clamp, recompute), qc, kc, vc, tc,
+        out = _ChunkScan.apply((L, activation, surprise_clamp, backward == "recompute",
+                                output_final_state), qc, kc, vc, tc,
                                *[coefs[key] for key in COEF_KEYS], *WS)
         y, WS = out[0], list(out[1:])
     y = y.reshape(B, H, n * b, -1)[:, :, :T].transpose(1, 2)
+    if not output_final_state:
+        return y.to(out_dtype), None
     halves = [x.split(x.shape[-2] // 2, dim=-2) for x in WS]
     return y.to(out_dtype), (tuple(h[0] for h in halves), tuple(h[1] for h in halves))

@@ -162,8 +162,9 @@ def validate_inputs(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, a
         full.append(w)
     if d_in != dv:
         raise ValueError(f"the last memory layer must output d_v = {dv}, it outputs {d_in}")
-    if momentum is None:
-        momentum = tuple(torch.zeros(w.shape, dtype=torch.float32, device=w.device) for w in full)
+    if momentum is None:  # zeros, broadcast over the batch like the initial weights usually are
+        momentum = tuple(torch.zeros(w.shape[1:], dtype=torch.float32, device=w.device).expand_as(w)
+                         for w in full)
     else:
         if isinstance(momentum, torch.Tensor):
             momentum = (momentum,)

@@ -54,6 +54,7 @@ def memory_scan(
     mask: torch.Tensor | None = None,
     backend: str = "auto",
     surprise_clamp: float | None = None,
+    output_final_state: bool = True,
 ):
     """Run the Titans neural long-term memory over a sequence (titans-math.md sections 1-2).
 
@@ -86,6 +87,8 @@ def memory_scan(
             ``TRITON_INTERPRET=1``).
         surprise_clamp: if set, each momentary surprise ``u_t`` is scaled so its Frobenius norm
             (over all layers) is ``tau * tanh(||u_t|| / tau)`` (off in the paper's contract).
+        output_final_state: False skips computing the final state (returned as None) when only
+            the outputs are needed.
 
     Returns:
         ``y`` [B, T, H, d_v] in q's dtype, and the final state ``(weights_T, momentum_T)``: tuples
@@ -100,11 +103,13 @@ def memory_scan(
     if backend == "auto":
         backend = ("triton" if _triton_for(q.device, len(weights), chunk_size, activation,
                                            surprise_clamp) else "chunked")
+    args = (q, k, v, alpha, eta, theta, weights, momentum, chunk_size, activation, mask, surprise_clamp)
+    if backend == "chunked":
+        return memory_scan_chunked(*args, output_final_state=output_final_state)
     if backend == "reference":
-        fn = memory_scan_reference
-    elif backend == "chunked":
-        fn = memory_scan_chunked
+        y, state = memory_scan_reference(*args)
     else:
-        from .triton_chunk import memory_scan_triton as fn
-    return fn(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, activation, mask,
-              surprise_clamp)
+        from .triton_chunk import memory_scan_triton
+
+        y, state = memory_scan_triton(*args)
+    return y, (state if output_final_state else None)

@@ -1,0 +1,217 @@
+"""Titans blocks over a token sequence [N, T, D]: LMM, MAC, MAG, MAL (titans-math.md section 4).
+
+Every block is causal along T (token t never sees tokens > t), takes and returns a per-block
+memory state so long series can be streamed, and accepts an observed mask [N, T] (unobserved
+tokens write nothing into the memory). Residual connections and pre-norms (RMSNorm) around every
+sub-layer; each block ends with a feature-mixing MLP.
+
+Choices the paper leaves open, made here:
+
+* **LMM** (the paper's time-series configuration, the neural memory in place of Mamba in a
+  Simba-style block): ``x += Memory(norm(x)); x += MLP(norm(x))``.
+* **Attention**: multi-head ``scaled_dot_product_attention`` with an explicit boolean mask; a
+  causal sliding window of ``window`` tokens (``None`` = unlimited); ``n_persistent`` learned
+  tokens (Eq. 19) are prepended to the keys and values and are visible to every query.
+* **MAG** (Eq. 26-28): attention and memory read the same normed input in parallel; the output
+  is ``RMSNorm_a(attn) * sigmoid(RMSNorm_m(mem))`` (both norms with learned scale vectors), then
+  a linear map.
+* **MAL** (Eq. 29-31): ``x += Memory(norm(x)); x += SWA(norm(x))``.
+* **MAC** (Eq. 21-25): the sequence is cut into segments of ``segment_len`` tokens. For each
+  segment: read ``h = M*_{s-1}(x W_Q)`` from the memory as it was before the segment (no write);
+  attend over ``[persistent || h || segment]`` (the segment causally, persistent and h fully);
+  write the attention output ``y`` into the memory, which reads ``M*_t(y_t)`` token by token;
+  output ``y * sigmoid(M*(y))`` (the non-linear gate), then a linear map.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .memory import MemoryState, NeuralMemory
+
+__all__ = ["RMSNorm", "MLP", "Attention", "LMMBlock", "MACBlock", "MAGBlock", "MALBlock",
+           "make_block", "VARIANTS"]
+
+VARIANTS = ("lmm", "mac", "mag", "mal")
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class MLP(nn.Module):
+    """Feature (channel) mixing: Linear -> GELU -> Linear (dropout sits on the residual branch)."""
+
+    def __init__(self, dim: int, expansion: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        hidden = max(1, int(dim * expansion))
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head attention of a token sequence over itself, causal with an optional sliding
+    window, with ``n_persistent`` learned key/value tokens that every query sees."""
+
+    def __init__(self, dim: int, heads: int = 4, window: int | None = None, n_persistent: int = 0,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention dim {dim} must be divisible by heads {heads}")
+        self.dim, self.heads, self.window = dim, heads, window
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+        self.persistent = nn.Parameter(torch.randn(n_persistent, dim) * 0.02) if n_persistent else None
+        self.dropout = dropout
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        N, T, _ = t.shape
+        return t.view(N, T, self.heads, self.dim // self.heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """x [N, T, D] queries (and keys/values); ``prefix`` [N, P, D] extra tokens visible to
+        every query (MAC's retrieved memory). Returns [N, T, D]."""
+        N, T, D = x.shape
+        extra = []
+        if self.persistent is not None:
+            extra.append(self.persistent.unsqueeze(0).expand(N, -1, -1))
+        if prefix is not None:
+            extra.append(prefix)
+        n_extra = sum(e.shape[1] for e in extra)
+        seq = torch.cat(extra + [x], dim=1) if extra else x
+        q, k, v = self.qkv(seq).chunk(3, dim=-1)
+        q = q[:, n_extra:]
+        i = torch.arange(T, device=x.device).view(T, 1)
+        j = torch.arange(T, device=x.device).view(1, T)
+        allowed = j <= i
+        if self.window is not None:
+            allowed = allowed & (j > i - self.window)
+        mask = torch.cat([torch.ones(T, n_extra, dtype=torch.bool, device=x.device), allowed], 1)
+        o = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v),
+                                           attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(o.transpose(1, 2).reshape(N, T, D))
+
+
+def _memory(dim: int, memory_kwargs: dict[str, Any] | None) -> NeuralMemory:
+    return NeuralMemory(dim, **(memory_kwargs or {}))
+
+
+class LMMBlock(nn.Module):
+    """Memory only (the paper's time-series configuration)."""
+
+    def __init__(self, dim: int, memory_kwargs: dict | None = None, mlp_expansion: float = 2.0,
+                 dropout: float = 0.0, **_: Any) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(dim), RMSNorm(dim)
+        self.memory = _memory(dim, memory_kwargs)
+        self.mlp = MLP(dim, mlp_expansion, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True):
+        m, state = self.memory(self.norm1(x), state, mask, return_state)
+        x = x + self.drop(m)
+        x = x + self.drop(self.mlp(self.norm2(x)))
+        return x, state
+
+
+class MALBlock(nn.Module):
+    """Memory as a layer, then sliding-window attention."""
+
+    def __init__(self, dim: int, memory_kwargs: dict | None = None, mlp_expansion: float = 2.0,
+                 dropout: float = 0.0, attn_heads: int = 4, window: int | None = None,
+                 n_persistent: int = 4, **_: Any) -> None:
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = RMSNorm(dim), RMSNorm(dim), RMSNorm(dim)
+        self.memory = _memory(dim, memory_kwargs)
+        self.attn = Attention(dim, attn_heads, window, n_persistent, dropout)
+        self.mlp = MLP(dim, mlp_expansion, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True):
+        m, state = self.memory(self.norm1(x), state, mask, return_state)
+        x = x + self.drop(m)
+        x = x + self.drop(self.attn(self.norm2(x)))
+        x = x + self.drop(self.mlp(self.norm3(x)))
+        return x, state
+
+
+class MAGBlock(nn.Module):
+    """Sliding-window attention and memory in parallel, combined by a non-linear gate."""
+
+    def __init__(self, dim: int, memory_kwargs: dict | None = None, mlp_expansion: float = 2.0,
+                 dropout: float = 0.0, attn_heads: int = 4, window: int | None = None,
+                 n_persistent: int = 4, **_: Any) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(dim), RMSNorm(dim)
+        self.memory = _memory(dim, memory_kwargs)
+        self.attn = Attention(dim, attn_heads, window, n_persistent, dropout)
+        self.norm_attn, self.norm_mem = RMSNorm(dim), RMSNorm(dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = MLP(dim, mlp_expansion, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True):
+        h = self.norm1(x)
+        a = self.attn(h)
+        m, state = self.memory(h, state, mask, return_state)
+        x = x + self.drop(self.proj(self.norm_attn(a) * torch.sigmoid(self.norm_mem(m))))
+        x = x + self.drop(self.mlp(self.norm2(x)))
+        return x, state
+
+
+class MACBlock(nn.Module):
+    """Memory as context: per segment, retrieve -> attend -> write -> retrieve and gate."""
+
+    def __init__(self, dim: int, memory_kwargs: dict | None = None, mlp_expansion: float = 2.0,
+                 dropout: float = 0.0, attn_heads: int = 4, segment_len: int = 16,
+                 n_persistent: int = 4, **_: Any) -> None:
+        super().__init__()
+        if segment_len < 1:
+            raise ValueError(f"segment_len must be >= 1, got {segment_len}")
+        self.segment_len = segment_len
+        self.norm1, self.norm2 = RMSNorm(dim), RMSNorm(dim)
+        self.memory = _memory(dim, memory_kwargs)
+        self.attn = Attention(dim, attn_heads, None, n_persistent, dropout)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = MLP(dim, mlp_expansion, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True):
+        h = self.norm1(x)
+        outs = []
+        for s in range(0, x.shape[1], self.segment_len):
+            seg = h[:, s:s + self.segment_len]
+            seg_mask = mask[:, s:s + self.segment_len] if mask is not None else None
+            retrieved = self.memory.retrieve(seg, state)  # M*_{s-1}(q): read only
+            y = self.attn(seg, prefix=retrieved)
+            last = s + self.segment_len >= x.shape[1]
+            # write y, read M*_t(y_t); the state is needed for the next segment
+            m, state = self.memory(y, state, seg_mask, return_state or not last)
+            outs.append(y * torch.sigmoid(m))
+        x = x + self.drop(self.proj(torch.cat(outs, dim=1)))
+        x = x + self.drop(self.mlp(self.norm2(x)))
+        return x, state
+
+
+_BLOCKS = {"lmm": LMMBlock, "mac": MACBlock, "mag": MAGBlock, "mal": MALBlock}
+
+
+def make_block(variant: str, dim: int, **kwargs: Any) -> nn.Module:
+    """A block of the given variant ("lmm", "mac", "mag", "mal")."""
+    if variant not in _BLOCKS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return _BLOCKS[variant](dim, **kwargs)

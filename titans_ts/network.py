@@ -1,0 +1,234 @@
+"""``TitansNet``: the forecasting network (a plain ``nn.Module``; it knows nothing of training).
+
+    past [B, L, C] (+ observed mask)
+      -> RevIN: per window and channel, subtract the mean and divide by the std of the observed
+         context (optionally a learned affine per channel)
+      -> tokeniser:
+           "patch"   channel-independent patches (PatchTST-style): each channel becomes its own
+                     sequence of ceil((L - patch_len) / stride) + 1 (+1 end-padding) tokens;
+           "variate" one token per channel (iTransformer-style): the whole context of a channel,
+                     embedded by a linear map; the blocks then run over the channel axis
+      -> Titans blocks (LMM / MAC / MAG / MAL), causal along the token axis
+      -> head: "point" (one value per step), "quantile" (one per level), "student_t"
+         (location, scale, degrees of freedom)
+      -> RevIN inverse
+    forecast [B, H, C] (point), [B, H, C, Q] (quantiles) or a StudentT distribution.
+
+The observed mask travels with the values: masked context values enter as 0 together with the
+mask itself (each patch embeds values and mask), a token with no observed value writes nothing
+into the memory, and RevIN statistics use observed values only.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .blocks import VARIANTS, RMSNorm, make_block
+
+__all__ = ["TitansNet", "RevIN", "HEADS", "TOKENIZERS"]
+
+HEADS = ("point", "quantile", "student_t")
+TOKENIZERS = ("patch", "variate")
+
+
+class RevIN(nn.Module):
+    """Reversible instance normalisation over the time axis, observed values only."""
+
+    def __init__(self, n_channels: int | None = None, affine: bool = False, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        if affine:
+            if not n_channels:
+                raise ValueError("RevIN(affine=True) needs n_channels")
+            self.weight = nn.Parameter(torch.ones(n_channels))
+            self.bias = nn.Parameter(torch.zeros(n_channels))
+        else:
+            self.weight = self.bias = None
+
+    def normalize(self, x: torch.Tensor, mask: torch.Tensor | None):
+        """x [B, L, C] -> (normalised x, (mean, std)) with statistics [B, 1, C]."""
+        if mask is None:
+            mean = x.mean(1, keepdim=True)
+            var = x.var(1, keepdim=True, unbiased=False)
+        else:
+            m = mask.to(x.dtype)
+            n = m.sum(1, keepdim=True).clamp_min(1.0)
+            mean = (x * m).sum(1, keepdim=True) / n
+            var = (((x - mean) * m) ** 2).sum(1, keepdim=True) / n
+        std = torch.sqrt(var + self.eps)
+        out = (x - mean) / std
+        if mask is not None:
+            out = out * mask.to(x.dtype)
+        if self.weight is not None:
+            out = out * self.weight + self.bias
+        return out, (mean, std)
+
+    def denormalize_scale(self, std: torch.Tensor) -> torch.Tensor:
+        """The factor mapping a normalised spread back (std / affine weight)."""
+        if self.weight is not None:
+            return std / (self.weight.abs() + self.eps)
+        return std
+
+    def denormalize(self, y: torch.Tensor, stats) -> torch.Tensor:
+        """y [B, H, C, ...] back to the input scale."""
+        mean, std = stats
+        extra = y.dim() - 3
+        shape = (mean.shape[0], 1, mean.shape[2]) + (1,) * extra
+        if self.weight is not None:
+            y = (y - self.bias.view(1, 1, -1, *([1] * extra))) / (
+                self.weight.view(1, 1, -1, *([1] * extra)) + self.eps)
+        return y * std.view(shape) + mean.view(shape)
+
+
+class TitansNet(nn.Module):
+    """Titans backbone for multivariate forecasting.
+
+    Args:
+        seq_len: context length L.
+        horizon: forecast length H.
+        n_channels: number of channels C (needed for ``revin_affine``; otherwise any C works).
+        tokenizer: "patch" or "variate".
+        patch_len, stride: patching (tokenizer "patch").
+        d_model: token width.
+        n_layers: number of blocks.
+        variant: "lmm", "mac", "mag" or "mal".
+        memory: keyword arguments of :class:`titans_ts.NeuralMemory` (heads, depth, expansion,
+            chunk_size, momentum, forgetting, max_lr, ...).
+        attn_heads, window, n_persistent, segment_len: attention options (MAC / MAG / MAL).
+        mlp_expansion, dropout: block MLP width and dropout.
+        head: "point", "quantile" or "student_t".
+        quantiles: levels of the quantile head.
+        revin, revin_affine: instance normalisation.
+    """
+
+    def __init__(self, seq_len: int, horizon: int, n_channels: int | None = None,
+                 tokenizer: str = "patch", patch_len: int = 16, stride: int = 8,
+                 d_model: int = 64, n_layers: int = 2, variant: str = "lmm",
+                 memory: dict | None = None, attn_heads: int = 4, window: int | None = None,
+                 n_persistent: int = 4, segment_len: int = 16, mlp_expansion: float = 2.0,
+                 dropout: float = 0.1, head: str = "point",
+                 quantiles: Sequence[float] = (0.1, 0.5, 0.9), revin: bool = True,
+                 revin_affine: bool = False) -> None:
+        super().__init__()
+        for name, val, allowed in (("tokenizer", tokenizer, TOKENIZERS), ("variant", variant, VARIANTS),
+                                   ("head", head, HEADS)):
+            if val not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {val!r}")
+        if seq_len < 1 or horizon < 1:
+            raise ValueError(f"seq_len and horizon must be positive, got {seq_len}, {horizon}")
+        quantiles = tuple(float(q) for q in quantiles)
+        if head == "quantile" and (not quantiles or not all(0 < q < 1 for q in quantiles)):
+            raise ValueError(f"quantiles must be levels in (0, 1), got {quantiles}")
+        self.seq_len, self.horizon, self.tokenizer = seq_len, horizon, tokenizer
+        self.head_kind, self.quantiles = head, quantiles
+        self.revin = RevIN(n_channels, revin_affine) if revin else None
+        memory = dict(memory or {})
+        memory.setdefault("heads", 4)
+        if tokenizer == "patch":
+            if patch_len < 1 or stride < 1:
+                raise ValueError("patch_len and stride must be positive")
+            self.patch_len, self.stride = patch_len, stride
+            self.n_tokens = max(0, (seq_len - patch_len)) // stride + 2 if seq_len >= patch_len else 1
+            self.embed = nn.Linear(2 * patch_len, d_model)
+        else:
+            self.n_tokens = None
+            self.embed = nn.Linear(2 * seq_len, d_model)
+        self.pos = nn.Parameter(torch.randn(self.n_tokens or 1, d_model) * 0.02) if tokenizer == "patch" else None
+        self.blocks = nn.ModuleList([
+            make_block(variant, d_model, memory_kwargs=memory, mlp_expansion=mlp_expansion,
+                       dropout=dropout, attn_heads=attn_heads, window=window,
+                       n_persistent=n_persistent, segment_len=segment_len)
+            for _ in range(n_layers)
+        ])
+        self.norm = RMSNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.k_out = {"point": 1, "quantile": len(quantiles), "student_t": 3}[head]
+        if tokenizer == "patch":
+            self.proj = nn.Linear(self.n_tokens * d_model, horizon * self.k_out)
+        else:
+            self.proj = nn.Linear(d_model, horizon * self.k_out)
+
+    # ------------------------------------------------------------------ tokenisers
+    def _patches(self, x: torch.Tensor, m: torch.Tensor):
+        """[N, L] values and mask -> [N, n_tokens, 2 * patch_len] and token mask [N, n_tokens]."""
+        L = x.shape[1]
+        if L < self.patch_len:
+            padx = F.pad(x, (self.patch_len - L, 0))
+            padm = F.pad(m, (self.patch_len - L, 0))
+            return torch.cat([padx, padm], -1).unsqueeze(1), padm.amax(-1, keepdim=True) > 0
+        # end padding by repeating the last value (mask included), as PatchTST does
+        x = torch.cat([x, x[:, -1:].expand(-1, self.stride)], 1)
+        m = torch.cat([m, m[:, -1:].expand(-1, self.stride)], 1)
+        px = x.unfold(1, self.patch_len, self.stride)
+        pm = m.unfold(1, self.patch_len, self.stride)
+        return torch.cat([px, pm], -1), pm.amax(-1) > 0
+
+    def forward(self, past: torch.Tensor, past_mask: torch.Tensor | None = None):
+        """Args:
+            past: [B, L, C] context; past_mask: [B, L, C] observed mask (None = all observed).
+
+        Returns the forecast: [B, H, C] (point), [B, H, C, Q] (quantile), or a
+        ``torch.distributions.StudentT`` with batch shape [B, H, C] (student_t).
+        """
+        if past.dim() != 3 or past.shape[1] != self.seq_len:
+            raise ValueError(f"past must be [B, {self.seq_len}, C], got {list(past.shape)}")
+        B, L, C = past.shape
+        mask = torch.ones_like(past, dtype=torch.bool) if past_mask is None else past_mask.bool()
+        past = torch.where(mask, past, torch.zeros_like(past))
+        if self.revin is not None:
+            x, stats = self.revin.normalize(past, mask)
+        else:
+            x, stats = past, None
+        mf = mask.to(x.dtype)
+        if self.tokenizer == "patch":
+            tok, tok_mask = self._patches(x.transpose(1, 2).reshape(B * C, L), mf.transpose(1, 2).reshape(B * C, L))
+            h = self.embed(tok) + self.pos
+        else:
+            tok = torch.cat([x.transpose(1, 2), mf.transpose(1, 2)], -1)  # [B, C, 2L]
+            h = self.embed(tok)
+            tok_mask = mf.amax(1) > 0  # [B, C]
+        h = self.drop(h)
+        for block in self.blocks:
+            h, _ = block(h, None, tok_mask, return_state=False)
+        h = self.norm(h)
+        if self.tokenizer == "patch":
+            out = self.proj(h.reshape(B * C, -1)).view(B, C, self.horizon, self.k_out)
+        else:
+            out = self.proj(h).view(B, C, self.horizon, self.k_out)
+        out = out.permute(0, 2, 1, 3)  # [B, H, C, k]
+        return self._head(out, stats)
+
+    def _head(self, out: torch.Tensor, stats):
+        if self.head_kind == "point":
+            y = out[..., 0]
+            return self.revin.denormalize(y, stats) if self.revin is not None else y
+        if self.head_kind == "quantile":
+            # monotone by construction: the lowest level, then cumulative softplus increments
+            base, steps = out[..., :1], F.softplus(out[..., 1:])
+            q = torch.cat([base, base + torch.cumsum(steps, -1)], -1)
+            return self.revin.denormalize(q, stats) if self.revin is not None else q
+        loc, raw_scale, raw_df = out.unbind(-1)
+        scale = F.softplus(raw_scale) + 1e-3
+        df = 2.0 + F.softplus(raw_df)
+        if self.revin is not None:
+            mean, std = stats
+            loc = self.revin.denormalize(loc, stats)
+            scale = scale * self.revin.denormalize_scale(std).view(std.shape[0], 1, std.shape[2])
+        return torch.distributions.StudentT(df, loc, scale)
+
+    def point_forecast(self, output) -> torch.Tensor:
+        """[B, H, C] point forecast of any head's output (median for quantiles and Student-t)."""
+        if self.head_kind == "point":
+            return output
+        if self.head_kind == "quantile":
+            j = min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
+            return output[..., j]
+        return output.loc
+
+    @staticmethod
+    def count_parameters(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters() if p.requires_grad)
