@@ -17,7 +17,9 @@ import torch  # importing torch does not import triton
 if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one thread: the tests are small (threading overhead dominates) and must not oversubscribe the
+# CPU when something else runs beside them
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +28,7 @@ def _data_root() -> Path | None:
     env = os.environ.get("TITANS_TS_DATA")
     for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
         if (cand / "ltsf").is_dir():
-            return cand
+            return cand.resolve()
     return None
 
 
@@ -42,6 +44,7 @@ def data_root() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_stray_env(monkeypatch, tmp_path):
-    """Keep every test's cache inside its tmp dir (no writes to the real user cache)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+def _no_stray_env(monkeypatch, tmp_path_factory):
+    """Point the user cache at a throw-away folder (no writes to the real cache, and none inside
+    the test's own tmp_path, which some tests inspect)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

@@ -18,7 +18,9 @@ Choices the paper leaves open, made here:
 * **MAL** (Eq. 29-31): ``x += Memory(norm(x)); x += SWA(norm(x))``.
 * **MAC** (Eq. 21-25): the sequence is cut into segments of ``segment_len`` tokens. For each
   segment: read ``h = M*_{s-1}(x W_Q)`` from the memory as it was before the segment (no write);
-  attend over ``[persistent || h || segment]`` (the segment causally, persistent and h fully);
+  attend over ``[persistent || h || segment]``: persistent tokens fully, ``h`` and the segment
+  causally (``h_j`` is read with token j's query, so a query t sees ``h_1..h_t``; letting it see
+  all of ``h`` would leak later tokens of the segment into earlier outputs);
   write the attention output ``y`` into the memory, which reads ``M*_t(y_t)`` token by token;
   output ``y * sigmoid(M*(y))`` (the non-linear gate), then a linear map.
 """
@@ -34,9 +36,9 @@ import torch.nn.functional as F
 from .memory import MemoryState, NeuralMemory
 
 __all__ = ["RMSNorm", "MLP", "Attention", "LMMBlock", "MACBlock", "MAGBlock", "MALBlock",
-           "make_block", "VARIANTS"]
+           "NoMemoryBlock", "make_block", "VARIANTS"]
 
-VARIANTS = ("lmm", "mac", "mag", "mal")
+VARIANTS = ("lmm", "mac", "mag", "mal", "none")  # "none": no sequence mixing (ablation)
 
 
 class RMSNorm(nn.Module):
@@ -82,24 +84,31 @@ class Attention(nn.Module):
         return t.view(N, T, self.heads, self.dim // self.heads).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
-        """x [N, T, D] queries (and keys/values); ``prefix`` [N, P, D] extra tokens visible to
-        every query (MAC's retrieved memory). Returns [N, T, D]."""
+        """x [N, T, D] queries (and keys/values); ``prefix`` [N, T, D] extra tokens aligned with
+        x (MAC's retrieved memory): query t sees prefix tokens 1..t, so the block stays causal.
+        Returns [N, T, D]."""
         N, T, D = x.shape
         extra = []
+        n_pers = 0
         if self.persistent is not None:
             extra.append(self.persistent.unsqueeze(0).expand(N, -1, -1))
+            n_pers = self.persistent.shape[0]
         if prefix is not None:
+            if prefix.shape[1] != T:
+                raise ValueError("prefix must be aligned with x (same number of tokens)")
             extra.append(prefix)
-        n_extra = sum(e.shape[1] for e in extra)
         seq = torch.cat(extra + [x], dim=1) if extra else x
         q, k, v = self.qkv(seq).chunk(3, dim=-1)
-        q = q[:, n_extra:]
+        q = q[:, seq.shape[1] - T:]
         i = torch.arange(T, device=x.device).view(T, 1)
         j = torch.arange(T, device=x.device).view(1, T)
         allowed = j <= i
         if self.window is not None:
             allowed = allowed & (j > i - self.window)
-        mask = torch.cat([torch.ones(T, n_extra, dtype=torch.bool, device=x.device), allowed], 1)
+        parts = [torch.ones(T, n_pers, dtype=torch.bool, device=x.device)]
+        if prefix is not None:
+            parts.append(j <= i)
+        mask = torch.cat(parts + [allowed], 1)
         o = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v),
                                            attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)
@@ -207,11 +216,24 @@ class MACBlock(nn.Module):
         return x, state
 
 
-_BLOCKS = {"lmm": LMMBlock, "mac": MACBlock, "mag": MAGBlock, "mal": MALBlock}
+class NoMemoryBlock(nn.Module):
+    """The LMM block with its memory removed (feature mixing only): the "no memory" ablation."""
+
+    def __init__(self, dim: int, mlp_expansion: float = 2.0, dropout: float = 0.0, **_: Any) -> None:
+        super().__init__()
+        self.norm = RMSNorm(dim)
+        self.mlp = MLP(dim, mlp_expansion, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, state=None, mask=None, return_state: bool = True):
+        return x + self.drop(self.mlp(self.norm(x))), state
+
+
+_BLOCKS = {"lmm": LMMBlock, "mac": MACBlock, "mag": MAGBlock, "mal": MALBlock, "none": NoMemoryBlock}
 
 
 def make_block(variant: str, dim: int, **kwargs: Any) -> nn.Module:
-    """A block of the given variant ("lmm", "mac", "mag", "mal")."""
+    """A block of the given variant ("lmm", "mac", "mag", "mal"; "none" for the ablation)."""
     if variant not in _BLOCKS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     return _BLOCKS[variant](dim, **kwargs)

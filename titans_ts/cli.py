@@ -1,5 +1,9 @@
 """The ``titans-ts`` command line.
 
+    titans-ts quickstart                      the README's main job (ETTh1, exact protocol)
+    titans-ts fit | validate | test | predict --config recipes/ltsf/ETTh1_96_96.yaml
+    titans-ts benchmark run RECIPE... [--seeds 0 1 2] [--tag T] [--set key=value]
+    titans-ts benchmark report
     titans-ts data list | path NAME | verify [NAME ...] | download NAME
     titans-ts baselines DATASET [--seq-len 96] [--horizons 96 192 336 720]
 """
@@ -78,10 +82,26 @@ def _quickstart(args: argparse.Namespace) -> int:
     return _baselines(args)
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from titans_ts.benchmark import render_report, run_many
+
+    if args.bench_cmd == "run":
+        run_many(args.recipes, args.seeds, args.set or [], args.tag, plot_first=not args.no_plot)
+        if not args.no_report:
+            render_report()
+        return 0
+    text = render_report(args.out)
+    if args.print:
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="titans-ts", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
+    for name in LIGHTNING_COMMANDS:  # handled by Lightning's CLI (listed here for --help)
+        sub.add_parser(name, help=f"Lightning CLI {name} (--config recipes/...; see --help)")
 
     d = sub.add_parser("data", help="dataset catalogue: list, locate, verify, download")
     d.add_argument("--root", default=None, help="data folder searched before $TITANS_TS_DATA")
@@ -104,14 +124,35 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--root", default=None)
     b.set_defaults(func=_baselines)
 
+    bm = sub.add_parser("benchmark", help="train + test recipes on the exact protocol; render the report")
+    bsub = bm.add_subparsers(dest="bench_cmd", required=True)
+    br = bsub.add_parser("run", help="run recipes x seeds (recorded runs are skipped)")
+    br.add_argument("recipes", nargs="+")
+    br.add_argument("--seeds", type=int, nargs="+", default=[0])
+    br.add_argument("--tag", default="main", help="result file name; use one per ablation")
+    br.add_argument("--set", action="append", help="override a recipe value: model.memory.depth=1")
+    br.add_argument("--no-plot", action="store_true")
+    br.add_argument("--no-report", action="store_true")
+    bp = bsub.add_parser("report", help="write docs/benchmarks.md from the recorded runs")
+    bp.add_argument("--out", default=None)
+    bp.add_argument("--print", action="store_true")
+    bm.set_defaults(func=_benchmark)
+
     q = sub.add_parser("quickstart", help="the README's main job on ETTh1")
     q.add_argument("--root", default=None)
     q.set_defaults(func=_quickstart)
     return p
 
 
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from titans_ts.lightning_cli import run_lightning_cli
+
+        return run_lightning_cli(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -62,7 +62,8 @@ class TitansLightningModule(pl.LightningModule):
     Args:
         loss: for the point head, "mse", "mae" or "huber" (the quantile head trains on the pinball
             loss, the Student-t head on its negative log-likelihood).
-        lr, weight_decay: AdamW.
+        optimizer: "adamw" (default) or "sgd" (momentum 0.9).
+        lr, weight_decay: learning rate and decoupled weight decay.
         scheduler: "cosine" (to 0 over ``max_epochs``), "onecycle", or "none".
         warmup_epochs: linear warm-up epochs before the cosine schedule.
     """
@@ -75,10 +76,13 @@ class TitansLightningModule(pl.LightningModule):
                  dropout: float = 0.1, head: str = "point",
                  quantiles: Sequence[float] = (0.1, 0.5, 0.9), revin: bool = True,
                  revin_affine: bool = False, loss: str = "mse", lr: float = 1e-3,
-                 weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0) -> None:
+                 weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0,
+                 optimizer: str = "adamw") -> None:
         super().__init__()
         if loss not in POINT_LOSSES:
             raise ValueError(f"loss must be one of {POINT_LOSSES}, got {loss!r}")
+        if optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
         if scheduler not in ("cosine", "onecycle", "none"):
             raise ValueError(f"scheduler must be 'cosine', 'onecycle' or 'none', got {scheduler!r}")
         self.save_hyperparameters()
@@ -151,6 +155,17 @@ class TitansLightningModule(pl.LightningModule):
         out = self.net(batch["past"], batch.get("past_mask"))
         return self.net.point_forecast(out) if self.hparams.head == "point" else out
 
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # random streams (dropout), so a resumed run continues exactly as an uninterrupted one;
+        # plain uint8 tensors: the checkpoint still loads with weights_only=True
+        checkpoint["titans_rng"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("titans_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> Any:
         decay, no_decay = [], []
@@ -158,8 +173,12 @@ class TitansLightningModule(pl.LightningModule):
             if not p.requires_grad:
                 continue
             (no_decay if p.dim() < 2 or "init_weights" in name or name.endswith("pos") else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        groups = [{"params": decay, "weight_decay": self.hparams.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        if self.hparams.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=self.hparams.lr, momentum=0.9)
+        else:
+            opt = torch.optim.AdamW(groups, lr=self.hparams.lr)
         sched = self.hparams.scheduler
         if sched == "none" or self.trainer is None:
             return opt

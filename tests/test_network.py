@@ -1,0 +1,96 @@
+"""TitansNet: shapes for every tokeniser x head, masks, RevIN, and that a tiny model can learn."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from titans_ts.lightning_module import TitansLightningModule, pinball_loss, point_loss
+from titans_ts.network import TitansNet
+
+MEM = dict(heads=2, depth=2, expansion=2.0, chunk_size=4)
+
+
+def net(**kw):
+    torch.manual_seed(0)
+    args = dict(seq_len=32, horizon=8, d_model=16, n_layers=1, memory=MEM, dropout=0.0,
+                patch_len=8, stride=4)
+    args.update(kw)
+    return TitansNet(**args)
+
+
+@pytest.mark.parametrize("tokenizer", ["patch", "variate"])
+@pytest.mark.parametrize("head", ["point", "quantile", "student_t"])
+def test_shapes_forward_backward(tokenizer, head):
+    m = net(tokenizer=tokenizer, head=head, quantiles=(0.1, 0.5, 0.9))
+    past = torch.randn(5, 32, 3)
+    out = m(past)
+    if head == "point":
+        assert out.shape == (5, 8, 3)
+        loss = out.pow(2).mean()
+    elif head == "quantile":
+        assert out.shape == (5, 8, 3, 3)
+        assert (out[..., 1:] >= out[..., :-1]).all(), "quantiles must not cross"
+        loss = pinball_loss(out, torch.randn(5, 8, 3), (0.1, 0.5, 0.9))
+    else:
+        assert out.batch_shape == (5, 8, 3) and out.sample((2,)).shape == (2, 5, 8, 3)
+        loss = -out.log_prob(torch.randn(5, 8, 3)).mean()
+    loss.backward()
+    assert m.point_forecast(out).shape == (5, 8, 3)
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal"])
+def test_variants_run(variant):
+    m = net(variant=variant)
+    assert m(torch.randn(2, 32, 2)).shape == (2, 8, 2)
+
+
+def test_revin_makes_the_forecast_scale_equivariant():
+    m = net().eval()
+    past = torch.randn(2, 32, 3)
+    with torch.no_grad():
+        a = m(past)
+        b = m(past * 10 + 3)
+    torch.testing.assert_close(b, a * 10 + 3, rtol=1e-3, atol=1e-3)
+
+
+def test_masked_values_do_not_matter():
+    m = net().eval()
+    past = torch.randn(2, 32, 3)
+    mask = torch.ones_like(past, dtype=torch.bool)
+    mask[:, 5:9, 1] = False
+    past2 = past.clone()
+    past2[:, 5:9, 1] = 1e4
+    with torch.no_grad():
+        torch.testing.assert_close(m(past2, mask), m(past, mask))
+    assert point_loss(torch.zeros(2, 3), torch.tensor([[1.0, 2.0, 100.0]] * 2),
+                      torch.tensor([[True, True, False]] * 2)).item() == pytest.approx(2.5)
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = TitansLightningModule(32, 8, d_model=32, n_layers=1, memory=MEM, dropout=0.0,
+                                  patch_len=8, stride=4, lr=3e-3)
+    t = torch.arange(40, dtype=torch.float32)
+    series = torch.stack([torch.sin(t / 3 + p) + 0.3 * torch.randn(40) for p in range(8)], 0)
+    batch = {"past": series[:, :32, None], "future": series[:, 32:, None]}
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    first = None
+    for _ in range(300):
+        out = model(batch["past"])
+        loss = ((out - batch["future"]) ** 2).mean()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05 * first, f"loss went from {first:.3f} to {loss.item():.3f}"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="tokenizer must be one of"):
+        net(tokenizer="fft")
+    with pytest.raises(ValueError, match=r"past must be \[B, 32, C\]"):
+        net()(torch.randn(2, 30, 3))
+    with pytest.raises(ValueError, match="quantiles must be levels"):
+        net(head="quantile", quantiles=(0.5, 1.2))

@@ -1,0 +1,108 @@
+"""Plots of forecasts against the truth (matplotlib, written to files; no display needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+__all__ = ["plot_test_forecast", "plot_forecast_frame"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple[int, ...] | None = None,
+                       channel: int | str = -1) -> Path:
+    """Context, truth and forecast of a few test windows of one channel (default: the target).
+
+    Args:
+        model: a ``TitansLightningModule`` (or anything with ``.net``).
+        datamodule: an ``LTSFDataModule`` after ``setup``.
+        windows: test window indices (default: three spread over the test split).
+    """
+    plt = _plt()
+    test = datamodule.splits.test
+    if windows is None:
+        n = len(test)
+        windows = (0, n // 2, n - 1)
+    ch = test.columns.index(channel) if isinstance(channel, str) else channel % test.n_channels
+    net = model.net if hasattr(model, "net") else model
+    net.eval()
+    fig, axes = plt.subplots(len(windows), 1, figsize=(9, 2.4 * len(windows)), squeeze=False)
+    with torch.no_grad():
+        for ax, w in zip(axes[:, 0], windows):
+            item = test[w]
+            out_ = net(item["past"].unsqueeze(0), item["past_mask"].unsqueeze(0))
+            pred = net.point_forecast(out_)[0, :, ch].cpu()
+            L, H = item["past"].shape[0], item["future"].shape[0]
+            ax.plot(range(L), item["past"][:, ch], color="0.4", lw=1, label="context")
+            ax.plot(range(L, L + H), item["future"][:, ch], color="k", lw=1, label="truth")
+            ax.plot(range(L, L + H), pred, color="tab:red", lw=1.2, label="titans-ts")
+            if getattr(net, "head_kind", "point") == "quantile":
+                q = out_[0, :, ch].cpu()
+                ax.fill_between(range(L, L + H), q[:, 0], q[:, -1], color="tab:red", alpha=0.2,
+                                label=f"{net.quantiles[0]:g}-{net.quantiles[-1]:g} quantiles")
+            start = test.timestamps[test.window_start(w)] if test.timestamps is not None else w
+            ax.set_title(f"{datamodule.dataset} test window {w} (from {start}), channel "
+                         f"{test.columns[ch]}, scaled", fontsize=9)
+            ax.axvline(L - 0.5, color="0.7", lw=0.8, ls="--")
+        axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_forecast_frame(history, forecast, out: str | os.PathLike | None = None, *, id_col="unique_id",
+                        time_col="ds", target_col="y", point_col="titans", max_series: int = 4,
+                        levels: tuple | None = None, ax=None):
+    """History and forecast frames (pandas, long layout) -> a figure (saved if ``out``)."""
+    plt = _plt()
+    import pandas as pd
+
+    hist = history.to_pandas() if hasattr(history, "to_pandas") else history
+    fc = forecast.to_pandas() if hasattr(forecast, "to_pandas") else forecast
+    ids = list(pd.unique(fc[id_col]))[:max_series] if id_col in fc.columns else [None]
+    if ax is None:
+        fig, axes = plt.subplots(len(ids), 1, figsize=(9, 2.6 * len(ids)), squeeze=False)
+        axes = axes[:, 0]
+    else:
+        fig, axes = ax.figure, [ax]
+    for a, sid in zip(axes, ids):
+        h = hist[hist[id_col] == sid] if sid is not None else hist
+        f = fc[fc[id_col] == sid] if sid is not None else fc
+        a.plot(h[time_col], h[target_col], color="k", lw=1, label="history")
+        a.plot(f[time_col], f[point_col], color="tab:red", lw=1.2, label="forecast")
+        for lo, hi in _interval_columns(f.columns, levels):
+            a.fill_between(f[time_col], f[lo], f[hi], color="tab:red", alpha=0.15, label=f"{lo}..{hi}")
+        a.set_title(str(sid) if sid is not None else "", fontsize=9)
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
+    return fig
+
+
+def _interval_columns(columns, levels):
+    cols = list(columns)
+    pairs = []
+    for c in cols:
+        if c.startswith("lo-"):
+            hi = "hi-" + c[3:]
+            if hi in cols and (levels is None or float(c[3:]) in [float(x) for x in levels]):
+                pairs.append((c, hi))
+    qs = sorted(c for c in cols if c.startswith("q") and c[1:].replace(".", "").isdigit())
+    if not pairs and len(qs) >= 2:
+        pairs.append((qs[0], qs[-1]))
+    return pairs
