@@ -18,6 +18,7 @@ _LAZY = {
     "metrics": ("titans_ts.metrics", None),
     "baselines": ("titans_ts.baselines", None),
     "datasets": ("titans_ts.datasets", None),
+    "TitansForecaster": ("titans_ts.forecaster", "TitansForecaster"),
 }
 
 

@@ -167,12 +167,23 @@ class TitansNet(nn.Module):
         pm = m.unfold(1, self.patch_len, self.stride)
         return torch.cat([px, pm], -1), pm.amax(-1) > 0
 
-    def forward(self, past: torch.Tensor, past_mask: torch.Tensor | None = None):
+    def memory_rows(self, batch: int, n_channels: int) -> int:
+        """How many memory sequences a batch of ``batch`` windows runs (one per channel with
+        patches, one per window with the variate tokeniser): the leading size of the states."""
+        return batch * n_channels if self.tokenizer == "patch" else batch
+
+    def forward(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
+                states: list | None = None, return_states: bool = False):
         """Args:
             past: [B, L, C] context; past_mask: [B, L, C] observed mask (None = all observed).
+            states: one :class:`titans_ts.MemoryState` per block (None entries, or None: the
+                learned initial memory) to start the memories from, e.g. what an earlier call
+                returned after reading older data (test-time memorisation across windows).
+            return_states: also return the blocks' final memory states.
 
         Returns the forecast: [B, H, C] (point), [B, H, C, Q] (quantile), or a
-        ``torch.distributions.StudentT`` with batch shape [B, H, C] (student_t).
+        ``torch.distributions.StudentT`` with batch shape [B, H, C] (student_t); with
+        ``return_states``, the pair ``(forecast, states)``.
         """
         if past.dim() != 3 or past.shape[1] != self.seq_len:
             raise ValueError(f"past must be [B, {self.seq_len}, C], got {list(past.shape)}")
@@ -192,15 +203,19 @@ class TitansNet(nn.Module):
             h = self.embed(tok)
             tok_mask = mf.amax(1) > 0  # [B, C]
         h = self.drop(h)
-        for block in self.blocks:
-            h, _ = block(h, None, tok_mask, return_state=False)
+        if states is not None and len(states) != len(self.blocks):
+            raise ValueError(f"states must hold one entry per block ({len(self.blocks)}), got {len(states)}")
+        finals = []
+        for i, block in enumerate(self.blocks):
+            h, st = block(h, None if states is None else states[i], tok_mask, return_state=return_states)
+            finals.append(st)
         h = self.norm(h)
         if self.tokenizer == "patch":
             out = self.proj(h.reshape(B * C, -1)).view(B, C, self.horizon, self.k_out)
         else:
             out = self.proj(h).view(B, C, self.horizon, self.k_out)
         out = out.permute(0, 2, 1, 3)  # [B, H, C, k]
-        return self._head(out, stats)
+        return (self._head(out, stats), finals) if return_states else self._head(out, stats)
 
     def _head(self, out: torch.Tensor, stats):
         if self.head_kind == "point":
