@@ -326,6 +326,11 @@ def from_frame(
     pdf = pdf.copy(deep=False)
     pdf.columns = cols
     if layout == "auto":
+        if id_col in cols and target_col not in cols:
+            raise DataValidationError(
+                f"the frame has the series column {id_col!r} but no target column {target_col!r}; "
+                f"columns are {cols}. Long frames need {id_col!r}, a timestamp and {target_col!r} "
+                f"(pass target_col= for another name, or layout='wide' for one column per channel)")
         layout = "long" if (id_col in cols and target_col in cols) else "wide"
     if time_col is None:
         time_col = "ds" if "ds" in cols or layout == "long" else ("date" if "date" in cols else "ds")
