@@ -1,0 +1,55 @@
+"""The benchmark runner's helpers and the report renderer (on synthetic recorded runs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from titans_ts.benchmark import NUMBERS_TO_BEAT, apply_sets, render_report
+
+
+def test_apply_sets_parses_yaml_values_and_keeps_siblings():
+    cfg = {"model": {"memory": {"depth": 2, "heads": 4}}, "trainer": {"max_epochs": 10}}
+    out = apply_sets(cfg, ["model.memory.depth=1", "model.memory.momentum=false", "trainer.max_epochs=3",
+                           "model.variant=none"])
+    assert out["model"]["memory"] == {"depth": 1, "heads": 4, "momentum": False}
+    assert out["trainer"]["max_epochs"] == 3 and out["model"]["variant"] == "none"
+    assert cfg["model"]["memory"]["depth"] == 2  # input untouched
+    with pytest.raises(ValueError, match="key.path=value"):
+        apply_sets(cfg, ["model.memory.depth"])
+
+
+def _row(dataset, L, h, seed, mse, mae, tag="main", sets=()):
+    return {"tag": tag, "recipe": f"recipes/ltsf/{dataset}_{L}_{h}.yaml", "sets": list(sets), "seed": seed,
+            "dataset": dataset, "seq_len": L, "horizon": h, "variant": "lmm", "test_mse": mse,
+            "test_mae": mae, "best_val_loss": 0.5, "epochs": 4, "fit_seconds": 60.0, "params": 1000,
+            "test_windows": 100, "machine": "x86_64, 1 threads", "date": "2026-01-01"}
+
+
+def test_report_means_seeds_and_compares(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        for h, base in zip((96, 192, 336, 720), (0.36, 0.40, 0.43, 0.45)):
+            rows.append(_row("ETTh1", 96, h, seed, base + shift, base + shift))
+            rows.append(_row("ETTh2", 96, h, seed, 0.5, 0.5))
+    rows.append(_row("ETTh1", 96, 96, 0, 0.39, 0.40, tag="no_memory", sets=["model.variant=none"]))
+    rows.append(_row("ETTh1", 336, 96, 0, 0.37, 0.39))  # incomplete long look-back: not in a mean row
+    (res / "main.jsonl").write_text("\n".join(json.dumps(r) for r in rows if r["tag"] == "main") + "\n")
+    (res / "no_memory.jsonl").write_text(json.dumps(rows[-2]) + "\n")
+    out = tmp_path / "bench.md"
+    text = render_report(out, baselines=False, results=res)
+    assert out.read_text() == text
+    # ETTh1 mean over horizons: seed 0 0.41, seed 1 0.43 -> 0.420 +- 0.014
+    etth1 = next(line for line in text.splitlines() if line.startswith("| ETTh1 |"))
+    assert "0.420 ± 0.014" in etth1 and "| 2 |" in etth1
+    paper, patch = NUMBERS_TO_BEAT["ETTh1"]["Titans (paper)"], NUMBERS_TO_BEAT["ETTh1"]["PatchTST"]
+    assert 0.420 < patch[0] and "| yes | yes |" in etth1  # beats PatchTST and DLinear
+    etth2 = next(line for line in text.splitlines() if line.startswith("| ETTh2 |"))
+    assert "| no | yes |" in etth2  # 0.5 loses to PatchTST (0.387), beats DLinear (0.559)
+    assert "no_memory: `model.variant=none`" in text
+    assert "Whole L = 96 ETTh1 + ETTh2 run (8 trainings, seed 0): 8.0 min" in text
+    assert "| ETTh1 | 336 | 96 | 0.370 / 0.390 | 1 | |" in text and "| mean of 4 |" not in text
+    assert paper[0] == 0.420
