@@ -220,3 +220,17 @@ def test_rejected_inputs_name_the_problem():
     bad = bad.drop(index=[10])
     with pytest.raises(DataValidationError):
         TitansForecaster(**TINY).fit(bad)
+
+
+def test_tune_sets_the_best_parameters(tmp_path):
+    df = _long(2, T=80)
+    space = {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+             "memory.depth": {"type": "int", "low": 1, "high": 2}}
+    f = TitansForecaster(**TINY)
+    study = f.tune(df, space, n_trials=2, storage=f"sqlite:///{tmp_path / 's.db'}", study_name="t")
+    assert len(study.trials) == 2
+    assert f.lr == study.best_params["lr"] and f.memory["depth"] == study.best_params["memory.depth"]
+    assert f.memory["heads"] == 2  # the other memory settings are kept
+    assert hasattr(f, "model_") and np.isfinite(f.predict()["y_hat"]).all()
+    with pytest.raises(ValueError, match="unknown TitansForecaster parameter"):
+        TitansForecaster(**TINY).tune(df, {"nope": {"type": "int", "low": 1, "high": 2}}, n_trials=1)

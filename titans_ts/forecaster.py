@@ -760,6 +760,10 @@ class TitansForecaster(BaseEstimator):
 
         space = load_space(space)
         base = self.get_params()
+        unknown = sorted({key.split(".")[0] for key in space} - set(base))
+        if unknown:  # fail before the study starts, not once per trial
+            raise ValueError(f"unknown TitansForecaster parameter(s) {unknown} in the search space; "
+                             f"parameters are {sorted(base)}")
 
         def objective(trial):
             params = _apply_dotted(base, suggest(trial, space))
