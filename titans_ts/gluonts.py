@@ -1,0 +1,379 @@
+"""GluonTS integration: :class:`TitansEstimator`, a ``PyTorchLightningEstimator`` around :class:`TitansNet`.
+
+    estimator = TitansEstimator(freq="ME", prediction_length=18, context_length=36,
+                                trainer_kwargs={"max_epochs": 20})
+    predictor = estimator.train(train_ds)            # a gluonts PyTorchPredictor
+    forecasts = list(predictor.predict(test_ds))     # SampleForecast (student_t head)
+                                                     # or QuantileForecast (quantile head)
+
+Univariate targets only (each series is one channel, C = 1). The pipeline is GluonTS's own:
+
+    entry -> SelectFields(item_id, info, start, target) -> AsNumpyArray(target)
+          -> AddObservedValuesIndicator (NaN -> 0, observed mask 0)
+          -> InstanceSplitter (training: ExpectedNumInstanceSampler, validation:
+             ValidationSplitSampler, prediction: TestSplitSampler), left-padding contexts shorter
+             than ``context_length`` with value 0 and observed mask 0
+          -> TitansNet(past [B, L, 1], observed mask [B, L, 1])
+
+Missing and padded context values enter the network only through its observed mask; missing future
+values are left out of the loss. The predictor is a plain ``PyTorchPredictor``: it works with
+``make_evaluation_predictions``, ``Evaluator``, ``backtest_metrics``, rolling
+``split(...).generate_instances(...)`` windows, and ``serialize`` / ``Predictor.deserialize``.
+"""
+
+# no ``from __future__ import annotations``: GluonTS's ``@validated`` builds pydantic models from
+# the annotations and needs them as real types, not strings
+
+import contextlib
+import inspect
+import math
+import tempfile
+import warnings
+from typing import Any, Dict, Iterable, List, Optional
+
+import lightning.pytorch as pl
+import torch
+from gluonts.core.component import validated
+from gluonts.dataset.common import Dataset
+from gluonts.dataset.field_names import FieldName
+from gluonts.dataset.loader import as_stacked_batches
+from gluonts.itertools import Cyclic
+from gluonts.model.forecast_generator import QuantileForecastGenerator, SampleForecastGenerator
+from gluonts.torch.model.estimator import PyTorchLightningEstimator, TrainOutput
+from gluonts.torch.model.predictor import PyTorchPredictor
+from gluonts.transform import (
+    AddObservedValuesIndicator,
+    AsNumpyArray,
+    ExpectedNumInstanceSampler,
+    InstanceSampler,
+    InstanceSplitter,
+    SelectFields,
+    TestSplitSampler,
+    Transformation,
+    ValidationSplitSampler,
+)
+
+from .blocks import VARIANTS
+from .lightning_module import pinball_loss, student_t_nll
+from .memory import NeuralMemory
+from .network import TitansNet
+from .training import quiet_lightning
+
+__all__ = ["TitansEstimator", "TitansGluonTSModule", "GLUONTS_HEADS", "SCHEDULERS",
+           "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES"]
+
+GLUONTS_HEADS = ("student_t", "quantile")
+SCHEDULERS = ("cosine", "none")
+DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the Evaluator's default levels
+
+PREDICTION_INPUT_NAMES = ["past_target", "past_observed_values"]
+TRAINING_INPUT_NAMES = PREDICTION_INPUT_NAMES + ["future_target", "future_observed_values"]
+
+_MEMORY_KEYS = tuple(p for p in inspect.signature(NeuralMemory.__init__).parameters
+                     if p not in ("self", "dim"))
+
+
+def _window_scale(past: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-window scale [B]: mean |observed context|; windows without one (all missing or all 0)
+    take the batch mean of the others (1 if none has one)."""
+    m = mask.to(past.dtype)
+    s = (past.abs() * m).sum(1) / m.sum(1).clamp_min(1.0)
+    ok = s > 0
+    fallback = s[ok].mean() if bool(ok.any()) else torch.ones((), dtype=s.dtype, device=s.device)
+    return torch.where(ok, s, fallback).clamp_min(1e-8)
+
+
+class TitansGluonTSModule(pl.LightningModule):
+    """The trained network: a :class:`TitansNet` on one channel, with the GluonTS batch layout.
+
+    Training batches hold ``past_target`` / ``past_observed_values`` [B, L] and ``future_target`` /
+    ``future_observed_values`` [B, H]; the loss (Student-t negative log-likelihood or pinball loss)
+    counts observed future points only and is measured relative to each window's scale (mean
+    absolute observed context), so every series weighs alike whatever its units.
+
+    As the predictor's network, ``forward(past_target, past_observed_values)`` returns
+    ``num_samples`` sample paths [B, S, H] (student_t head) or ``((quantiles [B, H, Q],), None,
+    None)``, the layout of GluonTS's ``QuantileForecastGenerator`` (quantile head).
+    """
+
+    @validated()
+    def __init__(self, model_kwargs: Dict[str, Any], num_samples: int = 100, lr: float = 1e-3,
+                 weight_decay: float = 1e-4, scheduler: str = "cosine",
+                 total_steps: Optional[int] = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        kwargs = dict(model_kwargs)
+        kwargs["n_channels"] = 1
+        self.head = kwargs.get("head", "student_t")
+        if self.head not in GLUONTS_HEADS:
+            raise ValueError(f"head must be one of {GLUONTS_HEADS}, got {self.head!r}")
+        self.quantiles = tuple(float(q) for q in kwargs.get("quantiles", DEFAULT_QUANTILES))
+        self.net = TitansNet(**kwargs)
+        self.num_samples = num_samples
+        self.lr, self.weight_decay = lr, weight_decay
+        self.scheduler, self.total_steps = scheduler, total_steps
+
+    # ------------------------------------------------------------------ prediction
+    def forward(self, past_target: torch.Tensor, past_observed_values: torch.Tensor):
+        past = past_target.to(torch.float32).unsqueeze(-1)
+        mask = past_observed_values.unsqueeze(-1) > 0
+        out = self.net(past, mask)
+        if self.head == "quantile":
+            return (out[:, :, 0, :],), None, None
+        samples = out.sample((self.num_samples,))  # [S, B, H, 1]
+        return samples[..., 0].permute(1, 0, 2).contiguous()
+
+    # ------------------------------------------------------------------ training
+    def _loss(self, batch) -> torch.Tensor:
+        past = batch["past_target"].to(torch.float32)
+        past_mask = batch["past_observed_values"]
+        future = batch["future_target"].to(torch.float32)
+        future_mask = batch["future_observed_values"]
+        out = self.net(past.unsqueeze(-1), past_mask.unsqueeze(-1) > 0)
+        scale = _window_scale(past, past_mask)
+        if self.head == "quantile":
+            return pinball_loss(out[:, :, 0, :] / scale[:, None, None], future / scale[:, None],
+                                self.quantiles, future_mask)
+        # the NLL of y / scale: the same gradients as the raw NLL, comparable across series
+        future = torch.where(future_mask > 0, future, torch.zeros_like(future))
+        return student_t_nll(out, future.unsqueeze(-1), future_mask.unsqueeze(-1)) - \
+            _masked_log_scale(scale, future_mask)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train_loss", loss, on_epoch=True, on_step=False, prog_bar=True,
+                 batch_size=batch["past_target"].shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("val_loss", loss, on_epoch=True, on_step=False, prog_bar=True,
+                 batch_size=batch["past_target"].shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.dim() < 2 or "init_weights" in name or name.endswith("pos")
+                 else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
+        if self.scheduler == "none" or not self.total_steps:
+            return opt
+        total = max(1, int(self.total_steps))
+
+        def factor(step: int) -> float:  # cosine from lr down to lr / 20 over the run
+            t = min(step, total) / total
+            return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _masked_log_scale(scale: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of log(scale) over the observed future points (what the NLL of y / scale subtracts)."""
+    m = mask.to(scale.dtype)
+    return (torch.log(scale)[:, None] * m).sum() / m.sum().clamp_min(1.0)
+
+
+def _check_freq(freq: str) -> str:
+    from pandas.tseries.frequencies import to_offset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas-1 aliases ("M", "H") still parse, with a warning
+        try:
+            to_offset(freq)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"freq must be a pandas frequency alias such as 'ME', 'MS', 'W', 'D', "
+                             f"'h', 'min' (GluonTS's 'M', 'H' also work), got {freq!r}") from err
+    return freq
+
+
+class TitansEstimator(PyTorchLightningEstimator):
+    """GluonTS estimator for univariate series with a Titans (neural long-term memory) network.
+
+    Args:
+        freq: the data's frequency, a pandas alias ("ME", "MS", "W", "D", "h", ...; the older
+            aliases GluonTS accepts, "M" or "H", work too). Only validated: the network uses no
+            calendar features.
+        prediction_length: forecast horizon H.
+        context_length: context window L (default ``2 * prediction_length``); shorter series are
+            left-padded with observed mask 0.
+        head: "student_t" (``SampleForecast`` with ``num_samples`` paths) or "quantile"
+            (``QuantileForecast`` at ``quantiles``, trained on the pinball loss).
+        quantiles: levels of the quantile head (default 0.1, 0.2, ..., 0.9).
+        num_samples: sample paths per forecast (student_t head; ``predict(num_samples=...)`` and
+            ``backtest_metrics`` may ask for more).
+        patch_len, stride: patching (defaults ``min(16, max(2, L // 6))`` and half of it).
+        d_model, n_layers, variant, memory, dropout, revin: :class:`TitansNet` arguments
+            (``memory``: keyword arguments of :class:`titans_ts.NeuralMemory`, default
+            ``{"heads": 4, "depth": 2, "expansion": 2.0, "chunk_size": 4}``).
+        lr, weight_decay: AdamW settings; ``scheduler`` "cosine" (per step, to lr / 20 over
+            ``max_epochs * num_batches_per_epoch`` steps) or "none".
+        batch_size, num_batches_per_epoch: training batches.
+        trainer_kwargs: ``lightning.pytorch.Trainer`` arguments, merged over quiet defaults
+            (``max_epochs=10``, ``accelerator="cpu"``, no progress bar, model summary or logger;
+            checkpoints go to a temporary folder that is removed after training unless
+            ``default_root_dir`` is given).
+        verbose: show Lightning's progress bar, model summary and messages.
+        train_sampler, validation_sampler: GluonTS instance samplers (defaults:
+            ``ExpectedNumInstanceSampler(1.0, min_past=1, min_future=prediction_length)`` and
+            ``ValidationSplitSampler(min_future=prediction_length)``).
+    """
+
+    @validated()
+    def __init__(self, freq: str, prediction_length: int, context_length: Optional[int] = None,
+                 head: str = "student_t", quantiles: Optional[List[float]] = None,
+                 num_samples: int = 100, patch_len: Optional[int] = None,
+                 stride: Optional[int] = None, d_model: int = 32, n_layers: int = 2,
+                 variant: str = "lmm", memory: Optional[Dict[str, Any]] = None,
+                 dropout: float = 0.1, revin: bool = True, lr: float = 1e-3,
+                 weight_decay: float = 1e-4, scheduler: str = "cosine", batch_size: int = 32,
+                 num_batches_per_epoch: int = 50, trainer_kwargs: Optional[Dict[str, Any]] = None,
+                 verbose: bool = False, train_sampler: Optional[InstanceSampler] = None,
+                 validation_sampler: Optional[InstanceSampler] = None) -> None:
+        self.freq = _check_freq(freq)
+        _positive(prediction_length=prediction_length, num_samples=num_samples, d_model=d_model,
+                  n_layers=n_layers, batch_size=batch_size,
+                  num_batches_per_epoch=num_batches_per_epoch)
+        context_length = 2 * prediction_length if context_length is None else context_length
+        _positive(context_length=context_length)
+        if head not in GLUONTS_HEADS:
+            raise ValueError(f"head must be one of {GLUONTS_HEADS}, got {head!r}")
+        qs = tuple(float(q) for q in (DEFAULT_QUANTILES if quantiles is None else quantiles))
+        if not qs or not all(0.0 < q < 1.0 for q in qs) or any(a >= b for a, b in zip(qs, qs[1:])):
+            raise ValueError(f"quantiles must be increasing levels in (0, 1), got {list(qs)}")
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        patch_len = min(16, max(2, context_length // 6)) if patch_len is None else patch_len
+        stride = max(1, patch_len // 2) if stride is None else stride
+        _positive(patch_len=patch_len, stride=stride)
+        mem = {"heads": 4, "depth": 2, "expansion": 2.0, "chunk_size": 4}
+        if memory is not None:
+            bad = sorted(set(memory) - set(_MEMORY_KEYS))
+            if bad:
+                raise ValueError(f"memory has unknown keys {bad}; allowed: {list(_MEMORY_KEYS)}")
+            mem.update(memory)
+        if d_model % int(mem["heads"]) != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by memory['heads'] ({mem['heads']})")
+        tk = {"max_epochs": 10, "accelerator": "cpu", "enable_progress_bar": verbose,
+              "enable_model_summary": verbose, "logger": False}
+        tk.update(trainer_kwargs or {})
+        super().__init__(trainer_kwargs=tk)
+
+        self.prediction_length, self.context_length = prediction_length, context_length
+        self.head, self.quantiles, self.num_samples = head, list(qs), num_samples
+        self.patch_len, self.stride, self.d_model, self.n_layers = patch_len, stride, d_model, n_layers
+        self.variant, self.memory, self.dropout, self.revin = variant, mem, dropout, revin
+        self.lr, self.weight_decay, self.scheduler = lr, weight_decay, scheduler
+        self.batch_size, self.num_batches_per_epoch = batch_size, num_batches_per_epoch
+        self.verbose = verbose
+        self.train_sampler = train_sampler or ExpectedNumInstanceSampler(
+            num_instances=1.0, min_past=1, min_future=prediction_length)
+        self.validation_sampler = validation_sampler or ValidationSplitSampler(
+            min_future=prediction_length)
+
+    # ------------------------------------------------------------------ pipeline
+    def create_transformation(self) -> Transformation:
+        return (
+            SelectFields([FieldName.ITEM_ID, FieldName.INFO, FieldName.START, FieldName.TARGET],
+                         allow_missing=True)
+            + AsNumpyArray(field=FieldName.TARGET, expected_ndim=1)
+            + AddObservedValuesIndicator(target_field=FieldName.TARGET,
+                                         output_field=FieldName.OBSERVED_VALUES)
+        )
+
+    def model_kwargs(self) -> Dict[str, Any]:
+        return {"seq_len": self.context_length, "horizon": self.prediction_length,
+                "tokenizer": "patch", "patch_len": self.patch_len, "stride": self.stride,
+                "d_model": self.d_model, "n_layers": self.n_layers, "variant": self.variant,
+                "memory": dict(self.memory), "dropout": self.dropout, "head": self.head,
+                "quantiles": list(self.quantiles), "revin": self.revin}
+
+    def create_lightning_module(self) -> pl.LightningModule:
+        epochs = self.trainer_kwargs.get("max_epochs") or 1
+        steps = self.trainer_kwargs.get("max_steps")
+        total = steps if steps and steps > 0 else epochs * self.num_batches_per_epoch
+        return TitansGluonTSModule(model_kwargs=self.model_kwargs(), num_samples=self.num_samples,
+                                   lr=self.lr, weight_decay=self.weight_decay,
+                                   scheduler=self.scheduler, total_steps=int(total))
+
+    def _splitter(self, mode: str) -> InstanceSplitter:
+        sampler = {"training": self.train_sampler, "validation": self.validation_sampler,
+                   "test": TestSplitSampler()}[mode]
+        return InstanceSplitter(
+            target_field=FieldName.TARGET, is_pad_field=FieldName.IS_PAD,
+            start_field=FieldName.START, forecast_start_field=FieldName.FORECAST_START,
+            instance_sampler=sampler, past_length=self.context_length,
+            future_length=self.prediction_length,
+            time_series_fields=[FieldName.OBSERVED_VALUES],
+            dummy_value=0.0,  # padding: value 0 and observed mask 0
+        )
+
+    def create_training_data_loader(self, data: Dataset, module, shuffle_buffer_length: Optional[int] = None,
+                                    **kwargs) -> Iterable:
+        instances = self._splitter("training").apply(Cyclic(data).stream(), is_train=True)
+        return as_stacked_batches(instances, batch_size=self.batch_size,
+                                  shuffle_buffer_length=shuffle_buffer_length,
+                                  field_names=TRAINING_INPUT_NAMES, output_type=torch.tensor,
+                                  num_batches_per_epoch=self.num_batches_per_epoch)
+
+    def create_validation_data_loader(self, data: Dataset, module, **kwargs) -> Iterable:
+        instances = self._splitter("validation").apply(data, is_train=True)
+        return as_stacked_batches(instances, batch_size=self.batch_size,
+                                  field_names=TRAINING_INPUT_NAMES, output_type=torch.tensor)
+
+    def create_predictor(self, transformation: Transformation, module) -> PyTorchPredictor:
+        if self.head == "quantile":
+            generator = QuantileForecastGenerator(quantiles=[str(q) for q in self.quantiles])
+        else:
+            generator = SampleForecastGenerator()
+        return PyTorchPredictor(
+            input_names=PREDICTION_INPUT_NAMES, prediction_net=module,
+            batch_size=self.batch_size, prediction_length=self.prediction_length,
+            input_transform=transformation + self._splitter("test"),
+            forecast_generator=generator, device="auto",
+        )
+
+    # ------------------------------------------------------------------ training
+    def train_model(self, training_data: Dataset, validation_data: Optional[Dataset] = None,
+                    from_predictor: Optional[PyTorchPredictor] = None,
+                    shuffle_buffer_length: Optional[int] = None, cache_data: bool = False,
+                    ckpt_path: Optional[str] = None, **kwargs) -> TrainOutput:
+        """GluonTS's training loop, made quiet and tidy: Lightning's checkpoints go to a temporary
+        folder (removed afterwards) unless ``trainer_kwargs`` names a ``default_root_dir``, and
+        the estimator's ``trainer_kwargs`` are left as they were (GluonTS pops ``callbacks``)."""
+        original = self.trainer_kwargs
+        with contextlib.ExitStack() as stack:
+            kw = dict(original)
+            kw["callbacks"] = list(kw.get("callbacks") or [])
+            if kw.get("default_root_dir") is None:
+                kw["default_root_dir"] = stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="titans-gluonts-"))
+            stack.enter_context(quiet_lightning(self.verbose))
+            if not self.verbose:
+                stack.enter_context(warnings.catch_warnings())
+                warnings.filterwarnings("ignore", message=r".*validation_step.* no `val_dataloader`.*")
+            self.trainer_kwargs = kw
+            try:
+                return super().train_model(training_data, validation_data,
+                                           from_predictor=from_predictor,
+                                           shuffle_buffer_length=shuffle_buffer_length,
+                                           cache_data=cache_data, ckpt_path=ckpt_path, **kwargs)
+            finally:
+                self.trainer_kwargs = original
+
+
+def _positive(**values: Any) -> None:
+    for name, val in values.items():
+        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+            raise ValueError(f"{name} must be a positive integer, got {val!r}")
