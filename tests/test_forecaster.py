@@ -107,7 +107,7 @@ def test_student_t_levels_and_quantiles_are_ordered():
 def test_update_changes_forecast_not_parameters():
     df = _long(2, T=130)
     head, tail = df.groupby("unique_id").head(100), df.groupby("unique_id").tail(30)
-    f = TitansForecaster(**TINY).fit(head)
+    f = TitansForecaster(test_time_memory=True, **TINY).fit(head)
     before_params = _params(f)
     before = f.predict()
     mem_before = list(f._memorised_)
@@ -122,19 +122,41 @@ def test_update_changes_forecast_not_parameters():
     # the new data reached the memory: more blocks memorised than before
     assert all(b > a for a, b in zip(mem_before, f._memorised_))
     # updating equals having had the whole history from the start (same trained parameters)
-    g = TitansForecaster(**TINY).fit(head)
+    g = TitansForecaster(test_time_memory=True, **TINY).fit(head)
     np.testing.assert_allclose(g.predict(df=df)["y_hat"], after["y_hat"], rtol=1e-5, atol=1e-5)
 
 
 def test_test_time_memory_reaches_the_forecast():
     df = _long(1, T=150)
-    f = TitansForecaster(**TINY).fit(df)
+    f = TitansForecaster(test_time_memory=True, **TINY).fit(df)
     g = clone(f).set_params(test_time_memory=False)
     g.model_, g.__dict__["freq_"] = f.model_, f.freq_
     for k in ("n_targets_", "n_inputs_", "channels_", "covariate_names_", "layout_", "flavour_", "time_col_"):
         setattr(g, k, getattr(f, k))
     g._set_history(f._collection(df))
     assert not np.allclose(f.predict()["y_hat"], g.predict()["y_hat"])
+
+
+def test_update_without_carried_memory_still_moves_the_forecast():
+    df = _long(2, T=130)
+    f = TitansForecaster(**TINY).fit(df.groupby("unique_id").head(100))
+    before = f.predict()
+    f.update(df.groupby("unique_id").tail(30))
+    assert not np.allclose(before["y_hat"], f.predict()["y_hat"])
+    assert f._memorised_ == [0, 0]
+
+
+def test_carried_memory_stays_finite_on_a_long_stream():
+    rng = np.random.default_rng(0)
+    T = 3000
+    y = np.cumsum(rng.standard_normal(T)) * 5 + 100  # a wandering, large-scale series
+    df = pd.DataFrame({"unique_id": "rw", "ds": pd.date_range("2020-01-01", periods=T, freq="h"), "y": y})
+    f = TitansForecaster(test_time_memory=True, lr=1e-2, **{**TINY, "memory": dict(heads=2, depth=2, chunk_size=4, max_lr=3.0)})
+    f.fit(df)
+    assert f._memorised_[0] >= T - 2 * 24
+    assert np.isfinite(f.predict()["y_hat"]).all()
+    st = f._memory_[0][0]
+    assert all(torch.isfinite(w).all() for w in st.weights)
 
 
 def test_update_rejects_gaps_and_unknown_series():
@@ -150,7 +172,7 @@ def test_update_rejects_gaps_and_unknown_series():
 
 def test_save_load_identical(tmp_path):
     df = _long(2, T=100)
-    f = TitansForecaster(head="quantile", **TINY).fit(df)
+    f = TitansForecaster(head="quantile", test_time_memory=True, **TINY).fit(df)
     f.update(_long(2, T=110).groupby("unique_id").tail(10))
     path = f.save(tmp_path / "model.pt")
     payload = torch.load(path, weights_only=True)  # safe format

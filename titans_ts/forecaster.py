@@ -11,14 +11,16 @@ future steps; series shorter than a full window are left-padded with unobserved 
 values are explicit: NaN / null become unobserved steps (masked in the input, the loss and the
 memory writes); nothing is filled or dropped.
 
-**Test-time memory.** Besides the ``context_length`` steps the network reads, every series keeps
-its neural memory's state: after ``fit`` (and after every ``update``), each complete block of
-``context_length`` steps of the history that lies wholly before the current context has been
-written into the memory, oldest first, blocks aligned to the start of the series. ``predict``
-starts the memory from that state instead of the learned initial memory, so information older
-than the context window still reaches the forecast, and ``update`` changes it without touching a
-single trained parameter. ``test_time_memory=False`` restores the plain behaviour (every forecast
-starts from the learned initial memory and reads only the context window).
+**Memory across windows.** Every forecast runs the neural memory at test time over the last
+``context_length`` steps (it memorises them, then is read). With ``test_time_memory=True`` each
+series also keeps its memory's state *across* windows: after ``fit`` and every ``update``, each
+complete block of ``context_length`` steps of the history that lies wholly before the current
+context has been written into the memory, oldest first, blocks aligned to the start of the
+series, and ``predict`` starts from that state instead of the learned initial memory. ``update``
+changes it without touching a single trained parameter. It is off by default: a network trained
+on single windows has never seen its memory run for thousands of steps, the inner gradient
+descent can then diverge (a soft clamp on the surprise, ``carry_clamp``, keeps it finite), and
+on ETTh1 the carried state did not improve the forecast (docs/benchmarks/test_time_memory.md).
 """
 
 from __future__ import annotations
@@ -78,6 +80,23 @@ def _context(values: np.ndarray, mask: np.ndarray, end: int, L: int):
     return np.nan_to_num(v).astype(np.float32), m.copy()
 
 
+class _carry_clamp:
+    """Temporarily set the memories' surprise clamp (for passes that start from carried state)."""
+
+    def __init__(self, net, tau):
+        self.mems = [b.memory for b in net.blocks if hasattr(b, "memory")]
+        self.tau = tau
+
+    def __enter__(self):
+        self.saved = [m.surprise_clamp for m in self.mems]
+        for m in self.mems:
+            m.surprise_clamp = self.tau
+
+    def __exit__(self, *exc):
+        for m, tau in zip(self.mems, self.saved):
+            m.surprise_clamp = tau
+
+
 def _cat_states(per_series: list[list]) -> list:
     """Per-series lists (one MemoryState per block) -> one batched list (None where stateless)."""
     from .memory import MemoryState
@@ -133,6 +152,8 @@ class TitansForecaster(BaseEstimator):
         limit_train_batches: cap on training batches per epoch (None: all windows).
         val_size: steps per series held out for early stopping (None: ``h``; 0: none).
         test_time_memory: keep each series' memory state across windows (see module docs).
+        carry_clamp: soft clamp on the surprise norm while the memory is carried across windows
+            (``surprise_clamp`` of :func:`titans_ts.memory_scan`; None: off).
         freq: pandas frequency alias; inferred from the data if None.
         id_col, time_col, target_col: column names of long frames (``time_col`` None: ``ds``,
             or ``date`` in wide frames).
@@ -150,7 +171,8 @@ class TitansForecaster(BaseEstimator):
                  quantiles: Sequence[float] = (0.1, 0.5, 0.9), loss: str = "mse", lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 20,
                  patience: int = 3, limit_train_batches: int | None = None,
-                 val_size: int | None = None, test_time_memory: bool = True,
+                 val_size: int | None = None, test_time_memory: bool = False,
+                 carry_clamp: float | None = 1.0,
                  freq: str | None = None, id_col: str = "unique_id", time_col: str | None = None,
                  target_col: str = "y", covariates: Sequence[str] | None = None, seed: int = 0,
                  accelerator: str = "cpu", verbose: bool = False) -> None:
@@ -176,6 +198,7 @@ class TitansForecaster(BaseEstimator):
         self.limit_train_batches = limit_train_batches
         self.val_size = val_size
         self.test_time_memory = test_time_memory
+        self.carry_clamp = carry_clamp
         self.freq = freq
         self.id_col = id_col
         self.time_col = time_col
@@ -338,8 +361,9 @@ class TitansForecaster(BaseEstimator):
                 states = None
                 if any(self._memory_[i] is not None for i in part):
                     states = self._batch_states(part)
-                _, finals = net(torch.from_numpy(past), torch.from_numpy(pmask), states=states,
-                                return_states=True)
+                with _carry_clamp(net, self.carry_clamp):
+                    _, finals = net(torch.from_numpy(past), torch.from_numpy(pmask), states=states,
+                                    return_states=True)
                 rows = net.memory_rows(1, past.shape[2])
                 for i, st in zip(part, _split_states(finals, rows, len(part))):
                     self._memory_[i] = st
@@ -380,7 +404,11 @@ class TitansForecaster(BaseEstimator):
                     states = self._batch_states(idx)
                 finally:
                     self._memory_ = saved
-            out = net(past, pmask, states=states)
+            if states is None:
+                out = net(past, pmask)
+            else:
+                with _carry_clamp(net, self.carry_clamp):
+                    out = net(past, pmask, states=states)
             outs.append(out)
         return outs
 
