@@ -19,6 +19,7 @@ _LAZY = {
     "baselines": ("titans_ts.baselines", None),
     "datasets": ("titans_ts.datasets", None),
     "TitansForecaster": ("titans_ts.forecaster", "TitansForecaster"),
+    "TitansEstimator": ("titans_ts.gluonts", "TitansEstimator"),
 }
 
 
