@@ -4,6 +4,7 @@ count are linked into the model)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
 
@@ -28,6 +29,12 @@ def _cli(args: Sequence[str], run: bool = True) -> TitansCLI:
     # command line), so the arguments are put there for the duration of the call
     saved = sys.argv
     sys.argv = ["titans-ts", *args]
+    # Lightning's CLI calls jsonargparse APIs that jsonargparse now marks deprecated; those
+    # warnings concern Lightning, not the user's recipe (JSONARGPARSE_DEPRECATION_WARNINGS=all
+    # shows them again)
+    env_saved = os.environ.get("JSONARGPARSE_DEPRECATION_WARNINGS")
+    if env_saved is None:
+        os.environ["JSONARGPARSE_DEPRECATION_WARNINGS"] = "off"
     try:
         return TitansCLI(TitansLightningModule, LTSFDataModule, run=run,
                          save_config_kwargs={"overwrite": True},
@@ -36,6 +43,8 @@ def _cli(args: Sequence[str], run: bool = True) -> TitansCLI:
                          parser_kwargs={"prog": "titans-ts"})
     finally:
         sys.argv = saved
+        if env_saved is None:
+            os.environ.pop("JSONARGPARSE_DEPRECATION_WARNINGS", None)
 
 
 def run_lightning_cli(args: Sequence[str]) -> int:

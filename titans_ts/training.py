@@ -35,6 +35,12 @@ def quiet_lightning(verbose: bool = False) -> Iterator[None]:
         yield
         return
     saved = {name: logging.getLogger(name).level for name in LIGHTNING_LOGGERS}
+    # the config-saving callback of Lightning's CLI calls jsonargparse APIs that jsonargparse marks
+    # deprecated: Lightning's business, not the user's (JSONARGPARSE_DEPRECATION_WARNINGS=all
+    # shows them)
+    env_saved = os.environ.get("JSONARGPARSE_DEPRECATION_WARNINGS")
+    if env_saved is None:
+        os.environ["JSONARGPARSE_DEPRECATION_WARNINGS"] = "off"
     for name in LIGHTNING_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     with warnings.catch_warnings():
@@ -45,6 +51,8 @@ def quiet_lightning(verbose: bool = False) -> Iterator[None]:
         finally:
             for name, level in saved.items():
                 logging.getLogger(name).setLevel(level)
+            if env_saved is None:
+                os.environ.pop("JSONARGPARSE_DEPRECATION_WARNINGS", None)
 
 
 def make_trainer(max_epochs: int = 10, patience: int | None = 3, root_dir: str | os.PathLike | None = None,
