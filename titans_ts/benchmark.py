@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-__all__ = ["run_recipe", "run_many", "render_report", "apply_sets", "NUMBERS_TO_BEAT"]
+__all__ = ["train_and_test", "run_recipe", "run_many", "render_report", "apply_sets", "NUMBERS_TO_BEAT"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "benchmarks" / "results"
@@ -88,34 +88,43 @@ def _done(tag: str) -> set[tuple]:
     return out
 
 
-def run_recipe(recipe: str, seed: int = 0, sets: Sequence[str] = (), tag: str = "main",
-               plot: bool = False, keep_dir: bool = False) -> dict:
-    """Train, test and record one recipe with one seed. Returns the result dict."""
-    import torch
-
+def train_and_test(cfg: dict, run_dir: str):
+    """Train a recipe dict (checkpoints under ``run_dir``) and test its best checkpoint, loaded
+    with ``weights_only=True``. Returns ``(model, datamodule, trainer, test metrics, fit seconds)``."""
     from .lightning_cli import build_from_recipe
     from .training import quiet_lightning
 
-    cfg = yaml.safe_load(Path(recipe).read_text())
-    cfg = apply_sets(cfg, sets)
-    cfg["seed_everything"] = int(seed)
-    cfg.setdefault("data", {})["seed"] = int(seed)
-    run_dir = tempfile.mkdtemp(prefix="titans-bench-")
+    cfg = copy.deepcopy(cfg)
     cfg["trainer"]["default_root_dir"] = run_dir
     for cb in cfg["trainer"].get("callbacks", []):
         if cb["class_path"].endswith("ModelCheckpoint"):
             cb.setdefault("init_args", {})["dirpath"] = os.path.join(run_dir, "checkpoints")
     cfg_path = os.path.join(run_dir, "recipe.yaml")
     Path(cfg_path).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cli = build_from_recipe(cfg_path)
+    model, dm, trainer = cli.model, cli.datamodule, cli.trainer
+    with quiet_lightning(False):
+        t0 = time.perf_counter()
+        trainer.fit(model, dm)
+        fit_s = time.perf_counter() - t0
+        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+        res = trainer.test(model, dm, ckpt_path=ckpt or None, weights_only=True, verbose=False)[0]
+    return model, dm, trainer, res, fit_s
+
+
+def run_recipe(recipe: str, seed: int = 0, sets: Sequence[str] = (), tag: str = "main",
+               plot: bool = False, keep_dir: bool = False) -> dict:
+    """Train, test and record one recipe with one seed. Returns the result dict."""
+    import torch
+
+    cfg = yaml.safe_load(Path(recipe).read_text())
+    cfg = apply_sets(cfg, sets)
+    cfg["seed_everything"] = int(seed)
+    cfg.setdefault("data", {})["seed"] = int(seed)
+    run_dir = tempfile.mkdtemp(prefix="titans-bench-")
     try:
-        cli = build_from_recipe(cfg_path)
-        model, dm, trainer = cli.model, cli.datamodule, cli.trainer
-        with quiet_lightning(False):
-            t0 = time.perf_counter()
-            trainer.fit(model, dm)
-            fit_s = time.perf_counter() - t0
-            ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
-            res = trainer.test(model, dm, ckpt_path=ckpt or None, weights_only=True, verbose=False)[0]
+        model, dm, trainer, res, fit_s = train_and_test(cfg, run_dir)
+        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
         result = {
             "tag": tag, "recipe": str(Path(recipe).as_posix()), "sets": list(sets), "seed": int(seed),
             "dataset": cfg["data"]["dataset"], "seq_len": cfg["data"]["seq_len"],

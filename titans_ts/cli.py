@@ -81,17 +81,13 @@ def _quickstart(args: argparse.Namespace) -> int:
     """The README's main job: a short Titans (LMM) training on ETTh1 with the exact benchmark
     protocol (L = 96, H = 96), its test MSE / MAE beside the reference baselines, and a plot."""
     import tempfile
-    import time
-    from pathlib import Path
 
     import yaml
 
     from titans_ts import datasets as D
     from titans_ts.baselines import evaluate_baseline
-    from titans_ts.benchmark import REPO, apply_sets
-    from titans_ts.lightning_cli import build_from_recipe
+    from titans_ts.benchmark import REPO, apply_sets, train_and_test
     from titans_ts.plotting import plot_test_forecast
-    from titans_ts.training import quiet_lightning
 
     recipe = REPO / "recipes" / "ltsf" / "ETTh1_96_96.yaml"
     cfg = yaml.safe_load(recipe.read_text())
@@ -99,24 +95,10 @@ def _quickstart(args: argparse.Namespace) -> int:
     cfg = apply_sets(cfg, [f"trainer.max_epochs={args.epochs}", f"trainer.limit_train_batches={args.batches}"])
     if args.root:
         cfg["data"]["root"] = args.root
+    print(f"titans-ts quickstart: ETTh1, L=96, H=96, exact protocol; Titans LMM, "
+          f"{args.epochs} epochs x {args.batches} batches", flush=True)
     with tempfile.TemporaryDirectory(prefix="titans-ts-quickstart-") as tmp:
-        cfg["trainer"]["default_root_dir"] = tmp
-        for cb in cfg["trainer"]["callbacks"]:
-            if cb["class_path"].endswith("ModelCheckpoint"):
-                cb["init_args"]["dirpath"] = str(Path(tmp) / "checkpoints")
-        path = Path(tmp) / "recipe.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        cli = build_from_recipe(str(path))
-        model, dm, trainer = cli.model, cli.datamodule, cli.trainer
-        print(f"titans-ts quickstart: ETTh1, L=96, H=96, exact protocol; Titans LMM "
-              f"({sum(p.numel() for p in model.parameters())} parameters), "
-              f"{args.epochs} epochs x {args.batches} batches", flush=True)
-        with quiet_lightning(False):
-            t0 = time.perf_counter()
-            trainer.fit(model, dm)
-            fit_s = time.perf_counter() - t0
-            best = trainer.checkpoint_callback.best_model_path
-            res = trainer.test(model, dm, ckpt_path=best or None, weights_only=True, verbose=False)[0]
+        model, dm, _, res, fit_s = train_and_test(cfg, tmp)
         out = plot_test_forecast(model, dm, args.plot)
     test = dm.splits.test
     last = evaluate_baseline(test, "repeat_last")
@@ -124,7 +106,8 @@ def _quickstart(args: argparse.Namespace) -> int:
     sn = evaluate_baseline(test, "seasonal_naive", season=season)
     print(f"{'model':<28} {'test MSE':>9} {'test MAE':>9}")
     print(f"{'titans-ts LMM (short run)':<28} {res['test_mse']:>9.4f} {res['test_mae']:>9.4f}   "
-          f"({fit_s:.0f} s training, {len(test)} test windows)")
+          f"({fit_s:.0f} s training, {len(test)} test windows, "
+          f"{sum(p.numel() for p in model.parameters())} parameters)")
     print(f"{f'seasonal naive (m={season})':<28} {sn['mse']:>9.4f} {sn['mae']:>9.4f}")
     print(f"{'repeat last value':<28} {last['mse']:>9.4f} {last['mae']:>9.4f}")
     print(f"forecast plot: {out}")

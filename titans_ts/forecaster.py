@@ -360,7 +360,7 @@ class TitansForecaster(BaseEstimator):
                 pmask = np.stack([hist["masks"][i][self._memorised_[i]:self._memorised_[i] + L] for i in part])
                 states = None
                 if any(self._memory_[i] is not None for i in part):
-                    states = self._batch_states(part)
+                    states = self._batch_states(part, self._memory_)
                 with _carry_clamp(net, self.carry_clamp):
                     _, finals = net(torch.from_numpy(past), torch.from_numpy(pmask), states=states,
                                     return_states=True)
@@ -369,12 +369,14 @@ class TitansForecaster(BaseEstimator):
                     self._memory_[i] = st
                     self._memorised_[i] += L
 
-    def _batch_states(self, part: list[int]) -> list:
+    def _batch_states(self, part: list[int], memory: list) -> list:
+        """The per-series states ``memory[i]`` of the series in ``part``, batched (the learned
+        initial memory for series that have none yet)."""
         net = self.model_.net
         rows = net.memory_rows(1, self.n_inputs_)
         per = []
         for i in part:
-            st = self._memory_[i]
+            st = memory[i]
             if st is None:
                 st = [blk.memory.initial_state(rows) if hasattr(blk, "memory") else None
                       for blk in net.blocks]
@@ -398,12 +400,7 @@ class TitansForecaster(BaseEstimator):
             pmask = torch.from_numpy(np.stack([c[1] for c in ctx]))
             states = None
             if memory is not None and any(memory[i] is not None for i in idx):
-                saved = self._memory_
-                self._memory_ = memory
-                try:
-                    states = self._batch_states(idx)
-                finally:
-                    self._memory_ = saved
+                states = self._batch_states(idx, memory)
             if states is None:
                 out = net(past, pmask)
             else:
