@@ -165,6 +165,30 @@ def test_shared_initial_weights_broadcast_over_batch():
     torch.testing.assert_close(y1, y2)
 
 
+@pytest.mark.parametrize("backward,T,final", [(m, T, f) for m in ("autograd", "recompute", "cache")
+                                               for T in (7, 21) for f in (True, False)])
+def test_shared_weights_gradients_equal_materialised_copies(backward, T, final):
+    """3-D initial weights (kept 3-D inside the scan, gradient reduced over the batch by its
+    matmuls) == the same weights copied per sequence, in outputs, final state and gradients; one
+    chunk (T=7) and several (T=21), final state read or not."""
+    inputs, W, _ = make_inputs(T=T, depth=2, seed=11)
+    base = [w[0].clone() for w in W]
+    outs = []
+    for shared in (True, False):
+        leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+        init = [b.detach().clone().requires_grad_(True) for b in base]
+        weights = init if shared else [w.unsqueeze(0).expand(2, *w.shape).contiguous() for w in init]
+        y, state = memory_scan_chunked(*leaves, weights, [torch.zeros_like(w) for w in weights], 8,
+                                       "silu", backward=backward, output_final_state=final)
+        loss = (y * torch.linspace(-1, 1, y.shape[-1])).sum()
+        if final:
+            loss = loss + sum((w * w).sum() for w in state[0]) + sum((s * 0.5).sum() for s in state[1])
+        grads = torch.autograd.grad(loss, leaves + init)
+        outs.append([y.detach(), *(state[0] if final else ()), *grads])
+    for a, b in zip(*outs):
+        assert a.shape == b.shape and rel(a, b) < 1e-5
+
+
 @pytest.mark.parametrize(
     "mutate,error,pattern",
     [

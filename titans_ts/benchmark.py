@@ -61,6 +61,9 @@ SEARCHED_BEST = {
 }
 
 
+SELECT_PREFIX = "select-"  # result tags of configuration-selection runs (not ablations)
+
+
 def apply_sets(cfg: dict, sets: Iterable[str]) -> dict:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a recipe dict."""
     cfg = copy.deepcopy(cfg)
@@ -109,6 +112,10 @@ def train_and_test(cfg: dict, run_dir: str):
         fit_s = time.perf_counter() - t0
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
         res = trainer.test(model, dm, ckpt_path=ckpt or None, weights_only=True, verbose=False)[0]
+        # the selection metrics: the tested checkpoint on the validation split, in the test's
+        # units (val_loss is in the training loss's, which differs between recipes)
+        val = trainer.validate(model, dm, ckpt_path=ckpt or None, weights_only=True, verbose=False)[0]
+    res = dict(res, val_mse=val["val_mse"], val_mae=val["val_mae"])
     return model, dm, trainer, res, fit_s
 
 
@@ -130,6 +137,7 @@ def run_recipe(recipe: str, seed: int = 0, sets: Sequence[str] = (), tag: str = 
             "dataset": cfg["data"]["dataset"], "seq_len": cfg["data"]["seq_len"],
             "horizon": cfg["data"]["horizon"], "variant": cfg["model"].get("variant", "lmm"),
             "test_mse": float(res["test_mse"]), "test_mae": float(res["test_mae"]),
+            "val_mse": float(res["val_mse"]), "val_mae": float(res["val_mae"]),
             "best_val_loss": float(trainer.checkpoint_callback.best_model_score)
             if ckpt else None,
             "epochs": int(trainer.current_epoch), "fit_seconds": round(fit_s, 1),
@@ -161,7 +169,8 @@ def run_many(recipes: Sequence[str], seeds: Sequence[int], sets: Sequence[str] =
             if key in done:
                 echo(f"skip (recorded): {recipe} seed {seed} {tag}")
                 continue
-            r = run_recipe(recipe, seed, sets, tag, plot=plot_first and seed == seeds[0])
+            # the docs' plots show the main recipes only (a variant would overwrite them)
+            r = run_recipe(recipe, seed, sets, tag, plot=plot_first and tag == "main" and seed == seeds[0])
             with open(RESULTS / f"{tag}.jsonl", "a") as fh:
                 fh.write(json.dumps(r) + "\n")
             echo(f"{r['dataset']} L={r['seq_len']} H={r['horizon']} seed {seed} [{tag}]: "
@@ -317,8 +326,37 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                   "best is a mean over the four horizons (benchmark-protocol.md).", "",
                   "| dataset | L | horizon | MSE / MAE | seeds | best searched result, mean (by) |",
                   "|---|---|---|---|---|---|", *body, ""]
+    # configuration selection on the validation split
+    sel = [r for r in rows if r["tag"].startswith(SELECT_PREFIX) and r.get("val_mse") is not None]
+    if sel:
+        lines += ["## Configuration selection (validation split)", "",
+                  f"Candidate settings (tags `{SELECT_PREFIX}*`, `--set` overrides of the recipe) are "
+                  "compared on the validation split's MSE / MAE of the checkpoint each run keeps; a "
+                  "recipe adopts the candidate with the lowest validation MSE. Test numbers are shown "
+                  "for transparency, not used to choose.", "",
+                  "| dataset | L | horizons | candidate | runs | val MSE / MAE | test MSE / MAE |",
+                  "|---|---|---|---|---|---|---|"]
+        groups = sorted({(r["dataset"], r["seq_len"], r["tag"]) for r in sel})
+        for d, L in sorted({(g[0], g[1]) for g in groups}):
+            cands = []
+            for tag in sorted({g[2] for g in groups if g[:2] == (d, L)}):
+                rs = [r for r in sel if (r["dataset"], r["seq_len"], r["tag"]) == (d, L, tag)]
+                cands.append((statistics.mean(r["val_mse"] for r in rs), tag, rs))
+            # compare candidates only on the (horizon, seed) pairs every candidate has run
+            common = set.intersection(*[{(r["horizon"], r["seed"]) for r in rs} for _, _, rs in cands])
+            for _, tag, rs in cands:
+                rs_c = [r for r in rs if (r["horizon"], r["seed"]) in common]
+                if not rs_c:
+                    continue
+                hz = ", ".join(str(h) for h in sorted({r["horizon"] for r in rs_c}))
+                change = ", ".join(rs_c[0].get("sets", [])) or "recipe as is"
+                mean = lambda key: statistics.mean(r[key] for r in rs_c)  # noqa: E731
+                lines.append(f"| {d} | {L} | {hz} | {tag}: `{change}` | {len(rs_c)} | "
+                             f"{mean('val_mse'):.3f} / {mean('val_mae'):.3f} | "
+                             f"{mean('test_mse'):.3f} / {mean('test_mae'):.3f} |")
+        lines.append("")
     # ablations
-    abl = [r for r in rows if r["tag"] != "main"]
+    abl = [r for r in rows if r["tag"] != "main" and not r["tag"].startswith(SELECT_PREFIX)]
     if abl:
         lines += ["## Ablations", "",
                   "Same recipe as the main table with one change (`--set`), one seed unless stated.", "",

@@ -154,9 +154,11 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"NeuralMemory expects x of shape [B, T, {self.dim}], got {list(x.shape)}")
         B, T, _ = x.shape
         H, d = self.heads, self.head_dim
-        if state is None:
-            state = self.initial_state(B, x.device)
-        qkv, conv_cache = self._conv(self.qkv(x), state.conv)
+        if state is None:  # the learned initial memory, [H, d_out, d_in]: shared by the batch
+            weights, momentum, conv = tuple(w.float() for w in self.init_weights), None, None
+        else:
+            weights, momentum, conv = state.weights, state.momentum, state.conv
+        qkv, conv_cache = self._conv(self.qkv(x), conv)
         q, k, v = qkv.view(B, T, 3, H, d).unbind(2)
         # q, k, v are handed to the op as [B, T, H, d] views of heads-first [B, H, T, d] buffers,
         # the layout its chunks are cut from (so it copies nothing on the way in)
@@ -169,8 +171,8 @@ class NeuralMemory(nn.Module):
         alpha = g[:, :, 0] if self.use_forgetting else torch.zeros_like(g[:, :, 0])
         eta = g[:, :, 1] if self.use_momentum else torch.zeros_like(g[:, :, 1])
         theta = self.max_lr * g[:, :, 2]
-        y, final = memory_scan(q, k, v, alpha, eta, theta, weights=state.weights,
-                               momentum=state.momentum, chunk_size=self.chunk_size,
+        y, final = memory_scan(q, k, v, alpha, eta, theta, weights=weights,
+                               momentum=momentum, chunk_size=self.chunk_size,
                                activation=self.activation, mask=mask, backend=self.backend,
                                surprise_clamp=self.surprise_clamp, output_final_state=return_state)
         if self.residual_memory:

@@ -96,6 +96,7 @@ def memory_scan(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    given = (weights,) if isinstance(weights, torch.Tensor) else tuple(weights)
     weights, momentum, mask = validate_inputs(q, k, v, alpha, eta, theta, weights, momentum,
                                               chunk_size, activation, mask)
     if surprise_clamp is not None and not surprise_clamp > 0:
@@ -105,7 +106,11 @@ def memory_scan(
                                            surprise_clamp) else "chunked")
     args = (q, k, v, alpha, eta, theta, weights, momentum, chunk_size, activation, mask, surprise_clamp)
     if backend == "chunked":
-        return memory_scan_chunked(*args, output_final_state=output_final_state)
+        # weights given as [H, d_out, d_in] (shared by the batch) stay 3-D: the chunked scan then
+        # reduces their gradient over the batch inside its matmuls
+        shared = tuple(g if g.dim() == 3 else w for g, w in zip(given, weights))
+        return memory_scan_chunked(q, k, v, alpha, eta, theta, shared, *args[7:],
+                                   output_final_state=output_final_state)
     if backend == "reference":
         y, state = memory_scan_reference(*args)
     else:
