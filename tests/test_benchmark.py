@@ -55,20 +55,21 @@ def test_report_means_seeds_and_compares(tmp_path):
     assert paper[0] == 0.420
 
 
-def test_report_selection_section_compares_on_validation_and_common_runs(tmp_path):
+def test_report_selection_section_compares_on_validation_and_shared_seeds(tmp_path):
     res = tmp_path / "results"
     res.mkdir()
-    rows = [dict(_row("ETTm1", 96, 96, 0, 0.35, 0.38), val_mse=0.40, val_mae=0.41)]
+    rows = [dict(_row("ETTm1", 96, 96, 0, 0.35, 0.38), val_mse=0.40, val_mae=0.41),
+            _row("ETTm1", 96, 192, 0, 0.37, 0.39)]  # recorded before val metrics: not a candidate
     sel = [dict(_row("ETTm1", 96, 96, 0, 0.34, 0.37, tag="select-lr", sets=["model.lr=0.0005"]),
                 val_mse=0.38, val_mae=0.40),
-           dict(_row("ETTm1", 96, 96, 0, 0.36, 0.38, tag="select-base"), val_mse=0.40, val_mae=0.41),
-           # a run only one candidate has: left out of the comparison
-           dict(_row("ETTm1", 96, 192, 0, 9.0, 9.0, tag="select-base"), val_mse=9.0, val_mae=9.0)]
+           # a seed only one candidate has: left out of the comparison
+           dict(_row("ETTm1", 96, 96, 1, 9.0, 9.0, tag="select-lr", sets=["model.lr=0.0005"]),
+                val_mse=9.0, val_mae=9.0)]
     (res / "main.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (res / "select.jsonl").write_text("\n".join(json.dumps(r) for r in sel) + "\n")
     text = render_report(tmp_path / "b.md", baselines=False, results=res)
     assert "## Configuration selection (validation split)" in text
-    assert "| ETTm1 | 96 | 96 | select-lr: `model.lr=0.0005` | 1 | 0.380 / 0.400 | 0.340 / 0.370 |" in text
-    assert "| ETTm1 | 96 | 96 | select-base: `recipe as is` | 1 | 0.400 / 0.410 | 0.360 / 0.380 |" in text
-    assert "9.000" not in text
+    assert "| ETTm1 | 96 | 96 | main: `recipe (adopted)` | 1 | 0.4000 / 0.4100 | 0.350 / 0.380 |" in text
+    assert "| ETTm1 | 96 | 96 | select-lr: `model.lr=0.0005` | 1 | **0.3800 / 0.4000** | 0.340 / 0.370 |" in text
+    assert "9.000" not in text and "| ETTm1 | 96 | 192 | main" not in text
     assert "## Ablations" not in text  # selection runs are not ablations
