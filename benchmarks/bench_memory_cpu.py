@@ -166,7 +166,8 @@ def main() -> None:
     lines = [
         "# NeuralMemory on CPU: forward + backward",
         "",
-        f"Produced by `python benchmarks/bench_memory_cpu.py` on {platform.processor() or platform.machine()}, "
+        f"Produced by `python benchmarks/bench_memory_cpu.py --threads {args.threads}` on "
+        f"{platform.processor() or platform.machine()}, "
         f"{args.threads} threads, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}. "
         "Median of "
         f"{args.repeats} runs after a cold run, each configuration in a fresh process; peak = resident "

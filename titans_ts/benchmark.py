@@ -348,11 +348,11 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
             for tag in tags:
                 rs = [r for r in here if r["tag"] == tag and r["seed"] in seeds]
                 if rs:
-                    mean = lambda key: statistics.mean(r[key] for r in rs)  # noqa: E731, B023
                     change = ("recipe (adopted)" if tag == "main" else
                               ", ".join(rs[0].get("sets", [])) or "recipe as it was")
-                    cands.append((mean("val_mse"), mean("val_mae"), mean("test_mse"), mean("test_mae"),
-                                  tag, change, len(rs)))
+                    means = [statistics.mean(r[key] for r in rs)
+                             for key in ("val_mse", "val_mae", "test_mse", "test_mae")]
+                    cands.append((*means, tag, change, len(rs)))
             best = min(c[0] for c in cands)
             for vm, va, tm, ta, tag, change, n in cands:
                 val = f"{vm:.4f} / {va:.4f}"
