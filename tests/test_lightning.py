@@ -100,6 +100,19 @@ def test_seed_reproducibility(tmp_path):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
+def test_non_finite_training_loss_stops_with_advice(tmp_path):
+    pl.seed_everything(0, verbose=False)
+    model = TitansLightningModule(32, 8, **SMALL)
+    before = [p.detach().clone() for p in model.parameters()]
+    # a diverged forward pass (what an unstable inner memory update produces)
+    model.net.register_forward_hook(lambda mod, inp, out: out * float("nan"))
+    trainer = make_trainer(max_epochs=1, patience=None, root_dir=tmp_path)
+    with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 0, batch 0.*max_lr"):
+        trainer.fit(model, ToyData())
+    for p, q in zip(model.parameters(), before):  # no optimiser step was taken on it
+        torch.testing.assert_close(p.detach(), q, rtol=0, atol=0)
+
+
 def test_quiet_by_default(tmp_path, capfd, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _fit(tmp_path / "run", 1)

@@ -165,6 +165,18 @@ def test_shared_initial_weights_broadcast_over_batch():
     torch.testing.assert_close(y1, y2)
 
 
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_inference_under_no_grad_with_trainable_weights(backend):
+    # evaluation of a model: weights that require grad, read under torch.no_grad()
+    inputs, W, _ = make_inputs(T=21, depth=2, seed=8)
+    params = [w[0].clone().requires_grad_(True) for w in W]
+    y_grad, _ = memory_scan(*inputs, weights=params, chunk_size=8, backend=backend)
+    with torch.no_grad():
+        y_nograd, _ = memory_scan(*inputs, weights=params, chunk_size=8, backend=backend)
+    assert not y_nograd.requires_grad
+    torch.testing.assert_close(y_nograd, y_grad.detach())
+
+
 @pytest.mark.parametrize("backward,T,final", [(m, T, f) for m in ("autograd", "recompute", "cache")
                                                for T in (7, 21) for f in (True, False)])
 def test_shared_weights_gradients_equal_materialised_copies(backward, T, final):

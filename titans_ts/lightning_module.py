@@ -111,6 +111,14 @@ class TitansLightningModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         _, loss = self._step(batch)
+        if not torch.isfinite(loss):
+            # stop here: one optimiser step on a non-finite loss makes every parameter NaN
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}. "
+                "The likeliest cause is the neural memory's inner updates diverging over a long "
+                "context (many memory chunks): lower model.memory.max_lr (the cap on the inner "
+                "learning rate, e.g. 0.02 instead of 0.1), lower memory.chunk_size, or set "
+                "memory.surprise_clamp; a lower outer lr can also help.")
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch["past"].shape[0])
         return loss

@@ -44,6 +44,9 @@ def memory_scan_reference(q, k, v, alpha, eta, theta, weights, momentum, chunk_s
     W = [w.to(dt) for w in weights]
     S = [s.to(dt) for s in momentum]
     B, T, H, _ = q.shape
+    # under torch.no_grad() nothing outer is differentiated: every chunk's inner loss then gets
+    # fresh leaves (a weight that requires grad but was touched under no_grad is no graph node)
+    outer = torch.is_grad_enabled()
     ys = []
     W_chunk = W
     for t in range(T):
@@ -52,7 +55,8 @@ def memory_scan_reference(q, k, v, alpha, eta, theta, weights, momentum, chunk_s
         # the inner loss at the chunk-start weights; gradients by autograd (create_graph keeps the
         # whole loop differentiable for outer-loop training and for gradient tests)
         with torch.enable_grad():
-            W_leaf = [w if w.requires_grad else w.detach().requires_grad_(True) for w in W_chunk]
+            W_leaf = [w if outer and w.requires_grad else w.detach().requires_grad_(True)
+                      for w in W_chunk]
             pred = memory_forward(W_leaf, k[:, t], activation)  # [B, H, d_v]
             loss = ((pred - v[:, t]) ** 2).sum()
             grads = torch.autograd.grad(loss, W_leaf, create_graph=True)
