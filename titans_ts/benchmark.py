@@ -322,8 +322,10 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                             f"{_ms([r['test_mae'] for r in hr])} | {len(hr)} | |")
     if body:
         lines += ["## Long look-back", "",
-                  "Same model and training settings as the L = 96 recipes, longer context. The searched "
-                  "best is a mean over the four horizons (benchmark-protocol.md).", "",
+                  "Same model and training settings as the L = 96 recipes, longer context, except the "
+                  "memory's inner learning-rate cap: max_lr 0.02 instead of 0.1, which diverges "
+                  "over several memory chunks (docs/architecture.md, 'Long contexts'). The "
+                  "searched best is a mean over the four horizons (benchmark-protocol.md).", "",
                   "| dataset | L | horizon | MSE / MAE | seeds | best searched result, mean (by) |",
                   "|---|---|---|---|---|---|", *body, ""]
     # configuration selection on the validation split
