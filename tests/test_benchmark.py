@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,18 @@ def test_report_selection_section_compares_on_validation_and_shared_seeds(tmp_pa
     assert "| ETTm1 | 96 | 96 | select-lr: `model.lr=0.0005` | 1 | **0.3800 / 0.4000** | 0.340 / 0.370 |" in text
     assert "9.000" not in text and "| ETTm1 | 96 | 192 | main" not in text
     assert "## Ablations" not in text  # selection runs are not ablations
+
+
+def test_committed_recipes_are_what_make_recipes_writes():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "make_recipes.py"
+    spec = importlib.util.spec_from_file_location("make_recipes", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    files = mod.build_all()
+    assert files, "make_recipes.py builds no recipe"
+    stale = [p.name for p, text in files.items() if not p.exists() or p.read_text() != text]
+    assert not stale, f"recipes differ from recipes/make_recipes.py (rerun it): {stale}"
+    on_disk = {p.name for p in (path.parent / "ltsf").glob("*.yaml")}
+    assert on_disk == {p.name for p in files}, "recipes/ltsf holds files make_recipes.py does not write"
