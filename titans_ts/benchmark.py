@@ -323,8 +323,10 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
     if body:
         lines += ["## Long look-back", "",
                   "Same model and training settings as the L = 96 recipes, longer context, except the "
-                  "memory's inner learning-rate cap: max_lr 0.02 instead of 0.1, which diverges "
-                  "over several memory chunks (docs/architecture.md, 'Long contexts'). The "
+                  "memory's inner learning-rate cap (max_lr 0.02 instead of 0.1, which diverges "
+                  "over several memory chunks: docs/architecture.md, 'Long contexts') and the "
+                  "outer learning rate (2e-4 instead of 1e-3, which overfits after one epoch "
+                  "here); both chosen on the validation split (selection table below). The "
                   "searched best is a mean over the four horizons (benchmark-protocol.md).", "",
                   "| dataset | L | horizon | MSE / MAE | seeds | best searched result, mean (by) |",
                   "|---|---|---|---|---|---|", *body, ""]
@@ -334,8 +336,8 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
     keys = sorted({(r["dataset"], r["seq_len"], r["horizon"]) for r in sel if r["tag"] != "main"})
     if keys:
         lines += ["## Configuration selection (validation split)", "",
-                  f"Candidate settings (tags `{SELECT_PREFIX}*`: `--set` overrides of the recipe as it "
-                  "was when they ran) are compared with the adopted recipe (`main`) on the validation "
+                  f"Candidate settings (tags `{SELECT_PREFIX}*`: the `--set` overrides of the current "
+                  "recipe that reproduce each run) are compared with the adopted recipe (`main`) on the validation "
                   "split's MSE / MAE of the checkpoint each run keeps, on the seeds all candidates "
                   "share. Per horizon the lowest validation MSE (bold) is adopted; where candidates "
                   "ran at H = 96 only, that horizon's winner is applied to every horizon. Test "
