@@ -89,3 +89,14 @@ def test_committed_recipes_are_what_make_recipes_writes():
     assert not stale, f"recipes differ from recipes/make_recipes.py (rerun it): {stale}"
     on_disk = {p.name for p in (path.parent / "ltsf").glob("*.yaml")}
     assert on_disk == {p.name for p in files}, "recipes/ltsf holds files make_recipes.py does not write"
+
+
+def test_only_the_showcase_run_of_a_dataset_draws_the_report_plot():
+    from titans_ts.benchmark import _is_showcase
+
+    # the report shows one forecast plot per dataset: main look-back, first horizon
+    assert _is_showcase("ETTh1", 96, 96)
+    assert not _is_showcase("ETTh1", 96, 192)
+    assert not _is_showcase("ETTh1", 336, 96)
+    assert _is_showcase("national_illness", 36, 24)
+    assert not _is_showcase("national_illness", 36, 36)
