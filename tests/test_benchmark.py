@@ -54,6 +54,13 @@ def test_report_means_seeds_and_compares(tmp_path):
     assert "Whole L = 96 ETTh1 + ETTh2 run (8 trainings, seed 0): 8.0 min" in text
     assert "| ETTh1 | 336 | 96 | 0.370 / 0.390 | 1 | |" in text and "| mean of 4 |" not in text
     assert paper[0] == 0.420
+    # the long-look-back text names the recipes' own learning rates
+    import yaml
+
+    long_m = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/ltsf/ETTh1_336_96.yaml").read_text())["model"]
+    short_m = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/ltsf/ETTh1_96_96.yaml").read_text())["model"]
+    assert (f"max_lr {long_m['memory']['max_lr']} instead of {short_m['memory']['max_lr']}" in text
+            and f"({long_m['lr']} instead of {short_m['lr']}" in text)
 
 
 def test_report_selection_section_compares_on_validation_and_shared_seeds(tmp_path):

@@ -245,6 +245,24 @@ def _baseline_means(dataset: str, seq_len: int, horizons: list[int]) -> tuple[fl
         return None
 
 
+def _recipe_values(long_rows: list[dict], main: list[dict], short: dict) -> tuple[tuple, tuple]:
+    """(memory max_lr, outer lr) of the long-look-back recipes and of the main-look-back ones, as
+    the recipe files give them ("?" where a file is missing or the recipes disagree)."""
+    def values(rows):
+        found = set()
+        for r in rows:
+            path = REPO / r["recipe"]
+            if not path.exists():
+                return ("?", "?")
+            model = (yaml.safe_load(path.read_text()) or {}).get("model", {})
+            found.add((model.get("memory", {}).get("max_lr", "?"), model.get("lr", "?")))
+        return found.pop() if len(found) == 1 else ("?", "?")
+
+    long_sets = {r["dataset"] for r in long_rows}
+    return values(long_rows), values([r for r in main if r["dataset"] in long_sets
+                                      and r["seq_len"] == short.get(r["dataset"])])
+
+
 def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                   results: str | os.PathLike | None = None) -> str:
     """docs/benchmarks.md from the recorded runs (``results``: another results folder)."""
@@ -332,13 +350,16 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                 body.append(f"| {d} | {L} | {h} | {_ms([r['test_mse'] for r in hr])} / "
                             f"{_ms([r['test_mae'] for r in hr])} | {len(hr)} | |")
     if body:
+        # the values named in the text are read from the recipes the rows ran
+        long_lr, short_lr = _recipe_values(long_rows, main, short)
         lines += ["## Long look-back", "",
                   "Same model and training settings as the L = 96 recipes, longer context, except the "
-                  "memory's inner learning-rate cap (max_lr 0.02 instead of 0.1, which diverges "
-                  "over several memory chunks: docs/architecture.md, 'Long contexts') and the "
-                  "outer learning rate (2e-4 instead of 1e-3, which overfits after one epoch "
-                  "here); both chosen on the validation split (selection table below). The "
-                  "searched best is a mean over the four horizons (benchmark-protocol.md).", "",
+                  f"memory's inner learning-rate cap (max_lr {long_lr[0]} instead of {short_lr[0]}, "
+                  "which diverges over several memory chunks: docs/architecture.md, 'Long contexts') "
+                  f"and the outer learning rate ({long_lr[1]} instead of {short_lr[1]}, which overfits "
+                  "after one epoch here); both chosen on the validation split (selection table "
+                  "below). The searched best is a mean over the four horizons "
+                  "(benchmark-protocol.md).", "",
                   "| dataset | L | horizon | MSE / MAE | seeds | best searched result, mean (by) |",
                   "|---|---|---|---|---|---|", *body, ""]
     # configuration selection on the validation split
