@@ -107,3 +107,31 @@ def test_only_the_showcase_run_of_a_dataset_draws_the_report_plot():
     assert not _is_showcase("ETTh1", 336, 96)
     assert _is_showcase("national_illness", 36, 24)
     assert not _is_showcase("national_illness", 36, 36)
+
+
+def test_recorded_runs_match_their_recipe_and_overrides():
+    # every committed result row must be reproducible from its recipe file plus its `sets`: when
+    # a recipe changes, superseded rows are relabelled with the overrides that reproduce them.
+    # The parameter count catches a relabelling that names the wrong architecture.
+    import glob
+
+    import yaml
+
+    from titans_ts.lightning_module import TitansLightningModule
+
+    repo = Path(__file__).resolve().parents[1]
+    channels = {"weather": 21}  # the ETT sets and illness have 7
+    built: dict = {}
+    rows = [json.loads(line) for path in sorted(glob.glob(str(repo / "docs/benchmarks/results/*.jsonl")))
+            for line in Path(path).read_text().splitlines() if line.strip()]
+    assert rows
+    for r in rows:
+        key = (r["recipe"], tuple(r["sets"]))
+        if key not in built:
+            cfg = apply_sets(yaml.safe_load((repo / r["recipe"]).read_text()), r["sets"])
+            data = cfg["data"]
+            assert (data["dataset"], data["seq_len"], data["horizon"]) == (r["dataset"], r["seq_len"], r["horizon"])
+            module = TitansLightningModule(seq_len=data["seq_len"], horizon=data["horizon"],
+                                           n_channels=channels.get(data["dataset"], 7), **cfg["model"])
+            built[key] = sum(p.numel() for p in module.parameters())
+        assert built[key] == r["params"], (r["tag"], r["recipe"], r["sets"], r["seed"])
