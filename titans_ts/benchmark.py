@@ -204,14 +204,15 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-HORIZONS = {"national_illness": [24, 36, 48, 60]}  # every other dataset: 96, 192, 336, 720
+HORIZONS = {"national_illness": [24, 36, 48, 60]}  # every other dataset: LTSF_HORIZONS
+LTSF_HORIZONS = [96, 192, 336, 720]
 MAIN_LOOKBACK = {"national_illness": 36}  # every other dataset: 96
 
 
 def _is_showcase(dataset: str, seq_len: int, horizon: int) -> bool:
     """The one run per dataset whose forecast plot the report shows: main look-back, first horizon."""
     return (seq_len == MAIN_LOOKBACK.get(dataset, 96)
-            and horizon == HORIZONS.get(dataset, [96, 192, 336, 720])[0])
+            and horizon == HORIZONS.get(dataset, LTSF_HORIZONS)[0])
 
 
 def _mean_rows(rows: list[dict]):
@@ -219,7 +220,7 @@ def _mean_rows(rows: list[dict]):
     by_seed = defaultdict(dict)
     for r in rows:
         by_seed[r["seed"]][r["horizon"]] = r
-    horizons = HORIZONS.get(rows[0]["dataset"], [96, 192, 336, 720]) if rows else []
+    horizons = HORIZONS.get(rows[0]["dataset"], LTSF_HORIZONS) if rows else []
     full = {s: hs for s, hs in by_seed.items() if sorted(hs) == horizons}
     mse = [statistics.mean(hs[h]["test_mse"] for h in horizons) for hs in full.values()]
     mae = [statistics.mean(hs[h]["test_mae"] for h in horizons) for hs in full.values()]
@@ -250,8 +251,8 @@ def _recipe_values(long_rows: list[dict], main: list[dict], short: dict) -> tupl
     the recipe files give them ("?" where a file is missing or the recipes disagree)."""
     def values(rows):
         found = set()
-        for r in rows:
-            path = REPO / r["recipe"]
+        for recipe in {r["recipe"] for r in rows}:  # each file once (rows repeat it per seed)
+            path = REPO / recipe
             if not path.exists():
                 return ("?", "?")
             model = (yaml.safe_load(path.read_text()) or {}).get("model", {})
