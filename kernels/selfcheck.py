@@ -46,23 +46,29 @@ def main(argv: list[str] | None = None) -> int:
         dims = [d] + [dh] * (depth - 1) + [d]
         W = [(torch.randn(H, dims[i + 1], dims[i], generator=g) / dims[i] ** 0.5).to(device)
              for i in range(depth)]
-        res = {}
+        res, first = {}, {}
         for backend in ("chunked", "triton"):
             leaves = [t.clone().requires_grad_(True) for t in [q, k, v, *gates, *W]]
+            t0 = time.perf_counter()
             y, (WT, ST) = memory_scan(*leaves[:6], weights=leaves[6:], chunk_size=chunk, backend=backend)
             loss = (y * torch.linspace(-1, 1, d, device=device)).sum() + sum((w * 0.3).sum() for w in WT)
             res[backend] = [y.detach(), *torch.autograd.grad(loss, leaves)]
+            if cuda:
+                torch.cuda.synchronize()
+            first[backend] = time.perf_counter() - t0
         errs = [_rel(a, b) for a, b in zip(res["triton"], res["chunked"])]
         ok = max(errs) < 1e-4
         failures += not ok
         print(f"depth {depth} fp32: max relative error (output and {len(errs) - 1} gradients) "
-              f"{max(errs):.2e} -> {'ok' if ok else 'FAIL'}")
+              f"{max(errs):.2e} -> {'ok' if ok else 'FAIL'}; first call (triton: compile included, "
+              f"unless cached) {first['triton']:.1f} s, chunked {first['chunked']:.1f} s", flush=True)
         if cuda:
             yb, _ = memory_scan(q.bfloat16(), k.bfloat16(), v.bfloat16(), *gates, weights=W,
                                 chunk_size=chunk, backend="triton")
             e = _rel(yb.float(), res["chunked"][0])
             failures += e >= 2e-2
-            print(f"depth {depth} bf16 inputs: forward relative error {e:.2e} -> {'ok' if e < 2e-2 else 'FAIL'}")
+            print(f"depth {depth} bf16 inputs: forward relative error {e:.2e} -> {'ok' if e < 2e-2 else 'FAIL'}",
+                  flush=True)
     if cuda:
         print()
         print("| depth | T | triton fwd+bwd (ms) | chunked fwd+bwd (ms) | speed-up |")
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                     torch.cuda.synchronize()
                     times[backend] = (time.perf_counter() - t0) / 3 * 1e3
                 print(f"| {depth} | {T} | {times['triton']:.1f} | {times['chunked']:.1f} | "
-                      f"{times['chunked'] / times['triton']:.1f}x |")
+                      f"{times['chunked'] / times['triton']:.1f}x |", flush=True)
         print("\nFull comparison (titans-pytorch, flash-linear-attention): benchmarks/bench_memory_gpu.py")
     else:
         print("no CUDA device: GPU timings need a GPU (run this again there)")

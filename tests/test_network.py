@@ -94,3 +94,22 @@ def test_bad_arguments():
         net()(torch.randn(2, 30, 3))
     with pytest.raises(ValueError, match="quantiles must be levels"):
         net(head="quantile", quantiles=(0.5, 1.2))
+
+
+def test_train_step_benchmark_backends_agree_on_a_recipe_network():
+    """benchmarks/bench_train_step.py at a tiny batch: the ETTh1 recipe's whole network, one
+    training step through the chunked and the per-token reference memory backends, same loss
+    and gradients (the table's agreement column, computed the way the script computes it)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train_step.py"
+    spec = importlib.util.spec_from_file_location("bench_train_step", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run_config("ETTh1 L=96 H=96", "recipes/ltsf/ETTh1_96_96.yaml", None, 2,
+                            ["chunked", "reference"], torch.device("cpu"), steps=1, warmup=0)
+    assert [r["backend"] for r in rows] == ["chunked", "reference"]
+    assert rows[0]["agree"] == "(baseline)" and rows[1]["batch"] == "2 x 7"
+    loss_err, grad_err = (float(x.split()[1].rstrip(",")) for x in rows[1]["agree"].split(", "))
+    assert loss_err < 1e-5 and grad_err < 1e-4, rows[1]["agree"]

@@ -49,15 +49,17 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def _configs():
-    """Launch configurations to autotune over on a GPU; one under the interpreter (which cannot
-    autotune several)."""
-    if interpreter_enabled():
-        return [triton.Config({}, num_warps=1, num_stages=1)]
-    return [triton.Config({}, num_warps=w, num_stages=s) for w in (4, 8) for s in (1, 2)]
+def _launch_config(BK: int, BV: int, BHD: int) -> dict:
+    """``num_warps`` / ``num_stages`` of every kernel launch, from the tile widths.
 
-
-_AUTOTUNE_KEY = ["DK", "DV", "DH", "BT"]
+    One configuration, no ``@triton.autotune`` sweep: every swept configuration is another
+    compile, and on an H200 the four-configuration sweep had not finished compiling the backward
+    kernel after 150 s at head width 64 (benchmarks/bench_memory_gpu.py's shapes). Wide tiles get
+    8 warps, so each thread holds fewer of the fp32 state tiles (W, S and their gradients) the
+    kernels keep in registers.
+    """
+    widest = max(BK, BV) * max(BHD, BV)
+    return {"num_warps": 8 if widest >= 64 * 64 else 4, "num_stages": 1}
 
 
 # ------------------------------------------------------------------------------ activations
@@ -154,7 +156,6 @@ def _key_pass(kt, vt, W1, W2, DEPTH: tl.constexpr, ACT: tl.constexpr, PREC: tl.c
 # ------------------------------------------------------------------------------ forward kernels
 
 
-@triton.autotune(configs=_configs(), key=_AUTOTUNE_KEY)
 @triton.jit
 def _state_fwd_kernel(
     K, V, TH, EB, EF, EM, DPE, PE,
@@ -216,7 +217,6 @@ def _state_fwd_kernel(
         _store_tile(S2O + bh * w2_sz, S2t, cv, ch, DV, DH, DH)
 
 
-@triton.autotune(configs=_configs(), key=_AUTOTUNE_KEY)
 @triton.jit
 def _output_fwd_kernel(
     Q, K, V, TH, DP, BETA, FF,
@@ -309,7 +309,6 @@ def _query_layer_bwd(dZ, a, ah, h, d, Wt, St, G, bt, ft, tril, PREC: tl.constexp
     return d_beta, d_f, dW, dS, ddelta, dG, da, dh
 
 
-@triton.autotune(configs=_configs(), key=_AUTOTUNE_KEY)
 @triton.jit
 def _bwd_kernel(
     Q, K, V, TH, DP, BETA, FF, EB, EF, EM, DPE, PE,
@@ -480,7 +479,8 @@ class _TritonScan(torch.autograd.Function):
         S2C = S2.new_empty(BHn, n, *S2.shape[1:]) if depth == 2 else S1C
         W1O, S1O = torch.empty_like(W1), torch.empty_like(S1)
         W2O, S2O = (torch.empty_like(W2), torch.empty_like(S2)) if depth == 2 else (W1O, S1O)
-        common = dict(BT=BT, BK=BK, BV=BV, BHD=BHD, DEPTH=depth, ACT=act, PREC=prec)
+        common = dict(BT=BT, BK=BK, BV=BV, BHD=BHD, DEPTH=depth, ACT=act, PREC=prec,
+                      **_launch_config(BK, BV, BHD))
         _state_fwd_kernel[(BHn,)](k, v, th, eb, ef, em, dpe, pe, W1, S1, W2, S2,
                                   W1C, S1C, W2C, S2C, W1O, S1O, W2O, S2O,
                                   T_pad, n, DK, DV, DH, **common)
