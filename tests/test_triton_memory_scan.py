@@ -108,3 +108,23 @@ def test_triton_rejects_what_it_does_not_support():
     inputs3, W3, _ = make(T=16, depth=3)
     with pytest.raises(ValueError, match="depth 1 or 2"):
         memory_scan(*inputs3, weights=W3, chunk_size=16, backend="triton")
+
+
+def test_auto_takes_triton_on_cuda_only_at_widths_checked_on_a_gpu():
+    """backend="auto" on CUDA tensors: triton within ``GPU_CHECKED`` (the recipes' networks:
+    width 16, hidden 32), chunked beyond it (depth 2, width 64, hidden 128: not yet compiled
+    and checked on a GPU), and never on CPU tensors."""
+    from titans_ts.kernels.memory_scan.op import _triton_for
+
+    def w(*dims):  # [H, d_out, d_in] per layer
+        return [torch.zeros(2, dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _triton_for(cuda, w(16, 32, 16), 16, "silu", None)
+    assert _triton_for(cuda, w(12, 24, 20), 16, "silu", None)   # padded to 16 / 32 / 32
+    assert _triton_for(cuda, w(64, 64), 64, "silu", None)        # depth 1, head width 64
+    assert not _triton_for(cuda, w(64, 128, 64), 64, "silu", None)
+    assert not _triton_for(cuda, w(32, 64, 32), 16, "silu", None)
+    assert not _triton_for(cuda, w(128, 128), 64, "silu", None)
+    assert not _triton_for(cuda, w(16, 32, 16), 8, "silu", None)  # chunk not a power of two >= 16
+    assert not _triton_for(cpu, w(16, 32, 16), 16, "silu", None)

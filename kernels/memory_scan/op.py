@@ -13,15 +13,20 @@ __all__ = ["memory_scan", "BACKENDS", "available_backends"]
 BACKENDS = ("auto", "reference", "chunked", "triton")
 
 
-def _triton_for(device: torch.device, depth: int, chunk_size: int, activation: str, clamp) -> bool:
-    """Whether "auto" should take the triton backend: CUDA tensors and a supported configuration."""
+def _triton_for(device: torch.device, weights, chunk_size: int, activation: str, clamp) -> bool:
+    """Whether "auto" should take the triton backend: CUDA tensors, a configuration the kernels
+    support, and tile widths at which they have been checked on a GPU."""
     if device.type != "cuda":
         return False
     try:
-        from .triton_chunk import triton_supports
+        from .triton_chunk import gpu_checked_widths, triton_supports
     except ImportError:
         return False
-    return triton_supports(depth, chunk_size, activation, clamp)
+    depth = len(weights)
+    dk, dv = weights[0].shape[-1], weights[-1].shape[-2]
+    dh = weights[0].shape[-2] if depth == 2 else dv
+    return (triton_supports(depth, chunk_size, activation, clamp)
+            and gpu_checked_widths(depth, dk, dv, dh))
 
 
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
@@ -82,7 +87,8 @@ def memory_scan(
         activation: hidden activation of a deep memory: "silu", "gelu", "relu", "tanh", "identity".
         mask: [B, T] or [B, T, H]; 0 / False means "not observed": theta = 0, nothing written.
         backend: "auto" (triton for CUDA tensors when it supports the configuration: depth 1-2,
-            power-of-two chunk >= 16, no surprise clamp; else chunked), "reference" (per-token
+            power-of-two chunk >= 16, no surprise clamp, and tile widths checked on a GPU, see
+            ``triton_chunk.GPU_CHECKED``; else chunked), "reference" (per-token
             loop), "chunked" (PyTorch closed form), "triton" (CUDA, or CPU under
             ``TRITON_INTERPRET=1``).
         surprise_clamp: if set, each momentary surprise ``u_t`` is scaled so its Frobenius norm
@@ -102,7 +108,7 @@ def memory_scan(
     if surprise_clamp is not None and not surprise_clamp > 0:
         raise ValueError(f"surprise_clamp must be a positive number or None, got {surprise_clamp!r}")
     if backend == "auto":
-        backend = ("triton" if _triton_for(q.device, len(weights), chunk_size, activation,
+        backend = ("triton" if _triton_for(q.device, weights, chunk_size, activation,
                                            surprise_clamp) else "chunked")
     args = (q, k, v, alpha, eta, theta, weights, momentum, chunk_size, activation, mask, surprise_clamp)
     if backend == "chunked":

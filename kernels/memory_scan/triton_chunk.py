@@ -39,7 +39,8 @@ except ImportError as err:  # pragma: no cover - triton is a dependency on Linux
 from .chunk import COEF_KEYS, chunk_gate_coefficients
 from .common import compute_dtype
 
-__all__ = ["memory_scan_triton", "triton_supports", "interpreter_enabled", "TRITON_ACTIVATIONS"]
+__all__ = ["memory_scan_triton", "triton_supports", "gpu_checked_widths", "interpreter_enabled",
+           "TRITON_ACTIVATIONS"]
 
 TRITON_ACTIVATIONS = {"silu": 0, "gelu": 1, "relu": 2, "tanh": 3, "identity": 4}
 
@@ -527,6 +528,23 @@ def triton_supports(depth: int, chunk_size: int, activation: str, surprise_clamp
     """Whether :func:`memory_scan_triton` handles this configuration."""
     return (depth in (1, 2) and surprise_clamp is None and activation in TRITON_ACTIVATIONS
             and chunk_size >= 16 and not chunk_size & (chunk_size - 1))
+
+
+# Padded tile widths (key / value, hidden) at which the kernels have been compiled and checked
+# against the chunked backend on a GPU (an H200; docs/architecture.md): depth 1 at head width 64
+# (kernels/selfcheck.py), depth 2 at widths up to 32 with hidden 32 (the GPU run of
+# tests/test_triton_memory_scan.py and the recipes' networks in benchmarks/bench_train_step.py).
+# Depth 2 with hidden 128 had not finished compiling after 90 s there.
+GPU_CHECKED = {1: (64, 64), 2: (32, 32)}
+
+
+def gpu_checked_widths(depth: int, dk: int, dv: int, dh: int) -> bool:
+    """Whether the padded tile widths of this memory are within those checked on a GPU
+    (``GPU_CHECKED``); ``backend="auto"`` takes the triton backend only then."""
+    if depth not in GPU_CHECKED:
+        return False
+    io, hidden = GPU_CHECKED[depth]
+    return max(_pow2(dk), _pow2(dv)) <= io and (depth == 1 or _pow2(dh) <= hidden)
 
 
 def memory_scan_triton(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, activation,
