@@ -10,7 +10,7 @@ Without CUDA: the same equivalence at small shapes through Triton's interpreter
 need a GPU.
 
 The first run on a machine compiles the kernels: on an H200, 30 s for depth 1 at head width 64;
-depth 2 at hidden width 128 had not finished compiling after 90 s (``--depths 1`` skips it).
+depth 2 at hidden width 128 had not finished compiling after 85 s (``--depths 1`` skips it).
 """
 
 from __future__ import annotations
