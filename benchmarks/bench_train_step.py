@@ -27,9 +27,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-# variates per benchmark dataset (benchmark-protocol.md)
-CHANNELS = {"ETTh1": 7, "ETTh2": 7, "ETTm1": 7, "ETTm2": 7, "weather": 21, "national_illness": 7}
-
 # (label, recipe, look-back override or None, batch override or None)
 DEFAULT_CONFIGS = [
     ("ETTh1 L=96 H=96", "recipes/ltsf/ETTh1_96_96.yaml", None, None),
@@ -41,14 +38,11 @@ DEFAULT_CONFIGS = [
 
 
 def _build(recipe: str, seq_len: int | None):
-    from titans_ts.lightning_module import TitansLightningModule
+    from titans_ts.benchmark import module_from_recipe
 
     cfg = yaml.safe_load((REPO / recipe).read_text())
-    data = cfg["data"]
-    L = int(seq_len or data["seq_len"])
-    model = TitansLightningModule(seq_len=L, horizon=int(data["horizon"]),
-                                  n_channels=CHANNELS[data["dataset"]], **cfg["model"])
-    return model, cfg, L
+    model = module_from_recipe(cfg, seq_len)
+    return model, cfg, model.hparams.seq_len
 
 
 def _set_backend(model, backend: str) -> None:
@@ -72,7 +66,7 @@ def run_config(label, recipe, seq_len, batch, backends, device, steps, warmup, d
     base, cfg, L = _build(recipe, seq_len)
     base = base.to(dtype)
     B = int(batch or cfg["data"]["batch_size"])
-    C, H = CHANNELS[cfg["data"]["dataset"]], int(cfg["data"]["horizon"])
+    C, H = base.hparams.n_channels, base.hparams.horizon
     g = torch.Generator().manual_seed(1)
     past = torch.randn(B, L, C, generator=g).cumsum(1).div(L ** 0.5).to(device, dtype)
     future = torch.randn(B, H, C, generator=g).to(device, dtype)

@@ -117,10 +117,9 @@ def test_recorded_runs_match_their_recipe_and_overrides():
 
     import yaml
 
-    from titans_ts.lightning_module import TitansLightningModule
+    from titans_ts.benchmark import module_from_recipe
 
     repo = Path(__file__).resolve().parents[1]
-    channels = {"weather": 21}  # the ETT sets and illness have 7
     built: dict = {}
     rows = [json.loads(line) for path in sorted(glob.glob(str(repo / "docs/benchmarks/results/*.jsonl")))
             for line in Path(path).read_text().splitlines() if line.strip()]
@@ -131,7 +130,5 @@ def test_recorded_runs_match_their_recipe_and_overrides():
             cfg = apply_sets(yaml.safe_load((repo / r["recipe"]).read_text()), r["sets"])
             data = cfg["data"]
             assert (data["dataset"], data["seq_len"], data["horizon"]) == (r["dataset"], r["seq_len"], r["horizon"])
-            module = TitansLightningModule(seq_len=data["seq_len"], horizon=data["horizon"],
-                                           n_channels=channels.get(data["dataset"], 7), **cfg["model"])
-            built[key] = sum(p.numel() for p in module.parameters())
+            built[key] = sum(p.numel() for p in module_from_recipe(cfg).parameters())
         assert built[key] == r["params"], (r["tag"], r["recipe"], r["sets"], r["seed"])

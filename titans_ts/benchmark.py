@@ -207,6 +207,21 @@ def _ms(values: list[float]) -> str:
 HORIZONS = {"national_illness": [24, 36, 48, 60]}  # every other dataset: LTSF_HORIZONS
 LTSF_HORIZONS = [96, 192, 336, 720]
 MAIN_LOOKBACK = {"national_illness": 36}  # every other dataset: 96
+# variates of the benchmark sets (every column but the date)
+LTSF_CHANNELS = {"ETTh1": 7, "ETTh2": 7, "ETTm1": 7, "ETTm2": 7, "weather": 21, "national_illness": 7}
+
+
+def module_from_recipe(cfg: dict, seq_len: int | None = None):
+    """A recipe dict's ``TitansLightningModule``, built without reading its data (the channel
+    count comes from ``LTSF_CHANNELS``); ``seq_len`` overrides the recipe's look-back."""
+    from .lightning_module import TitansLightningModule
+
+    data = cfg["data"]
+    if data["dataset"] not in LTSF_CHANNELS:
+        raise ValueError(f"no channel count known for dataset {data['dataset']!r}; "
+                         f"known: {sorted(LTSF_CHANNELS)}")
+    return TitansLightningModule(seq_len=int(seq_len or data["seq_len"]), horizon=int(data["horizon"]),
+                                 n_channels=LTSF_CHANNELS[data["dataset"]], **cfg["model"])
 
 
 def _is_showcase(dataset: str, seq_len: int, horizon: int) -> bool:
