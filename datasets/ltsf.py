@@ -79,15 +79,23 @@ class WindowDataset(Dataset):
         timestamps: optional DatetimeIndex of length T (for plots and time features).
         columns: optional channel names.
         stride: step between window starts (the protocol uses 1).
+        first_index: absolute position of row 0 of ``values`` (e.g. its row in the whole file).
+            When given, each item also carries ``time_index``, the absolute position of its first
+            context step (what a network with a learned cycle needs).
 
     Item ``i`` is a dict of tensors: ``past`` [L, C] float32, ``future`` [H, C] float32,
-    ``past_mask`` [L, C] bool, ``future_mask`` [H, C] bool. Missing values are 0 in ``past`` /
+    ``past_mask`` [L, C] bool, ``future_mask`` [H, C] bool (and ``time_index``, an int64 scalar,
+    with ``first_index``). Missing values are 0 in ``past`` /
     ``future`` and False in the masks: they are never silently filled with a plausible number.
     """
 
     def __init__(self, values: np.ndarray, seq_len: int, horizon: int, mask: np.ndarray | None = None,
                  timestamps: pd.DatetimeIndex | None = None, columns: list[str] | None = None,
-                 stride: int = 1) -> None:
+                 stride: int = 1, first_index: int | None = None) -> None:
+        if first_index is not None and (not isinstance(first_index, (int, np.integer))
+                                        or isinstance(first_index, bool)):
+            raise ValueError(f"first_index must be an integer or None, got {first_index!r}")
+        self.first_index = None if first_index is None else int(first_index)
         for arg, val in (("seq_len", seq_len), ("horizon", horizon), ("stride", stride)):
             if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
                 raise ValueError(f"{arg} must be a positive integer, got {val!r}")
@@ -126,8 +134,11 @@ class WindowDataset(Dataset):
         s = self.window_start(int(index))
         m = s + self.seq_len
         e = m + self.horizon
-        return {"past": self.values[s:m], "future": self.values[m:e],
+        item = {"past": self.values[s:m], "future": self.values[m:e],
                 "past_mask": self.mask[s:m], "future_mask": self.mask[m:e]}
+        if self.first_index is not None:
+            item["time_index"] = torch.tensor(self.first_index + s, dtype=torch.int64)
+        return item
 
     def __repr__(self) -> str:
         return (f"WindowDataset(windows={self._n}, seq_len={self.seq_len}, horizon={self.horizon}, "
@@ -157,6 +168,7 @@ def ltsf_splits(name: str, seq_len: int, horizon: int, root: str | os.PathLike |
 
     Returns:
         ``LTSFSplits(train, val, test, scaler)``; the scaler is fitted on the training rows.
+        Items carry ``time_index``, the file row of their first context step.
     """
     info = dataset_info(name)
     if features not in ("M", "S"):
@@ -174,5 +186,5 @@ def ltsf_splits(name: str, seq_len: int, horizon: int, root: str | os.PathLike |
     out = {}
     for split, (a, b) in borders.items():
         out[split] = WindowDataset(scaled[a:b], seq_len, horizon, timestamps=stamps[a:b],
-                                   columns=columns)
+                                   columns=columns, first_index=a)
     return LTSFSplits(out["train"], out["val"], out["test"], scaler)

@@ -43,6 +43,9 @@ def test_etth1_borders_and_scaling(data_root):
     v0 = val[0]
     np.testing.assert_allclose(v0["past"].numpy(), scaler.transform(raw[8640 - 96:8640]), atol=1e-6)
     assert train.columns == list(frame.columns[1:]) and train.columns[-1] == "OT"
+    # time_index: the file row of each window's first context step (what a learned cycle reads)
+    assert train[5]["time_index"].item() == 5 and val[0]["time_index"].item() == 8640 - 96
+    assert test[len(test) - 1]["time_index"].item() == 14400 - 96 - 96
     assert first["past"].shape == (96, 7) and first["future_mask"].all()
 
 
@@ -73,3 +76,7 @@ def test_window_dataset_mask_and_stride():
     assert ds[-1]["future"][-1, 0] == 18.0
     with pytest.raises(IndexError):
         ds[3]
+    assert "time_index" not in item  # only with first_index
+    assert D.WindowDataset(vals, 4, 2, stride=2, first_index=100)[2]["time_index"].item() == 104
+    with pytest.raises(ValueError, match="first_index must be an integer"):
+        D.WindowDataset(vals, 4, 2, first_index=1.5)

@@ -96,6 +96,45 @@ def test_bad_arguments():
         net(head="quantile", quantiles=(0.5, 1.2))
 
 
+@pytest.mark.parametrize("head", ["point", "quantile", "student_t"])
+def test_learned_cycle_is_periodic_and_shifts_every_head(head):
+    m = net(n_channels=3, cycle_len=12, head=head).eval()
+    with torch.no_grad():
+        m.cycle.normal_()
+    past = torch.randn(2, 32, 3)
+    t = torch.tensor([0, 7])
+    with torch.no_grad():
+        a, b, c = (m.point_forecast(m(past, time_index=i)) for i in (t, t + 12 * 5, t + 1))
+        torch.testing.assert_close(a, b)  # only the phase (time_index mod cycle_len) matters
+        assert (a - c).abs().max() > 1e-3
+        # with the blocks' contribution zeroed, the forecast is the cycle continued (RevIN scale)
+        m.blocks = torch.nn.ModuleList()
+        m.proj.weight.zero_()
+        m.proj.bias.zero_()
+        ctx = m.cycle_at(t, 0, 32) * 2.0 + 5.0
+        out = m.point_forecast(m(ctx, time_index=t))
+        _, (mean, std) = m.revin.normalize(ctx, None)
+    if head != "quantile":  # the quantile head's median sits above its lowest level (the location)
+        torch.testing.assert_close(out, m.cycle_at(t, 32, 8) * std + mean)
+
+
+def test_learned_cycle_trains_and_rejects_bad_input():
+    m = net(n_channels=3, cycle_len=24)
+    out = m(torch.randn(4, 32, 3), time_index=torch.arange(4))
+    out.pow(2).mean().backward()
+    assert m.cycle.grad is not None and m.cycle.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs time_index"):
+        m(torch.randn(4, 32, 3))
+    with pytest.raises(ValueError, match=r"time_index must be an integer tensor of shape \[4\]"):
+        m(torch.randn(4, 32, 3), time_index=torch.zeros(4))
+    with pytest.raises(ValueError, match="3 channels, past has 2"):
+        m(torch.randn(4, 32, 2), time_index=torch.arange(4))
+    with pytest.raises(ValueError, match="needs n_channels"):
+        net(cycle_len=24)
+    with pytest.raises(ValueError, match="cycle_len must be a non-negative integer"):
+        net(n_channels=3, cycle_len=-1)
+
+
 def test_train_step_benchmark_backends_agree_on_a_recipe_network():
     """benchmarks/bench_train_step.py at a tiny batch: the ETTh1 recipe's whole network, one
     training step through the chunked and the per-token reference memory backends, same loss

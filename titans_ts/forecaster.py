@@ -52,9 +52,9 @@ class _Windows(torch.utils.data.Dataset):
     """(series, end) windows: ``past`` = the L steps before ``end`` (left-padded, unobserved, when
     the series starts later), ``future`` = the h steps from ``end``."""
 
-    def __init__(self, values, masks, ends, L, h, target_channels):
+    def __init__(self, values, masks, ends, L, h, target_channels, firsts=None):
         self.values, self.masks, self.ends, self.L, self.h = values, masks, ends, L, h
-        self.target_channels = target_channels
+        self.target_channels, self.firsts = target_channels, firsts
 
     def __len__(self):
         return len(self.ends)
@@ -65,8 +65,37 @@ class _Windows(torch.utils.data.Dataset):
         fut = self.values[i][e:e + self.h]
         fmask = self.masks[i][e:e + self.h].copy()
         fmask[:, self.target_channels:] = False  # covariates are inputs, never targets
-        return {"past": torch.from_numpy(past), "past_mask": torch.from_numpy(pmask),
+        item = {"past": torch.from_numpy(past), "past_mask": torch.from_numpy(pmask),
                 "future": torch.from_numpy(np.nan_to_num(fut)), "future_mask": torch.from_numpy(fmask)}
+        if self.firsts is not None:
+            item["time_index"] = torch.tensor(self.firsts[i] + e - self.L, dtype=torch.int64)
+        return item
+
+
+def first_steps(index: list, freq: str | None) -> list[int]:
+    """Each series' first step counted in ``freq`` steps from 1970-01-01 (the phase a learned
+    cycle reads, the same for every series and for any later call); integer-indexed series count
+    from their own first row."""
+    out = []
+    for idx in index:
+        if idx is None or len(idx) == 0:
+            out.append(0)
+            continue
+        if freq is None:
+            raise ValueError("cycle_len needs the series' frequency to place each step in the cycle; "
+                             "pass freq=... (a pandas alias such as 'h' or 'W-SUN')")
+        off = pd.tseries.frequencies.to_offset(freq)
+        t0 = idx[0]
+        epoch = pd.Timestamp("1970-01-01", tz=t0.tz)
+        if isinstance(off, pd.offsets.Tick):
+            out.append(int((t0 - epoch) // pd.Timedelta(off)))
+            continue
+        anchor = off.rollforward(epoch)  # calendar offsets (weeks, months, ...): count the dates
+        if t0 >= anchor:
+            out.append(len(pd.date_range(anchor, t0, freq=off)) - 1)
+        else:
+            out.append(1 - len(pd.date_range(t0, anchor, freq=off)))
+    return out
 
 
 def _context(values: np.ndarray, mask: np.ndarray, end: int, L: int):
@@ -144,6 +173,10 @@ class TitansForecaster(BaseEstimator):
         d_model, n_layers, dropout, mlp_expansion: network size.
         memory: keyword arguments of :class:`titans_ts.NeuralMemory` (heads, depth, expansion,
             chunk_size, momentum, forgetting, max_lr, ...).
+        cycle_len: period in steps of a learned cycle per channel (0: none), e.g. 24 for a daily
+            cycle of hourly data. Each step's phase is its time counted in ``freq`` steps from
+            1970-01-01 (integer-indexed arrays: its row), so it holds for any series and any
+            later ``predict`` / ``update``.
         head: "point", "quantile" (pinball loss on ``quantiles``) or "student_t" (likelihood).
         quantiles: levels of the quantile head; for "student_t", the levels ``predict`` reports.
         loss: point-head loss: "mse", "mae" or "huber".
@@ -166,7 +199,7 @@ class TitansForecaster(BaseEstimator):
 
     def __init__(self, h: int = 24, context_length: int = 96, variant: str = "lmm",
                  tokenizer: str = "patch", patch_len: int = 16, stride: int = 8, d_model: int = 64,
-                 n_layers: int = 1, memory: dict | None = None, dropout: float = 0.1,
+                 n_layers: int = 1, memory: dict | None = None, dropout: float = 0.1, cycle_len: int = 0,
                  mlp_expansion: float = 2.0, head: str = "point",
                  quantiles: Sequence[float] = (0.1, 0.5, 0.9), loss: str = "mse", lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 20,
@@ -186,6 +219,7 @@ class TitansForecaster(BaseEstimator):
         self.n_layers = n_layers
         self.memory = memory
         self.dropout = dropout
+        self.cycle_len = cycle_len
         self.mlp_expansion = mlp_expansion
         self.head = head
         self.quantiles = quantiles
@@ -215,6 +249,9 @@ class TitansForecaster(BaseEstimator):
             if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
                 raise ValueError(f"{name} must be a positive integer, got {val!r}")
 
+        if not isinstance(self.cycle_len, (int, np.integer)) or isinstance(self.cycle_len, bool) \
+                or self.cycle_len < 0:
+            raise ValueError(f"cycle_len must be an integer >= 0 (0: no cycle), got {self.cycle_len!r}")
         for name in ("h", "context_length", "patch_len", "stride", "d_model", "n_layers",
                      "batch_size", "max_epochs"):
             positive_int(name)
@@ -253,7 +290,11 @@ class TitansForecaster(BaseEstimator):
                     n_layers=self.n_layers, variant=self.variant,
                     memory=dict(self.memory) if self.memory else None, mlp_expansion=self.mlp_expansion,
                     dropout=self.dropout, head=self.head, quantiles=tuple(float(q) for q in self.quantiles),
-                    loss=self.loss, lr=self.lr, weight_decay=self.weight_decay, scheduler="cosine")
+                    loss=self.loss, lr=self.lr, weight_decay=self.weight_decay, scheduler="cosine",
+                    cycle_len=int(self.cycle_len))
+
+    def _firsts(self, index: list, freq: str | None) -> list[int] | None:
+        return first_steps(index, freq) if self.cycle_len else None
 
     def _train_windows(self, values, masks, val_size):
         L, h = self.context_length, self.h
@@ -284,14 +325,15 @@ class TitansForecaster(BaseEstimator):
         coll.check_min_length(h + 1 + val_size, what="h + 1 (+ val_size for early stopping)")
         values, masks = self._inputs(coll)
         train_idx, val_idx = self._train_windows(values, masks, val_size)
+        firsts = self._firsts(coll.index, coll.freq)
         C = coll.n_channels
         n_in = values[0].shape[1]
         pl.seed_everything(self.seed, verbose=False)
         module = TitansLightningModule(**self._module_kwargs(n_in))
         gen = torch.Generator().manual_seed(self.seed)
-        train_dl = torch.utils.data.DataLoader(_Windows(values, masks, train_idx, L, h, C),
+        train_dl = torch.utils.data.DataLoader(_Windows(values, masks, train_idx, L, h, C, firsts),
                                                batch_size=self.batch_size, shuffle=True, generator=gen)
-        val_dl = (torch.utils.data.DataLoader(_Windows(values, masks, val_idx, L, h, C),
+        val_dl = (torch.utils.data.DataLoader(_Windows(values, masks, val_idx, L, h, C, firsts),
                                               batch_size=max(self.batch_size, 256)) if val_idx else None)
         root = tempfile.mkdtemp(prefix="titans-ts-fit-")
         try:
@@ -334,7 +376,7 @@ class TitansForecaster(BaseEstimator):
     def _set_history(self, coll: SeriesCollection) -> None:
         values, masks = self._inputs(coll)
         self.history_ = {"ids": list(coll.ids), "values": values, "masks": masks,
-                         "index": list(coll.index)}
+                         "index": list(coll.index), "firsts": self._firsts(coll.index, coll.freq)}
         self._memory_ = [None] * len(coll.ids)
         self._memorised_ = [0] * len(coll.ids)
         self._memorise(range(len(coll.ids)))
@@ -361,9 +403,11 @@ class TitansForecaster(BaseEstimator):
                 states = None
                 if any(self._memory_[i] is not None for i in part):
                     states = self._batch_states(part, self._memory_)
+                ti = None if hist.get("firsts") is None else torch.tensor(
+                    [hist["firsts"][i] + self._memorised_[i] for i in part])
                 with _carry_clamp(net, self.carry_clamp):
                     _, finals = net(torch.from_numpy(past), torch.from_numpy(pmask), states=states,
-                                    return_states=True)
+                                    return_states=True, time_index=ti)
                 rows = net.memory_rows(1, past.shape[2])
                 for i, st in zip(part, _split_states(finals, rows, len(part))):
                     self._memory_[i] = st
@@ -388,8 +432,9 @@ class TitansForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------ predict
     @torch.no_grad()
-    def _forecast(self, values, masks, memory=None):
-        """Raw network output for the last L steps of each series (memory: per-series states)."""
+    def _forecast(self, values, masks, memory=None, firsts=None):
+        """Raw network output for the last L steps of each series (memory: per-series states;
+        firsts: each series' first step, for a learned cycle)."""
         net, L = self.model_.net, self.context_length
         outs = []
         n = len(values)
@@ -398,14 +443,16 @@ class TitansForecaster(BaseEstimator):
             ctx = [_context(values[i], masks[i], values[i].shape[0], L) for i in idx]
             past = torch.from_numpy(np.stack([c[0] for c in ctx]))
             pmask = torch.from_numpy(np.stack([c[1] for c in ctx]))
+            ti = None if firsts is None else torch.tensor(
+                [firsts[i] + values[i].shape[0] - L for i in idx])
             states = None
             if memory is not None and any(memory[i] is not None for i in idx):
                 states = self._batch_states(idx, memory)
             if states is None:
-                out = net(past, pmask)
+                out = net(past, pmask, time_index=ti)
             else:
                 with _carry_clamp(net, self.carry_clamp):
-                    out = net(past, pmask, states=states)
+                    out = net(past, pmask, states=states, time_index=ti)
             outs.append(out)
         return outs
 
@@ -470,23 +517,26 @@ class TitansForecaster(BaseEstimator):
             ids, index = self.history_["ids"], self.history_["index"]
             values, masks, memory = self.history_["values"], self.history_["masks"], self._memory_
             freq, flavour = self.freq_, self.flavour_
+            firsts = self.history_.get("firsts")
         else:
             coll = self._check_new(self._collection(df), same_ids=False)
             values, masks = self._inputs(coll)
             ids, index, freq, flavour = coll.ids, coll.index, coll.freq, coll.flavour
-            memory = self._memory_for(values, masks)
-        outs = self._forecast(values, masks, memory)
+            firsts = self._firsts(coll.index, self.freq_)
+            memory = self._memory_for(values, masks, firsts)
+        outs = self._forecast(values, masks, memory, firsts)
         point, qs = self._quantile_arrays(outs, sorted(set(quantiles) | set(level_q)))
         return self._frame(ids, index, [v.shape[0] for v in values], freq, flavour, point[:, :h],
                            {q: a[:, :h] for q, a in qs.items()}, quantiles, levels, h)
 
-    def _memory_for(self, values, masks):
+    def _memory_for(self, values, masks, firsts=None):
         """Memory states of other series (predict(df=...)), without touching the stored ones."""
         if not self.test_time_memory or self.variant == "none":
             return None
         saved = (self.history_, self._memory_, self._memorised_)
         try:
-            self.history_ = {"ids": None, "values": values, "masks": masks, "index": None}
+            self.history_ = {"ids": None, "values": values, "masks": masks, "index": None,
+                             "firsts": firsts}
             self._memory_ = [None] * len(values)
             self._memorised_ = [0] * len(values)
             self._memorise(range(len(values)))
@@ -653,7 +703,8 @@ class TitansForecaster(BaseEstimator):
         h, C = self.h, self.n_targets_
         hist_v = [v[:-h] for v in values]
         hist_m = [m[:-h] for m in masks]
-        outs = self._forecast(hist_v, hist_m, self._memory_for(hist_v, hist_m))
+        firsts = self._firsts(coll.index, self.freq_)
+        outs = self._forecast(hist_v, hist_m, self._memory_for(hist_v, hist_m, firsts), firsts)
         point, _ = self._quantile_arrays(outs, [])
         y = np.stack([v[-h:, :C] for v in values])
         m = np.stack([mk[-h:, :C] for mk in masks])
@@ -764,7 +815,8 @@ class TitansForecaster(BaseEstimator):
             idx = pd.DatetimeIndex(raw.numpy().astype("datetime64[ns]"))
             index.append(idx.tz_localize("UTC").tz_convert(tz) if tz else idx)
         self.history_ = {"ids": ids, "values": [v.numpy() for v in payload["values"]],
-                         "masks": [m.numpy() for m in payload["masks"]], "index": index}
+                         "masks": [m.numpy() for m in payload["masks"]], "index": index,
+                         "firsts": self._firsts(index, self.freq_)}
         self._memory_ = [None] * len(ids)
         self._memorised_ = [0] * len(ids)
         self._memorise(range(len(ids)))

@@ -77,7 +77,7 @@ class TitansLightningModule(pl.LightningModule):
                  quantiles: Sequence[float] = (0.1, 0.5, 0.9), revin: bool = True,
                  revin_affine: bool = False, loss: str = "mse", lr: float = 1e-3,
                  weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0,
-                 optimizer: str = "adamw") -> None:
+                 optimizer: str = "adamw", cycle_len: int = 0) -> None:
         super().__init__()
         if loss not in POINT_LOSSES:
             raise ValueError(f"loss must be one of {POINT_LOSSES}, got {loss!r}")
@@ -89,11 +89,11 @@ class TitansLightningModule(pl.LightningModule):
         self.net = TitansNet(seq_len, horizon, n_channels, tokenizer, patch_len, stride, d_model,
                              n_layers, variant, memory, attn_heads, window, n_persistent,
                              segment_len, mlp_expansion, dropout, head, quantiles, revin,
-                             revin_affine)
+                             revin_affine, cycle_len)
         self._sums: dict[str, torch.Tensor] = {}
 
-    def forward(self, past, past_mask=None):
-        return self.net(past, past_mask)
+    def forward(self, past, past_mask=None, time_index=None):
+        return self.net(past, past_mask, time_index=time_index)
 
     # ------------------------------------------------------------------ losses
     def _loss(self, out, batch):
@@ -106,7 +106,7 @@ class TitansLightningModule(pl.LightningModule):
         return student_t_nll(out, target, mask)
 
     def _step(self, batch):
-        out = self.net(batch["past"], batch.get("past_mask"))
+        out = self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
         return out, self._loss(out, batch)
 
     def training_step(self, batch, batch_idx):
@@ -160,7 +160,7 @@ class TitansLightningModule(pl.LightningModule):
         self._emit("test")
 
     def predict_step(self, batch, batch_idx, dataloader_idx=0):
-        out = self.net(batch["past"], batch.get("past_mask"))
+        out = self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
         return self.net.point_forecast(out) if self.hparams.head == "point" else out
 
     # ------------------------------------------------------------------ checkpoints
@@ -180,7 +180,7 @@ class TitansLightningModule(pl.LightningModule):
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.dim() < 2 or "init_weights" in name or name.endswith("pos") else decay).append(p)
+            (no_decay if p.dim() < 2 or "init_weights" in name or name.endswith("pos") or name.endswith("cycle") else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.hparams.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         if self.hparams.optimizer == "sgd":

@@ -3,6 +3,10 @@
     past [B, L, C] (+ observed mask)
       -> RevIN: per window and channel, subtract the mean and divide by the std of the observed
          context (optionally a learned affine per channel)
+      -> optional learned cycle (``cycle_len`` > 0; CycleNet's residual cycle forecasting): a
+         per-channel pattern of period ``cycle_len`` steps, indexed by each step's absolute
+         position ``time_index + t``, is subtracted from the normalised context and added back
+         to the normalised forecast, so the blocks model what the cycle does not explain
       -> tokeniser:
            "patch"   channel-independent patches (PatchTST-style): each channel becomes its own
                      sequence of ceil((L - patch_len) / stride) + 1 (+1 end-padding) tokens;
@@ -103,6 +107,10 @@ class TitansNet(nn.Module):
         head: "point", "quantile" or "student_t".
         quantiles: levels of the quantile head.
         revin, revin_affine: instance normalisation.
+        cycle_len: period (in steps) of a learned per-channel cycle (0: none). Needs
+            ``n_channels``, and ``time_index`` in :meth:`forward` (the absolute position of the
+            first context step, e.g. its row in the file): a model can learn where in a day or
+            a year a window sits even when the context is shorter than the period.
     """
 
     def __init__(self, seq_len: int, horizon: int, n_channels: int | None = None,
@@ -112,7 +120,7 @@ class TitansNet(nn.Module):
                  n_persistent: int = 4, segment_len: int = 16, mlp_expansion: float = 2.0,
                  dropout: float = 0.1, head: str = "point",
                  quantiles: Sequence[float] = (0.1, 0.5, 0.9), revin: bool = True,
-                 revin_affine: bool = False) -> None:
+                 revin_affine: bool = False, cycle_len: int = 0) -> None:
         super().__init__()
         for name, val, allowed in (("tokenizer", tokenizer, TOKENIZERS), ("variant", variant, VARIANTS),
                                    ("head", head, HEADS)):
@@ -126,6 +134,12 @@ class TitansNet(nn.Module):
         self.seq_len, self.horizon, self.tokenizer = seq_len, horizon, tokenizer
         self.head_kind, self.quantiles = head, quantiles
         self.revin = RevIN(n_channels, revin_affine) if revin else None
+        if not isinstance(cycle_len, int) or isinstance(cycle_len, bool) or cycle_len < 0:
+            raise ValueError(f"cycle_len must be a non-negative integer (0: no cycle), got {cycle_len!r}")
+        if cycle_len and not n_channels:
+            raise ValueError("cycle_len > 0 needs n_channels (the cycle is learned per channel)")
+        self.cycle_len = cycle_len
+        self.cycle = nn.Parameter(torch.zeros(cycle_len, n_channels)) if cycle_len else None
         memory = dict(memory or {})
         memory.setdefault("heads", 4)
         if tokenizer == "patch":
@@ -172,10 +186,18 @@ class TitansNet(nn.Module):
         patches, one per window with the variate tokeniser): the leading size of the states."""
         return batch * n_channels if self.tokenizer == "patch" else batch
 
+    def cycle_at(self, time_index: torch.Tensor, offset: int, length: int) -> torch.Tensor:
+        """The learned cycle at steps ``time_index + offset + [0, length)``: [B, length, C]."""
+        steps = torch.arange(offset, offset + length, device=time_index.device)
+        return self.cycle[(time_index.long().view(-1, 1) + steps) % self.cycle_len]
+
     def forward(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
-                states: list | None = None, return_states: bool = False):
+                states: list | None = None, return_states: bool = False,
+                time_index: torch.Tensor | None = None):
         """Args:
             past: [B, L, C] context; past_mask: [B, L, C] observed mask (None = all observed).
+            time_index: [B] integer position of each window's first context step (needed, and
+                only used, when the network has a learned cycle, ``cycle_len`` > 0).
             states: one :class:`titans_ts.MemoryState` per block (None entries, or None: the
                 learned initial memory) to start the memories from, e.g. what an earlier call
                 returned after reading older data (test-time memorisation across windows).
@@ -195,6 +217,9 @@ class TitansNet(nn.Module):
         else:
             x, stats = past, None
         mf = mask.to(x.dtype)
+        if self.cycle is not None:
+            time_index = self._check_time_index(time_index, B, C)
+            x = (x - self.cycle_at(time_index, 0, L)) * mf
         if self.tokenizer == "patch":
             tok, tok_mask = self._patches(x.transpose(1, 2).reshape(B * C, L), mf.transpose(1, 2).reshape(B * C, L))
             h = self.embed(tok) + self.pos
@@ -215,7 +240,25 @@ class TitansNet(nn.Module):
         else:
             out = self.proj(h).view(B, C, self.horizon, self.k_out)
         out = out.permute(0, 2, 1, 3)  # [B, H, C, k]
+        if self.cycle is not None:
+            # the first output is the location (point, lowest quantile, Student-t loc): adding
+            # the cycle there shifts every head's whole forecast
+            out = torch.cat([out[..., :1] + self.cycle_at(time_index, L, self.horizon).unsqueeze(-1),
+                             out[..., 1:]], -1)
         return (self._head(out, stats), finals) if return_states else self._head(out, stats)
+
+    def _check_time_index(self, time_index, B: int, C: int) -> torch.Tensor:
+        if time_index is None:
+            raise ValueError(f"this network has a learned cycle (cycle_len={self.cycle_len}): "
+                             "forward needs time_index, the [B] integer position of each window's "
+                             "first context step")
+        time_index = torch.as_tensor(time_index, device=self.cycle.device)
+        if time_index.shape != (B,) or time_index.is_floating_point() or time_index.dtype == torch.bool:
+            raise ValueError(f"time_index must be an integer tensor of shape [{B}], got "
+                             f"{time_index.dtype} {list(time_index.shape)}")
+        if C != self.cycle.shape[1]:
+            raise ValueError(f"the learned cycle has {self.cycle.shape[1]} channels, past has {C}")
+        return time_index
 
     def _head(self, out: torch.Tensor, stats):
         if self.head_kind == "point":

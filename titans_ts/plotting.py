@@ -40,7 +40,9 @@ def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple
     with torch.no_grad():
         for ax, w in zip(axes[:, 0], windows):
             item = test[w]
-            out_ = net(item["past"].unsqueeze(0), item["past_mask"].unsqueeze(0))
+            ti = item.get("time_index")
+            out_ = net(item["past"].unsqueeze(0), item["past_mask"].unsqueeze(0),
+                       time_index=None if ti is None else ti.view(1))
             pred = net.point_forecast(out_)[0, :, ch].cpu()
             L, H = item["past"].shape[0], item["future"].shape[0]
             ax.plot(range(L), item["past"][:, ch], color="0.4", lw=1, label="context")
