@@ -333,7 +333,9 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
         detail.append(f"| **mean** | **{_ms(mse)}** | **{_ms(mae)}** | | | {n_seeds} |")
         others = " · ".join(f"{k} {v[0]:.3f}/{v[1]:.3f}" for k, v in beat.items())
         detail += ["", f"Published (mean of 4 horizons, MSE/MAE): {others}.", ""]
-        first = next((r for r in rs if r.get("plot")), None)
+        # the showcase run's plot (older rows may name plots of other horizons, since redrawn away)
+        first = next((r for r in rs if r.get("plot") and _is_showcase(d, r["seq_len"], r["horizon"])
+                      and (REPO / r["plot"]).exists()), None)
         if first:
             detail += [f"![{d} forecast]({Path(first['plot']).relative_to('docs').as_posix()})", ""]
     lines += summary + [""]
