@@ -124,7 +124,8 @@ def test_quiet_by_default(tmp_path, capfd, monkeypatch):
 @pytest.mark.data
 def test_cli_fit_on_a_tiny_recipe(tmp_path, data_root):
     recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes/ltsf/ETTh1_96_96.yaml").read_text())
-    recipe["model"].update(d_model=16, memory=MEM)
+    # with a learned cycle: the data module's time_index must reach the network through the CLI
+    recipe["model"].update(d_model=16, memory=MEM, cycle_len=24)
     recipe["trainer"].update(max_epochs=1, limit_train_batches=3, limit_val_batches=2,
                              default_root_dir=str(tmp_path / "run"))
     recipe["data"]["root"] = str(data_root)
@@ -136,6 +137,8 @@ def test_cli_fit_on_a_tiny_recipe(tmp_path, data_root):
     assert res.returncode == 0, res.stderr[-2000:]
     ckpts = list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
     assert ckpts, "no checkpoint written"
+    state = torch.load(ckpts[0], map_location="cpu", weights_only=True)["state_dict"]
+    assert state["net.cycle"].shape == (24, 7) and state["net.cycle"].abs().sum() > 0
     res = subprocess.run([sys.executable, "-m", "titans_ts.cli", "test", "--config", str(cfg),
                           "--ckpt_path", str(ckpts[0]), "--trainer.limit_test_batches=2"],
                          capture_output=True, text=True, cwd=tmp_path, env=env)
