@@ -389,8 +389,10 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                   f"Candidate settings (tags `{SELECT_PREFIX}*`: the `--set` overrides of the current "
                   "recipe that reproduce each run) are compared with the adopted recipe (`main`) on the validation "
                   "split's MSE / MAE of the checkpoint each run keeps, on the seeds all candidates "
-                  "share. Per horizon the lowest validation MSE (bold) is adopted; where candidates "
-                  "ran at H = 96 only, that horizon's winner is applied to every horizon. Test "
+                  "share. Per horizon the lowest validation MSE (bold) is adopted once the candidate "
+                  "has run every seed main has (a bold candidate that is not `main` has run fewer "
+                  "seeds so far). The loss candidates, run at H = 96 only, had their winner applied "
+                  "to every horizon; later candidates change only the horizons where they won. Test "
                   "numbers are shown for transparency, never used to choose.", "",
                   "| dataset | L | H | candidate | seeds | val MSE / MAE | test MSE / MAE |",
                   "|---|---|---|---|---|---|---|"]
