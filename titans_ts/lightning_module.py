@@ -180,7 +180,9 @@ class TitansLightningModule(pl.LightningModule):
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.dim() < 2 or "init_weights" in name or name.endswith("pos") or name.endswith("cycle") else decay).append(p)
+            # vectors, the memory's learned initial weights and the position / cycle tables
+            table = "init_weights" in name or name.endswith(("pos", "cycle"))
+            (no_decay if p.dim() < 2 or table else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.hparams.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         if self.hparams.optimizer == "sgd":
