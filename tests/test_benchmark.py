@@ -38,8 +38,9 @@ def test_report_means_seeds_and_compares(tmp_path):
             rows.append(_row("ETTh2", 96, h, seed, 0.5, 0.5))
     rows.append(_row("ETTh1", 96, 96, 0, 0.39, 0.40, tag="no_memory", sets=["model.variant=none"]))
     rows.append(_row("ETTh1", 336, 96, 0, 0.37, 0.39))  # incomplete long look-back: not in a mean row
+    rows.append(_row("ETTh2", 336, 96, 0, 0.40, 0.41))
     (res / "main.jsonl").write_text("\n".join(json.dumps(r) for r in rows if r["tag"] == "main") + "\n")
-    (res / "no_memory.jsonl").write_text(json.dumps(rows[-2]) + "\n")
+    (res / "no_memory.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["tag"] == "no_memory"))
     out = tmp_path / "bench.md"
     text = render_report(out, baselines=False, results=res)
     assert out.read_text() == text
@@ -61,6 +62,12 @@ def test_report_means_seeds_and_compares(tmp_path):
     short_m = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/ltsf/ETTh1_96_96.yaml").read_text())["model"]
     assert (f"max_lr {long_m['memory']['max_lr']} instead of {short_m['memory']['max_lr']}" in text
             and f"({long_m['lr']} instead of {short_m['lr']}" in text)
+    # and says which L = 96 recipes of those datasets have a learned cycle the long ones lack
+    recipes = Path(__file__).resolve().parents[1] / "recipes/ltsf"
+    cycled = [f"{d} H = {h}" for d in ("ETTh1", "ETTh2") for h in (96, 192, 336, 720)
+              if yaml.safe_load((recipes / f"{d}_96_{h}.yaml").read_text())["model"].get("cycle_len")]
+    assert not yaml.safe_load((recipes / "ETTh2_336_96.yaml").read_text())["model"].get("cycle_len")
+    assert cycled and f"adopted at L = 96 for {', '.join(cycled)} was not tried" in text
 
 
 def test_report_selection_section_compares_on_validation_and_shared_seeds(tmp_path):

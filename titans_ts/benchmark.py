@@ -279,6 +279,17 @@ def _recipe_values(long_rows: list[dict], main: list[dict], short: dict) -> tupl
                                       and r["seq_len"] == short.get(r["dataset"])])
 
 
+def _cycle_recipes(rows: list[dict]) -> list[str]:
+    """'dataset H=h' of the rows whose recipe file has a learned cycle (``cycle_len`` > 0)."""
+    out = set()
+    for r in rows:
+        path = REPO / r["recipe"]
+        model = (yaml.safe_load(path.read_text()) or {}).get("model", {}) if path.exists() else {}
+        if model.get("cycle_len"):
+            out.add((r["dataset"], r["horizon"]))
+    return [f"{d} H = {h}" for d, h in sorted(out)]
+
+
 def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                   results: str | os.PathLike | None = None) -> str:
     """docs/benchmarks.md from the recorded runs (``results``: another results folder)."""
@@ -370,13 +381,19 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
     if body:
         # the values named in the text are read from the recipes the rows ran
         long_lr, short_lr = _recipe_values(long_rows, main, short)
+        long_sets = {r["dataset"] for r in long_rows}
+        cycled = _cycle_recipes([r for r in main if r["dataset"] in long_sets
+                                 and r["seq_len"] == short.get(r["dataset"])])
+        cycle_note = (f" The learned cycle (`cycle_len`) adopted at L = 96 for {', '.join(cycled)} "
+                      "was not tried at the long look-backs, whose recipes have none."
+                      if cycled and not _cycle_recipes(long_rows) else "")
         lines += ["## Long look-back", "",
                   "Same model and training settings as the L = 96 recipes, longer context, except the "
                   f"memory's inner learning-rate cap (max_lr {long_lr[0]} instead of {short_lr[0]}, "
                   "which diverges over several memory chunks: docs/architecture.md, 'Long contexts') "
                   f"and the outer learning rate ({long_lr[1]} instead of {short_lr[1]}, which overfits "
                   "after one epoch here); both chosen on the validation split (selection table "
-                  "below). The searched best is a mean over the four horizons "
+                  f"below).{cycle_note} The searched best is a mean over the four horizons "
                   "(benchmark-protocol.md).", "",
                   "| dataset | L | horizon | MSE / MAE | seeds | best searched result, mean (by) |",
                   "|---|---|---|---|---|---|", *body, ""]
