@@ -70,7 +70,9 @@ def run_config(label, recipe, seq_len, batch, backends, device, steps, warmup, d
     g = torch.Generator().manual_seed(1)
     past = torch.randn(B, L, C, generator=g).cumsum(1).div(L ** 0.5).to(device, dtype)
     future = torch.randn(B, H, C, generator=g).to(device, dtype)
-    batch_d = {"past": past, "future": future}
+    # window positions, which a recipe with a learned cycle (cycle_len > 0) reads
+    time_index = torch.randint(0, 100_000, (B,), generator=g).to(device)
+    batch_d = {"past": past, "future": future, "time_index": time_index}
     rows, ref = [], None
     for backend in backends:
         model = copy.deepcopy(base).to(device)

@@ -280,7 +280,7 @@ def _recipe_values(long_rows: list[dict], main: list[dict], short: dict) -> tupl
 
 
 def _cycle_recipes(rows: list[dict]) -> list[str]:
-    """'dataset H=h' of the rows whose recipe file has a learned cycle (``cycle_len`` > 0)."""
+    """'dataset H = h' of the rows whose recipe file has a learned cycle (``cycle_len`` > 0)."""
     out = set()
     for r in rows:
         path = REPO / r["recipe"]
