@@ -56,7 +56,7 @@ def main() -> None:
     try:
         model.eval()
         with torch.no_grad():
-            model.net(batch["past"], batch.get("past_mask"))
+            model.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
     finally:
         memory_mod.memory_scan = real_scan
 
