@@ -261,33 +261,33 @@ def _baseline_means(dataset: str, seq_len: int, horizons: list[int]) -> tuple[fl
         return None
 
 
-def _recipe_values(long_rows: list[dict], main: list[dict], short: dict) -> tuple[tuple, tuple]:
-    """(memory max_lr, outer lr) of the long-look-back recipes and of the main-look-back ones, as
-    the recipe files give them ("?" where a file is missing or the recipes disagree)."""
+def _recipe_model(recipe: str) -> dict | None:
+    """The ``model`` section of a recorded row's recipe file (None if the file is missing)."""
+    path = REPO / recipe
+    return (yaml.safe_load(path.read_text()) or {}).get("model", {}) if path.exists() else None
+
+
+def _recipe_values(long_rows: list[dict], short_rows: list[dict]) -> tuple[tuple, tuple]:
+    """(memory max_lr, outer lr) of the long-look-back recipes and of the main-look-back ones
+    (``short_rows``), as the recipe files give them ("?" where a file is missing or the recipes
+    disagree)."""
     def values(rows):
         found = set()
         for recipe in {r["recipe"] for r in rows}:  # each file once (rows repeat it per seed)
-            path = REPO / recipe
-            if not path.exists():
+            model = _recipe_model(recipe)
+            if model is None:
                 return ("?", "?")
-            model = (yaml.safe_load(path.read_text()) or {}).get("model", {})
             found.add((model.get("memory", {}).get("max_lr", "?"), model.get("lr", "?")))
         return found.pop() if len(found) == 1 else ("?", "?")
 
-    long_sets = {r["dataset"] for r in long_rows}
-    return values(long_rows), values([r for r in main if r["dataset"] in long_sets
-                                      and r["seq_len"] == short.get(r["dataset"])])
+    return values(long_rows), values(short_rows)
 
 
 def _cycle_recipes(rows: list[dict]) -> list[str]:
     """'dataset H = h' of the rows whose recipe file has a learned cycle (``cycle_len`` > 0)."""
-    out = set()
-    for r in rows:
-        path = REPO / r["recipe"]
-        model = (yaml.safe_load(path.read_text()) or {}).get("model", {}) if path.exists() else {}
-        if model.get("cycle_len"):
-            out.add((r["dataset"], r["horizon"]))
-    return [f"{d} H = {h}" for d, h in sorted(out)]
+    cycled = {(r["dataset"], r["horizon"]) for r in {r["recipe"]: r for r in rows}.values()
+              if (_recipe_model(r["recipe"]) or {}).get("cycle_len")}
+    return [f"{d} H = {h}" for d, h in sorted(cycled)]
 
 
 def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
@@ -380,10 +380,11 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                             f"{_ms([r['test_mae'] for r in hr])} | {len(hr)} | |")
     if body:
         # the values named in the text are read from the recipes the rows ran
-        long_lr, short_lr = _recipe_values(long_rows, main, short)
         long_sets = {r["dataset"] for r in long_rows}
-        cycled = _cycle_recipes([r for r in main if r["dataset"] in long_sets
-                                 and r["seq_len"] == short.get(r["dataset"])])
+        short_rows = [r for r in main if r["dataset"] in long_sets
+                      and r["seq_len"] == short.get(r["dataset"])]
+        long_lr, short_lr = _recipe_values(long_rows, short_rows)
+        cycled = _cycle_recipes(short_rows)
         cycle_note = (f" The learned cycle (`cycle_len`) adopted at L = 96 for {', '.join(cycled)} "
                       "was not tried at the long look-backs, whose recipes have none."
                       if cycled and not _cycle_recipes(long_rows) else "")
