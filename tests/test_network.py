@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from titans_ts.lightning_module import TitansLightningModule, pinball_loss, point_loss
-from titans_ts.network import TitansNet
+from titans_ts.network import RevIN, TitansNet
 
 MEM = dict(heads=2, depth=2, expansion=2.0, chunk_size=4)
 
@@ -53,6 +53,43 @@ def test_revin_makes_the_forecast_scale_equivariant():
         a = m(past)
         b = m(past * 10 + 3)
     torch.testing.assert_close(b, a * 10 + 3, rtol=1e-3, atol=1e-3)
+
+
+def test_revin_last_center_subtracts_the_last_observed_value():
+    torch.manual_seed(0)
+    x = torch.randn(3, 10, 2)
+    mask = torch.ones_like(x, dtype=torch.bool)
+    mask[0, 7:, 1] = False  # channel 1 of window 0: last observed step is 6
+    out, (center, std) = RevIN(center="last").normalize(x, mask)
+    for b in range(3):
+        for c in range(2):
+            obs = x[b, mask[b, :, c], c]
+            last = obs[-1]
+            sd = torch.sqrt(obs.var(unbiased=False) + 1e-5)
+            torch.testing.assert_close(center[b, 0, c], last)
+            torch.testing.assert_close(std[b, 0, c], sd)
+            want = torch.where(mask[b, :, c], (x[b, :, c] - last) / sd, torch.zeros(()))
+            torch.testing.assert_close(out[b, :, c], want)
+    y = torch.randn(3, 4, 2)
+    torch.testing.assert_close(RevIN(center="last").denormalize(y, (center, std)), y * std + center)
+    with pytest.raises(ValueError, match="RevIN center must be one of"):
+        RevIN(center="median")
+    with pytest.raises(ValueError, match="RevIN center must be one of"):
+        net(revin_center="first")
+
+
+def test_revin_last_center_keeps_scale_equivariance_and_ignores_masked_values():
+    m = net(revin_center="last").eval()
+    past = torch.randn(2, 32, 3)
+    mask = torch.ones_like(past, dtype=torch.bool)
+    mask[:, -3:, 2] = False  # the final steps of a channel unobserved: the anchor moves back
+    past2 = past.clone()
+    past2[:, -3:, 2] = 1e4
+    with torch.no_grad():
+        a = m(past, mask)
+        torch.testing.assert_close(m(past * 10 + 3, mask), a * 10 + 3, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(m(past2, mask), a)
+        assert not torch.allclose(net(revin_center="mean").eval()(past, mask), a)
 
 
 def test_masked_values_do_not_matter():

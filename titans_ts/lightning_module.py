@@ -77,7 +77,7 @@ class TitansLightningModule(pl.LightningModule):
                  quantiles: Sequence[float] = (0.1, 0.5, 0.9), revin: bool = True,
                  revin_affine: bool = False, loss: str = "mse", lr: float = 1e-3,
                  weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0,
-                 optimizer: str = "adamw", cycle_len: int = 0) -> None:
+                 optimizer: str = "adamw", cycle_len: int = 0, revin_center: str = "mean") -> None:
         super().__init__()
         if loss not in POINT_LOSSES:
             raise ValueError(f"loss must be one of {POINT_LOSSES}, got {loss!r}")
@@ -89,7 +89,7 @@ class TitansLightningModule(pl.LightningModule):
         self.net = TitansNet(seq_len, horizon, n_channels, tokenizer, patch_len, stride, d_model,
                              n_layers, variant, memory, attn_heads, window, n_persistent,
                              segment_len, mlp_expansion, dropout, head, quantiles, revin,
-                             revin_affine, cycle_len)
+                             revin_affine, cycle_len, revin_center)
         self._sums: dict[str, torch.Tensor] = {}
 
     def forward(self, past, past_mask=None, time_index=None):

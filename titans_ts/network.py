@@ -1,8 +1,8 @@
 """``TitansNet``: the forecasting network (a plain ``nn.Module``; it knows nothing of training).
 
     past [B, L, C] (+ observed mask)
-      -> RevIN: per window and channel, subtract the mean and divide by the std of the observed
-         context (optionally a learned affine per channel)
+      -> RevIN: per window and channel, subtract the mean (or the last observed value) and
+         divide by the std of the observed context (optionally a learned affine per channel)
       -> optional learned cycle (``cycle_len`` > 0; CycleNet's residual cycle forecasting): a
          per-channel pattern of period ``cycle_len`` steps, indexed by each step's absolute
          position ``time_index + t``, is subtracted from the normalised context and added back
@@ -39,12 +39,26 @@ HEADS = ("point", "quantile", "student_t")
 TOKENIZERS = ("patch", "variate")
 
 
-class RevIN(nn.Module):
-    """Reversible instance normalisation over the time axis, observed values only."""
+REVIN_CENTERS = ("mean", "last")
 
-    def __init__(self, n_channels: int | None = None, affine: bool = False, eps: float = 1e-5) -> None:
+
+class RevIN(nn.Module):
+    """Reversible instance normalisation over the time axis, observed values only.
+
+    ``center``: what is subtracted per window and channel before dividing by the context's std:
+    "mean" (RevIN) or "last", the last observed value (PatchTST's ``subtract_last``, NLinear's
+    anchor), so the network forecasts the change from the latest level. "last" keeps a forecast
+    anchored where the series is after a level break (the context mean still holds the pre-break
+    level); the std is the spread about the mean in both cases.
+    """
+
+    def __init__(self, n_channels: int | None = None, affine: bool = False, eps: float = 1e-5,
+                 center: str = "mean") -> None:
         super().__init__()
+        if center not in REVIN_CENTERS:
+            raise ValueError(f"RevIN center must be one of {REVIN_CENTERS}, got {center!r}")
         self.eps = eps
+        self.center = center
         if affine:
             if not n_channels:
                 raise ValueError("RevIN(affine=True) needs n_channels")
@@ -54,7 +68,7 @@ class RevIN(nn.Module):
             self.weight = self.bias = None
 
     def normalize(self, x: torch.Tensor, mask: torch.Tensor | None):
-        """x [B, L, C] -> (normalised x, (mean, std)) with statistics [B, 1, C]."""
+        """x [B, L, C] -> (normalised x, (center, std)) with statistics [B, 1, C]."""
         if mask is None:
             mean = x.mean(1, keepdim=True)
             var = x.var(1, keepdim=True, unbiased=False)
@@ -64,6 +78,8 @@ class RevIN(nn.Module):
             mean = (x * m).sum(1, keepdim=True) / n
             var = (((x - mean) * m) ** 2).sum(1, keepdim=True) / n
         std = torch.sqrt(var + self.eps)
+        if self.center == "last":
+            mean = _last_observed(x, mask)
         out = (x - mean) / std
         if mask is not None:
             out = out * mask.to(x.dtype)
@@ -88,6 +104,17 @@ class RevIN(nn.Module):
         return y * std.view(shape) + mean.view(shape)
 
 
+def _last_observed(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """[B, 1, C]: the latest observed value of each window and channel (0 where none is)."""
+    if mask is None:
+        return x[:, -1:, :]
+    L = x.shape[1]
+    steps = torch.arange(L, device=x.device).view(1, L, 1)
+    idx = torch.where(mask.bool(), steps, -1).amax(1, keepdim=True)
+    last = x.gather(1, idx.clamp_min(0))
+    return torch.where(idx >= 0, last, torch.zeros_like(last))
+
+
 class TitansNet(nn.Module):
     """Titans backbone for multivariate forecasting.
 
@@ -106,7 +133,8 @@ class TitansNet(nn.Module):
         mlp_expansion, dropout: block MLP width and dropout.
         head: "point", "quantile" or "student_t".
         quantiles: levels of the quantile head.
-        revin, revin_affine: instance normalisation.
+        revin, revin_affine, revin_center: instance normalisation; ``revin_center`` "mean" or
+            "last" (see :class:`RevIN`).
         cycle_len: period (in steps) of a learned per-channel cycle (0: none). Needs
             ``n_channels``, and ``time_index`` in :meth:`forward` (the absolute position of the
             first context step, e.g. its row in the file): a model can learn where in a day or
@@ -120,7 +148,7 @@ class TitansNet(nn.Module):
                  n_persistent: int = 4, segment_len: int = 16, mlp_expansion: float = 2.0,
                  dropout: float = 0.1, head: str = "point",
                  quantiles: Sequence[float] = (0.1, 0.5, 0.9), revin: bool = True,
-                 revin_affine: bool = False, cycle_len: int = 0) -> None:
+                 revin_affine: bool = False, cycle_len: int = 0, revin_center: str = "mean") -> None:
         super().__init__()
         for name, val, allowed in (("tokenizer", tokenizer, TOKENIZERS), ("variant", variant, VARIANTS),
                                    ("head", head, HEADS)):
@@ -133,7 +161,7 @@ class TitansNet(nn.Module):
             raise ValueError(f"quantiles must be levels in (0, 1), got {quantiles}")
         self.seq_len, self.horizon, self.tokenizer = seq_len, horizon, tokenizer
         self.head_kind, self.quantiles = head, quantiles
-        self.revin = RevIN(n_channels, revin_affine) if revin else None
+        self.revin = RevIN(n_channels, revin_affine, center=revin_center) if revin else None
         if not isinstance(cycle_len, int) or isinstance(cycle_len, bool) or cycle_len < 0:
             raise ValueError(f"cycle_len must be a non-negative integer (0: no cycle), got {cycle_len!r}")
         if cycle_len and not n_channels:
