@@ -173,6 +173,60 @@ def test_window_errors_and_drop_last_metrics_match_a_direct_computation():
     assert drop_last_metrics(se[:20], ae[:20], n[:20], batch_size=32) is None
 
 
+def test_part_metrics_and_repeat_last_window_errors_match_a_direct_computation():
+    import torch
+
+    from titans_ts.benchmark import part_metrics, repeat_last_window_errors
+    from titans_ts.datasets.ltsf import WindowDataset
+
+    torch.manual_seed(0)
+    values = torch.randn(60, 2).numpy()
+    values[40, 0] = float("nan")
+    ds = WindowDataset(values, seq_len=10, horizon=4)  # 47 windows
+    se, ae, n = repeat_last_window_errors(ds, batch_size=6)
+    assert se.shape == (47,)
+    for w in (0, 29, 46):
+        item = ds[w]
+        past, pm = item["past"], item["past_mask"]
+        last = torch.stack([past[pm[:, c], c][-1] for c in range(2)])
+        m = item["future_mask"]
+        err = (last[None, :] - item["future"])[m].double()
+        assert torch.isclose(se[w], (err ** 2).sum()) and torch.isclose(ae[w], err.abs().sum())
+        assert n[w] == m.sum()
+    parts = part_metrics(se, ae, n, parts=5)
+    assert [(p["first"], p["last"]) for p in parts] == [(0, 8), (9, 17), (18, 27), (28, 36), (37, 46)]
+    for p in parts:
+        a, b = p["first"], p["last"] + 1
+        assert p["values"] == int(n[a:b].sum())
+        assert math.isclose(p["mse"], float(se[a:b].sum() / n[a:b].sum()))
+        assert math.isclose(p["mae"], float(ae[a:b].sum() / n[a:b].sum()))
+    total = sum(p["mse"] * p["values"] for p in parts) / sum(p["values"] for p in parts)
+    assert math.isclose(total, float(se.sum() / n.sum()))
+    with pytest.raises(ValueError, match="parts must be between 1 and the number of windows 47"):
+        part_metrics(se, ae, n, parts=48)
+
+
+def test_report_parts_section_averages_horizons_and_seeds(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    rows = []
+    for seed in (0, 1):
+        for h in (24, 36, 48, 60):
+            r = _row("national_illness", 36, h, seed, 2.0, 0.9)
+            # every part 100 values; the latest part's MSE 4 + seed, the others 1
+            r["test_parts"] = [{"first": i, "last": i, "values": 100,
+                                "mse": 4.0 + seed if i == 4 else 1.0, "mae": 0.5} for i in range(5)]
+            rows.append(r)
+    (res / "main.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    text = render_report(tmp_path / "b.md", baselines=False, results=res)
+    assert "## Where the test error sits (diagnostic)" in text
+    lines = [x for x in text.splitlines() if x.startswith("| national_illness | ") and " of 5" in x]
+    assert lines[0] == "| national_illness | 1 of 5 (earliest) | 1.000 | n/a | 12 % | 2 |"
+    # seed 0: 4 / 8 = 50 %, seed 1: 5 / 9 = 55.6 %: mean 52.8 %
+    assert lines[4] == "| national_illness | 5 of 5 (latest) | 4.500 | n/a | 53 % | 2 |"
+    assert len(lines) == 5
+
+
 def test_report_drop_last_section_rescores_the_same_runs(tmp_path):
     res = tmp_path / "results"
     res.mkdir()

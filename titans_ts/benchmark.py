@@ -68,6 +68,9 @@ SELECT_PREFIX = "select-"  # result tags of configuration-selection runs (not ab
 # tested with drop_last=True and so scored only the first len // 32 * 32 windows: recorded beside
 # the protocol's every-window metrics as a diagnostic (render_report, "The dropped last batch").
 DROP_LAST_BATCH = 32
+# the test windows cut, in time order, into this many contiguous parts for the "where the error
+# sits" diagnostic
+TEST_PARTS = 10
 
 
 def window_errors(net, dataset, batch_size: int = 256):
@@ -102,6 +105,58 @@ def drop_last_metrics(se, ae, n, batch_size: int = DROP_LAST_BATCH) -> dict | No
     count = float(n[:kept].sum().clamp_min(1.0))
     return {"batch_size": batch_size, "windows": kept, "mse": float(se[:kept].sum()) / count,
             "mae": float(ae[:kept].sum()) / count}
+
+
+def machine_description() -> str:
+    """Architecture, CPU model (where the OS names it), torch build and thread count: training
+    on a small set can land on other numbers on another CPU (its float kernels round
+    differently, and early stopping amplifies that), so rows say where they ran."""
+    import torch
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor()
+    parts = [platform.machine(), cpu, f"torch {torch.__version__}", f"{torch.get_num_threads()} threads"]
+    return ", ".join(p for p in parts if p)
+
+
+def part_metrics(se, ae, n, parts: int = TEST_PARTS) -> list[dict]:
+    """MSE / MAE over ``parts`` contiguous, near-equal runs of windows in time order (window
+    indices ``first`` .. ``last``, both included): where in the test period the error sits."""
+    N = len(se)
+    if not 1 <= parts <= N:
+        raise ValueError(f"parts must be between 1 and the number of windows {N}, got {parts}")
+    out = []
+    for i in range(parts):
+        a, b = i * N // parts, (i + 1) * N // parts
+        count = float(n[a:b].sum().clamp_min(1.0))
+        out.append({"first": a, "last": b - 1, "values": int(n[a:b].sum()),
+                    "mse": float(se[a:b].sum()) / count, "mae": float(ae[a:b].sum()) / count})
+    return out
+
+
+def repeat_last_window_errors(dataset, batch_size: int = 1024):
+    """``window_errors`` of the repeat-last baseline (every future step = last observed value)."""
+    import torch
+
+    from .baselines import repeat_last
+    from .data_module import window_loader
+
+    se, ae, n = [], [], []
+    for batch in window_loader(dataset, batch_size, False):
+        target, mask = batch["future"], batch.get("future_mask")
+        m = torch.ones_like(target) if mask is None else mask.to(target.dtype)
+        f = repeat_last(batch["past"], target.shape[1], batch.get("past_mask"))
+        err = torch.where(m > 0, f - target, torch.zeros_like(target)).double()
+        se.append((err ** 2).sum((1, 2)))
+        ae.append(err.abs().sum((1, 2)))
+        n.append(m.double().sum((1, 2)))
+    return torch.cat(se), torch.cat(ae), torch.cat(n)
 
 
 def apply_sets(cfg: dict, sets: Iterable[str]) -> dict:
@@ -193,8 +248,9 @@ def run_recipe(recipe: str, seed: int = 0, sets: Sequence[str] = (), tag: str = 
             "epochs": int(trainer.current_epoch), "fit_seconds": round(fit_s, 1),
             "params": sum(p.numel() for p in model.parameters()),
             "test_windows": len(dm.splits.test),
-            f"test_drop_last{DROP_LAST_BATCH}": drop_last_metrics(se, ae, n), "machine": f"{platform.machine()}, "
-            f"{torch.get_num_threads()} threads", "date": time.strftime("%Y-%m-%d"),
+            f"test_drop_last{DROP_LAST_BATCH}": drop_last_metrics(se, ae, n),
+            "test_parts": part_metrics(se, ae, n) if len(se) >= TEST_PARTS else None,
+            "machine": machine_description(), "date": time.strftime("%Y-%m-%d"),
         }
         if plot and _is_showcase(result["dataset"], result["seq_len"], result["horizon"]):
             from .plotting import plot_test_forecast
@@ -373,6 +429,64 @@ def _drop_last_section(main: list[dict], datasets: list[str], short: dict) -> li
             "|---|---|---|---|---|---|", *body, ""]
 
 
+def _parts_section(main: list[dict], datasets: list[str], short: dict,
+                   baselines: bool = True) -> list[str]:
+    """For every dataset whose main-look-back rows all recorded ``test_parts``: the test windows
+    cut in time order into parts, titans-ts's and repeat-last's MSE in each (means over the
+    horizons; titans-ts also over seeds) and the part's share of titans-ts's squared error
+    (repeat-last "n/a" without ``baselines`` or the data)."""
+    body = []
+    for d in datasets:
+        rs = [r for r in main if r["dataset"] == d and r["seq_len"] == short[d]]
+        if not rs or not all(r.get("test_parts") for r in rs):
+            continue
+        horizons = sorted({r["horizon"] for r in rs})
+        counts = {len(r["test_parts"]) for r in rs}
+        if horizons != HORIZONS.get(d, LTSF_HORIZONS) or len(counts) != 1:
+            continue
+        k = counts.pop()
+        try:
+            from .datasets import ltsf_splits
+
+            if not baselines:
+                raise LookupError("baselines not asked for")
+            base = [part_metrics(*repeat_last_window_errors(ltsf_splits(d, short[d], h).test), k)
+                    for h in horizons]
+        except Exception:  # data not present where the report is rendered
+            base = None
+        per_h = []  # [horizon][part] -> (mean MSE over seeds, mean share over seeds)
+        for h in horizons:
+            hr = [r["test_parts"] for r in rs if r["horizon"] == h]
+            parts = []
+            for i in range(k):
+                shares = [p[i]["mse"] * p[i]["values"] / sum(q["mse"] * q["values"] for q in p)
+                          for p in hr]
+                parts.append((statistics.mean(p[i]["mse"] for p in hr), statistics.mean(shares)))
+            per_h.append(parts)
+        seeds = len({r["seed"] for r in rs})
+        for i in range(k):
+            ours = statistics.mean(ph[i][0] for ph in per_h)
+            share = statistics.mean(ph[i][1] for ph in per_h)
+            rl = f"{statistics.mean(b[i]['mse'] for b in base):.3f}" if base else "n/a"
+            label = {0: " (earliest)", k - 1: " (latest)"}.get(i, "")
+            body.append(f"| {d} | {i + 1} of {k}{label} | {ours:.3f} | {rl} | "
+                        f"{100 * share:.0f} % | {seeds} |")
+    if not body:
+        return []
+    return ["## Where the test error sits (diagnostic)", "",
+            "The same runs' test windows cut, in time order, into contiguous parts of near-equal "
+            "size: the MSE of titans-ts (the tested checkpoints) and of the repeat-last "
+            "baseline (every future step equals the last observed value) in each part, and the "
+            "part's share of titans-ts's squared error; means over the horizons (titans-ts: and "
+            "over the seeds). A mean over every window weighs each stretch of the test period by its "
+            "errors: a part far above the others, or one where repeat-last does better, is a "
+            "stretch the model did not foresee. Shown for the datasets whose main rows all "
+            "recorded it.", "",
+            "| dataset | part of the test windows | titans-ts MSE | repeat-last MSE | "
+            "share of titans-ts squared error | seeds |",
+            "|---|---|---|---|---|---|", *body, ""]
+
+
 def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                   results: str | os.PathLike | None = None) -> str:
     """docs/benchmarks.md from the recorded runs (``results``: another results folder)."""
@@ -447,6 +561,7 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                   "training settings are in each file; `recipes/make_recipes.py` writes them).", ""]
     lines += detail
     lines += _drop_last_section(main, datasets, short)
+    lines += _parts_section(main, datasets, short, baselines)
     # long look-back
     long_rows = [r for r in main if r["seq_len"] != short.get(r["dataset"], r["seq_len"])]
     body = []
@@ -535,8 +650,11 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                          f"{_ms([r['test_mae'] for r in rs])} | {ref_txt} |")
         lines.append("")
     machines = sorted({r.get("machine", "?") for r in rows})
-    lines += [f"Runs recorded on: {', '.join(machines)}. Training times are wall-clock on that "
-              "machine (shared with other work while the sweep ran, so they are upper bounds).", ""]
+    lines += [f"Runs recorded on: {'; '.join(machines)}. Training times are wall-clock there "
+              "(the machine was shared with other work while the sweeps ran, so they are upper "
+              "bounds). A run repeats bit for bit on the same host; on another CPU the float "
+              "kernels round differently and early stopping can amplify that (a rerun of the "
+              "illness rows on a new host moved single runs by up to 0.10 MSE).", ""]
     text = "\n".join(lines)
     path = Path(out) if out else REPO / "docs" / "benchmarks.md"
     path.write_text(text)
