@@ -445,15 +445,16 @@ def _parts_section(main: list[dict], datasets: list[str], short: dict,
         if horizons != HORIZONS.get(d, LTSF_HORIZONS) or len(counts) != 1:
             continue
         k = counts.pop()
-        try:
+        base = None
+        if baselines:
             from .datasets import ltsf_splits
+            from .datasets.catalogue import DataNotFoundError
 
-            if not baselines:
-                raise LookupError("baselines not asked for")
-            base = [part_metrics(*repeat_last_window_errors(ltsf_splits(d, short[d], h).test), k)
-                    for h in horizons]
-        except Exception:  # data not present where the report is rendered
-            base = None
+            try:
+                base = [part_metrics(*repeat_last_window_errors(ltsf_splits(d, short[d], h).test), k)
+                        for h in horizons]
+            except DataNotFoundError:  # data not present where the report is rendered
+                base = None
         per_h = []  # [horizon][part] -> (mean MSE over seeds, mean share over seeds)
         for h in horizons:
             hr = [r["test_parts"] for r in rs if r["horizon"] == h]
