@@ -206,19 +206,28 @@ def test_part_metrics_and_repeat_last_window_errors_match_a_direct_computation()
         part_metrics(se, ae, n, parts=48)
 
 
-def test_report_parts_section_averages_horizons_and_seeds(tmp_path):
+def _illness_report(tmp_path, extra, more_rows=()) -> str:
+    """The report of 2 seeds x 4 illness horizons of main rows, each updated by extra(r, seed, h)."""
     res = tmp_path / "results"
     res.mkdir()
     rows = []
     for seed in (0, 1):
         for h in (24, 36, 48, 60):
             r = _row("national_illness", 36, h, seed, 2.0, 0.9)
-            # every part 100 values; the latest part's MSE 4 + seed, the others 1
-            r["test_parts"] = [{"first": i, "last": i, "values": 100,
-                                "mse": 4.0 + seed if i == 4 else 1.0, "mae": 0.5} for i in range(5)]
+            extra(r, seed, h)
             rows.append(r)
+    rows += list(more_rows)
     (res / "main.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    text = render_report(tmp_path / "b.md", baselines=False, results=res)
+    return render_report(tmp_path / "b.md", baselines=False, results=res)
+
+
+def test_report_parts_section_averages_horizons_and_seeds(tmp_path):
+    def parts(r, seed, h):
+        # every part 100 values; the latest part's MSE 4 + seed, the others 1
+        r["test_parts"] = [{"first": i, "last": i, "values": 100,
+                            "mse": 4.0 + seed if i == 4 else 1.0, "mae": 0.5} for i in range(5)]
+
+    text = _illness_report(tmp_path, parts)
     assert "## Where the test error sits (diagnostic)" in text
     lines = [x for x in text.splitlines() if x.startswith("| national_illness | ") and " of 5" in x]
     assert lines[0] == "| national_illness | 1 of 5 (earliest) | 1.000 | n/a | 12 % | 2 |"
@@ -228,20 +237,13 @@ def test_report_parts_section_averages_horizons_and_seeds(tmp_path):
 
 
 def test_report_drop_last_section_rescores_the_same_runs(tmp_path):
-    res = tmp_path / "results"
-    res.mkdir()
-    rows = []
-    for seed in (0, 1):
-        for h in (24, 36, 48, 60):
-            r = _row("national_illness", 36, h, seed, 2.0, 0.9)
-            r["test_windows"] = 194 - h
-            r["test_drop_last32"] = {"batch_size": 32, "windows": (194 - h) // 32 * 32,
-                                     "mse": 1.5 + 0.1 * seed, "mae": 0.8}
-            rows.append(r)
-    for h in (96, 192, 336, 720):  # ETTh1 rows recorded before the field: no row of their own
-        rows.append(_row("ETTh1", 96, h, 0, 0.4, 0.4))
-    (res / "main.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    text = render_report(tmp_path / "b.md", baselines=False, results=res)
+    def cut(r, seed, h):
+        r["test_windows"] = 194 - h
+        r["test_drop_last32"] = {"batch_size": 32, "windows": (194 - h) // 32 * 32,
+                                 "mse": 1.5 + 0.1 * seed, "mae": 0.8}
+
+    # ETTh1 rows recorded before the field: no row of their own
+    text = _illness_report(tmp_path, cut, [_row("ETTh1", 96, h, 0, 0.4, 0.4) for h in (96, 192, 336, 720)])
     assert "## The dropped last batch (diagnostic)" in text
     line = next(x for x in text.splitlines() if x.startswith("| national_illness | 160 of 170"))
     assert line == ("| national_illness | 160 of 170, 128 of 158, 128 of 146, 128 of 134 | "
