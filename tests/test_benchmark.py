@@ -249,3 +249,34 @@ def test_report_drop_last_section_rescores_the_same_runs(tmp_path):
     assert line == ("| national_illness | 160 of 170, 128 of 158, 128 of 146, 128 of 134 | "
                     "2.000 ± 0.000 / 0.900 ± 0.000 | 1.550 ± 0.071 / 0.800 ± 0.000 | 2 | 1.626 / 0.804 |")
     assert not any(x.startswith("| ETTh1 | ") and " of " in x for x in text.splitlines())
+
+
+def test_report_sets_a_rerun_published_model_beside_titans_ts(tmp_path):
+    def cut(r, seed, h):
+        r["test_windows"] = 194 - h
+        r["test_drop_last32"] = {"batch_size": 32, "windows": (194 - h) // 32 * 32, "mse": 1.5, "mae": 0.8}
+
+    ref_dir = tmp_path / "reference"
+    ref_dir.mkdir()
+    refs = []
+    for seed in (0, 1, 2):
+        for h in (24, 36, 48, 60):
+            r = _row("national_illness", 36, h, seed, 2.1 + 0.01 * seed, 0.9)
+            r.update(model="PatchTST", config="tslib",
+                     test_drop_last32={"batch_size": 32, "windows": 128, "mse": 1.7, "mae": 0.85})
+            refs.append(r)
+    refs.append(dict(refs[0], dataset="ETTh1", seq_len=96, horizon=96))  # one horizon: no row
+    (ref_dir / "patchtst.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refs))
+    text = _illness_report(tmp_path, cut)  # reads the reference folder beside its results folder
+    assert "## Published models rerun on this protocol" in text
+    lines = [x for x in text.splitlines() if x.startswith("| national_illness | 36 | ")]
+    assert lines == [
+        "| national_illness | 36 | PatchTST (tslib configuration, rerun here) | 3 | 2.110 ± 0.010 / "
+        "0.900 ± 0.000 | 1.700 ± 0.000 / 0.850 ± 0.000 | 1.626 / 0.804 |",
+        "| national_illness | 36 | titans-ts (the main table's runs) | 2 | 2.000 ± 0.000 / 0.900 ± 0.000 | "
+        "1.500 ± 0.000 / 0.800 ± 0.000 | |"]
+    assert not any(x.startswith("| ETTh1 | 96 | PatchTST") for x in text.splitlines())
+    # without reference rows the section is left out
+    other = tmp_path / "other"
+    other.mkdir()
+    assert "rerun on this protocol" not in _illness_report(other, cut)

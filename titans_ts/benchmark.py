@@ -34,6 +34,8 @@ __all__ = ["train_and_test", "run_recipe", "run_many", "render_report", "apply_s
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "benchmarks" / "results"
+# published models rerun on the protocol by benchmarks/reference_*.py (not titans-ts recipes)
+REFERENCE = REPO / "docs" / "benchmarks" / "reference"
 
 # benchmark-protocol.md, look-back 96 (illness 36); mean of the four horizons, MSE / MAE
 NUMBERS_TO_BEAT = {
@@ -429,6 +431,51 @@ def _drop_last_section(main: list[dict], datasets: list[str], short: dict) -> li
             "|---|---|---|---|---|---|", *body, ""]
 
 
+def _reference_section(refs: list[dict], main: list[dict], datasets: list[str], short: dict) -> list[str]:
+    """Published models rerun here on the protocol (``benchmarks/reference_*.py`` rows), each
+    beside titans-ts on the same split, scored over every test window and over the windows a
+    drop_last=True loader keeps; only (model, dataset) pairs with every horizon on some seed."""
+    key = f"test_drop_last{DROP_LAST_BATCH}"
+    body = []
+
+    def scored(rs):
+        mse, mae, n_seeds, _ = _mean_rows(rs)
+        if not n_seeds:
+            return None
+        cut = ("n/a" if not all(r.get(key) for r in rs) else
+               "{} / {}".format(*(_ms(v) for v in _mean_rows(
+                   [dict(r, test_mse=r[key]["mse"], test_mae=r[key]["mae"]) for r in rs])[:2])))
+        return f"{_ms(mse)} / {_ms(mae)}", cut, n_seeds
+
+    for d in datasets:
+        here = [r for r in refs if r["dataset"] == d and r["seq_len"] == short[d]]
+        ours = scored([r for r in main if r["dataset"] == d and r["seq_len"] == short[d]])
+        pub = NUMBERS_TO_BEAT.get(d, {})
+        for model, config in sorted({(r["model"], r["config"]) for r in here}):
+            theirs = scored([r for r in here if (r["model"], r["config"]) == (model, config)])
+            if theirs is None:
+                continue
+            p = pub.get(model)
+            p_txt = f"{p[0]:.3f} / {p[1]:.3f}" if p else "n/a"
+            body.append(f"| {d} | {short[d]} | {model} ({config} configuration, rerun here) | "
+                        f"{theirs[2]} | {theirs[0]} | {theirs[1]} | {p_txt} |")
+            if ours is not None:
+                body.append(f"| {d} | {short[d]} | titans-ts (the main table's runs) | {ours[2]} | "
+                            f"{ours[0]} | {ours[1]} | |")
+    if not body:
+        return []
+    return ["## Published models rerun on this protocol", "",
+            "The numbers to beat are copied from papers. Here the model a comparison is against "
+            "is trained and tested by this repository on exactly the titans-ts rows' splits, "
+            "scaling and windows (`benchmarks/reference_patchtst.py`, which states the "
+            "configuration: Time-Series-Library's, `tslib`), and the same checkpoint is scored "
+            "over every test window (the protocol) and over the windows a drop_last=True loader "
+            f"of batch {DROP_LAST_BATCH} keeps. Means over the horizons, ± std over seeds.", "",
+            "| dataset | L | model | seeds | every window (MSE / MAE) | "
+            f"drop_last, batch {DROP_LAST_BATCH} (MSE / MAE) | published (MSE / MAE) |",
+            "|---|---|---|---|---|---|---|", *body, ""]
+
+
 def _parts_section(main: list[dict], datasets: list[str], short: dict,
                    baselines: bool = True) -> list[str]:
     """For every dataset whose main-look-back rows all recorded ``test_parts``: the test windows
@@ -489,9 +536,13 @@ def _parts_section(main: list[dict], datasets: list[str], short: dict,
 
 
 def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
-                  results: str | os.PathLike | None = None) -> str:
-    """docs/benchmarks.md from the recorded runs (``results``: another results folder)."""
+                  results: str | os.PathLike | None = None,
+                  reference: str | os.PathLike | None = None) -> str:
+    """docs/benchmarks.md from the recorded runs (``results``: another results folder;
+    ``reference``: another folder of rerun published models, default the ``reference`` folder
+    beside the results folder)."""
     rows = _load(folder=results)
+    refs = _load(folder=reference or (Path(results).parent / "reference" if results else REFERENCE))
     main = [r for r in rows if r["tag"] == "main"]
     lines = ["# Benchmarks", "",
              "Every number below is produced by `titans-ts benchmark run` (recorded in "
@@ -562,6 +613,7 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                   "training settings are in each file; `recipes/make_recipes.py` writes them).", ""]
     lines += detail
     lines += _drop_last_section(main, datasets, short)
+    lines += _reference_section(refs, main, datasets, short)
     lines += _parts_section(main, datasets, short, baselines)
     # long look-back
     long_rows = [r for r in main if r["seq_len"] != short.get(r["dataset"], r["seq_len"])]
