@@ -11,17 +11,24 @@ This script reruns the published model the comparison is against, under the prot
 titans-ts rows follow (same splits, scaling and windows, every test window), and records both
 scores of the same checkpoint, so the report can set titans-ts beside PatchTST on equal terms.
 
-Configuration: the one the Time-Series-Library (TSLib) script for ILI at look-back 36 sets
-(``scripts/long_term_forecast/ILI_script/PatchTST.sh``: 4 encoder layers, d_model 1024, 4 heads)
-with TSLib's defaults for the rest (d_ff 2048, dropout 0.1, GELU, patch length 16 / stride 8,
-Adam at 1e-4 halved after every epoch from the second on, 10 epochs, early-stopping patience 3
-on the validation loss, batch 32, MSE loss). The network, written here from the paper and that
-description: per-window normalisation of each channel (mean and standard deviation, no affine),
-patches of each channel (the series end-padded with ``stride`` copies of its last value), a
-linear patch embedding without bias plus a sinusoidal position code, post-norm transformer
-encoder layers shared across channels, a batch norm over the model width, and a linear head from
-all the patch embeddings of a channel to its ``H`` future values. The checkpoint with the lowest
-validation MSE (every validation window) is tested.
+Two configurations (``--config``), each as its source sets it for ILI:
+
+* ``tslib`` (default): the Time-Series-Library (TSLib) script for ILI at look-back 36
+  (``scripts/long_term_forecast/ILI_script/PatchTST.sh``: 4 encoder layers, d_model 1024, 4
+  heads) with TSLib's defaults for the rest (d_ff 2048, dropout 0.1, GELU, patch length 16 /
+  stride 8, Adam at 1e-4 halved after every epoch from the second on, 10 epochs, early-stopping
+  patience 3, batch 32, MSE loss): the setting the look-back-36 tables were produced in.
+* ``paper``: PatchTST's own repository's supervised illness script (3 layers, d_model 16, 4
+  heads, d_ff 128, dropout 0.3, no head dropout, patch length 24 / stride 2, Adam at a constant
+  0.0025, 100 epochs with patience 100, batch 16), written for look-back 104 and run here at 36.
+
+The networks, written here from the paper and those descriptions: per-window normalisation of
+each channel (mean and standard deviation, no affine), patches of each channel (the series
+end-padded with ``stride`` copies of its last value), a linear patch embedding plus a position
+code, post-norm transformer encoder layers shared across channels, and a linear head from all
+the patch embeddings of a channel to its ``H`` future values; the two styles differ as
+:class:`PatchTST` says. The checkpoint with the lowest validation MSE (every validation window,
+checked after each epoch) is tested.
 
 Rows are appended to ``docs/benchmarks/reference/patchtst.jsonl`` (one per horizon and seed;
 recorded runs are skipped) and ``titans-ts benchmark report`` shows them.
@@ -52,30 +59,88 @@ TSLIB_CONFIG = {"e_layers": 4, "d_model": 1024, "n_heads": 4, "d_ff": 2048, "dro
                 "patience": 3, "batch_size": 32}
 
 
+# PatchTST's own repository, supervised illness script (written for look-back 104; run here at
+# the protocol's 36): 3 layers of width 16, patches of 24 with stride 2, constant lr 0.0025,
+# 100 epochs, the best validation checkpoint of them (patience 100)
+PAPER_CONFIG = {"e_layers": 3, "d_model": 16, "n_heads": 4, "d_ff": 128, "dropout": 0.3,
+                "patch_len": 24, "stride": 2, "lr": 0.0025, "lr_halving": False, "epochs": 100,
+                "patience": 100, "batch_size": 16}
+CONFIGS = {"tslib": TSLIB_CONFIG, "paper": PAPER_CONFIG}
+
+
+class _PaperEncoderLayer(nn.Module):
+    """PatchTST's own encoder layer: post-norm with batch norm over the model width, and
+    residual attention (each layer's pre-softmax scores add the previous layer's)."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} must be divisible by n_heads {n_heads}")
+        self.heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Sequential(nn.Linear(d_model, d_model), nn.Dropout(dropout))
+        self.drop_attn, self.drop_ffn = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.norm_attn, self.norm_ffn = nn.BatchNorm1d(d_model), nn.BatchNorm1d(d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(d_ff, d_model))
+
+    @staticmethod
+    def _bn(norm: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+        return norm(x.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, prev: torch.Tensor | None):
+        N, T, D = x.shape
+        q, k, v = (t.view(N, T, self.heads, D // self.heads).transpose(1, 2)
+                   for t in self.qkv(x).chunk(3, -1))
+        scores = q @ k.transpose(-1, -2) * (D // self.heads) ** -0.5
+        if prev is not None:
+            scores = scores + prev
+        attn = torch.softmax(scores, -1) @ v
+        x = self._bn(self.norm_attn, x + self.drop_attn(self.out(attn.transpose(1, 2).reshape(N, T, D))))
+        x = self._bn(self.norm_ffn, x + self.drop_ffn(self.ffn(x)))
+        return x, scores
+
+
 class PatchTST(nn.Module):
-    """Channel-independent patch transformer. ``forward``: [B, L, C] -> [B, H, C]."""
+    """Channel-independent patch transformer. ``forward``: [B, L, C] -> [B, H, C].
+
+    ``style`` "tslib": Time-Series-Library's network (linear patch embedding without bias, a
+    sinusoidal position code, post-norm layer-norm encoder layers, a final batch norm, a head
+    with dropout); "paper": PatchTST's own repository (embedding with bias, a learned position
+    table, batch-norm layers with residual attention, no final norm, no head dropout).
+    """
 
     def __init__(self, seq_len: int, horizon: int, e_layers: int, d_model: int, n_heads: int,
-                 d_ff: int, dropout: float, patch_len: int, stride: int) -> None:
+                 d_ff: int, dropout: float, patch_len: int, stride: int, style: str = "tslib") -> None:
         super().__init__()
         if seq_len < patch_len:
             raise ValueError(f"seq_len {seq_len} is shorter than patch_len {patch_len}")
-        self.patch_len, self.stride = patch_len, stride
+        if style not in CONFIGS:
+            raise ValueError(f"style must be one of {sorted(CONFIGS)}, got {style!r}")
+        self.style, self.patch_len, self.stride = style, patch_len, stride
         self.n_patches = (seq_len + stride - patch_len) // stride + 1
-        self.embed = nn.Linear(patch_len, d_model, bias=False)
-        pos = torch.arange(self.n_patches, dtype=torch.float32).unsqueeze(1)
-        freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
-        code = torch.zeros(self.n_patches, d_model)
-        code[:, 0::2] = torch.sin(pos * freq)
-        code[:, 1::2] = torch.cos(pos * freq)
-        self.register_buffer("position", code)
+        self.embed = nn.Linear(patch_len, d_model, bias=style == "paper")
+        if style == "tslib":
+            pos = torch.arange(self.n_patches, dtype=torch.float32).unsqueeze(1)
+            freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+            code = torch.zeros(self.n_patches, d_model)
+            code[:, 0::2] = torch.sin(pos * freq)
+            code[:, 1::2] = torch.cos(pos * freq)
+            self.register_buffer("position", code)
+        else:
+            self.position = nn.Parameter(torch.empty(self.n_patches, d_model).uniform_(-0.02, 0.02))
         self.drop = nn.Dropout(dropout)
-        self.layers = nn.ModuleList([
-            nn.TransformerEncoderLayer(d_model, n_heads, d_ff, dropout, activation="gelu", batch_first=True)
-            for _ in range(e_layers)])
-        self.norm = nn.BatchNorm1d(d_model)
+        if style == "tslib":
+            self.layers = nn.ModuleList([
+                nn.TransformerEncoderLayer(d_model, n_heads, d_ff, dropout, activation="gelu", batch_first=True)
+                for _ in range(e_layers)])
+            self.norm = nn.BatchNorm1d(d_model)
+        else:
+            self.layers = nn.ModuleList([_PaperEncoderLayer(d_model, n_heads, d_ff, dropout)
+                                         for _ in range(e_layers)])
+            self.norm = None
         self.head = nn.Linear(self.n_patches * d_model, horizon)
-        self.head_drop = nn.Dropout(dropout)
+        self.head_drop = nn.Dropout(dropout if style == "tslib" else 0.0)
 
     def forward(self, past: torch.Tensor) -> torch.Tensor:
         B, L, C = past.shape
@@ -84,9 +149,14 @@ class PatchTST(nn.Module):
         x = ((past - mean) / std).transpose(1, 2).reshape(B * C, L)
         x = torch.cat([x, x[:, -1:].expand(-1, self.stride)], 1)
         h = self.drop(self.embed(x.unfold(1, self.patch_len, self.stride)) + self.position)
+        scores = None
         for layer in self.layers:
-            h = layer(h)
-        h = self.norm(h.transpose(1, 2)).transpose(1, 2)
+            if self.style == "tslib":
+                h = layer(h)
+            else:
+                h, scores = layer(h, scores)
+        if self.norm is not None:
+            h = self.norm(h.transpose(1, 2)).transpose(1, 2)
         y = self.head_drop(self.head(h.reshape(B * C, -1)))  # [B * C, H]
         return y.view(B, C, -1).transpose(1, 2) * std + mean
 
@@ -107,14 +177,18 @@ def window_scores(net: nn.Module, dataset) -> tuple[torch.Tensor, torch.Tensor, 
     return torch.cat(se), torch.cat(ae), torch.cat(n)
 
 
-def train_and_score(dataset: str, seq_len: int, horizon: int, seed: int, cfg: dict = TSLIB_CONFIG,
-                    root: str | None = None, config_name: str = "tslib") -> dict:
+def train_and_score(dataset: str, seq_len: int, horizon: int, seed: int, config: str = "tslib",
+                    root: str | None = None, cfg: dict | None = None) -> dict:
     """Train one run (seeded), keep the checkpoint with the lowest validation MSE, and score it:
-    the row ``main`` records (``root``: data folder, else ``$TITANS_TS_DATA``)."""
+    the row ``main`` records. ``config``: "tslib" or "paper" (the network style and, unless
+    ``cfg`` replaces them, the settings); ``root``: data folder, else ``$TITANS_TS_DATA``."""
+    if config not in CONFIGS:
+        raise ValueError(f"config must be one of {sorted(CONFIGS)}, got {config!r}")
+    cfg = dict(CONFIGS[config] if cfg is None else cfg)
     torch.manual_seed(seed)
     splits = ltsf_splits(dataset, seq_len, horizon, root=root)
     net = PatchTST(seq_len, horizon, cfg["e_layers"], cfg["d_model"], cfg["n_heads"], cfg["d_ff"],
-                   cfg["dropout"], cfg["patch_len"], cfg["stride"])
+                   cfg["dropout"], cfg["patch_len"], cfg["stride"], style=config)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     best_val, best_state, bad, epochs = math.inf, None, 0, 0
     t0 = time.perf_counter()
@@ -141,7 +215,7 @@ def train_and_score(dataset: str, seq_len: int, horizon: int, seed: int, cfg: di
     net.load_state_dict(best_state)
     se, ae, n = window_scores(net, splits.test)
     vse, vae, vn = window_scores(net, splits.val)
-    return {"model": "PatchTST", "config": config_name, "settings": dict(cfg), "dataset": dataset,
+    return {"model": "PatchTST", "config": config, "settings": cfg, "dataset": dataset,
             "seq_len": seq_len, "horizon": horizon, "seed": seed,
             "test_mse": float(se.sum() / n.sum()), "test_mae": float(ae.sum() / n.sum()),
             "val_mse": float(vse.sum() / vn.sum()), "val_mae": float(vae.sum() / vn.sum()),
@@ -157,6 +231,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seq-len", type=int, default=None, help="default: the main look-back (illness 36, else 96)")
     ap.add_argument("--horizons", type=int, nargs="+", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="tslib")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--out", default=str(REFERENCE / "patchtst.jsonl"))
     args = ap.parse_args(argv)
@@ -172,13 +247,14 @@ def main(argv=None) -> int:
             if line.strip():
                 r = json.loads(line)
                 done.add((r["dataset"], r["seq_len"], r["horizon"], r["seed"], r["config"]))
+    print(f"PatchTST, {args.config} configuration")
     print("| dataset | L | H | seed | every window MSE / MAE | drop_last MSE / MAE | epochs | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for h in horizons:
         for seed in args.seeds:
-            if (args.dataset, seq_len, h, seed, "tslib") in done:
+            if (args.dataset, seq_len, h, seed, args.config) in done:
                 continue
-            r = train_and_score(args.dataset, seq_len, h, seed)
+            r = train_and_score(args.dataset, seq_len, h, seed, args.config)
             with open(out, "a") as fh:
                 fh.write(json.dumps(r) + "\n")
             dl = r[f"test_drop_last{DROP_LAST_BATCH}"]

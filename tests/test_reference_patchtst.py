@@ -23,13 +23,17 @@ TINY = {"e_layers": 1, "d_model": 16, "n_heads": 2, "d_ff": 32, "dropout": 0.1, 
         "stride": 8, "lr": 1e-3, "lr_halving": True, "epochs": 2, "patience": 3, "batch_size": 32}
 
 
-def test_patchtst_shapes_patches_and_instance_normalisation():
+@pytest.mark.parametrize("style,patch_len,stride,n_patches", [("tslib", 16, 8, 4), ("paper", 24, 2, 8)])
+def test_patchtst_shapes_patches_and_instance_normalisation(style, patch_len, stride, n_patches):
     ref = _script()
     torch.manual_seed(0)
-    net = ref.PatchTST(36, 24, e_layers=1, d_model=16, n_heads=2, d_ff=32, dropout=0.0, patch_len=16, stride=8)
-    assert net.n_patches == 4  # (36 + 8 - 16) // 8 + 1, as the end padding makes it
-    net.eval()
+    net = ref.PatchTST(36, 24, e_layers=2, d_model=16, n_heads=2, d_ff=32, dropout=0.0,
+                       patch_len=patch_len, stride=stride, style=style)
+    assert net.n_patches == n_patches  # (36 + stride - patch_len) // stride + 1 with the end padding
     x = torch.randn(3, 36, 5)
+    net(x).sum().backward()  # a training step's forward and backward (batch statistics)
+    assert all(p.grad is not None for p in net.parameters())
+    net.eval()
     y = net(x)
     assert y.shape == (3, 24, 5)
     # per-window, per-channel normalisation: shifting and scaling a channel's context shifts and
@@ -43,6 +47,8 @@ def test_patchtst_shapes_patches_and_instance_normalisation():
     assert torch.allclose(net(x[:, :, 2:3])[:, :, 0], y[:, :, 2], atol=1e-5)
     with pytest.raises(ValueError, match="shorter than patch_len"):
         ref.PatchTST(8, 4, 1, 16, 2, 32, 0.0, 16, 8)
+    with pytest.raises(ValueError, match="style must be one of"):
+        ref.PatchTST(36, 4, 1, 16, 2, 32, 0.0, 16, 8, style="other")
 
 
 def test_window_scores_match_a_direct_computation_and_refuse_missing_values():
@@ -71,6 +77,8 @@ def test_patchtst_run_scores_every_window_and_the_drop_last_subset(data_root):
     from titans_ts.datasets import ltsf_splits
 
     r = ref.train_and_score("national_illness", 36, 24, seed=0, cfg=TINY, root=str(data_root))
+    with pytest.raises(ValueError, match="config must be one of"):
+        ref.train_and_score("national_illness", 36, 24, seed=0, config="tsl", root=str(data_root))
     test = ltsf_splits("national_illness", 36, 24, root=data_root).test
     assert r["test_windows"] == len(test) == 170 and 1 <= r["epochs"] <= 2
     assert r["model"] == "PatchTST" and r["config"] == "tslib" and r["settings"] == TINY
