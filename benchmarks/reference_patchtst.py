@@ -17,7 +17,7 @@ Two configurations (``--config``), each as its source sets it for ILI:
   (``scripts/long_term_forecast/ILI_script/PatchTST.sh``: 4 encoder layers, d_model 1024, 4
   heads) with TSLib's defaults for the rest (d_ff 2048, dropout 0.1, GELU, patch length 16 /
   stride 8, Adam at 1e-4 halved after every epoch from the second on, 10 epochs, early-stopping
-  patience 3, batch 32, MSE loss): the setting the look-back-36 tables were produced in.
+  patience 3, batch 32, MSE loss).
 * ``paper``: PatchTST's own repository's supervised illness script (3 layers, d_model 16, 4
   heads, d_ff 128, dropout 0.3, no head dropout, patch length 24 / stride 2, Adam at a constant
   0.0025, 100 epochs with patience 100, batch 16), written for look-back 104 and run here at 36.
