@@ -1,7 +1,7 @@
 """PatchTST (Nie et al., ICLR 2023) trained and scored on this repository's exact protocol.
 
     TITANS_TS_DATA=../shared/data python benchmarks/reference_patchtst.py national_illness \
-        [--seeds 0 1 2] [--horizons 24 36 48 60] [--threads 1]
+        [--config tslib|paper] [--seeds 0 1 2] [--horizons 24 36 48 60] [--threads 1]
 
 Why: the numbers to beat (benchmark-protocol.md) are copied from papers, which do not say whether
 their test loader kept every window. On national_illness the most recent test windows are the
@@ -11,16 +11,21 @@ This script reruns the published model the comparison is against, under the prot
 titans-ts rows follow (same splits, scaling and windows, every test window), and records both
 scores of the same checkpoint, so the report can set titans-ts beside PatchTST on equal terms.
 
-Two configurations (``--config``), each as its source sets it for ILI:
+Two configurations (``--config``), each as its source sets it for ILI (national_illness, the
+only dataset this script knows settings for):
 
 * ``tslib`` (default): the Time-Series-Library (TSLib) script for ILI at look-back 36
-  (``scripts/long_term_forecast/ILI_script/PatchTST.sh``: 4 encoder layers, d_model 1024, 4
-  heads) with TSLib's defaults for the rest (d_ff 2048, dropout 0.1, GELU, patch length 16 /
-  stride 8, Adam at 1e-4 halved after every epoch from the second on, 10 epochs, early-stopping
-  patience 3, batch 32, MSE loss).
+  (``scripts/long_term_forecast/ILI_script/PatchTST.sh``: 4 encoder layers; d_model 1024 with 4
+  heads at H = 24, 2048 with 4 heads at H = 36 and 48, 2048 with 16 heads at H = 60) with
+  TSLib's defaults for the rest (d_ff 2048, dropout 0.1, GELU, patch length 16 / stride 8, Adam
+  at 1e-4 halved after every epoch from the second on, 10 epochs, early-stopping patience 3,
+  batch 32, the last partial training batch kept, MSE loss).
 * ``paper``: PatchTST's own repository's supervised illness script (3 layers, d_model 16, 4
-  heads, d_ff 128, dropout 0.3, no head dropout, patch length 24 / stride 2, Adam at a constant
-  0.0025, 100 epochs with patience 100, batch 16), written for look-back 104 and run here at 36.
+  heads, d_ff 128, dropout 0.3, no head dropout, patch length 24 / stride 2, Adam at 0.0025
+  ("constant"), 100 epochs with patience 100, batch 16, the last partial training batch
+  dropped), written for look-back 104 and run here at the protocol's 36. That code builds a
+  one-cycle scheduler it never steps under "constant", whose construction sets the learning rate
+  to 0.0025 / 25 until the first epoch's end: the first epoch runs at 1e-4 here too.
 
 The networks, written here from the paper and those descriptions: per-window normalisation of
 each channel (mean and standard deviation, no affine), patches of each channel (the series
@@ -48,24 +53,45 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from titans_ts.benchmark import (DROP_LAST_BATCH, HORIZONS, LTSF_HORIZONS, MAIN_LOOKBACK,  # noqa: E402
-                                 REFERENCE, drop_last_metrics, machine_description)
+from titans_ts.benchmark import (DROP_LAST_BATCH, HORIZONS, REFERENCE, drop_last_metrics,  # noqa: E402
+                                 machine_description)
 from titans_ts.data_module import window_loader  # noqa: E402
 from titans_ts.datasets import ltsf_splits  # noqa: E402
 
-# Time-Series-Library's PatchTST run for ILI (its script's settings and the library defaults)
-TSLIB_CONFIG = {"e_layers": 4, "d_model": 1024, "n_heads": 4, "d_ff": 2048, "dropout": 0.1,
-                "patch_len": 16, "stride": 8, "lr": 1e-4, "lr_halving": True, "epochs": 10,
-                "patience": 3, "batch_size": 32}
+DATASET, SEQ_LEN = "national_illness", 36
 
 
-# PatchTST's own repository, supervised illness script (written for look-back 104; run here at
-# the protocol's 36): 3 layers of width 16, patches of 24 with stride 2, constant lr 0.0025,
-# 100 epochs, the best validation checkpoint of them (patience 100)
-PAPER_CONFIG = {"e_layers": 3, "d_model": 16, "n_heads": 4, "d_ff": 128, "dropout": 0.3,
-                "patch_len": 24, "stride": 2, "lr": 0.0025, "lr_halving": False, "epochs": 100,
-                "patience": 100, "batch_size": 16}
-CONFIGS = {"tslib": TSLIB_CONFIG, "paper": PAPER_CONFIG}
+def settings(config: str, horizon: int) -> dict:
+    """The training and network settings of ``config`` ("tslib" or "paper") at ``horizon``."""
+    if config == "tslib":
+        width = {24: (1024, 4), 36: (2048, 4), 48: (2048, 4), 60: (2048, 16)}
+        if horizon not in width:
+            raise ValueError(f"TSLib's ILI script sets horizons {sorted(width)}, got {horizon}")
+        d_model, n_heads = width[horizon]
+        return {"e_layers": 4, "d_model": d_model, "n_heads": n_heads, "d_ff": 2048, "dropout": 0.1,
+                "patch_len": 16, "stride": 8, "lr": 1e-4, "lr_schedule": "halve", "first_epoch_lr": None,
+                "epochs": 10, "patience": 3, "batch_size": 32, "train_drop_last": False}
+    if config == "paper":
+        return {"e_layers": 3, "d_model": 16, "n_heads": 4, "d_ff": 128, "dropout": 0.3,
+                "patch_len": 24, "stride": 2, "lr": 0.0025, "lr_schedule": "constant",
+                "first_epoch_lr": 1e-4, "epochs": 100, "patience": 100, "batch_size": 16,
+                "train_drop_last": True}
+    raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
+
+
+CONFIGS = ("paper", "tslib")
+
+
+def epoch_lr(cfg: dict, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (from 0): TSLib's "type1" halves it after every
+    epoch from the second on; "constant" keeps it, after an optional first-epoch rate."""
+    if epoch == 0 and cfg["first_epoch_lr"] is not None:
+        return cfg["first_epoch_lr"]
+    if cfg["lr_schedule"] == "halve":
+        return cfg["lr"] * 0.5 ** max(0, epoch - 1)
+    if cfg["lr_schedule"] == "constant":
+        return cfg["lr"]
+    raise ValueError(f"lr_schedule must be 'halve' or 'constant', got {cfg['lr_schedule']!r}")
 
 
 class _PaperEncoderLayer(nn.Module):
@@ -116,7 +142,7 @@ class PatchTST(nn.Module):
         if seq_len < patch_len:
             raise ValueError(f"seq_len {seq_len} is shorter than patch_len {patch_len}")
         if style not in CONFIGS:
-            raise ValueError(f"style must be one of {sorted(CONFIGS)}, got {style!r}")
+            raise ValueError(f"style must be one of {CONFIGS}, got {style!r}")
         self.style, self.patch_len, self.stride = style, patch_len, stride
         self.n_patches = (seq_len + stride - patch_len) // stride + 1
         self.embed = nn.Linear(patch_len, d_model, bias=style == "paper")
@@ -177,26 +203,23 @@ def window_scores(net: nn.Module, dataset) -> tuple[torch.Tensor, torch.Tensor, 
     return torch.cat(se), torch.cat(ae), torch.cat(n)
 
 
-def train_and_score(dataset: str, seq_len: int, horizon: int, seed: int, config: str = "tslib",
-                    root: str | None = None, cfg: dict | None = None) -> dict:
-    """Train one run (seeded), keep the checkpoint with the lowest validation MSE, and score it:
-    the row ``main`` records. ``config``: "tslib" or "paper" (the network style and, unless
-    ``cfg`` replaces them, the settings); ``root``: data folder, else ``$TITANS_TS_DATA``."""
-    if config not in CONFIGS:
-        raise ValueError(f"config must be one of {sorted(CONFIGS)}, got {config!r}")
-    cfg = dict(CONFIGS[config] if cfg is None else cfg)
+def train_and_score(horizon: int, seed: int, config: str = "tslib", root: str | None = None,
+                    cfg: dict | None = None) -> dict:
+    """Train one illness run (seeded), keep the checkpoint with the lowest validation MSE, and
+    score it: the row ``main`` records. ``config``: "tslib" or "paper" (the network style and,
+    unless ``cfg`` replaces them, the settings); ``root``: data folder, else ``$TITANS_TS_DATA``."""
+    cfg = dict(settings(config, horizon) if cfg is None else cfg)
     torch.manual_seed(seed)
-    splits = ltsf_splits(dataset, seq_len, horizon, root=root)
-    net = PatchTST(seq_len, horizon, cfg["e_layers"], cfg["d_model"], cfg["n_heads"], cfg["d_ff"],
+    splits = ltsf_splits(DATASET, SEQ_LEN, horizon, root=root)
+    net = PatchTST(SEQ_LEN, horizon, cfg["e_layers"], cfg["d_model"], cfg["n_heads"], cfg["d_ff"],
                    cfg["dropout"], cfg["patch_len"], cfg["stride"], style=config)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     best_val, best_state, bad, epochs = math.inf, None, 0, 0
     t0 = time.perf_counter()
     for epoch in range(cfg["epochs"]):
-        if cfg["lr_halving"]:  # TSLib "type1": epoch e (from 0) trains at lr * 0.5 ** max(0, e - 1)
-            for group in opt.param_groups:
-                group["lr"] = cfg["lr"] * 0.5 ** max(0, epoch - 1)
-        for batch in window_loader(splits.train, cfg["batch_size"], True, drop_last=True,
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr(cfg, epoch)
+        for batch in window_loader(splits.train, cfg["batch_size"], True, drop_last=cfg["train_drop_last"],
                                    seed=seed * 1000 + epoch):
             opt.zero_grad()
             loss = ((net(batch["past"]) - batch["future"]) ** 2).mean()
@@ -211,12 +234,15 @@ def train_and_score(dataset: str, seq_len: int, horizon: int, seed: int, config:
             bad += 1
             if bad >= cfg["patience"]:
                 break
+    if best_state is None:
+        raise FloatingPointError(f"PatchTST ({config}, H={horizon}, seed {seed}): the validation MSE "
+                                 f"was never finite ({val}); nothing to test")
     fit_s = time.perf_counter() - t0
     net.load_state_dict(best_state)
     se, ae, n = window_scores(net, splits.test)
     vse, vae, vn = window_scores(net, splits.val)
-    return {"model": "PatchTST", "config": config, "settings": cfg, "dataset": dataset,
-            "seq_len": seq_len, "horizon": horizon, "seed": seed,
+    return {"model": "PatchTST", "config": config, "settings": cfg, "dataset": DATASET,
+            "seq_len": SEQ_LEN, "horizon": horizon, "seed": seed,
             "test_mse": float(se.sum() / n.sum()), "test_mae": float(ae.sum() / n.sum()),
             "val_mse": float(vse.sum() / vn.sum()), "val_mae": float(vae.sum() / vn.sum()),
             f"test_drop_last{DROP_LAST_BATCH}": drop_last_metrics(se, ae, n),
@@ -227,18 +253,17 @@ def train_and_score(dataset: str, seq_len: int, horizon: int, seed: int, config:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("dataset")
-    ap.add_argument("--seq-len", type=int, default=None, help="default: the main look-back (illness 36, else 96)")
-    ap.add_argument("--horizons", type=int, nargs="+", default=None)
+    ap.add_argument("dataset", choices=[DATASET], help="the dataset whose scripts set the configurations")
+    ap.add_argument("--horizons", type=int, nargs="+", default=HORIZONS[DATASET])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--config", choices=sorted(CONFIGS), default="tslib")
+    ap.add_argument("--config", choices=CONFIGS, default="tslib")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--out", default=str(REFERENCE / "patchtst.jsonl"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    seq_len = args.seq_len or MAIN_LOOKBACK.get(args.dataset, 96)
-    horizons = args.horizons or HORIZONS.get(args.dataset, LTSF_HORIZONS)
+    for h in args.horizons:
+        settings(args.config, h)  # fail before any training on a horizon the scripts do not set
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
@@ -250,16 +275,16 @@ def main(argv=None) -> int:
     print(f"PatchTST, {args.config} configuration")
     print("| dataset | L | H | seed | every window MSE / MAE | drop_last MSE / MAE | epochs | seconds |")
     print("|---|---|---|---|---|---|---|---|")
-    for h in horizons:
+    for h in args.horizons:
         for seed in args.seeds:
-            if (args.dataset, seq_len, h, seed, args.config) in done:
+            if (DATASET, SEQ_LEN, h, seed, args.config) in done:
                 continue
-            r = train_and_score(args.dataset, seq_len, h, seed, args.config)
+            r = train_and_score(h, seed, args.config)
             with open(out, "a") as fh:
                 fh.write(json.dumps(r) + "\n")
             dl = r[f"test_drop_last{DROP_LAST_BATCH}"]
             dl_txt = f"{dl['mse']:.3f} / {dl['mae']:.3f}" if dl else "n/a"
-            print(f"| {args.dataset} | {seq_len} | {h} | {seed} | {r['test_mse']:.3f} / {r['test_mae']:.3f} | "
+            print(f"| {DATASET} | {SEQ_LEN} | {h} | {seed} | {r['test_mse']:.3f} / {r['test_mae']:.3f} | "
                   f"{dl_txt} | {r['epochs']} | {r['fit_seconds']:.0f} |", flush=True)
     return 0
 

@@ -20,7 +20,26 @@ def _script():
 
 
 TINY = {"e_layers": 1, "d_model": 16, "n_heads": 2, "d_ff": 32, "dropout": 0.1, "patch_len": 16,
-        "stride": 8, "lr": 1e-3, "lr_halving": True, "epochs": 2, "patience": 3, "batch_size": 32}
+        "stride": 8, "lr": 1e-3, "lr_schedule": "halve", "first_epoch_lr": None, "epochs": 2,
+        "patience": 3, "batch_size": 32, "train_drop_last": False}
+
+
+def test_settings_follow_the_ili_scripts_per_horizon_and_the_learning_rate_schedules():
+    ref = _script()
+    assert [(ref.settings("tslib", h)["d_model"], ref.settings("tslib", h)["n_heads"])
+            for h in (24, 36, 48, 60)] == [(1024, 4), (2048, 4), (2048, 4), (2048, 16)]
+    assert {ref.settings("paper", h)["d_model"] for h in (24, 60)} == {16}
+    with pytest.raises(ValueError, match="sets horizons"):
+        ref.settings("tslib", 96)
+    with pytest.raises(ValueError, match="config must be one of"):
+        ref.settings("tsl", 24)
+    tslib, paper = ref.settings("tslib", 24), ref.settings("paper", 24)
+    # TSLib "type1": 1e-4 for the first two epochs, then halved after each
+    assert [ref.epoch_lr(tslib, e) for e in range(4)] == [1e-4, 1e-4, 5e-5, 2.5e-5]
+    # the PatchTST repository's "constant" after its scheduler's first-epoch rate (lr / 25)
+    assert [ref.epoch_lr(paper, e) for e in range(3)] == [1e-4, 0.0025, 0.0025]
+    with pytest.raises(SystemExit):  # the script knows the illness scripts only
+        ref.main(["ETTh1"])
 
 
 @pytest.mark.parametrize("style,patch_len,stride,n_patches", [("tslib", 16, 8, 4), ("paper", 24, 2, 8)])
@@ -76,9 +95,9 @@ def test_patchtst_run_scores_every_window_and_the_drop_last_subset(data_root):
     ref = _script()
     from titans_ts.datasets import ltsf_splits
 
-    r = ref.train_and_score("national_illness", 36, 24, seed=0, cfg=TINY, root=str(data_root))
+    r = ref.train_and_score(24, seed=0, cfg=TINY, root=str(data_root))
     with pytest.raises(ValueError, match="config must be one of"):
-        ref.train_and_score("national_illness", 36, 24, seed=0, config="tsl", root=str(data_root))
+        ref.train_and_score(24, seed=0, config="tsl", root=str(data_root))
     test = ltsf_splits("national_illness", 36, 24, root=data_root).test
     assert r["test_windows"] == len(test) == 170 and 1 <= r["epochs"] <= 2
     assert r["model"] == "PatchTST" and r["config"] == "tslib" and r["settings"] == TINY
@@ -87,5 +106,5 @@ def test_patchtst_run_scores_every_window_and_the_drop_last_subset(data_root):
     for key in ("test_mse", "test_mae", "val_mse", "val_mae"):
         assert math.isfinite(r[key]) and r[key] > 0
     # the same seed gives the same run
-    again = ref.train_and_score("national_illness", 36, 24, seed=0, cfg=TINY, root=str(data_root))
+    again = ref.train_and_score(24, seed=0, cfg=TINY, root=str(data_root))
     assert again["test_mse"] == r["test_mse"] and again["val_mse"] == r["val_mse"]
