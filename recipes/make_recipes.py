@@ -130,6 +130,11 @@ LONG_MODEL = {"memory": dict(BASE["model"]["memory"], max_lr=0.02), "lr": 0.0002
 LONG = {
     "ETTh1": {"seq_len": [336, 720], "horizons": [96, 192, 336, 720], "model": LONG_MODEL},
     "ETTh2": {"seq_len": [336, 720], "horizons": [96, 192, 336, 720], "model": LONG_MODEL},
+    # illness: 104 weeks (two years, the look-back PatchTST's own illness search used); the
+    # train split (676 weeks) leaves no room for 336. The L = 36 recipes unchanged, per-horizon
+    # settings included: at 104 steps the memory sees at most 3 chunks and trains stably at the
+    # L = 36 caps
+    "national_illness": {"seq_len": [104], "horizons": [24, 36, 48, 60], "main_per_horizon": True},
 }
 
 
@@ -150,6 +155,8 @@ def recipe(dataset: str, seq_len: int, horizon: int, spec: dict) -> dict:
         over = spec.get("per_horizon", {}).get(horizon, {})
     else:
         over = LONG.get(dataset, {})
+        if over.get("main_per_horizon"):
+            over = _merge(spec.get("per_horizon", {}).get(horizon, {}), over)
     for part in ("model", "data", "trainer"):
         if part in spec:
             cfg[part] = _merge(cfg[part], spec[part])

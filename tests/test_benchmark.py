@@ -71,6 +71,32 @@ def test_report_means_seeds_and_compares(tmp_path):
     assert cycled and f"adopted at L = 96 for {', '.join(cycled)} was not tried" in text
 
 
+def test_report_long_lookback_text_says_per_dataset_how_recipes_differ(tmp_path):
+    # ETTh1's long recipes change the learning rates; illness's L = 104 recipes are its L = 36
+    # ones (per-horizon settings included) with a longer context
+    import yaml
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes/ltsf"
+    for h in (24, 36, 48, 60):
+        long_m = yaml.safe_load((recipes / f"national_illness_104_{h}.yaml").read_text())["model"]
+        assert long_m == yaml.safe_load((recipes / f"national_illness_36_{h}.yaml").read_text())["model"]
+    res = tmp_path / "results"
+    res.mkdir()
+    rows = [_row("ETTh1", L, h, 0, 0.4, 0.4) for L in (96, 336) for h in (96, 192, 336, 720)]
+    rows += [_row("national_illness", L, h, 0, 1.8, 0.8) for L in (36, 104) for h in (24, 36, 48, 60)]
+    (res / "main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = render_report(tmp_path / "bench.md", baselines=False, results=res)
+    assert "national_illness: the main-look-back recipes unchanged." in text
+    assert "ETTh1: except the memory's inner learning-rate cap" in text
+    assert "| national_illness | 104 | mean of 4 | 1.800 / 0.800 | 1 | 1.633 / 0.783 (xPatch) |" in text
+    # a long recipe that differs from its main one is not called unchanged
+    rows = [r for r in rows if r["dataset"] == "national_illness"]
+    rows = [dict(r, recipe=r["recipe"].replace("_104_48", "_36_60")) for r in rows]
+    (res / "main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = render_report(tmp_path / "bench.md", baselines=False, results=res)
+    assert "unchanged" not in text and "other model settings than the main" in text
+
+
 def test_report_selection_section_compares_on_validation_and_shared_seeds(tmp_path):
     res = tmp_path / "results"
     res.mkdir()

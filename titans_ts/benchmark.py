@@ -398,6 +398,18 @@ def _recipe_values(long_rows: list[dict], short_rows: list[dict]) -> tuple[tuple
     return values(long_rows), values(short_rows)
 
 
+def _same_models(long_rows: list[dict], short_rows: list[dict]) -> bool:
+    """Whether every long-look-back row's recipe has the same ``model`` section as the
+    main-look-back recipe of its dataset and horizon (False where a file is missing)."""
+    main_recipe = {(r["dataset"], r["horizon"]): r["recipe"] for r in short_rows}
+    for r in {r["recipe"]: r for r in long_rows}.values():
+        other = main_recipe.get((r["dataset"], r["horizon"]))
+        model = _recipe_model(r["recipe"])
+        if other is None or model is None or model != _recipe_model(other):
+            return False
+    return True
+
+
 def _cycle_recipes(rows: list[dict]) -> list[str]:
     """'dataset H = h' of the rows whose recipe file has a learned cycle (``cycle_len`` > 0)."""
     cycled = {(r["dataset"], r["horizon"]) for r in {r["recipe"]: r for r in rows}.values()
@@ -654,19 +666,36 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
         long_sets = {r["dataset"] for r in long_rows}
         short_rows = [r for r in main if r["dataset"] in long_sets
                       and r["seq_len"] == short.get(r["dataset"])]
-        long_lr, short_lr = _recipe_values(long_rows, short_rows)
+        # datasets grouped by how their long recipes differ from their main ones
+        groups: dict[tuple, list[str]] = {}
+        for d in datasets:
+            if d in long_sets:
+                key = _recipe_values([r for r in long_rows if r["dataset"] == d],
+                                     [r for r in short_rows if r["dataset"] == d])
+                groups.setdefault(key, []).append(d)
+        parts = []
+        for (long_lr, short_lr), names in groups.items():
+            if _same_models([r for r in long_rows if r["dataset"] in names],
+                            [r for r in short_rows if r["dataset"] in names]):
+                parts.append(f"{', '.join(names)}: the main-look-back recipes unchanged.")
+            elif long_lr == short_lr:
+                parts.append(f"{', '.join(names)}: other model settings than the main-look-back "
+                             "recipes (see the recipe files).")
+            else:
+                parts.append(
+                    f"{', '.join(names)}: except the memory's inner learning-rate cap (max_lr "
+                    f"{long_lr[0]} instead of {short_lr[0]}, which diverges over several memory "
+                    "chunks: docs/architecture.md, 'Long contexts') and the outer learning rate "
+                    f"({long_lr[1]} instead of {short_lr[1]}, which overfits after one epoch "
+                    "here); both chosen on the validation split (selection table below).")
         cycled = _cycle_recipes(short_rows)
         cycle_note = (f" The learned cycle (`cycle_len`) adopted at L = 96 for {', '.join(cycled)} "
                       "was not tried at the long look-backs, whose recipes have none."
                       if cycled and not _cycle_recipes(long_rows) else "")
         lines += ["## Long look-back", "",
-                  "Same model and training settings as the L = 96 recipes, longer context, except the "
-                  f"memory's inner learning-rate cap (max_lr {long_lr[0]} instead of {short_lr[0]}, "
-                  "which diverges over several memory chunks: docs/architecture.md, 'Long contexts') "
-                  f"and the outer learning rate ({long_lr[1]} instead of {short_lr[1]}, which overfits "
-                  "after one epoch here); both chosen on the validation split (selection table "
-                  f"below).{cycle_note} The searched best is a mean over the four horizons "
-                  "(benchmark-protocol.md).", "",
+                  "Same model and training settings as each dataset's main-look-back recipe at "
+                  f"the same horizon, longer context. {' '.join(parts)}{cycle_note} The searched "
+                  "best is a mean over the four horizons (benchmark-protocol.md).", "",
                   "| dataset | L | horizon | MSE / MAE | seeds | best searched result, mean (by) |",
                   "|---|---|---|---|---|---|", *body, ""]
     # configuration selection on the validation split
