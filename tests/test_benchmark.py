@@ -72,29 +72,57 @@ def test_report_means_seeds_and_compares(tmp_path):
 
 
 def test_report_long_lookback_text_says_per_dataset_how_recipes_differ(tmp_path):
-    # ETTh1's long recipes change the learning rates; illness's L = 104 recipes are its L = 36
-    # ones (per-horizon settings included) with a longer context
+    # each dataset's long recipes are compared with its main recipe at the same horizon; the text
+    # names every setting that differs (recipe files written here, rows point at them)
     import yaml
 
-    recipes = Path(__file__).resolve().parents[1] / "recipes/ltsf"
-    for h in (24, 36, 48, 60):
-        long_m = yaml.safe_load((recipes / f"national_illness_104_{h}.yaml").read_text())["model"]
-        assert long_m == yaml.safe_load((recipes / f"national_illness_36_{h}.yaml").read_text())["model"]
+    def write(name, **model):
+        base = {"d_model": 64, "lr": 0.001, "memory": {"depth": 2, "max_lr": 0.1}}
+        for k, v in model.items():
+            if k == "max_lr":
+                base["memory"]["max_lr"] = v
+            else:
+                base[k] = v
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"model": base}))
+        return str(path)
+
     res = tmp_path / "results"
     res.mkdir()
-    rows = [_row("ETTh1", L, h, 0, 0.4, 0.4) for L in (96, 336) for h in (96, 192, 336, 720)]
-    rows += [_row("national_illness", L, h, 0, 1.8, 0.8) for L in (36, 104) for h in (24, 36, 48, 60)]
+    rows = []
+    for h in (96, 192, 336, 720):
+        rows.append(dict(_row("ETTh1", 96, h, 0, 0.4, 0.4), recipe=write(f"a96_{h}", cycle_len=24)))
+        rows.append(dict(_row("ETTh1", 336, h, 0, 0.4, 0.4), recipe=write(f"a336_{h}", max_lr=0.02, lr=2e-4)))
+        rows.append(dict(_row("ETTh2", 96, h, 0, 0.4, 0.4), recipe=write(f"b96_{h}")))
+        rows.append(dict(_row("ETTh2", 336, h, 0, 0.4, 0.4), recipe=write(f"b336_{h}")))
+    for h in (24, 36, 48, 60):
+        rows.append(dict(_row("national_illness", 36, h, 0, 1.8, 0.8), recipe=write(f"c36_{h}", n_layers=h // 24)))
+        rows.append(dict(_row("national_illness", 104, h, 0, 1.8, 0.8),
+                         recipe=write(f"c104_{h}", n_layers=h // 24, max_lr=0.02)))
     (res / "main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = render_report(tmp_path / "bench.md", baselines=False, results=res)
-    assert "national_illness: the main-look-back recipes unchanged." in text
-    assert "ETTh1: except the memory's inner learning-rate cap" in text
+    para = next(line for line in text.splitlines() if line.startswith("Same model and training"))
+    assert ("ETTh1: except the memory's inner learning-rate cap (max_lr 0.02 instead of 0.1, "
+            in para and "and the outer learning rate (0.0002 instead of 0.001, " in para)
+    assert "ETTh2: the main-look-back recipes unchanged." in para
+    assert ("national_illness: except the memory's inner learning-rate cap (max_lr 0.02 instead "
+            "of 0.1, " in para and "outer learning rate (0.0025" not in para)
+    # the learned cycle is left to its own note, not listed as a change
+    assert "cycle_len" not in para.split("The learned cycle")[0]
+    assert "adopted at L = 96 for ETTh1 H = 96, ETTh1 H = 192" in para
     assert "| national_illness | 104 | mean of 4 | 1.800 / 0.800 | 1 | 1.633 / 0.783 (xPatch) |" in text
-    # a long recipe that differs from its main one is not called unchanged
-    rows = [r for r in rows if r["dataset"] == "national_illness"]
-    rows = [dict(r, recipe=r["recipe"].replace("_104_48", "_36_60")) for r in rows]
+    # any other setting is named with both values; a missing file is said
+    rows = [dict(r, recipe=write("c104_48x", n_layers=1, max_lr=0.02, weight_decay=0.05))
+            if (r["dataset"], r["seq_len"], r["horizon"]) == ("national_illness", 104, 48) else r
+            for r in rows if r["dataset"] == "national_illness"]
+    (res / "main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    para = next(line for line in render_report(tmp_path / "bench.md", baselines=False, results=res)
+                .splitlines() if line.startswith("Same model and training"))
+    assert "`n_layers` 1 instead of 2" in para and "`weight_decay` 0.05 instead of unset" in para
+    rows[-1] = dict(rows[-1], recipe=str(tmp_path / "missing.yaml"))
     (res / "main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = render_report(tmp_path / "bench.md", baselines=False, results=res)
-    assert "unchanged" not in text and "other model settings than the main" in text
+    assert "national_illness: a recipe file is missing." in text
 
 
 def test_report_selection_section_compares_on_validation_and_shared_seeds(tmp_path):

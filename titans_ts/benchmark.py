@@ -382,32 +382,54 @@ def _recipe_model(recipe: str) -> dict | None:
     return (yaml.safe_load(path.read_text()) or {}).get("model", {}) if path.exists() else None
 
 
-def _recipe_values(long_rows: list[dict], short_rows: list[dict]) -> tuple[tuple, tuple]:
-    """(memory max_lr, outer lr) of the long-look-back recipes and of the main-look-back ones
-    (``short_rows``), as the recipe files give them ("?" where a file is missing or the recipes
-    disagree)."""
-    def values(rows):
-        found = set()
-        for recipe in {r["recipe"] for r in rows}:  # each file once (rows repeat it per seed)
-            model = _recipe_model(recipe)
-            if model is None:
-                return ("?", "?")
-            found.add((model.get("memory", {}).get("max_lr", "?"), model.get("lr", "?")))
-        return found.pop() if len(found) == 1 else ("?", "?")
-
-    return values(long_rows), values(short_rows)
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
-def _same_models(long_rows: list[dict], short_rows: list[dict]) -> bool:
-    """Whether every long-look-back row's recipe has the same ``model`` section as the
-    main-look-back recipe of its dataset and horizon (False where a file is missing)."""
+def _model_changes(long_rows: list[dict], short_rows: list[dict]) -> tuple | None:
+    """The (setting, long value, main value) triples by which the long-look-back rows' recipes
+    differ from the main-look-back recipe of the same dataset and horizon (``short_rows``), as the
+    recipe files give them; None where a file or a main recipe is missing. ``cycle_len`` is left
+    to the report's own note on the learned cycle."""
     main_recipe = {(r["dataset"], r["horizon"]): r["recipe"] for r in short_rows}
-    for r in {r["recipe"]: r for r in long_rows}.values():
+    changes = set()
+    for r in {r["recipe"]: r for r in long_rows}.values():  # each file once
         other = main_recipe.get((r["dataset"], r["horizon"]))
         model = _recipe_model(r["recipe"])
-        if other is None or model is None or model != _recipe_model(other):
-            return False
-    return True
+        base = _recipe_model(other) if other else None
+        if model is None or base is None:
+            return None
+        model, base = _flat(model), _flat(base)
+        changes |= {(k, model.get(k, "unset"), base.get(k, "unset"))
+                    for k in set(model) | set(base)
+                    if k != "cycle_len" and model.get(k) != base.get(k)}
+    order = list(_LONG_REASONS)
+    return tuple(sorted(changes, key=lambda c: (order.index(c[0]) if c[0] in order else len(order),
+                                                str(c))))
+
+
+# why a long-look-back recipe changes a setting (docs/architecture.md, docs/benchmarks.md)
+_LONG_REASONS = {
+    "memory.max_lr": ("the memory's inner learning-rate cap (max_lr {} instead of {}, which can "
+                      "diverge over several memory chunks: docs/architecture.md, 'Long contexts')"),
+    "lr": "the outer learning rate ({} instead of {}, which overfits after one epoch there)",
+}
+
+
+def _describe_changes(changes: tuple | None) -> str:
+    if changes is None:
+        return "a recipe file is missing."
+    if not changes:
+        return "the main-look-back recipes unchanged."
+    said = [_LONG_REASONS.get(k, f"`{k}` {{}} instead of {{}}").format(a, b) for k, a, b in changes]
+    return (f"except {', '.join(said[:-1])} and {said[-1]}" if len(said) > 1 else
+            f"except {said[0]}") + ", chosen on the validation split (selection table below)."
 
 
 def _cycle_recipes(rows: list[dict]) -> list[str]:
@@ -667,27 +689,13 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
         short_rows = [r for r in main if r["dataset"] in long_sets
                       and r["seq_len"] == short.get(r["dataset"])]
         # datasets grouped by how their long recipes differ from their main ones
-        groups: dict[tuple, list[str]] = {}
+        groups: dict[tuple | None, list[str]] = {}
         for d in datasets:
             if d in long_sets:
-                key = _recipe_values([r for r in long_rows if r["dataset"] == d],
+                key = _model_changes([r for r in long_rows if r["dataset"] == d],
                                      [r for r in short_rows if r["dataset"] == d])
                 groups.setdefault(key, []).append(d)
-        parts = []
-        for (long_lr, short_lr), names in groups.items():
-            if _same_models([r for r in long_rows if r["dataset"] in names],
-                            [r for r in short_rows if r["dataset"] in names]):
-                parts.append(f"{', '.join(names)}: the main-look-back recipes unchanged.")
-            elif long_lr == short_lr:
-                parts.append(f"{', '.join(names)}: other model settings than the main-look-back "
-                             "recipes (see the recipe files).")
-            else:
-                parts.append(
-                    f"{', '.join(names)}: except the memory's inner learning-rate cap (max_lr "
-                    f"{long_lr[0]} instead of {short_lr[0]}, which diverges over several memory "
-                    "chunks: docs/architecture.md, 'Long contexts') and the outer learning rate "
-                    f"({long_lr[1]} instead of {short_lr[1]}, which overfits after one epoch "
-                    "here); both chosen on the validation split (selection table below).")
+        parts = [f"{', '.join(names)}: {_describe_changes(key)}" for key, names in groups.items()]
         cycled = _cycle_recipes(short_rows)
         cycle_note = (f" The learned cycle (`cycle_len`) adopted at L = 96 for {', '.join(cycled)} "
                       "was not tried at the long look-backs, whose recipes have none."
