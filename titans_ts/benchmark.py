@@ -393,22 +393,26 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _model_changes(long_rows: list[dict], short_rows: list[dict]) -> tuple | None:
-    """The (setting, long value, main value) triples by which the long-look-back rows' recipes
+    """The (setting, long value, main value, horizons) by which the long-look-back rows' recipes
     differ from the main-look-back recipe of the same dataset and horizon (``short_rows``), as the
-    recipe files give them; None where a file or a main recipe is missing. ``cycle_len`` is left
-    to the report's own note on the learned cycle."""
+    recipe files give them; horizons is empty where the change holds in every long recipe. None
+    where a file or a main recipe is missing. ``cycle_len`` is left to the report's own note on
+    the learned cycle."""
     main_recipe = {(r["dataset"], r["horizon"]): r["recipe"] for r in short_rows}
-    changes = set()
-    for r in {r["recipe"]: r for r in long_rows}.values():  # each file once
+    files = {r["recipe"]: r for r in long_rows}  # each file once
+    where: dict[tuple, set] = {}
+    for recipe, r in files.items():
         other = main_recipe.get((r["dataset"], r["horizon"]))
-        model = _recipe_model(r["recipe"])
+        model = _recipe_model(recipe)
         base = _recipe_model(other) if other else None
         if model is None or base is None:
             return None
         model, base = _flat(model), _flat(base)
-        changes |= {(k, model.get(k, "unset"), base.get(k, "unset"))
-                    for k in set(model) | set(base)
-                    if k != "cycle_len" and model.get(k) != base.get(k)}
+        for k in set(model) | set(base):
+            if k != "cycle_len" and model.get(k) != base.get(k):
+                where.setdefault((k, model.get(k, "unset"), base.get(k, "unset")), set()).add(recipe)
+    changes = [(*c, () if len(rs) == len(files) else tuple(sorted({files[f]["horizon"] for f in rs})))
+               for c, rs in where.items()]
     order = list(_LONG_REASONS)
     return tuple(sorted(changes, key=lambda c: (order.index(c[0]) if c[0] in order else len(order),
                                                 str(c))))
@@ -427,7 +431,8 @@ def _describe_changes(changes: tuple | None) -> str:
         return "a recipe file is missing."
     if not changes:
         return "the main-look-back recipes unchanged."
-    said = [_LONG_REASONS.get(k, f"`{k}` {{}} instead of {{}}").format(a, b) for k, a, b in changes]
+    said = [_LONG_REASONS.get(k, f"`{k}` {{}} instead of {{}}").format(a, b)
+            + (f" at H = {', '.join(map(str, hs))}" if hs else "") for k, a, b, hs in changes]
     return (f"except {', '.join(said[:-1])} and {said[-1]}" if len(said) > 1 else
             f"except {said[0]}") + ", chosen on the validation split (selection table below)."
 
