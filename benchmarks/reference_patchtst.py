@@ -59,6 +59,7 @@ from titans_ts.data_module import window_loader  # noqa: E402
 from titans_ts.datasets import ltsf_splits  # noqa: E402
 
 DATASET, SEQ_LEN = "national_illness", 36
+CONFIGS = ("paper", "tslib")
 
 
 def settings(config: str, horizon: int) -> dict:
@@ -77,9 +78,6 @@ def settings(config: str, horizon: int) -> dict:
                 "first_epoch_lr": 1e-4, "epochs": 100, "patience": 100, "batch_size": 16,
                 "train_drop_last": True}
     raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
-
-
-CONFIGS = ("paper", "tslib")
 
 
 def epoch_lr(cfg: dict, epoch: int) -> float:

@@ -392,6 +392,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# why a long-look-back recipe changes a setting (docs/architecture.md, docs/benchmarks.md)
+_LONG_REASONS = {
+    "memory.max_lr": ("the memory's inner learning-rate cap (max_lr {} instead of {}, which can "
+                      "diverge over several memory chunks: docs/architecture.md, 'Long contexts')"),
+    "lr": "the outer learning rate ({} instead of {}, which overfits after one epoch there)",
+}
+
+
 def _model_changes(long_rows: list[dict], short_rows: list[dict]) -> tuple | None:
     """The (setting, long value, main value, horizons) by which the long-look-back rows' recipes
     differ from the main-look-back recipe of the same dataset and horizon (``short_rows``), as the
@@ -416,14 +424,6 @@ def _model_changes(long_rows: list[dict], short_rows: list[dict]) -> tuple | Non
     order = list(_LONG_REASONS)
     return tuple(sorted(changes, key=lambda c: (order.index(c[0]) if c[0] in order else len(order),
                                                 str(c))))
-
-
-# why a long-look-back recipe changes a setting (docs/architecture.md, docs/benchmarks.md)
-_LONG_REASONS = {
-    "memory.max_lr": ("the memory's inner learning-rate cap (max_lr {} instead of {}, which can "
-                      "diverge over several memory chunks: docs/architecture.md, 'Long contexts')"),
-    "lr": "the outer learning rate ({} instead of {}, which overfits after one epoch there)",
-}
 
 
 def _describe_changes(changes: tuple | None) -> str:
