@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-triton_chunk = pytest.importorskip("titans_ts.kernels.memory_scan.triton_chunk",
+triton_backend = pytest.importorskip("titans_ts.kernels.memory_scan.triton",
                                    reason="triton is not installed on this platform")
 from titans_ts import memory_scan  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-if DEVICE == "cpu" and not triton_chunk.interpreter_enabled():
+if DEVICE == "cpu" and not triton_backend.interpreter_enabled():
     pytest.skip("no CUDA device and TRITON_INTERPRET is off", allow_module_level=True)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .chunk import memory_scan_chunked
+from .chunked import memory_scan_chunked
 from .common import validate_inputs
-from .naive import memory_scan_reference
+from .reference import memory_scan_reference
 
 __all__ = ["memory_scan", "BACKENDS", "available_backends"]
 
@@ -19,7 +19,7 @@ def _triton_for(device: torch.device, weights, chunk_size: int, activation: str,
     if device.type != "cuda":
         return False
     try:
-        from .triton_chunk import gpu_checked_widths, triton_supports
+        from .triton import gpu_checked_widths, triton_supports
     except ImportError:
         return False
     depth = len(weights)
@@ -35,9 +35,9 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     device = torch.device(device)
     out = ["reference", "chunked"]
     try:
-        from . import triton_chunk
+        from . import triton as triton_backend
 
-        if device.type == "cuda" or triton_chunk.interpreter_enabled():
+        if device.type == "cuda" or triton_backend.interpreter_enabled():
             out.append("triton")
     except ImportError:
         pass
@@ -88,7 +88,7 @@ def memory_scan(
         mask: [B, T] or [B, T, H]; 0 / False means "not observed": theta = 0, nothing written.
         backend: "auto" (triton for CUDA tensors when it supports the configuration: depth 1-2,
             power-of-two chunk >= 16, no surprise clamp, and tile widths checked on a GPU, see
-            ``triton_chunk.GPU_CHECKED``; else chunked), "reference" (per-token
+            ``triton.GPU_CHECKED``; else chunked), "reference" (per-token
             loop), "chunked" (PyTorch closed form), "triton" (CUDA, or CPU under
             ``TRITON_INTERPRET=1``).
         surprise_clamp: if set, each momentary surprise ``u_t`` is scaled so its Frobenius norm
@@ -120,7 +120,7 @@ def memory_scan(
     if backend == "reference":
         y, state = memory_scan_reference(*args)
     else:
-        from .triton_chunk import memory_scan_triton
+        from .triton import memory_scan_triton
 
         y, state = memory_scan_triton(*args)
     return y, (state if output_final_state else None)

@@ -1,6 +1,6 @@
-"""Triton kernels of the chunked memory scan (depth 1 and 2), beside ``chunk.py`` which they match.
+"""Triton kernels of the chunked memory scan (depth 1 and 2), beside ``chunked.py`` which they match.
 
-The math is ``chunk.py``'s, transcribed tile by tile; gate coefficients (log-space decay and
+The math is ``chunked.py``'s, transcribed tile by tile; gate coefficients (log-space decay and
 momentum products, all chunks at once) come from the same differentiable PyTorch function
 (:func:`chunk.chunk_gate_coefficients`), so autograd carries their gradients back to alpha / eta.
 
@@ -36,7 +36,7 @@ try:
 except ImportError as err:  # pragma: no cover - triton is a dependency on Linux x86_64
     raise ImportError("the triton backend needs the `triton` package") from err
 
-from .chunk import COEF_KEYS, chunk_gate_coefficients
+from .chunked import COEF_KEYS, chunk_gate_coefficients
 from .common import compute_dtype
 
 __all__ = ["memory_scan_triton", "triton_supports", "gpu_checked_widths", "interpreter_enabled",

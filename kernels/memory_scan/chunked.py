@@ -27,7 +27,7 @@ hand-derived backward (:func:`chunk_backward`) that keeps each chunk's intermedi
 run under plain autograd (``backward="autograd"``) is the twin the tests hold the hand-written
 backward to, and also the faster choice for a single chunk (nothing passes between chunks);
 ``backward="auto"`` picks among the three by chunk count and memory. The per-token loop in
-``naive.py`` is the specification all of them are held to.
+``reference.py`` is the specification all of them are held to.
 """
 
 from __future__ import annotations
