@@ -12,7 +12,7 @@ MEM = dict(heads=2, depth=2, expansion=2.0, chunk_size=4)
 
 def _block(variant, **kw):
     torch.manual_seed(0)
-    return make_block(variant, 16, memory_kwargs=MEM, attn_heads=2, window=5, n_persistent=2,
+    return make_block(variant, 16, memory=MEM, attn_heads=2, window=5, n_persistent=2,
                       segment_len=4, dropout=0.0, **kw).eval()
 
 

@@ -299,5 +299,5 @@ def test_learned_cycle_places_a_daily_shape_the_context_cannot_identify(tmp_path
     assert not np.allclose(f.predict()["y_hat"], f.predict(df=shifted)["y_hat"])
     same_day = df.assign(ds=df["ds"] + pd.Timedelta("24h"))
     np.testing.assert_allclose(f.predict()["y_hat"], f.predict(df=same_day)["y_hat"], rtol=1e-5)
-    with pytest.raises(ValueError, match="cycle_len must be an integer"):
+    with pytest.raises(ValueError, match="cycle_len must be a non-negative integer"):
         TitansForecaster(cycle_len=-24, **kw).fit(df)

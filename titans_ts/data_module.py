@@ -5,44 +5,11 @@ from __future__ import annotations
 import os
 
 import lightning.pytorch as pl
-import torch
-from torch.utils.data import DataLoader, Sampler
 
 from titans_ts.datasets import dataset_info, ltsf_splits
+from titans_ts.datasets.windows import EpochShuffleSampler, collate_windows, window_loader
 
 __all__ = ["LTSFDataModule", "window_loader", "EpochShuffleSampler", "collate_windows"]
-
-
-def collate_windows(items):
-    """Stack a list of window dicts into a batch dict."""
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
-
-
-class EpochShuffleSampler(Sampler):
-    """A fresh permutation per epoch, a pure function of ``(seed, epoch)``: a run resumed from
-    a checkpoint sees the same order as one that never stopped (Lightning calls ``set_epoch``)."""
-
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def window_loader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0,
-                  drop_last: bool = False, seed: int = 0) -> DataLoader:
-    """A loader over a ``WindowDataset``; evaluation loaders never drop a window."""
-    sampler = EpochShuffleSampler(len(dataset), seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                      num_workers=num_workers, collate_fn=collate_windows,
-                      persistent_workers=num_workers > 0)
 
 
 class LTSFDataModule(pl.LightningDataModule):

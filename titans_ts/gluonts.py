@@ -25,7 +25,6 @@ values are left out of the loss. The predictor is a plain ``PyTorchPredictor``: 
 # the annotations and needs them as real types, not strings
 
 import contextlib
-import inspect
 import math
 import tempfile
 import warnings
@@ -53,9 +52,8 @@ from gluonts.transform import (
     ValidationSplitSampler,
 )
 
-from .blocks import VARIANTS
-from .lightning_module import pinball_loss, student_t_nll
-from .memory import NeuralMemory
+from .config import TitansConfig, check_keys
+from .memory import wants_weight_decay
 from .network import TitansNet
 from .training import quiet_lightning
 
@@ -69,8 +67,11 @@ DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the Evaluat
 PREDICTION_INPUT_NAMES = ["past_target", "past_observed_values"]
 TRAINING_INPUT_NAMES = PREDICTION_INPUT_NAMES + ["future_target", "future_observed_values"]
 
-_MEMORY_KEYS = tuple(p for p in inspect.signature(NeuralMemory.__init__).parameters
-                     if p not in ("self", "dim"))
+# what the estimator sets itself: the lengths come from prediction_length / context_length and
+# every series is one channel
+_DERIVED = ("seq_len", "horizon", "n_channels")
+#: the network settings the estimator accepts as keyword arguments (TitansConfig's fields)
+MODEL_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
 
 
 def _window_scale(past: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -102,13 +103,12 @@ class TitansGluonTSModule(pl.LightningModule):
                  total_steps: Optional[int] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
-        kwargs = dict(model_kwargs)
-        kwargs["n_channels"] = 1
-        self.head = kwargs.get("head", "student_t")
-        if self.head not in GLUONTS_HEADS:
-            raise ValueError(f"head must be one of {GLUONTS_HEADS}, got {self.head!r}")
-        self.quantiles = tuple(float(q) for q in kwargs.get("quantiles", DEFAULT_QUANTILES))
-        self.net = TitansNet(**kwargs)
+        config = TitansConfig.from_dict(model_kwargs, n_channels=1)
+        if config.head not in GLUONTS_HEADS:
+            raise ValueError(f"head must be one of {GLUONTS_HEADS}, got {config.head!r}")
+        self.head = config.head
+        self.quantiles = config.quantiles
+        self.net = TitansNet(config)
         self.num_samples = num_samples
         self.lr, self.weight_decay = lr, weight_decay
         self.scheduler, self.total_steps = scheduler, total_steps
@@ -130,14 +130,10 @@ class TitansGluonTSModule(pl.LightningModule):
         future = batch["future_target"].to(torch.float32)
         future_mask = batch["future_observed_values"]
         out = self.net(past.unsqueeze(-1), past_mask.unsqueeze(-1) > 0)
-        scale = _window_scale(past, past_mask)
-        if self.head == "quantile":
-            return pinball_loss(out[:, :, 0, :] / scale[:, None, None], future / scale[:, None],
-                                self.quantiles, future_mask)
-        # the NLL of y / scale: the same gradients as the raw NLL, comparable across series
+        # the loss of y / scale: every series weighs alike whatever its units
         future = torch.where(future_mask > 0, future, torch.zeros_like(future))
-        return student_t_nll(out, future.unsqueeze(-1), future_mask.unsqueeze(-1)) - \
-            _masked_log_scale(scale, future_mask)
+        return self.net.head.loss(out, future.unsqueeze(-1), future_mask.unsqueeze(-1),
+                                  scale=_window_scale(past, past_mask))
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
@@ -153,10 +149,9 @@ class TitansGluonTSModule(pl.LightningModule):
 
     def configure_optimizers(self):
         decay, no_decay = [], []
-        for name, p in self.named_parameters():
+        for p in self.parameters():
             if p.requires_grad:
-                (no_decay if p.dim() < 2 or "init_weights" in name or name.endswith("pos")
-                 else decay).append(p)
+                (decay if wants_weight_decay(p) else no_decay).append(p)
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
         if self.scheduler == "none" or not self.total_steps:
@@ -169,12 +164,6 @@ class TitansGluonTSModule(pl.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def _masked_log_scale(scale: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of log(scale) over the observed future points (what the NLL of y / scale subtracts)."""
-    m = mask.to(scale.dtype)
-    return (torch.log(scale)[:, None] * m).sum() / m.sum().clamp_min(1.0)
 
 
 def _check_freq(freq: str) -> str:
@@ -205,10 +194,6 @@ class TitansEstimator(PyTorchLightningEstimator):
         quantiles: levels of the quantile head (default 0.1, 0.2, ..., 0.9).
         num_samples: sample paths per forecast (student_t head; ``predict(num_samples=...)`` and
             ``backtest_metrics`` may ask for more).
-        patch_len, stride: patching (defaults ``min(16, max(2, L // 6))`` and half of it).
-        d_model, n_layers, variant, memory, dropout, revin: :class:`TitansNet` arguments
-            (``memory``: keyword arguments of :class:`titans_ts.NeuralMemory`, default
-            ``{"heads": 4, "depth": 2, "expansion": 2.0, "chunk_size": 4}``).
         lr, weight_decay: AdamW settings; ``scheduler`` "cosine" (per step, to lr / 20 over
             ``max_epochs * num_batches_per_epoch`` steps) or "none".
         batch_size, num_batches_per_epoch: training batches.
@@ -220,60 +205,48 @@ class TitansEstimator(PyTorchLightningEstimator):
         train_sampler, validation_sampler: GluonTS instance samplers (defaults:
             ``ExpectedNumInstanceSampler(1.0, min_past=1, min_future=prediction_length)`` and
             ``ValidationSplitSampler(min_future=prediction_length)``).
+        **model: the network's settings, any field of :class:`titans_ts.config.TitansConfig` but
+            the lengths and channel count (``patch_len``, ``stride``, ``d_model``, ``n_layers``,
+            ``variant``, ``memory``, ``attn_heads``, ``window``, ``n_persistent``,
+            ``segment_len``, ``dropout``, ``revin``, ...), with the configuration's defaults
+            (patching: ``min(16, max(2, L // 6))`` and half of it).
+
+    The estimator-specific defaults are the head (GluonTS needs a probabilistic forecast) and
+    its levels (the ``Evaluator``'s).
     """
 
     @validated()
     def __init__(self, freq: str, prediction_length: int, context_length: Optional[int] = None,
                  head: str = "student_t", quantiles: Optional[List[float]] = None,
-                 num_samples: int = 100, patch_len: Optional[int] = None,
-                 stride: Optional[int] = None, d_model: int = 32, n_layers: int = 2,
-                 variant: str = "lmm", memory: Optional[Dict[str, Any]] = None,
-                 dropout: float = 0.1, revin: bool = True, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, scheduler: str = "cosine", batch_size: int = 32,
-                 num_batches_per_epoch: int = 50, trainer_kwargs: Optional[Dict[str, Any]] = None,
-                 verbose: bool = False, train_sampler: Optional[InstanceSampler] = None,
-                 validation_sampler: Optional[InstanceSampler] = None) -> None:
+                 num_samples: int = 100, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 scheduler: str = "cosine", batch_size: int = 32, num_batches_per_epoch: int = 50,
+                 trainer_kwargs: Optional[Dict[str, Any]] = None, verbose: bool = False,
+                 train_sampler: Optional[InstanceSampler] = None,
+                 validation_sampler: Optional[InstanceSampler] = None, **model: Any) -> None:
         self.freq = _check_freq(freq)
-        _positive(prediction_length=prediction_length, num_samples=num_samples, d_model=d_model,
-                  n_layers=n_layers, batch_size=batch_size,
-                  num_batches_per_epoch=num_batches_per_epoch)
+        _positive(prediction_length=prediction_length, num_samples=num_samples,
+                  batch_size=batch_size, num_batches_per_epoch=num_batches_per_epoch)
         context_length = 2 * prediction_length if context_length is None else context_length
         _positive(context_length=context_length)
         if head not in GLUONTS_HEADS:
             raise ValueError(f"head must be one of {GLUONTS_HEADS}, got {head!r}")
-        qs = tuple(float(q) for q in (DEFAULT_QUANTILES if quantiles is None else quantiles))
-        if not qs or not all(0.0 < q < 1.0 for q in qs) or any(a >= b for a, b in zip(qs, qs[1:])):
-            raise ValueError(f"quantiles must be increasing levels in (0, 1), got {list(qs)}")
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr}")
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-        patch_len = min(16, max(2, context_length // 6)) if patch_len is None else patch_len
-        stride = max(1, patch_len // 2) if stride is None else stride
-        _positive(patch_len=patch_len, stride=stride)
-        mem = {"heads": 4, "depth": 2, "expansion": 2.0, "chunk_size": 4}
-        if memory is not None:
-            bad = sorted(set(memory) - set(_MEMORY_KEYS))
-            if bad:
-                raise ValueError(f"memory has unknown keys {bad}; allowed: {list(_MEMORY_KEYS)}")
-            mem.update(memory)
-        if d_model % int(mem["heads"]) != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by memory['heads'] ({mem['heads']})")
+        check_keys(model, MODEL_SETTINGS, "TitansEstimator model")
+        qs = DEFAULT_QUANTILES if quantiles is None else quantiles
+        self.config = TitansConfig.from_dict(model, seq_len=context_length, horizon=prediction_length,
+                                             n_channels=1, head=head, quantiles=qs)
         tk = {"max_epochs": 10, "accelerator": "cpu", "enable_progress_bar": verbose,
               "enable_model_summary": verbose, "logger": False}
         tk.update(trainer_kwargs or {})
         super().__init__(trainer_kwargs=tk)
 
         self.prediction_length, self.context_length = prediction_length, context_length
-        self.head, self.quantiles, self.num_samples = head, list(qs), num_samples
-        self.patch_len, self.stride, self.d_model, self.n_layers = patch_len, stride, d_model, n_layers
-        self.variant, self.memory, self.dropout, self.revin = variant, mem, dropout, revin
+        self.head, self.quantiles, self.num_samples = head, list(self.config.quantiles), num_samples
         self.lr, self.weight_decay, self.scheduler = lr, weight_decay, scheduler
         self.batch_size, self.num_batches_per_epoch = batch_size, num_batches_per_epoch
         self.verbose = verbose
@@ -281,6 +254,13 @@ class TitansEstimator(PyTorchLightningEstimator):
             num_instances=1.0, min_past=1, min_future=prediction_length)
         self.validation_sampler = validation_sampler or ValidationSplitSampler(
             min_future=prediction_length)
+
+    def __getattr__(self, name: str) -> Any:
+        # the network settings read as attributes (estimator.patch_len, estimator.memory, ...)
+        config = self.__dict__.get("config")
+        if config is not None and name in MODEL_SETTINGS:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------------ pipeline
     def create_transformation(self) -> Transformation:
@@ -293,11 +273,8 @@ class TitansEstimator(PyTorchLightningEstimator):
         )
 
     def model_kwargs(self) -> Dict[str, Any]:
-        return {"seq_len": self.context_length, "horizon": self.prediction_length,
-                "tokenizer": "patch", "patch_len": self.patch_len, "stride": self.stride,
-                "d_model": self.d_model, "n_layers": self.n_layers, "variant": self.variant,
-                "memory": dict(self.memory), "dropout": self.dropout, "head": self.head,
-                "quantiles": list(self.quantiles), "revin": self.revin}
+        """The network's settings (:class:`titans_ts.config.TitansConfig` fields, plain values)."""
+        return self.config.to_dict()
 
     def create_lightning_module(self) -> pl.LightningModule:
         epochs = self.trainer_kwargs.get("max_epochs") or 1

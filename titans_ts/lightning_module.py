@@ -8,76 +8,46 @@ short last batch weighs what it should).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 
+from .config import TitansConfig, check_keys
+from .heads import POINT_LOSSES, pinball_loss, point_loss, student_t_nll
+from .memory import wants_weight_decay
 from .network import TitansNet
 
-__all__ = ["TitansLightningModule", "point_loss", "pinball_loss", "student_t_nll"]
+__all__ = ["TitansLightningModule", "point_loss", "pinball_loss", "student_t_nll", "POINT_LOSSES",
+           "TRAINING_SETTINGS"]
 
-POINT_LOSSES = ("mse", "mae", "huber")
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if mask is None:
-        return x.mean()
-    m = mask.to(x.dtype)
-    while m.dim() < x.dim():
-        m = m.unsqueeze(-1)
-    m = m.expand_as(x)
-    return (x * m).sum() / m.sum().clamp_min(1.0)
-
-
-def point_loss(pred, target, mask=None, kind: str = "mse", delta: float = 1.0) -> torch.Tensor:
-    """MSE / MAE / Huber over observed points."""
-    if kind == "mse":
-        err = (pred - target) ** 2
-    elif kind == "mae":
-        err = (pred - target).abs()
-    elif kind == "huber":
-        err = F.huber_loss(pred, target, reduction="none", delta=delta)
-    else:
-        raise ValueError(f"loss must be one of {POINT_LOSSES}, got {kind!r}")
-    return _masked_mean(err, mask)
-
-
-def pinball_loss(q_pred, target, quantiles: Sequence[float], mask=None) -> torch.Tensor:
-    """Mean pinball loss over quantile levels and observed points; q_pred [..., Q]."""
-    qs = torch.as_tensor(quantiles, dtype=q_pred.dtype, device=q_pred.device)
-    diff = target.unsqueeze(-1) - q_pred
-    loss = torch.maximum(qs * diff, (qs - 1) * diff)
-    return _masked_mean(loss, mask)
-
-
-def student_t_nll(dist: torch.distributions.StudentT, target, mask=None) -> torch.Tensor:
-    return _masked_mean(-dist.log_prob(target), mask)
+#: the Lightning module's own (training) settings; every other ``model:`` key of a recipe is a
+#: network setting of :class:`titans_ts.config.TitansConfig`
+TRAINING_SETTINGS = ("loss", "lr", "weight_decay", "scheduler", "warmup_epochs", "optimizer")
 
 
 class TitansLightningModule(pl.LightningModule):
-    """Training wrapper. Network arguments are those of :class:`TitansNet`.
+    """Training wrapper around :class:`TitansNet`.
 
     Args:
+        seq_len, horizon: context and forecast lengths (a recipe links them from its data).
         loss: for the point head, "mse", "mae" or "huber" (the quantile head trains on the pinball
             loss, the Student-t head on its negative log-likelihood).
-        optimizer: "adamw" (default) or "sgd" (momentum 0.9).
-        lr, weight_decay: learning rate and decoupled weight decay.
+        lr, weight_decay: learning rate and decoupled weight decay (matrices only; parameters
+            marked with :func:`titans_ts.memory.no_weight_decay` and vectors are not decayed).
         scheduler: "cosine" (to 0 over ``max_epochs``), "onecycle", or "none".
         warmup_epochs: linear warm-up epochs before the cosine schedule.
+        optimizer: "adamw" (default) or "sgd" (momentum 0.9).
+        **network: the network's settings, the fields of :class:`titans_ts.config.TitansConfig`
+            (tokenizer, patch_len, d_model, n_layers, variant, memory, attention, RevIN, head,
+            cycle_len, ...).
     """
 
-    def __init__(self, seq_len: int = 96, horizon: int = 96, n_channels: int | None = None,
-                 tokenizer: str = "patch", patch_len: int = 16, stride: int = 8,
-                 d_model: int = 64, n_layers: int = 2, variant: str = "lmm",
-                 memory: dict | None = None, attn_heads: int = 4, window: int | None = None,
-                 n_persistent: int = 4, segment_len: int = 16, mlp_expansion: float = 2.0,
-                 dropout: float = 0.1, head: str = "point",
-                 quantiles: Sequence[float] = (0.1, 0.5, 0.9), revin: bool = True,
-                 revin_affine: bool = False, loss: str = "mse", lr: float = 1e-3,
-                 weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0,
-                 optimizer: str = "adamw", cycle_len: int = 0, revin_center: str = "mean") -> None:
+    def __init__(self, seq_len: int = TitansConfig.seq_len, horizon: int = TitansConfig.horizon,
+                 loss: str = "mse", lr: float = 1e-3, weight_decay: float = 1e-4,
+                 scheduler: str = "cosine", warmup_epochs: int = 0, optimizer: str = "adamw",
+                 **network) -> None:
         super().__init__()
         if loss not in POINT_LOSSES:
             raise ValueError(f"loss must be one of {POINT_LOSSES}, got {loss!r}")
@@ -85,11 +55,14 @@ class TitansLightningModule(pl.LightningModule):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
         if scheduler not in ("cosine", "onecycle", "none"):
             raise ValueError(f"scheduler must be 'cosine', 'onecycle' or 'none', got {scheduler!r}")
-        self.save_hyperparameters()
-        self.net = TitansNet(seq_len, horizon, n_channels, tokenizer, patch_len, stride, d_model,
-                             n_layers, variant, memory, attn_heads, window, n_persistent,
-                             segment_len, mlp_expansion, dropout, head, quantiles, revin,
-                             revin_affine, cycle_len, revin_center)
+        check_keys(network, TitansConfig.fields(), "model")
+        config = TitansConfig(seq_len=seq_len, horizon=horizon, **network)
+        self.config = config
+        training = dict(loss=loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+                        warmup_epochs=warmup_epochs, optimizer=optimizer)
+        # plain values only: the checkpoint loads with weights_only=True and rebuilds this module
+        self.save_hyperparameters({**config.to_dict(), **training})
+        self.net = TitansNet(config)
         self._sums: dict[str, torch.Tensor] = {}
 
     def forward(self, past, past_mask=None, time_index=None):
@@ -97,13 +70,7 @@ class TitansLightningModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ losses
     def _loss(self, out, batch):
-        target, mask = batch["future"], batch.get("future_mask")
-        kind = self.hparams.head
-        if kind == "point":
-            return point_loss(out, target, mask, self.hparams.loss)
-        if kind == "quantile":
-            return pinball_loss(out, target, self.hparams.quantiles, mask)
-        return student_t_nll(out, target, mask)
+        return self.net.head.loss(out, batch["future"], batch.get("future_mask"), self.hparams.loss)
 
     def _step(self, batch):
         out = self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
@@ -160,8 +127,7 @@ class TitansLightningModule(pl.LightningModule):
         self._emit("test")
 
     def predict_step(self, batch, batch_idx, dataloader_idx=0):
-        out = self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
-        return self.net.point_forecast(out) if self.hparams.head == "point" else out
+        return self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -177,12 +143,9 @@ class TitansLightningModule(pl.LightningModule):
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> Any:
         decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            # vectors, the memory's learned initial weights and the position / cycle tables
-            table = "init_weights" in name or name.endswith(("pos", "cycle"))
-            (no_decay if p.dim() < 2 or table else decay).append(p)
+        for p in self.parameters():
+            if p.requires_grad:
+                (decay if wants_weight_decay(p) else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": self.hparams.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         if self.hparams.optimizer == "sgd":
@@ -204,8 +167,6 @@ class TitansLightningModule(pl.LightningModule):
             if epoch < warm:
                 return (epoch + 1) / (warm + 1)
             span = max(1, epochs - warm)
-            import math
-
             return 0.5 * (1 + math.cos(math.pi * min(epoch - warm, span) / span))
 
         s = torch.optim.lr_scheduler.LambdaLR(opt, factor)

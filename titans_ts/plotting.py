@@ -48,10 +48,11 @@ def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple
             ax.plot(range(L), item["past"][:, ch], color="0.4", lw=1, label="context")
             ax.plot(range(L, L + H), item["future"][:, ch], color="k", lw=1, label="truth")
             ax.plot(range(L, L + H), pred, color="tab:red", lw=1.2, label="titans-ts")
-            if getattr(net, "head_kind", "point") == "quantile":
-                q = out_[0, :, ch].cpu()
+            band = net.head.band_levels
+            if band is not None:
+                q = net.head.quantiles(out_, band)[0, :, ch].cpu()
                 ax.fill_between(range(L, L + H), q[:, 0], q[:, -1], color="tab:red", alpha=0.2,
-                                label=f"{net.quantiles[0]:g}-{net.quantiles[-1]:g} quantiles")
+                                label=f"{band[0]:g}-{band[1]:g} quantiles")
             start = test.timestamps[test.window_start(w)] if test.timestamps is not None else w
             ax.set_title(f"{datamodule.dataset} test window {w} (from {start}), channel "
                          f"{test.columns[ch]}, scaled", fontsize=9)
