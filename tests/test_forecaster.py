@@ -110,7 +110,7 @@ def test_update_changes_forecast_not_parameters():
     f = TitansForecaster(test_time_memory=True, **TINY).fit(head)
     before_params = _params(f)
     before = f.predict()
-    mem_before = list(f._memorised_)
+    mem_before = list(f.memory_.written)
     f.update(tail)
     after = f.predict()
     assert not np.allclose(before["y_hat"], after["y_hat"])
@@ -120,7 +120,7 @@ def test_update_changes_forecast_not_parameters():
     for k, v in _params(f).items():
         assert torch.equal(v, before_params[k]), k
     # the new data reached the memory: more blocks memorised than before
-    assert all(b > a for a, b in zip(mem_before, f._memorised_))
+    assert all(b > a for a, b in zip(mem_before, f.memory_.written))
     # updating equals having had the whole history from the start (same trained parameters)
     g = TitansForecaster(test_time_memory=True, **TINY).fit(head)
     np.testing.assert_allclose(g.predict(df=df)["y_hat"], after["y_hat"], rtol=1e-5, atol=1e-5)
@@ -143,7 +143,7 @@ def test_update_without_carried_memory_still_moves_the_forecast():
     before = f.predict()
     f.update(df.groupby("unique_id").tail(30))
     assert not np.allclose(before["y_hat"], f.predict()["y_hat"])
-    assert f._memorised_ == [0, 0]
+    assert f.memory_.written == [0, 0]
 
 
 def test_carried_memory_stays_finite_on_a_long_stream():
@@ -153,9 +153,9 @@ def test_carried_memory_stays_finite_on_a_long_stream():
     df = pd.DataFrame({"unique_id": "rw", "ds": pd.date_range("2020-01-01", periods=T, freq="h"), "y": y})
     f = TitansForecaster(test_time_memory=True, lr=1e-2, **{**TINY, "memory": dict(heads=2, depth=2, chunk_size=4, max_lr=3.0)})
     f.fit(df)
-    assert f._memorised_[0] >= T - 2 * 24
+    assert f.memory_.written[0] >= T - 2 * 24
     assert np.isfinite(f.predict()["y_hat"]).all()
-    st = f._memory_[0][0]
+    st = f.memory_.states[0][0]
     assert all(torch.isfinite(w).all() for w in st.weights)
 
 

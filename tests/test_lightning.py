@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from titans_ts.data_module import collate_windows, window_loader
+from titans_ts.datasets.windows import collate_windows, window_loader
 from titans_ts.datasets import WindowDataset
 from titans_ts.lightning_module import TitansLightningModule
 from titans_ts.training import make_trainer

@@ -121,13 +121,15 @@ def test_suggest_types_and_ranges():
     assert T.suggest(optuna.trial.FixedTrial(fixed), TINY_SPACE) == fixed
 
 
-def test_apply_params_sets_dotted_keys():
+def test_set_dotted_sets_dotted_keys():
+    from titans_ts.recipes import set_dotted
+
     cfg = {"model": {"lr": 1.0, "memory": {"depth": 2}}, "data": {"seq_len": 96}}
-    out = T.apply_params(cfg, {"model.lr": 0.5, "model.memory.depth": 3, "model.new.key": "x"})
+    out = set_dotted(cfg, {"model.lr": 0.5, "model.memory.depth": 3, "model.new.key": "x"})
     assert out["model"] == {"lr": 0.5, "memory": {"depth": 3}, "new": {"key": "x"}}
     assert cfg["model"]["lr"] == 1.0  # a copy
     with pytest.raises(ValueError, match="model.lr is 1.0, not a mapping"):
-        T.apply_params(cfg, {"model.lr.x": 1})
+        set_dotted(cfg, {"model.lr.x": 1})
 
 
 def test_example_sweep_fits_the_etth1_recipe():
@@ -205,10 +207,10 @@ def test_a_trial_past_the_target_is_handed_back(monkeypatch, tmp_path):
         return trial.suggest_float("x", 0.0, 1.0)
 
     T.optimize(objective, n_trials=2, storage=url, study_name="r")
-    real = T._n_counted
-    monkeypatch.setattr(T, "_n_counted", lambda study: 0)  # a stale count, once
+    real = T.study._n_counted
+    monkeypatch.setattr(T.study, "_n_counted", lambda study: 0)  # a stale count, once
     study = T.optimize(objective, n_trials=2, storage=url, study_name="r")
-    monkeypatch.setattr(T, "_n_counted", real)
+    monkeypatch.setattr(T.study, "_n_counted", real)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.WAITING]
     assert study.trials[2].params == {}
     # a later, larger target takes the handed-back trial first

@@ -2,8 +2,6 @@
 
     titans-ts quickstart                      the README's main job (ETTh1, exact protocol)
     titans-ts fit | validate | test | predict --config recipes/ltsf/ETTh1_96_96.yaml
-    titans-ts benchmark run RECIPE... [--seeds 0 1 2] [--tag T] [--set key=value]
-    titans-ts benchmark report
     titans-ts data list | path NAME | verify [NAME ...] | download NAME
     titans-ts baselines DATASET [--seq-len 96] [--horizons 96 192 336 720]
     titans-ts tune --config RECIPE --space SPACE --n-trials N [--storage URL] [--study-name NAME]
@@ -82,17 +80,15 @@ def _quickstart(args: argparse.Namespace) -> int:
     protocol (L = 96, H = 96), its test MSE / MAE beside the reference baselines, and a plot."""
     import tempfile
 
-    import yaml
-
     from titans_ts import datasets as D
     from titans_ts.baselines import evaluate_baseline
-    from titans_ts.benchmark import REPO, apply_sets, train_and_test
     from titans_ts.plotting import plot_test_forecast
+    from titans_ts.recipes import packaged_recipe, set_dotted, train_and_test
 
-    recipe = REPO / "recipes" / "ltsf" / "ETTh1_96_96.yaml"
-    cfg = yaml.safe_load(recipe.read_text())
-    # the full recipe with a short budget: a few epochs of a few batches
-    cfg = apply_sets(cfg, [f"trainer.max_epochs={args.epochs}", f"trainer.limit_train_batches={args.batches}"])
+    # the benchmark recipe (shipped in the package) with a short budget: a few epochs of a few
+    # batches
+    cfg = set_dotted(packaged_recipe("ETTh1_96_96"), {"trainer.max_epochs": args.epochs,
+                                                      "trainer.limit_train_batches": args.batches})
     if args.root:
         cfg["data"]["root"] = args.root
     print(f"titans-ts quickstart: ETTh1, L=96, H=96, exact protocol; Titans LMM, "
@@ -111,21 +107,8 @@ def _quickstart(args: argparse.Namespace) -> int:
     print(f"{f'seasonal naive (m={season})':<28} {sn['mse']:>9.4f} {sn['mae']:>9.4f}")
     print(f"{'repeat last value':<28} {last['mse']:>9.4f} {last['mae']:>9.4f}")
     print(f"forecast plot: {out}")
-    print("full benchmark: titans-ts benchmark run recipes/ltsf/ETTh1_96_*.yaml (see docs/benchmarks.md)")
-    return 0
-
-
-def _benchmark(args: argparse.Namespace) -> int:
-    from titans_ts.benchmark import render_report, run_many
-
-    if args.bench_cmd == "run":
-        run_many(args.recipes, args.seeds, args.set or [], args.tag, plot_first=not args.no_plot)
-        if not args.no_report:
-            render_report()
-        return 0
-    text = render_report(args.out)
-    if args.print:
-        print(text)
+    print("full benchmark (from a checkout of the repository): python benchmarks/ltsf.py run "
+          "recipes/ltsf/ETTh1_96_*.yaml (see docs/benchmarks.md)")
     return 0
 
 
@@ -162,20 +145,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--season", type=int, default=None, help="default: the catalogue's period")
     b.add_argument("--root", default=None)
     b.set_defaults(func=_baselines)
-
-    bm = sub.add_parser("benchmark", help="train + test recipes on the exact protocol; render the report")
-    bsub = bm.add_subparsers(dest="bench_cmd", required=True)
-    br = bsub.add_parser("run", help="run recipes x seeds (recorded runs are skipped)")
-    br.add_argument("recipes", nargs="+")
-    br.add_argument("--seeds", type=int, nargs="+", default=[0])
-    br.add_argument("--tag", default="main", help="result file name; use one per ablation")
-    br.add_argument("--set", action="append", help="override a recipe value: model.memory.depth=1")
-    br.add_argument("--no-plot", action="store_true")
-    br.add_argument("--no-report", action="store_true")
-    bp = bsub.add_parser("report", help="write docs/benchmarks.md from the recorded runs")
-    bp.add_argument("--out", default=None)
-    bp.add_argument("--print", action="store_true")
-    bm.set_defaults(func=_benchmark)
 
     q = sub.add_parser("quickstart", help="the README's main job: a short Titans run on ETTh1")
     q.add_argument("--root", default=None)

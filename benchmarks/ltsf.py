@@ -1,8 +1,9 @@
-"""The long-horizon benchmark runner: train on the exact protocol, test, record, and report.
+"""The long-horizon benchmark runner of this repository: train on the exact protocol, test,
+record, and report.
 
-    titans-ts benchmark run recipes/ltsf/ETTh1_96_*.yaml --seeds 0 1 2
-    titans-ts benchmark run recipes/ltsf/ETTh1_96_96.yaml --tag no_momentum --set model.memory.momentum=false
-    titans-ts benchmark report            # writes docs/benchmarks.md from the recorded runs
+    python benchmarks/ltsf.py run recipes/ltsf/ETTh1_96_*.yaml --seeds 0 1 2
+    python benchmarks/ltsf.py run recipes/ltsf/ETTh1_96_96.yaml --tag no_momentum --set model.memory.momentum=false
+    python benchmarks/ltsf.py report      # writes docs/benchmarks.md from the recorded runs
 
 Each run reads a recipe (the same file ``titans-ts fit --config`` takes), trains with early
 stopping on the validation split, tests the best checkpoint (loaded with ``weights_only=True``)
@@ -13,14 +14,14 @@ is rendered from those lines only: no number in it is typed by hand.
 
 from __future__ import annotations
 
-import copy
+import argparse
 import glob
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -29,10 +30,25 @@ from typing import Iterable, Sequence
 
 import yaml
 
-__all__ = ["train_and_test", "run_recipe", "run_many", "render_report", "apply_sets", "NUMBERS_TO_BEAT",
-           "window_errors", "drop_last_metrics"]
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from titans_ts.recipes import (  # noqa: E402
+    DROP_LAST_BATCH,
+    TEST_PARTS,
+    drop_last_metrics,
+    load_recipe,
+    machine_description,
+    parse_overrides,
+    part_metrics,
+    repeat_last_window_errors,
+    set_dotted,
+    train_and_test,
+    window_errors,
+)
+
+__all__ = ["run_recipe", "run_many", "render_report", "apply_sets", "NUMBERS_TO_BEAT", "main"]
+
 RESULTS = REPO / "docs" / "benchmarks" / "results"
 # published models rerun on the protocol by benchmarks/reference_*.py (not titans-ts recipes)
 REFERENCE = REPO / "docs" / "benchmarks" / "reference"
@@ -66,114 +82,9 @@ SEARCHED_BEST = {
 
 SELECT_PREFIX = "select-"  # result tags of configuration-selection runs (not ablations)
 
-# The test batch size of the Informer-lineage loaders (Time-Series-Library's default), which
-# tested with drop_last=True and so scored only the first len // 32 * 32 windows: recorded beside
-# the protocol's every-window metrics as a diagnostic (render_report, "The dropped last batch").
-DROP_LAST_BATCH = 32
-# the test windows cut, in time order, into this many contiguous parts for the "where the error
-# sits" diagnostic
-TEST_PARTS = 10
-
-
-def window_errors(net, dataset, batch_size: int = 256):
-    """Per window of ``dataset``: the point forecast's squared-error sum, absolute-error sum and
-    observed-value count, three float64 tensors [N] in window order."""
-    import torch
-
-    from .data_module import window_loader
-
-    device = next(net.parameters()).device
-    net.eval()
-    se, ae, n = [], [], []
-    with torch.no_grad():
-        for batch in window_loader(dataset, batch_size, False):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            out = net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
-            target, mask = batch["future"], batch.get("future_mask")
-            m = torch.ones_like(target) if mask is None else mask.to(target.dtype)
-            err = ((net.point_forecast(out) - target) * m).double()
-            se.append((err ** 2).sum((1, 2)).cpu())
-            ae.append(err.abs().sum((1, 2)).cpu())
-            n.append(m.double().sum((1, 2)).cpu())
-    return torch.cat(se), torch.cat(ae), torch.cat(n)
-
-
-def drop_last_metrics(se, ae, n, batch_size: int = DROP_LAST_BATCH) -> dict | None:
-    """MSE / MAE over the windows a ``drop_last=True`` loader of ``batch_size`` keeps (the first
-    ``len // batch_size * batch_size``); None when it would keep none."""
-    kept = len(se) // batch_size * batch_size
-    if kept == 0:
-        return None
-    count = float(n[:kept].sum().clamp_min(1.0))
-    return {"batch_size": batch_size, "windows": kept, "mse": float(se[:kept].sum()) / count,
-            "mae": float(ae[:kept].sum()) / count}
-
-
-def machine_description() -> str:
-    """Architecture, CPU model (where the OS names it), torch build and thread count: training
-    on a small set can land on other numbers on another CPU (its float kernels round
-    differently, and early stopping amplifies that), so rows say where they ran."""
-    import torch
-
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor()
-    parts = [platform.machine(), cpu, f"torch {torch.__version__}", f"{torch.get_num_threads()} threads"]
-    return ", ".join(p for p in parts if p)
-
-
-def part_metrics(se, ae, n, parts: int = TEST_PARTS) -> list[dict]:
-    """MSE / MAE over ``parts`` contiguous, near-equal runs of windows in time order (window
-    indices ``first`` .. ``last``, both included): where in the test period the error sits."""
-    N = len(se)
-    if not 1 <= parts <= N:
-        raise ValueError(f"parts must be between 1 and the number of windows {N}, got {parts}")
-    out = []
-    for i in range(parts):
-        a, b = i * N // parts, (i + 1) * N // parts
-        count = float(n[a:b].sum().clamp_min(1.0))
-        out.append({"first": a, "last": b - 1, "values": int(n[a:b].sum()),
-                    "mse": float(se[a:b].sum()) / count, "mae": float(ae[a:b].sum()) / count})
-    return out
-
-
-def repeat_last_window_errors(dataset, batch_size: int = 1024):
-    """``window_errors`` of the repeat-last baseline (every future step = last observed value)."""
-    import torch
-
-    from .baselines import repeat_last
-    from .data_module import window_loader
-
-    se, ae, n = [], [], []
-    for batch in window_loader(dataset, batch_size, False):
-        target, mask = batch["future"], batch.get("future_mask")
-        m = torch.ones_like(target) if mask is None else mask.to(target.dtype)
-        f = repeat_last(batch["past"], target.shape[1], batch.get("past_mask"))
-        err = torch.where(m > 0, f - target, torch.zeros_like(target)).double()
-        se.append((err ** 2).sum((1, 2)))
-        ae.append(err.abs().sum((1, 2)))
-        n.append(m.double().sum((1, 2)))
-    return torch.cat(se), torch.cat(ae), torch.cat(n)
-
-
 def apply_sets(cfg: dict, sets: Iterable[str]) -> dict:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a recipe dict."""
-    cfg = copy.deepcopy(cfg)
-    for item in sets:
-        if "=" not in item:
-            raise ValueError(f"--set expects key.path=value, got {item!r}")
-        path, raw = item.split("=", 1)
-        keys = path.split(".")
-        node = cfg
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = yaml.safe_load(raw)
-    return cfg
+    return set_dotted(cfg, parse_overrides(sets))
 
 
 def _done(tag: str) -> set[tuple]:
@@ -188,34 +99,6 @@ def _done(tag: str) -> set[tuple]:
     return out
 
 
-def train_and_test(cfg: dict, run_dir: str):
-    """Train a recipe dict (checkpoints under ``run_dir``) and test its best checkpoint, loaded
-    with ``weights_only=True``. Returns ``(model, datamodule, trainer, test metrics, fit seconds)``."""
-    from .lightning_cli import build_from_recipe
-    from .training import quiet_lightning
-
-    cfg = copy.deepcopy(cfg)
-    cfg["trainer"]["default_root_dir"] = run_dir
-    for cb in cfg["trainer"].get("callbacks", []):
-        if cb["class_path"].endswith("ModelCheckpoint"):
-            cb.setdefault("init_args", {})["dirpath"] = os.path.join(run_dir, "checkpoints")
-    cfg_path = os.path.join(run_dir, "recipe.yaml")
-    Path(cfg_path).write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cli = build_from_recipe(cfg_path)
-    model, dm, trainer = cli.model, cli.datamodule, cli.trainer
-    with quiet_lightning(False):
-        t0 = time.perf_counter()
-        trainer.fit(model, dm)
-        fit_s = time.perf_counter() - t0
-        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
-        res = trainer.test(model, dm, ckpt_path=ckpt or None, weights_only=True, verbose=False)[0]
-        # the selection metrics: the tested checkpoint on the validation split, in the test's
-        # units (val_loss is in the training loss's, which differs between recipes)
-        val = trainer.validate(model, dm, ckpt_path=ckpt or None, weights_only=True, verbose=False)[0]
-    res = dict(res, val_mse=val["val_mse"], val_mae=val["val_mae"])
-    return model, dm, trainer, res, fit_s
-
-
 def run_recipe(recipe: str, seed: int = 0, sets: Sequence[str] = (), tag: str = "main",
                plot: bool = False, keep_dir: bool = False) -> dict:
     """Train, test and record one recipe with one seed. Returns the result dict.
@@ -225,8 +108,7 @@ def run_recipe(recipe: str, seed: int = 0, sets: Sequence[str] = (), tag: str = 
     """
     import torch
 
-    cfg = yaml.safe_load(Path(recipe).read_text())
-    cfg = apply_sets(cfg, sets)
+    cfg = load_recipe(recipe, sets)
     cfg["seed_everything"] = int(seed)
     cfg.setdefault("data", {})["seed"] = int(seed)
     run_dir = tempfile.mkdtemp(prefix="titans-bench-")
@@ -255,7 +137,7 @@ def run_recipe(recipe: str, seed: int = 0, sets: Sequence[str] = (), tag: str = 
             "machine": machine_description(), "date": time.strftime("%Y-%m-%d"),
         }
         if plot and _is_showcase(result["dataset"], result["seq_len"], result["horizon"]):
-            from .plotting import plot_test_forecast
+            from titans_ts.plotting import plot_test_forecast
 
             out = REPO / "docs" / "benchmarks" / "plots" / f"{result['dataset']}_{result['seq_len']}_{result['horizon']}.png"
             plot_test_forecast(model, dm, out)
@@ -319,7 +201,7 @@ LTSF_CHANNELS = {"ETTh1": 7, "ETTh2": 7, "ETTm1": 7, "ETTm2": 7, "weather": 21, 
 def module_from_recipe(cfg: dict, seq_len: int | None = None):
     """A recipe dict's ``TitansLightningModule``, built without reading its data (the channel
     count comes from ``LTSF_CHANNELS``); ``seq_len`` overrides the recipe's look-back."""
-    from .lightning_module import TitansLightningModule
+    from titans_ts.lightning_module import TitansLightningModule
 
     data = cfg["data"]
     if data["dataset"] not in LTSF_CHANNELS:
@@ -359,8 +241,8 @@ def _mean_rows(rows: list[dict]):
 
 def _baseline_means(dataset: str, seq_len: int, horizons: list[int]) -> tuple[float, float] | None:
     try:
-        from .baselines import evaluate_baseline
-        from .datasets import dataset_info, ltsf_splits
+        from titans_ts.baselines import evaluate_baseline
+        from titans_ts.datasets import dataset_info, ltsf_splits
 
         season = dataset_info(dataset).season
         if season > seq_len:
@@ -547,8 +429,8 @@ def _parts_section(main: list[dict], datasets: list[str], short: dict,
         k = counts.pop()
         base = None
         if baselines:
-            from .datasets import ltsf_splits
-            from .datasets.catalogue import DataNotFoundError
+            from titans_ts.datasets import ltsf_splits
+            from titans_ts.datasets.catalogue import DataNotFoundError
 
             try:
                 base = [part_metrics(*repeat_last_window_errors(ltsf_splits(d, short[d], h).test), k)
@@ -598,8 +480,8 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
     refs = _load(folder=reference or (Path(results).parent / "reference" if results else REFERENCE))
     main = [r for r in rows if r["tag"] == "main"]
     lines = ["# Benchmarks", "",
-             "Every number below is produced by `titans-ts benchmark run` (recorded in "
-             "`docs/benchmarks/results/*.jsonl`) and rendered by `titans-ts benchmark report`. "
+             "Every number below is produced by `python benchmarks/ltsf.py run` (recorded in "
+             "`docs/benchmarks/results/*.jsonl`) and rendered by `python benchmarks/ltsf.py report`. "
              "Protocol: `../shared/docs/benchmark-protocol.md` (Time-Series-Library splits, train-only "
              "standardisation, metrics on scaled data, every test window, no drop_last). Early "
              "stopping on the validation split; the best checkpoint is tested.", ""]
@@ -773,3 +655,36 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
     path = Path(out) if out else REPO / "docs" / "benchmarks.md"
     path.write_text(text)
     return text
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python benchmarks/ltsf.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    br = sub.add_parser("run", help="run recipes x seeds (recorded runs are skipped)")
+    br.add_argument("recipes", nargs="+")
+    br.add_argument("--seeds", type=int, nargs="+", default=[0])
+    br.add_argument("--tag", default="main", help="result file name; use one per ablation")
+    br.add_argument("--set", action="append", help="override a recipe value: model.memory.depth=1")
+    br.add_argument("--no-plot", action="store_true")
+    br.add_argument("--no-report", action="store_true")
+    bp = sub.add_parser("report", help="write docs/benchmarks.md from the recorded runs")
+    bp.add_argument("--out", default=None)
+    bp.add_argument("--print", action="store_true")
+    args = p.parse_args(argv)
+    if args.cmd == "run":
+        run_many(args.recipes, args.seeds, args.set or [], args.tag, plot_first=not args.no_plot)
+        if not args.no_report:
+            render_report()
+        return 0
+    text = render_report(args.out)
+    if args.print:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,496 @@
+"""``TitansForecaster``: an sklearn-style estimator on pandas / polars frames.
+
+    from titans_ts import TitansForecaster
+    fc = TitansForecaster(h=24, context_length=96).fit(df)      # long or wide, pandas or polars
+    fc.predict()                                                # the next 24 steps of every series
+    fc.update(new_rows)                                         # memorise new data, no retraining
+    fc.predict()                                                # continues from the latest data
+
+One global model is trained on every series (windows of ``context_length`` past steps and ``h``
+future steps; series shorter than a full window are left-padded with unobserved steps). Missing
+values are explicit: NaN / null become unobserved steps (masked in the input, the loss and the
+memory writes); nothing is filled or dropped.
+
+**Memory across windows.** Every forecast runs the neural memory at test time over the last
+``context_length`` steps (it memorises them, then is read). With ``test_time_memory=True`` each
+series also keeps its memory's state *across* windows: after ``fit`` and every ``update``, each
+complete block of ``context_length`` steps of the history that lies wholly before the current
+context has been written into the memory, oldest first, blocks aligned to the start of the
+series, and ``predict`` starts from that state instead of the learned initial memory. ``update``
+changes it without touching a single trained parameter. It is off by default: a network trained
+on single windows has never seen its memory run for thousands of steps, the inner gradient
+descent can then diverge (a soft clamp on the surprise, ``carry_clamp``, keeps it finite), and
+on ETTh1 the carried state did not improve the forecast (docs/benchmarks/test_time_memory.md).
+
+The parts: this module (parameters, fit, predict, update), :mod:`.evaluation`
+(cross-validation, score), :mod:`.persistence` (save, load), :mod:`.memory_store` (the carried
+states), ``titans_ts.tuning`` (``tune``), and ``titans_ts.datasets`` (frames in and out, windows).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from ..config import TitansConfig
+from ..datasets.forecast_frames import (
+    as_pandas,
+    first_steps,
+    forecast_frame,
+    level_quantiles,
+)
+from ..datasets.frames import DataValidationError, SeriesCollection, from_frame, to_frame
+from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows, window_loader
+from .memory_store import BATCH, SeriesMemory
+
+__all__ = ["TitansForecaster", "NETWORK_SETTINGS", "TRAINING_PARAMS"]
+
+# the forecaster sets these itself: seq_len = context_length, horizon = h, channels from the data
+_DERIVED = ("seq_len", "horizon", "n_channels")
+#: the network settings (:class:`titans_ts.config.TitansConfig` fields) the forecaster takes
+NETWORK_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
+_NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, None))
+                     for f in NETWORK_SETTINGS}
+#: the forecaster's own parameters, with their defaults
+TRAINING_PARAMS = dict(
+    h=24, context_length=96, loss="mse", lr=1e-3, weight_decay=1e-4, batch_size=64, max_epochs=20,
+    patience=3, limit_train_batches=None, val_size=None, test_time_memory=False, carry_clamp=1.0,
+    freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None, seed=0,
+    accelerator="cpu", verbose=False)
+
+
+class TitansForecaster(BaseEstimator):
+    """A Titans forecaster with the ``fit`` / ``predict`` interface of scikit-learn.
+
+    Args:
+        h: forecast horizon (steps); ``predict(h=...)`` may ask for fewer.
+        context_length: past steps the network reads (L).
+        loss: point-head loss: "mse", "mae" or "huber".
+        lr, weight_decay, batch_size, max_epochs, patience: training; early stopping watches the
+            validation loss on the last ``h`` steps of every series (``val_size=0`` disables it).
+        limit_train_batches: cap on training batches per epoch (None: all windows).
+        val_size: steps per series held out for early stopping (None: ``h``; 0: none).
+        test_time_memory: keep each series' memory state across windows (see module docs).
+        carry_clamp: soft clamp on the surprise norm while the memory is carried across windows
+            (``surprise_clamp`` of :func:`titans_ts.memory_scan`; None: the memory's own setting).
+        freq: pandas frequency alias; inferred from the data if None.
+        id_col, time_col, target_col: column names of long frames (``time_col`` None: ``ds``,
+            or ``date`` in wide frames).
+        covariates: extra numeric columns of a long frame used as past inputs (their future
+            values are not needed and not forecast).
+        seed: seed of initialisation, shuffling and dropout.
+        accelerator: Lightning accelerator ("cpu", "gpu", "auto").
+        verbose: progress bar and Lightning's messages.
+        **network: the network's settings, the fields of :class:`titans_ts.config.TitansConfig`
+            but the lengths and channel count, with its defaults: ``variant`` ("lmm", "mac",
+            "mag", "mal", "none"), ``tokenizer``, ``patch_len`` / ``stride`` (None: derived from
+            ``context_length``; a patch longer than the context is clipped to it), ``d_model``,
+            ``n_layers``, ``memory`` (a mapping of :class:`titans_ts.config.MemoryConfig`
+            fields), ``attn_heads``, ``window``, ``n_persistent``, ``segment_len``,
+            ``mlp_expansion``, ``dropout``, ``head`` ("point", "quantile" or "student_t"),
+            ``quantiles`` (the quantile head's levels; for "student_t", those ``predict``
+            reports), ``revin``, ``revin_affine``, ``revin_center``, and ``cycle_len`` (the
+            period in steps of a learned cycle per channel, e.g. 24 for a daily cycle of hourly
+            data; each step's phase is its time counted in ``freq`` steps from 1970-01-01).
+    """
+
+    def __init__(self, h: int = 24, context_length: int = 96, loss: str = "mse", lr: float = 1e-3,
+                 weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 20,
+                 patience: int = 3, limit_train_batches: int | None = None,
+                 val_size: int | None = None, test_time_memory: bool = False,
+                 carry_clamp: float | None = 1.0, freq: str | None = None,
+                 id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
+                 covariates: Sequence[str] | None = None, seed: int = 0, accelerator: str = "cpu",
+                 verbose: bool = False, **network: Any) -> None:
+        unknown = sorted(set(network) - set(NETWORK_SETTINGS))
+        if unknown:
+            raise TypeError(f"TitansForecaster got unknown parameter(s) {unknown}; parameters are "
+                            f"{sorted(self._get_param_names())}")
+        self.h = h
+        self.context_length = context_length
+        self.loss = loss
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.limit_train_batches = limit_train_batches
+        self.val_size = val_size
+        self.test_time_memory = test_time_memory
+        self.carry_clamp = carry_clamp
+        self.freq = freq
+        self.id_col = id_col
+        self.time_col = time_col
+        self.target_col = target_col
+        self.covariates = covariates
+        self.seed = seed
+        self.accelerator = accelerator
+        self.verbose = verbose
+        for name, default in _NETWORK_DEFAULTS.items():
+            setattr(self, name, network.get(name, default))
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        # scikit-learn reads the parameters off __init__'s signature; the network's settings
+        # come through **network, so they are listed from the configuration
+        return sorted(set(TRAINING_PARAMS) | set(NETWORK_SETTINGS))
+
+    # ------------------------------------------------------------------ checks
+    def _config(self, n_inputs: int | None = None) -> TitansConfig:
+        """The network's configuration (validated), for ``n_inputs`` channels."""
+        L = self.context_length
+        net = {name: getattr(self, name) for name in NETWORK_SETTINGS}
+        if net["patch_len"] is not None and isinstance(L, (int, np.integer)) and L >= 1:
+            net["patch_len"] = min(net["patch_len"], int(L))
+        net["quantiles"] = tuple(net["quantiles"]) if net["quantiles"] is not None else None
+        return TitansConfig.from_dict(net, seq_len=L, horizon=self.h, n_channels=n_inputs)
+
+    def _check_params(self) -> None:
+        for name in ("h", "context_length", "batch_size", "max_epochs"):
+            val = getattr(self, name)
+            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
+                raise ValueError(f"{name} must be a positive integer, got {val!r}")
+        self._config(1 if self.cycle_len or self.revin_affine else None)
+        if self.val_size is not None and (not isinstance(self.val_size, (int, np.integer)) or self.val_size < 0):
+            raise ValueError(f"val_size must be None or an integer >= 0, got {self.val_size!r}")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. "
+                                 "Call 'fit' with a data frame first.")
+
+    def _collection(self, df: Any) -> SeriesCollection:
+        return from_frame(df, id_col=self.id_col, time_col=self.time_col, target_col=self.target_col,
+                          covariates=self.covariates, freq=getattr(self, "freq_", None) or self.freq)
+
+    @staticmethod
+    def _inputs(coll: SeriesCollection) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per series [T, C + K] values (targets then covariates) and masks."""
+        if coll.covariates is None:
+            return [v.astype(np.float32) for v in coll.values], [m.copy() for m in coll.masks]
+        vals = [np.concatenate([v, c], 1).astype(np.float32) for v, c in zip(coll.values, coll.covariates)]
+        return vals, [~np.isnan(v) for v in vals]
+
+    def _firsts(self, index: list, freq: str | None) -> list[int] | None:
+        return first_steps(index, freq) if self.cycle_len else None
+
+    # ------------------------------------------------------------------ fit
+    def _module(self, n_inputs: int):
+        from ..lightning_module import TitansLightningModule
+
+        net = self._config(n_inputs).to_dict()
+        return TitansLightningModule(loss=self.loss, lr=self.lr, weight_decay=self.weight_decay,
+                                     scheduler="cosine", **net)
+
+    def _train_windows(self, values, val_size):
+        L, h = self.context_length, self.h
+        train, val = [], []
+        for i, v in enumerate(values):
+            T = v.shape[0]
+            t_end = T - val_size
+            first = max(1, min(L, t_end - h))
+            train += [(i, e) for e in range(first, t_end - h + 1)]
+            if val_size:
+                val += [(i, e) for e in range(max(t_end, 1), T - h + 1)]
+        return train, val
+
+    def fit(self, df: Any, callbacks: list | None = None, trial: Any = None) -> "TitansForecaster":
+        """Train on every series of ``df`` (pandas or polars; long or wide). Returns ``self``.
+
+        ``callbacks`` are extra Lightning callbacks; ``trial`` (an optuna trial) adds median
+        pruning on the validation loss."""
+        import lightning.pytorch as pl
+
+        from ..training import make_trainer, quiet_lightning
+
+        self._check_params()
+        coll = self._collection(df)
+        h, L = self.h, self.context_length
+        val_size = h if self.val_size is None else int(self.val_size)
+        coll.check_min_length(h + 1 + val_size, what="h + 1 (+ val_size for early stopping)")
+        values, masks = self._inputs(coll)
+        train_idx, val_idx = self._train_windows(values, val_size)
+        firsts = self._firsts(coll.index, coll.freq)
+        C = coll.n_channels
+        n_in = values[0].shape[1]
+        pl.seed_everything(self.seed, verbose=False)
+        module = self._module(n_in)
+
+        def windows(ends):
+            return SeriesWindows(values, L, h, ends, masks=masks, n_targets=C, first_index=firsts)
+
+        gen = torch.Generator().manual_seed(self.seed)
+        train_dl = window_loader(windows(train_idx), self.batch_size, True, generator=gen)
+        val_dl = window_loader(windows(val_idx), max(self.batch_size, 256), False) if val_idx else None
+        root = tempfile.mkdtemp(prefix="titans-ts-fit-")
+        try:
+            cbs = list(callbacks or [])
+            if trial is not None:
+                from ..tuning import pruning_callback
+
+                cbs.append(pruning_callback(trial, "val_loss"))
+            trainer = make_trainer(
+                max_epochs=self.max_epochs, patience=self.patience if val_dl is not None else None,
+                root_dir=root, verbose=self.verbose, checkpoint=val_dl is not None, callbacks=cbs,
+                accelerator=self.accelerator, devices=1, gradient_clip_val=1.0,
+                limit_train_batches=self.limit_train_batches or 1.0,
+                num_sanity_val_steps=0, **({} if val_dl is not None else {"limit_val_batches": 0}))
+            with quiet_lightning(self.verbose):
+                trainer.fit(module, train_dl, val_dl)
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            if best:
+                state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+                module.load_state_dict(state)
+            self.best_val_loss_ = (float(trainer.checkpoint_callback.best_model_score)
+                                   if best and trainer.checkpoint_callback.best_model_score is not None else None)
+            self.n_epochs_ = int(trainer.current_epoch)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        self.model_ = module.cpu().eval()
+        self.freq_ = coll.freq
+        self.n_targets_ = C
+        self.n_inputs_ = n_in
+        self.channels_ = list(coll.channels)
+        self.covariate_names_ = list(coll.covariate_names)
+        self.layout_ = coll.layout
+        self.flavour_ = coll.flavour
+        self.time_col_ = coll.time_col
+        self._set_history(coll)
+        return self
+
+    # ------------------------------------------------------------------ state
+    def _set_history(self, coll: SeriesCollection) -> None:
+        values, masks = self._inputs(coll)
+        self.history_ = {"ids": list(coll.ids), "values": values, "masks": masks,
+                         "index": list(coll.index), "firsts": self._firsts(coll.index, coll.freq)}
+        self.memory_ = SeriesMemory(len(coll.ids))
+        self._memorise(self.memory_, values, masks, self.history_["firsts"], range(len(coll.ids)))
+
+    def _memorise(self, store: SeriesMemory, values, masks, firsts, which) -> None:
+        if self.test_time_memory and self.variant != "none":
+            store.write(self.model_.net, values, masks, firsts, self.context_length, which,
+                        self.carry_clamp)
+
+    def _memory_for(self, values, masks, firsts=None) -> SeriesMemory | None:
+        """Memory states of other series (predict(df=...)), without touching the stored ones."""
+        if not self.test_time_memory or self.variant == "none":
+            return None
+        store = SeriesMemory(len(values))
+        self._memorise(store, values, masks, firsts, range(len(values)))
+        return store
+
+    def _history_collection(self) -> SeriesCollection:
+        """The stored history as the series collection it was read from."""
+        hist, C = self.history_, self.n_targets_
+        covs = [v[:, C:] for v in hist["values"]] if self.covariate_names_ else None
+        return SeriesCollection(
+            ids=list(hist["ids"]), values=[v[:, :C] for v in hist["values"]],
+            masks=[m[:, :C] for m in hist["masks"]], index=list(hist["index"]), freq=self.freq_,
+            channels=list(self.channels_), covariates=covs, covariate_names=list(self.covariate_names_),
+            layout=self.layout_, flavour=self.flavour_, id_col=self.id_col, time_col=self.time_col_,
+            target_col=self.target_col)
+
+    # ------------------------------------------------------------------ predict
+    @torch.no_grad()
+    def _forecast(self, values, masks, memory: SeriesMemory | None = None, firsts=None):
+        """Raw network output for the last L steps of each series (memory: carried states;
+        firsts: each series' first step, for a learned cycle)."""
+        net, L = self.model_.net, self.context_length
+        windows = SeriesWindows(values, L, 0, [(i, v.shape[0]) for i, v in enumerate(values)],
+                                masks=masks, first_index=firsts)
+        outs = []
+        for start in range(0, len(values), BATCH):
+            idx = list(range(start, min(len(values), start + BATCH)))
+            batch = collate_windows([windows[i] for i in idx])
+            states = None if memory is None else memory.batched(net, idx, self.n_inputs_)
+            outs.append(net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX),
+                            states=states, surprise_clamp=None if states is None else self.carry_clamp))
+        return outs
+
+    def _quantile_arrays(self, outs, levels_q: list[float]):
+        """Point [N, H, C] and per-level quantiles {q: [N, H, C]} of the network outputs."""
+        head = self.model_.net.head
+        point = np.concatenate([head.point(o).numpy() for o in outs])
+        qs = {}
+        if levels_q:
+            stacked = np.concatenate([head.quantiles(o, levels_q).numpy() for o in outs])
+            qs = {q: stacked[..., j] for j, q in enumerate(levels_q)}
+        return point, qs
+
+    def predict(self, h: int | None = None, df: Any = None, levels: Sequence[float] | None = None,
+                quantiles: Sequence[float] | None = None) -> Any:
+        """Forecast the next ``h`` steps (default: the trained horizon) of every series.
+
+        Args:
+            h: steps to forecast, 1 .. the trained ``h``.
+            df: forecast from the end of these series instead of the stored history (same
+                columns as in ``fit``; any series ids); the stored state is left unchanged.
+            levels: prediction-interval levels in percent (e.g. ``[80, 95]``) -> ``lo-80`` /
+                ``hi-80`` columns (probabilistic heads only).
+            quantiles: quantile levels to report (default: the estimator's ``quantiles`` for
+                probabilistic heads) -> ``q0.1`` ... columns.
+
+        Returns a frame in the flavour of the training data (pandas or polars): long frames get
+        ``unique_id``, ``ds`` and ``<target>_hat`` (plus quantile / interval columns); wide
+        frames one column per channel (plus ``<channel>_q0.1`` ...).
+        """
+        self._check_fitted()
+        h = self.h if h is None else h
+        if not isinstance(h, (int, np.integer)) or isinstance(h, bool) or not 1 <= h <= self.h:
+            raise ValueError(f"h must be an integer in 1..{self.h} (the trained horizon), got {h!r}; "
+                             f"refit with a larger h for longer forecasts")
+        if self.head == "point" and (levels or quantiles):
+            raise ValueError("levels / quantiles need a probabilistic head ('quantile' or 'student_t'); "
+                             "this forecaster was trained with head='point'")
+        levels = list(levels or [])
+        for lv in levels:
+            if not 0 < float(lv) < 100:
+                raise ValueError(f"levels are percentages strictly between 0 and 100, got {lv!r}")
+        if quantiles is None and self.head != "point":
+            quantiles = [] if levels else [float(q) for q in self.quantiles]
+        quantiles = [float(q) for q in (quantiles or [])]
+        if df is None:
+            coll = self._history_collection()
+            values, masks = self.history_["values"], self.history_["masks"]
+            memory, firsts = self.memory_, self.history_.get("firsts")
+        else:
+            coll = self._check_new(self._collection(df), same_ids=False)
+            values, masks = self._inputs(coll)
+            firsts = self._firsts(coll.index, self.freq_)
+            memory = self._memory_for(values, masks, firsts)
+        outs = self._forecast(values, masks, memory, firsts)
+        point, qs = self._quantile_arrays(outs, sorted(set(quantiles) | set(level_quantiles(levels))))
+        return forecast_frame(coll, point[:, :h], {q: a[:, :h] for q, a in qs.items()},
+                              quantiles, levels, h)
+
+    # ------------------------------------------------------------------ update
+    def _check_new(self, coll: SeriesCollection, same_ids: bool) -> SeriesCollection:
+        if list(coll.channels) != self.channels_ or list(coll.covariate_names) != self.covariate_names_:
+            raise DataValidationError(
+                f"the frame has channels {coll.channels} and covariates {coll.covariate_names}; this "
+                f"forecaster was fitted on channels {self.channels_} and covariates {self.covariate_names_}")
+        if coll.layout != self.layout_:
+            raise DataValidationError(f"the frame is {coll.layout}; this forecaster was fitted on a "
+                                      f"{self.layout_} frame")
+        if same_ids:
+            known = set(self.history_["ids"])
+            unknown = [i for i in coll.ids if i not in known]
+            if unknown:
+                raise DataValidationError(
+                    f"update() got series the forecaster has not seen: {unknown[:5]}; update() extends "
+                    f"known series (use predict(df=...) to forecast new ones, or fit again)")
+        return coll
+
+    def update(self, df: Any) -> "TitansForecaster":
+        """Append newly observed rows (the steps right after each series' last timestamp) and
+        write them into the series' memories. No trained parameter changes. Returns ``self``.
+
+        Series not in ``df`` are left as they are; ``df`` may hold any subset of the known ids."""
+        self._check_fitted()
+        coll = self._check_new(self._collection(df), same_ids=True)
+        values, masks = self._inputs(coll)
+        pos = {sid: k for k, sid in enumerate(self.history_["ids"])}
+        # check every series before changing any
+        for n, sid in enumerate(coll.ids):
+            k = pos[sid]
+            old = self.history_["index"][k]
+            new = coll.index[n]
+            if old is not None and new is not None and self.freq_ is not None:
+                expected = pd.date_range(old[-1], periods=2, freq=self.freq_)[1]
+                if new[0] != expected:
+                    raise DataValidationError(
+                        f"series {sid!r}: update() rows must start right after the last known "
+                        f"timestamp {old[-1]} (expected {expected}, got {new[0]}); pass only new rows, "
+                        f"with NaN for missing values")
+        touched = []
+        hist = self.history_
+        for n, sid in enumerate(coll.ids):
+            k = pos[sid]
+            hist["values"][k] = np.concatenate([hist["values"][k], values[n]])
+            hist["masks"][k] = np.concatenate([hist["masks"][k], masks[n]])
+            old = hist["index"][k]
+            if old is not None and coll.index[n] is not None:
+                hist["index"][k] = old.append(coll.index[n])
+            touched.append(k)
+        self._memorise(self.memory_, hist["values"], hist["masks"], hist.get("firsts"), touched)
+        return self
+
+    # ------------------------------------------------------------------ plot
+    def plot(self, forecast: Any = None, df: Any = None, ids: Sequence[str] | None = None,
+             levels: Sequence[float] | None = None, out: str | os.PathLike | None = None,
+             history_steps: int | None = None, max_series: int = 4):
+        """History, forecast and intervals with matplotlib (returns the figure; saved if ``out``).
+
+        ``forecast`` defaults to ``predict(levels=levels)``; ``df`` to the stored history."""
+        from ..plotting import plot_forecast_frame
+
+        self._check_fitted()
+        if forecast is None:
+            forecast = self.predict(df=df, levels=levels if self.head != "point" else None)
+        fc = as_pandas(forecast)
+        hist = as_pandas(df) if df is not None else to_frame(self._history_collection(), "pandas")
+        steps = history_steps if history_steps is not None else 3 * self.context_length
+        if self.layout_ == "wide":
+            ch = self.channels_[0]
+            hist = hist.assign(**{self.id_col: ch}).rename(columns={ch: "y"})[[self.id_col, self.time_col_, "y"]]
+            fc = fc.assign(**{self.id_col: ch}).rename(columns={ch: "y_hat"})
+            fc = fc.rename(columns={c: c[len(ch) + 1:] for c in fc.columns if c.startswith(ch + "_")})
+            target, point = "y", "y_hat"
+        else:
+            target, point = self.target_col, f"{self.target_col}_hat"
+        if ids is not None:
+            hist = hist[hist[self.id_col].isin(ids)]
+            fc = fc[fc[self.id_col].isin(ids)]
+        hist = hist.groupby(self.id_col, sort=False).tail(steps)
+        return plot_forecast_frame(hist, fc, out, id_col=self.id_col, time_col=self.time_col_,
+                                   target_col=target, point_col=point, max_series=max_series,
+                                   levels=tuple(levels) if levels else None)
+
+    # ------------------------------------------------------------------ the other parts
+    def cross_validation(self, df: Any, n_windows: int = 1, step: int | None = None,
+                         refit: bool | int = False, h: int | None = None) -> Any:
+        """Rolling-origin evaluation on the end of every series (see
+        :func:`titans_ts.forecaster.evaluation.cross_validation`)."""
+        from .evaluation import cross_validation
+
+        return cross_validation(self, df, n_windows=n_windows, step=step, refit=refit, h=h)
+
+    def score(self, df: Any, metric: str = "mae", season: int = 1) -> float:
+        """The error of forecasting the last ``h`` steps of every series of ``df`` from the rest
+        (see :func:`titans_ts.forecaster.evaluation.score`). Lower is better."""
+        from .evaluation import score
+
+        return score(self, df, metric=metric, season=season)
+
+    def save(self, path: str | os.PathLike):
+        """Write the parameters, trained weights and history to one file that loads with
+        ``torch.load(weights_only=True)`` (see :mod:`titans_ts.forecaster.persistence`)."""
+        from .persistence import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TitansForecaster":
+        """Read a file written by :meth:`save`; the memory states are rebuilt from the saved
+        history, exactly as ``fit`` built them."""
+        from .persistence import load
+
+        return load(cls, path)
+
+    def tune(self, df: Any, space: dict | str | os.PathLike, n_trials: int = 20,
+             storage: str | None = None, study_name: str | None = None, refit: bool = True,
+             seed: int = 0):
+        """Search hyper-parameters with optuna and set the best ones on ``self`` (see
+        :func:`titans_ts.tuning.tune_forecaster`). Returns the study."""
+        from ..tuning import tune_forecaster
+
+        return tune_forecaster(self, df, space, n_trials=n_trials, storage=storage,
+                               study_name=study_name, refit=refit, seed=seed)

@@ -1,0 +1,97 @@
+"""Evaluation of a :class:`TitansForecaster`: rolling-origin cross-validation and scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..datasets.forecast_frames import as_pandas, head_rows, to_flavour, truth_rows
+
+__all__ = ["cross_validation", "score", "SCORES"]
+
+SCORES = ("mae", "mase", "mse", "rmse", "smape")
+
+
+def _fresh(est):
+    return type(est)(**est.get_params())
+
+
+def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
+                     refit: bool | int = False, h: int | None = None) -> Any:
+    """Rolling-origin evaluation on the end of every series.
+
+    Cutoffs: the last ``n_windows`` origins, ``step`` steps apart (default ``h``), the last one
+    ``h`` steps before the end. ``refit=False``: train once on the data before the first cutoff
+    and forecast every window from the history up to its cutoff (memory included);
+    ``refit=True``: retrain before every window on the data up to its cutoff; ``refit=k``:
+    retrain before windows 0, k, 2k, ... Returns the forecasts with ``cutoff`` and the true
+    values (column ``<target>``, or the channel names with ``_true`` appended for wide frames).
+    """
+    est._check_params()
+    h = est.h if h is None else h
+    step = h if step is None else step
+    if not isinstance(n_windows, (int, np.integer)) or n_windows < 1:
+        raise ValueError(f"n_windows must be a positive integer, got {n_windows!r}")
+    if not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"step must be a positive integer, got {step!r}")
+    if isinstance(refit, bool):
+        every = 1 if refit else 0
+    elif isinstance(refit, (int, np.integer)) and refit >= 1:
+        every = int(refit)
+    else:
+        raise ValueError(f"refit must be True, False or a positive integer k, got {refit!r}")
+    coll = est._collection(df)
+    back = h + (n_windows - 1) * step
+    coll.check_min_length(back + h + 1, what="h + (n_windows - 1) * step + h + 1")
+    pdf = as_pandas(df)
+    cut_frames = []
+    model = None
+    for w in range(n_windows):
+        trim = back - w * step  # steps removed from the end: the history ends at the cutoff
+        hist = head_rows(pdf, coll, trim)
+        if model is None or (every and w % every == 0):
+            model = _fresh(est).fit(hist)
+        # forecast from this window's history (memory rebuilt from it), trained parameters of
+        # the last refit
+        fc = as_pandas(model.predict(h=h, df=hist))
+        truth = truth_rows(pdf, coll, trim, h)
+        if coll.layout == "wide":
+            fc["cutoff"] = pd.to_datetime(hist[coll.time_col]).max()
+            for ch in coll.channels:
+                fc[f"{ch}_true"] = truth[ch].to_numpy()
+        else:
+            cut = hist.groupby(est.id_col, sort=False)[coll.time_col].max()
+            fc["cutoff"] = fc[est.id_col].map(cut)
+            fc[est.target_col] = truth[est.target_col].to_numpy()
+        cut_frames.append(fc)
+    return to_flavour(pd.concat(cut_frames, ignore_index=True), coll.flavour)
+
+
+def score(est, df: Any, metric: str = "mae", season: int = 1) -> float:
+    """The error of forecasting the last ``h`` steps of every series of ``df`` from the rest (with
+    the trained parameters): ``metric`` one of "mae", "mse", "rmse", "smape", "mase". Lower is
+    better (unlike scikit-learn regressors' R^2)."""
+    from .. import metrics
+
+    est._check_fitted()
+    fns = {"mae": metrics.mae, "mse": metrics.mse, "rmse": metrics.rmse, "smape": metrics.smape}
+    if metric not in SCORES:
+        raise ValueError(f"metric must be one of {sorted(SCORES)}, got {metric!r}")
+    coll = est._collection(df)
+    coll.check_min_length(est.h + 1, what="h + 1")
+    values, masks = est._inputs(coll)
+    h, C = est.h, est.n_targets_
+    hist_v = [v[:-h] for v in values]
+    hist_m = [m[:-h] for m in masks]
+    firsts = est._firsts(coll.index, est.freq_)
+    outs = est._forecast(hist_v, hist_m, est._memory_for(hist_v, hist_m, firsts), firsts)
+    point, _ = est._quantile_arrays(outs, [])
+    y = np.stack([v[-h:, :C] for v in values])
+    m = np.stack([mk[-h:, :C] for mk in masks])
+    if metric == "mase":
+        vals = [metrics.mase(y[i][:, c], point[i][:, c], hist_v[i][:, c], season=season,
+                             mask=m[i][:, c]) for i in range(len(values)) for c in range(C)]
+        return float(np.mean(vals))
+    return float(fns[metric](np.nan_to_num(y), point, mask=m))

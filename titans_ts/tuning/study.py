@@ -1,0 +1,247 @@
+"""Studies: storages, the per-trial-seeded sampler, pruning, and the exact multi-worker loop."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+__all__ = ["COUNTED_STATES", "open_storage", "describe_storage", "PerTrialSeedSampler",
+           "make_sampler", "default_pruner", "optimize", "pruning_callback", "optuna_quiet"]
+
+_log = logging.getLogger("titans_ts.tuning")
+
+#: trial states that count towards a study's ``n_trials``
+COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+def open_storage(url: str | os.PathLike | optuna.storages.BaseStorage | None = None
+                 ) -> optuna.storages.BaseStorage:
+    """An optuna storage from a URL (see the module docstring); ``None``: in memory."""
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    if isinstance(url, optuna.storages.BaseStorage):
+        return url
+    url = os.fspath(url)
+    if url.startswith("journal:"):
+        if not url.startswith("journal://") or not url[len("journal://"):]:
+            raise ValueError(f"journal storage URL {url!r}: expected journal:///abs/path/file.log "
+                             f"or journal://relative/file.log")
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url[len("journal://"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise ValueError(f"storage {url!r} is not a URL: use sqlite:///{url} (a file), "
+                         f"journal://{url} (a journal file) or an RDB URL such as postgresql://...")
+    import sqlalchemy
+
+    engine_kwargs: dict = {}
+    if url.startswith("sqlite:"):
+        # several processes write one file: wait for the lock rather than fail after 5 s
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+        database = sqlalchemy.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            # workers starting together on a new database race to create its schema (tables,
+            # version rows): the loser retries and finds it made
+            if attempt == 5:
+                raise
+            time.sleep(0.2 * (attempt + 1) + 0.2 * random.random())
+    raise AssertionError("unreachable")
+
+
+def describe_storage(url: str | os.PathLike | None) -> str:
+    """The storage URL for messages (an RDB password masked); "in memory" for ``None``."""
+    if url is None:
+        return "in memory"
+    url = os.fspath(url)
+    if "://" in url and not url.startswith("journal:"):
+        try:
+            import sqlalchemy
+
+            return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        except Exception:  # not parseable: say nothing more than the scheme
+            return url.split("://", 1)[0] + "://..."
+    return url
+
+
+def _trial_seed(seed: int, number: int) -> int:
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(seed), int(number)]).generate_state(1)[0])
+
+
+def _tpe(seed: int | None) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():  # constant_liar is experimental in optuna 4
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+class PerTrialSeedSampler(optuna.samplers.BaseSampler):
+    """Delegates to ``factory(seed_k)``, built afresh for trial ``k`` with a seed that depends on
+    ``seed`` and ``k`` only: two workers on one study never replay the same random draws, and
+    one worker's trial ``k`` is reproducible given the trials finished before it."""
+
+    def __init__(self, seed: int | None = 0,
+                 factory: Callable[[int | None], optuna.samplers.BaseSampler] = _tpe) -> None:
+        self._seed, self._factory = seed, factory
+        self._inner: dict[int, optuna.samplers.BaseSampler] = {}
+
+    def _for(self, trial) -> optuna.samplers.BaseSampler:
+        sampler = self._inner.get(trial.number)
+        if sampler is None:
+            seed = None if self._seed is None else _trial_seed(self._seed, trial.number)
+            sampler = self._inner[trial.number] = self._factory(seed)
+        return sampler
+
+    def before_trial(self, study, trial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+        self._inner.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        self._seed = None
+
+
+def make_sampler(seed: int | None = 0) -> optuna.samplers.BaseSampler:
+    """The default sampler: TPE (constant liar, so running trials are not re-proposed), seeded
+    per trial from ``seed`` (see :class:`PerTrialSeedSampler`)."""
+    return PerTrialSeedSampler(seed)
+
+
+def default_pruner() -> optuna.pruners.BasePruner:
+    """Median pruning after 5 trials, never on a trial's first report."""
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
+def _n_counted(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable,
+               catch: tuple[type[BaseException], ...]) -> None:
+    value, state, err, exc_info = None, None, None, None
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned as e:
+        state, err = TrialState.PRUNED, e
+    except BaseException as e:  # noqa: BLE001 -- recorded as FAIL, re-raised unless caught
+        state, err, exc_info = TrialState.FAIL, e, sys.exc_info()
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+    if state is None and not _finite(value):  # tell() fails it
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("error", f"the objective returned {value!r}"[:2000])
+    with warnings.catch_warnings():  # a non-finite value is reported below, not warned twice
+        warnings.simplefilter("ignore")
+        frozen = study.tell(trial, None if state else value, state=state)
+    if frozen.state == TrialState.COMPLETE:
+        _log.info("trial %d: value %.6g, %s", frozen.number, frozen.value, frozen.params)
+    elif frozen.state == TrialState.PRUNED:
+        _log.info("trial %d pruned (%s), %s", frozen.number, err, frozen.params)
+    elif err is not None:
+        _log.warning("trial %d failed with parameters %s: %s: %s", frozen.number, frozen.params,
+                     type(err).__name__, err, exc_info=exc_info)
+    else:
+        _log.warning("trial %d failed: the objective returned %r, not a finite number",
+                     frozen.number, value)
+    gc.collect()
+    if err is not None and state == TrialState.FAIL and not isinstance(err, catch):
+        raise err
+
+
+def optimize(objective: Callable[[optuna.Trial], float], *, n_trials: int,
+             storage: str | os.PathLike | optuna.storages.BaseStorage | None = None,
+             study_name: str | None = None, direction: str = "minimize", seed: int | None = 0,
+             pruner: optuna.pruners.BasePruner | None = None,
+             sampler: optuna.samplers.BaseSampler | None = None, timeout: float | None = None,
+             catch: tuple[type[BaseException], ...] = (Exception,)) -> optuna.Study:
+    """Create or resume (``load_if_exists``) the study and run trials of ``objective`` until the
+    study holds ``n_trials`` finished or running trials (the total over every worker sharing the
+    storage, not a per-call count) or ``timeout`` seconds have passed.
+
+    Defaults: :func:`make_sampler` (TPE seeded per trial from ``seed``) and
+    :func:`default_pruner`. An exception in ``catch`` fails its trial (logged with its traceback,
+    kept in the trial's ``error`` user attribute) and the loop goes on; others fail the trial and
+    propagate.
+
+    This is ``optuna.study.MaxTrialsCallback(n_trials, states=COUNTED_STATES)`` made exact: that
+    callback checks the count after a trial and the next trial is created later, so two workers
+    checking at once both start one more. Here a trial created past ``n_trials - 1`` (the trial
+    number is the storage's atomic ticket) is handed back as WAITING, untouched, and the worker
+    stops; a later run with a larger ``n_trials`` takes it up first.
+    """
+    if int(n_trials) < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    n_trials = int(n_trials)
+    study = optuna.create_study(storage=open_storage(storage), study_name=study_name,
+                                direction=direction, load_if_exists=True,
+                                sampler=sampler if sampler is not None else make_sampler(seed),
+                                pruner=pruner if pruner is not None else default_pruner())
+    deadline = None if timeout is None else time.monotonic() + float(timeout)
+    while deadline is None or time.monotonic() < deadline:
+        if _n_counted(study) >= n_trials:
+            break
+        trial = study.ask()
+        if trial.number >= n_trials:  # another worker took the last place since the count
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+            break
+        _run_trial(study, trial, objective, catch)
+    return study
+
+
+def pruning_callback(trial: optuna.Trial, monitor: str = "val_loss"):
+    """A Lightning callback reporting ``monitor`` to ``trial`` after each validation and raising
+    ``optuna.TrialPruned`` when the study's pruner says so."""
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    return PyTorchLightningPruningCallback(trial, monitor=monitor)
+
+
+@contextlib.contextmanager
+def optuna_quiet(verbose: bool):
+    saved = optuna.logging.get_verbosity()
+    if not verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            if not verbose:
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(saved)
