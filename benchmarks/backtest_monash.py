@@ -13,7 +13,7 @@ Models: ``SeasonalNaivePredictor`` (season 12), GluonTS's ``DeepAREstimator`` an
 context length, the same gradient clipping, the same sampling of training windows, one CPU
 thread, and each is seeded the same way right before training and again before forecasting.
 
-    OMP_NUM_THREADS=1 python benchmarks/backtest_monash.py --data-root /work/shared/data
+    OMP_NUM_THREADS=1 python benchmarks/backtest_monash.py --data-root ../shared/data
 
 writes ``docs/benchmarks/monash_backtest.md`` (and prints the same table).
 """
@@ -219,6 +219,8 @@ def main(argv=None) -> int:
     started = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     load_avg = os.getloadavg()
     words = [sys.argv[0]] + (sys.argv[1:] if argv is None else list(argv))
+    # absolute paths are written relative to the repository (the doc names no machine's paths)
+    words = [os.path.relpath(w, REPO) if os.path.isabs(w) else w for w in words]
     command = "python " + " ".join(shlex.quote(w) for w in words)
     if os.environ.get("OMP_NUM_THREADS"):
         command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " + command

@@ -82,7 +82,7 @@ def run_config(label, recipe, seq_len, batch, backends, device, steps, warmup, d
         _set_backend(model, backend)
         opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["model"].get("lr", 1e-3)))
 
-        def step():
+        def step(model=model, opt=opt):
             opt.zero_grad(set_to_none=True)
             _, loss = model._step(batch_d)
             loss.backward()

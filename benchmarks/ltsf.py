@@ -53,7 +53,7 @@ RESULTS = REPO / "docs" / "benchmarks" / "results"
 # published models rerun on the protocol by benchmarks/reference_*.py (not titans-ts recipes)
 REFERENCE = REPO / "docs" / "benchmarks" / "reference"
 
-# benchmark-protocol.md, look-back 96 (illness 36); mean of the four horizons, MSE / MAE
+# docs/benchmark-protocol.md, look-back 96 (illness 36); mean of the four horizons, MSE / MAE
 NUMBERS_TO_BEAT = {
     "ETTh1": {"Titans (paper)": (0.420, 0.421), "TQNet": (0.441, 0.434), "TimeXer": (0.437, 0.437),
               "CycleNet": (0.457, 0.441), "TimeMixer": (0.447, 0.440), "iTransformer": (0.454, 0.447),
@@ -72,7 +72,7 @@ NUMBERS_TO_BEAT = {
                 "PatchTST": (0.259, 0.281), "DLinear": (0.265, 0.317)},
     "national_illness": {"PatchTST": (1.626, 0.804), "TimeMixer": (1.708, 0.820), "DLinear": (2.616, 1.090)},
 }
-# benchmark-protocol.md, searched look-back (xPatch's fair re-run): best and by whom
+# docs/benchmark-protocol.md, searched look-back (xPatch's fair re-run): best and by whom
 SEARCHED_BEST = {
     "ETTh1": ((0.407, 0.426), "PDF"), "ETTh2": ((0.335, 0.386), "FITS"),
     "ETTm1": ((0.342, 0.376), "PDF"), "ETTm2": ((0.250, 0.313), "PDF"),
@@ -106,7 +106,6 @@ def run_recipe(recipe: str, seed: int = 0, sets: Sequence[str] = (), tag: str = 
     ``plot``: draw the forecast plot the report shows, if this run is its dataset's showcase (main
     look-back, first horizon); other runs draw none.
     """
-    import torch
 
     cfg = load_recipe(recipe, sets)
     cfg["seed_everything"] = int(seed)
@@ -139,7 +138,8 @@ def run_recipe(recipe: str, seed: int = 0, sets: Sequence[str] = (), tag: str = 
         if plot and _is_showcase(result["dataset"], result["seq_len"], result["horizon"]):
             from titans_ts.plotting import plot_test_forecast
 
-            out = REPO / "docs" / "benchmarks" / "plots" / f"{result['dataset']}_{result['seq_len']}_{result['horizon']}.png"
+            name = f"{result['dataset']}_{result['seq_len']}_{result['horizon']}.png"
+            out = REPO / "docs" / "benchmarks" / "plots" / name
             plot_test_forecast(model, dm, out)
             result["plot"] = str(out.relative_to(REPO).as_posix())
         return result
@@ -482,7 +482,7 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
     lines = ["# Benchmarks", "",
              "Every number below is produced by `python benchmarks/ltsf.py run` (recorded in "
              "`docs/benchmarks/results/*.jsonl`) and rendered by `python benchmarks/ltsf.py report`. "
-             "Protocol: `../shared/docs/benchmark-protocol.md` (Time-Series-Library splits, train-only "
+             "Protocol: `docs/benchmark-protocol.md` (Time-Series-Library splits, train-only "
              "standardisation, metrics on scaled data, every test window, no drop_last). Early "
              "stopping on the validation split; the best checkpoint is tested.", ""]
     datasets = [d for d in NUMBERS_TO_BEAT if any(r["dataset"] == d for r in main)]
@@ -590,7 +590,7 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
         lines += ["## Long look-back", "",
                   "Same model and training settings as each dataset's main-look-back recipe at "
                   f"the same horizon, longer context. {' '.join(parts)}{cycle_note} The searched "
-                  "best is a mean over the four horizons (benchmark-protocol.md).", "",
+                  "best is a mean over the four horizons (docs/benchmark-protocol.md).", "",
                   "| dataset | L | horizon | MSE / MAE | seeds | best searched result, mean (by) |",
                   "|---|---|---|---|---|---|", *body, ""]
     # configuration selection on the validation split

@@ -51,7 +51,8 @@ def _cases():
     inf.loc[4, "y"] = np.inf
     bad_time = _long().astype({"ds": object})
     bad_time.loc[1, "ds"] = "yesterday"
-    mixed = pd.concat([_long(n=1), _long(n=1).assign(unique_id="d", ds=pd.date_range("2024-01-01", periods=40, freq="D"))])
+    daily = pd.date_range("2024-01-01", periods=40, freq="D")
+    mixed = pd.concat([_long(n=1), _long(n=1).assign(unique_id="d", ds=daily)])
     return [
         ("long frame with an unnamed extra column", fit(_long().assign(extra=1.0))),
         ("long frame without `y`", fit(_long().rename(columns={"y": "value"}), target_col="y")),

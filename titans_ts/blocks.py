@@ -1,4 +1,4 @@
-"""Titans blocks over a token sequence [N, T, D]: LMM, MAC, MAG, MAL (titans-math.md section 4).
+"""Titans blocks over a token sequence [N, T, D]: LMM, MAC, MAG, MAL (docs/titans-math.md section 4).
 
 Every block is causal along T (token t never sees tokens > t), takes and returns a per-block
 memory state so long series can be streamed, and accepts an observed mask [N, T] (unobserved

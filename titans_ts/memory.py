@@ -1,4 +1,4 @@
-"""``NeuralMemory``: the Titans long-term memory layer (LMM), titans-math.md sections 1-3.
+"""``NeuralMemory``: the Titans long-term memory layer (LMM), docs/titans-math.md sections 1-3.
 
 The layer only projects, convolves, gates and normalises; the memory itself is the functional op
 :func:`titans_ts.kernels.memory_scan.memory_scan` (backend chosen by device).

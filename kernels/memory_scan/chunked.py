@@ -1,4 +1,4 @@
-"""Chunk-parallel memory scan in PyTorch: the closed form of titans-math.md section 2.
+"""Chunk-parallel memory scan in PyTorch: the closed form of docs/titans-math.md section 2.
 
 Inside a chunk of ``b`` tokens every momentary surprise is taken at the chunk-start weights, so for
 each memory layer ``l`` (input activations ``h``, back-propagated inner-loss errors ``delta``)

@@ -61,7 +61,7 @@ def memory_scan(
     surprise_clamp: float | None = None,
     output_final_state: bool = True,
 ):
-    """Run the Titans neural long-term memory over a sequence (titans-math.md sections 1-2).
+    """Run the Titans neural long-term memory over a sequence (docs/titans-math.md sections 1-2).
 
     For each token ``t`` and head, with chunk-start weights ``W_c`` (refreshed every
     ``chunk_size`` tokens, counted from the start of this call):

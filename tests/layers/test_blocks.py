@@ -62,3 +62,33 @@ def test_persistent_tokens_are_visible_to_every_query():
 def test_unknown_variant():
     with pytest.raises(ValueError, match="variant must be one of"):
         make_block("mamba", 16)
+
+
+def test_mac_reads_the_memory_as_it_was_before_each_segment():
+    """MAC retrieves h = M*_{s-1}(q) before a segment writes: a segment's retrieval depends on the
+    earlier segments only, never on its own tokens (the read-before-write order, Eq. 21-25)."""
+    blk = _block("mac")  # segments of 4 tokens
+    seen = []
+    original = blk.memory.retrieve
+
+    def spy(x, state=None):
+        seen.append((x.detach().clone(), state))
+        return original(x, state)
+
+    blk.memory.retrieve = spy
+    x = torch.randn(2, 12, 16)
+    with torch.no_grad():
+        y, _ = blk(x)
+        assert len(seen) == 3 and seen[0][1] is None  # the first segment reads the initial memory
+        # the state the second segment reads is exactly the one the first segment's write left
+        _, after_first = blk.memory(blk.attn(blk.norm1(x)[:, :4],
+                                             prefix=original(blk.norm1(x)[:, :4], None)), None)
+        for w, w2 in zip(seen[1][1].weights, after_first.weights):
+            torch.testing.assert_close(w, w2)
+        # changing a segment's own tokens leaves the state it reads unchanged
+        x2 = x.clone()
+        x2[:, 4:8] += 1.0
+        seen.clear()
+        blk(x2)
+        for w, w2 in zip(seen[1][1].weights, after_first.weights):
+            torch.testing.assert_close(w, w2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _ltsf():
@@ -72,12 +72,12 @@ def test_report_means_seeds_and_compares(tmp_path):
     # the long-look-back text names the recipes' own learning rates
     import yaml
 
-    long_m = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/ltsf/ETTh1_336_96.yaml").read_text())["model"]
-    short_m = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/ltsf/ETTh1_96_96.yaml").read_text())["model"]
+    long_m = yaml.safe_load((REPO / "recipes/ltsf/ETTh1_336_96.yaml").read_text())["model"]
+    short_m = yaml.safe_load((REPO / "recipes/ltsf/ETTh1_96_96.yaml").read_text())["model"]
     assert (f"max_lr {long_m['memory']['max_lr']} instead of {short_m['memory']['max_lr']}" in text
             and f"({long_m['lr']} instead of {short_m['lr']}" in text)
     # and says which L = 96 recipes of those datasets have a learned cycle the long ones lack
-    recipes = Path(__file__).resolve().parents[1] / "recipes/ltsf"
+    recipes = Path(__file__).resolve().parents[2] / "recipes/ltsf"
     cycled = [f"{d} H = {h}" for d in ("ETTh1", "ETTh2") for h in (96, 192, 336, 720)
               if yaml.safe_load((recipes / f"{d}_96_{h}.yaml").read_text())["model"].get("cycle_len")]
     assert not yaml.safe_load((recipes / "ETTh2_336_96.yaml").read_text())["model"].get("cycle_len")
@@ -133,7 +133,8 @@ def test_report_long_lookback_text_says_per_dataset_how_recipes_differ(tmp_path)
                 .splitlines() if line.startswith("Same model and training"))
     # (with the horizons where a change holds in only some of the long recipes)
     assert "`n_layers` 1 instead of 2 at H = 48" in para and "`weight_decay` 0.05 instead of unset at H = 48" in para
-    assert "(max_lr 0.02 instead of 0.1, which can diverge over several memory chunks: docs/architecture.md, 'Long contexts'), " in para
+    assert ("(max_lr 0.02 instead of 0.1, which can diverge over several memory chunks: "
+            "docs/architecture.md, 'Long contexts'), ") in para
     rows[-1] = dict(rows[-1], recipe=str(tmp_path / "missing.yaml"))
     (res / "main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = render_report(tmp_path / "bench.md", baselines=False, results=res)
@@ -163,7 +164,7 @@ def test_report_selection_section_compares_on_validation_and_shared_seeds(tmp_pa
 def test_committed_recipes_are_what_make_recipes_writes():
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "recipes" / "make_recipes.py"
+    path = Path(__file__).resolve().parents[2] / "recipes" / "make_recipes.py"
     spec = importlib.util.spec_from_file_location("make_recipes", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -197,7 +198,7 @@ def test_recorded_runs_match_their_recipe_and_overrides():
 
     module_from_recipe = _bench.module_from_recipe
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     built: dict = {}
     rows = [json.loads(line) for path in sorted(glob.glob(str(repo / "docs/benchmarks/results/*.jsonl")))
             for line in Path(path).read_text().splitlines() if line.strip()]
@@ -215,9 +216,9 @@ def test_recorded_runs_match_their_recipe_and_overrides():
 def test_window_errors_and_drop_last_metrics_match_a_direct_computation():
     import torch
 
-    from titans_ts.recipes import drop_last_metrics, window_errors
     from titans_ts.datasets.ltsf import WindowDataset
     from titans_ts.network import TitansNet
+    from titans_ts.recipes import drop_last_metrics, window_errors
 
     torch.manual_seed(0)
     values = torch.randn(120, 3).numpy()
@@ -246,8 +247,8 @@ def test_window_errors_and_drop_last_metrics_match_a_direct_computation():
 def test_part_metrics_and_repeat_last_window_errors_match_a_direct_computation():
     import torch
 
-    from titans_ts.recipes import part_metrics, repeat_last_window_errors
     from titans_ts.datasets.ltsf import WindowDataset
+    from titans_ts.recipes import part_metrics, repeat_last_window_errors
 
     torch.manual_seed(0)
     values = torch.randn(60, 2).numpy()

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from titans_ts.fused import (causal_conv_silu, causal_conv_silu_reference, gated_rms_norm,
-                             gated_rms_norm_reference, l2_normalize, l2_normalize_reference)
+from titans_ts.fused import (
+    causal_conv_silu,
+    causal_conv_silu_reference,
+    gated_rms_norm,
+    gated_rms_norm_reference,
+    l2_normalize,
+    l2_normalize_reference,
+)
 
 
 @pytest.mark.parametrize("T,K,with_cache,with_bias", [(17, 4, False, True), (17, 4, True, True),

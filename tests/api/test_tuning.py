@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from titans_ts import tuning as T
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MEM = dict(heads=2, depth=1, expansion=1.0, chunk_size=4)
 TINY_SPACE = {
     "model.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True},
@@ -147,6 +147,7 @@ def test_example_sweep_fits_the_etth1_recipe():
 # ------------------------------------------------------------------------------------ storage
 
 
+@pytest.mark.slow
 def test_storages_open_and_resume(tmp_path):
     def objective(trial):
         return (trial.suggest_float("x", -1.0, 1.0) - 0.3) ** 2
@@ -171,6 +172,7 @@ def test_storages_open_and_resume(tmp_path):
     assert T.describe_storage(None) == "in memory"
 
 
+@pytest.mark.slow
 def test_same_seed_same_study_and_failures_are_recorded(caplog):
     def objective(trial):
         x = trial.suggest_float("x", -1.0, 1.0)
@@ -318,6 +320,7 @@ def test_a_rejected_trial_is_recorded_as_failed(tmp_path, data_root, caplog):
     assert not (tmp_path / "best.yaml").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_two_cli_workers_share_one_study(tmp_path, data_root):
     """THE multi-worker contract: two `titans-ts tune` processes on one SQLite study finish exactly

@@ -59,6 +59,7 @@ def test_mask_keeps_unobserved_inputs_out_of_memory():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow
 def test_long_stream_with_soft_clamp_stays_finite():
     """100k steps, no forgetting, momentum ~1, maximal inner learning rate, spiky input: without the
     clamp the memory blows up; with it everything stays finite."""
@@ -82,3 +83,34 @@ def test_bad_shapes():
         m(torch.randn(2, 5, 8))
     with pytest.raises(ValueError, match="depth must be >= 1"):
         NeuralMemory(16, depth=0)
+
+
+def test_memory_states_batch_and_split_without_changing_any_stream():
+    """Sequences streamed separately, or batched with MemoryState.cat and split back, continue
+    identically (the forecaster batches series read at different times this way)."""
+    from titans_ts.memory import MemoryState
+
+    torch.manual_seed(0)
+    mem = NeuralMemory(16, heads=2, depth=2, chunk_size=4).eval()
+    xa, xb = torch.randn(1, 9, 16), torch.randn(1, 13, 16)
+    nxt = torch.randn(2, 6, 16)
+    with torch.no_grad():
+        _, sa = mem(xa)
+        _, sb = mem(xb)
+        ya, _ = mem(nxt[:1], sa)
+        yb, _ = mem(nxt[1:], sb)
+        both = MemoryState.cat([sa, sb])
+        assert both.rows == 2
+        y, st = mem(nxt, both)
+    torch.testing.assert_close(y, torch.cat([ya, yb]), rtol=1e-5, atol=1e-6)
+    parts = st.split(2)
+    with torch.no_grad():
+        _, sa2 = mem(nxt[:1], sa)
+    for w, w2 in zip(parts[0].weights, sa2.weights):
+        torch.testing.assert_close(w, w2, rtol=1e-5, atol=1e-6)
+    # a state that has read nothing (no convolution history) batches beside one that has
+    fresh = mem.initial_state(1).contiguous()
+    mixed = MemoryState.cat([fresh, sa])
+    assert mixed.conv.shape[0] == 2 and torch.equal(mixed.conv[0], torch.zeros_like(mixed.conv[0]))
+    with pytest.raises(ValueError, match="equal parts"):
+        both.split(3)

@@ -151,7 +151,8 @@ def test_carried_memory_stays_finite_on_a_long_stream():
     T = 3000
     y = np.cumsum(rng.standard_normal(T)) * 5 + 100  # a wandering, large-scale series
     df = pd.DataFrame({"unique_id": "rw", "ds": pd.date_range("2020-01-01", periods=T, freq="h"), "y": y})
-    f = TitansForecaster(test_time_memory=True, lr=1e-2, **{**TINY, "memory": dict(heads=2, depth=2, chunk_size=4, max_lr=3.0)})
+    memory = dict(heads=2, depth=2, chunk_size=4, max_lr=3.0)
+    f = TitansForecaster(test_time_memory=True, lr=1e-2, **{**TINY, "memory": memory})
     f.fit(df)
     assert f.memory_.written[0] >= T - 2 * 24
     assert np.isfinite(f.predict()["y_hat"]).all()
@@ -273,6 +274,7 @@ def test_first_steps_count_from_the_epoch_for_any_frequency():
         first_steps(idx[:1], None)
 
 
+@pytest.mark.slow
 def test_learned_cycle_places_a_daily_shape_the_context_cannot_identify(tmp_path):
     """A fixed random daily shape of hourly data under noise, read through 8 hours: the noisy
     context hardly tells the time of day; the learned cycle, indexed by the hour, does. The cycle

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[1] / "docs"
+DOC = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _module():

@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 
-from titans_ts.datasets.windows import collate_windows, window_loader
 from titans_ts.datasets import WindowDataset
+from titans_ts.datasets.windows import collate_windows, window_loader
 from titans_ts.lightning_module import TitansLightningModule
 from titans_ts.training import make_trainer
 
@@ -85,6 +85,7 @@ def test_checkpoint_roundtrip_gives_identical_predictions(tmp_path):
         torch.testing.assert_close(loaded(past), model(past), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     straight, _ = _fit(tmp_path / "a", 3)
     _, first = _fit(tmp_path / "b", 3, stop_after=2)  # interrupted after 2 of 3 epochs
@@ -121,9 +122,10 @@ def test_quiet_by_default(tmp_path, capfd, monkeypatch):
     assert os.listdir(tmp_path) == ["run"], "something was written into the working directory"
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_cli_fit_on_a_tiny_recipe(tmp_path, data_root):
-    recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes/ltsf/ETTh1_96_96.yaml").read_text())
+    recipe = yaml.safe_load((Path(__file__).parents[2] / "recipes/ltsf/ETTh1_96_96.yaml").read_text())
     # with a learned cycle: the data module's time_index must reach the network through the CLI
     recipe["model"].update(d_model=16, memory=MEM, cycle_len=24)
     recipe["trainer"].update(max_epochs=1, limit_train_batches=3, limit_val_batches=2,

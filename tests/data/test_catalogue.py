@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -86,6 +85,7 @@ def test_real_files_verify(data_root):
         assert D.find_file(name, root=data_root).is_file()
 
 
+@pytest.mark.slow
 def test_no_network_at_import_or_load(data_root, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("network used")

@@ -105,6 +105,7 @@ def test_masked_values_do_not_matter():
                       torch.tensor([[True, True, False]] * 2)).item() == pytest.approx(2.5)
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_one_batch():
     torch.manual_seed(0)
     model = TitansLightningModule(32, 8, d_model=32, n_layers=1, memory=MEM, dropout=0.0,
@@ -179,7 +180,7 @@ def test_train_step_benchmark_backends_agree_on_a_recipe_network():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train_step.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_train_step.py"
     spec = importlib.util.spec_from_file_location("bench_train_step", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
