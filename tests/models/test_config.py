@@ -3,8 +3,6 @@ from every front-end with the same defaults."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
