@@ -9,11 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import yaml
 from optuna.trial import TrialState
 
+from titans_ts import TitansForecaster
 from titans_ts import tuning as T
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,12 +261,41 @@ def test_workers_together_run_exactly_n_trials(tmp_path, kind):
     assert len({(t.params["x"], t.params["y"]) for t in done}) == n
 
 
-def test_pruning_callback_is_lightning_callback():
-    import lightning.pytorch as pl
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
 
-    trial = optuna.create_study().ask()
-    cb = T.pruning_callback(trial)
-    assert isinstance(cb, pl.Callback) and cb.monitor == "val_loss"
+
+def test_a_trial_is_pruned_through_the_forecaster():
+    """``TitansForecaster.fit(df, trial=trial)`` reports the validation loss to the trial, and the
+    study's pruner stops it: the trial ends PRUNED (not FAIL), with the reported value kept."""
+    t = np.arange(80)
+    df = pd.concat([pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2024-01-01", periods=80, freq="h"),
+                                  "y": 10 + i + np.sin(2 * np.pi * t / 12)}) for i in range(2)],
+                   ignore_index=True)
+    tiny = dict(h=6, context_length=24, patch_len=8, stride=4, d_model=16, max_epochs=2,
+                limit_train_batches=2, batch_size=16, memory=dict(MEM))
+    fits = []
+
+    def objective(trial):
+        cb = T.pruning_callback(trial)  # what fit(trial=...) adds
+        assert isinstance(cb, pl.Callback) and cb.monitor == "val_loss"
+        model = TitansForecaster(lr=trial.suggest_float("lr", 1e-4, 1e-2, log=True), **tiny)
+        fits.append(model)
+        model.fit(df, trial=trial)
+        return model.best_val_loss_
+
+    study = T.optimize(objective, n_trials=1, pruner=AlwaysPrune(), catch=())  # a failure propagates
+    (trial,) = study.trials
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [0]  # pruned after the first validation of 2 epochs
+    assert math.isfinite(trial.intermediate_values[0]) and trial.intermediate_values[0] > 0
+    assert len(fits) == 1 and not hasattr(fits[0], "model_")  # the fit did not finish
+    # the same objective under a pruner that never prunes completes both epochs
+    study = T.optimize(objective, n_trials=1, pruner=optuna.pruners.NopPruner(), catch=())
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE and list(trial.intermediate_values) == [0, 1]
+    assert trial.value == pytest.approx(min(trial.intermediate_values.values()))
 
 
 def test_cli_defaults_are_derived_from_the_names():

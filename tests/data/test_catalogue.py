@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.request
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -117,8 +118,39 @@ def test_download_is_explicit_and_verified(tmp_path, monkeypatch):
     assert not list((tmp_path / "dl" / "ltsf").glob("*.part"))
 
 
-def test_cli_data_list_and_verify(data_root):
+def test_cli_data_list_and_verify(data_root, tmp_path, monkeypatch, capsys):
     from titans_ts.cli import main
 
+    monkeypatch.delenv("TITANS_TS_DATA", raising=False)  # only --root and the (empty) cache
     assert main(["data", "--root", str(data_root), "verify", "ETTh1", "m3_monthly"]) == 0
+    out = capsys.readouterr().out
+    assert "ETTh1" in out and "m3_monthly" in out and "MISMATCH" not in out and "missing" not in out
+
     assert main(["data", "--root", str(data_root), "list"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    etth1 = rows["ETTh1"]
+    assert etth1[3] == "yes", etth1
+    assert Path(etth1[4]).is_file() and Path(etth1[4]).is_relative_to(data_root), etth1
+    # electricity is in the catalogue but not in the data folder
+    assert "electricity" in C.CATALOGUE and not list(data_root.rglob("electricity*"))
+    assert rows["electricity"][3] == "no", rows["electricity"]
+    assert rows["electricity"][4] == C.CATALOGUE["electricity"].filename
+
+    # a corrupted copy: verify fails and says MISMATCH
+    info, content = _fake(tmp_path)
+    monkeypatch.setitem(C.CATALOGUE, info.name, info)
+    bad_root = tmp_path / "bad"
+    bad_root.mkdir()
+    (bad_root / info.filename).write_bytes(content + b"2020-01-02,3,4\n")
+    assert main(["data", "--root", str(bad_root), "verify", info.name]) == 1
+    out = capsys.readouterr().out
+    assert info.name in out and "MISMATCH" in out
+    # the intact copy passes
+    (bad_root / info.filename).write_bytes(content)
+    assert main(["data", "--root", str(bad_root), "verify", info.name]) == 0
+    assert "MISMATCH" not in capsys.readouterr().out
+
+    # a named set that is not found anywhere fails too
+    assert main(["data", "--root", str(data_root), "verify", "ETTh1", "electricity"]) == 1
+    out = capsys.readouterr().out
+    assert "electricity" in out and "missing" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -52,9 +54,29 @@ def test_quantile_head_is_monotone_and_reads_only_trained_levels():
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         head.quantiles(out, [1.5])
     # samples lie between the lowest and the highest level, and their median is near the median
-    s = head.sample(out, 4000)
+    torch.manual_seed(1)
+    s = head.sample(out, 40000)
+    assert s.shape == (40000, *out.shape[:-1])
     assert (s >= out[..., 0] - 1e-6).all() and (s <= out[..., -1] + 1e-6).all()
-    torch.testing.assert_close(s.median(0).values, out[..., 1], atol=0.15, rtol=0.0)
+    torch.testing.assert_close(s.median(0).values, out[..., 1], atol=0.05, rtol=0.0)
+
+    def below(x, strict=False):  # per element, the fraction of samples below x
+        return ((s < x) if strict else (s <= x)).float().mean(0)
+
+    # the empirical CDF at each trained level is that level (binomial sd ~ 0.0025 at 40000
+    # draws). Draws below the lowest / above the highest level take that level's value, so the
+    # lowest level is reached from above (P(s <= q0.1) = 0.1, P(s < q0.1) = 0) and the highest
+    # from below (P(s < q0.9) = 0.9, P(s <= q0.9) = 1).
+    assert (below(out[..., 0]) - 0.1).abs().max() < 0.02
+    assert below(out[..., 0], strict=True).max() == 0.0
+    assert (below(out[..., 1]) - 0.5).abs().max() < 0.02
+    assert (below(out[..., 1], strict=True) - 0.5).abs().max() < 0.02
+    assert (below(out[..., 2], strict=True) - 0.9).abs().max() < 0.02
+    assert below(out[..., 2]).min() == 1.0
+    # between two levels the quantile function is linear: half-way between q0.1 and q0.5 is q0.3
+    assert (below((out[..., 0] + out[..., 1]) / 2) - 0.3).abs().max() < 0.02
+    assert (below((out[..., 1] + out[..., 2]) / 2) - 0.7).abs().max() < 0.02
+    assert (below(0.75 * out[..., 0] + 0.25 * out[..., 1]) - 0.2).abs().max() < 0.02
 
 
 def test_student_t_quantiles_match_its_distribution():
@@ -77,3 +99,31 @@ def test_scaled_loss_is_unit_free():
         a = head.loss(out, y, None, scale=scale)
         b = head.loss(out * 1000.0, y * 1000.0, None, scale=scale * 1000.0)
         torch.testing.assert_close(a, b)
+
+    # Student-t: the NLL of data x1000 grows by log(1000) per point; the scaled loss subtracts the
+    # mean log scale over the observed points, which grows by the same amount
+    head = StudentTHead()
+    g = torch.Generator().manual_seed(2)
+    df = 2.0 + 5.0 * torch.rand(3, 4, 2, generator=g, dtype=torch.float64)
+    loc = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+    sd = 0.5 + torch.rand(3, 4, 2, generator=g, dtype=torch.float64)
+    y = loc + sd * torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+    scale = torch.tensor([0.5, 2.0, 30.0], dtype=torch.float64)
+    mask = torch.rand(3, 4, 2, generator=g) > 0.3
+    mask[2] = False  # a window with nothing observed: its scale must not count
+    mask[2, 0, 0] = True
+
+    def dist(k):
+        return torch.distributions.StudentT(df, loc * k, sd * k)
+
+    for m in (None, mask):
+        a = head.loss(dist(1.0), y, m, scale=scale)
+        b = head.loss(dist(1000.0), y * 1000.0, m, scale=scale * 1000.0)
+        torch.testing.assert_close(a, b, rtol=0.0, atol=1e-9)
+        # unscaled, the same change shifts the NLL by log(1000): the scaling is what removes it
+        shift = head.loss(dist(1000.0), y * 1000.0, m) - head.loss(dist(1.0), y, m)
+        torch.testing.assert_close(shift, torch.tensor(math.log(1000.0), dtype=torch.float64))
+    # the scaled loss is the NLL of target / scale (what the docstring promises)
+    s3 = scale.view(3, 1, 1)
+    nll = -torch.distributions.StudentT(df, loc / s3, sd / s3).log_prob(y / s3)
+    torch.testing.assert_close(head.loss(dist(1.0), y, mask, scale=scale), nll[mask].mean())

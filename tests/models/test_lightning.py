@@ -99,6 +99,19 @@ def test_seed_reproducibility(tmp_path):
     b, _ = _fit(tmp_path / "b", 1, seed=3)
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+    # the weights did train (an untrained pair would be trivially equal) ...
+    pl.seed_everything(3, verbose=False)
+    init = TitansLightningModule(32, 8, dropout=0.1, **SMALL)
+    names = [n for n, _ in a.named_parameters()]
+    assert names == [n for n, _ in init.named_parameters()]
+    moved = max((p.detach() - q.detach()).abs().max().item()
+                for p, q in zip(a.parameters(), init.parameters()))
+    assert moved > 1e-4, f"one epoch moved no weight by more than {moved:.2e}"
+    # ... and the seed matters: another seed gives other weights
+    c, _ = _fit(tmp_path / "c", 1, seed=4)
+    differ = max((p.detach() - q.detach()).abs().max().item()
+                 for p, q in zip(a.parameters(), c.parameters()))
+    assert differ > 1e-4, f"seeds 3 and 4 gave the same weights (max |diff| {differ:.2e})"
 
 
 def test_non_finite_training_loss_stops_with_advice(tmp_path):
