@@ -142,7 +142,11 @@ def test_update_without_carried_memory_still_moves_the_forecast():
     f = TitansForecaster(**TINY).fit(df.groupby("unique_id").head(100))
     before = f.predict()
     f.update(df.groupby("unique_id").tail(30))
-    assert not np.allclose(before["y_hat"], f.predict()["y_hat"])
+    after = f.predict()
+    assert not np.allclose(before["y_hat"], after["y_hat"])
+    # the forecast after update is the forecast from the whole history, starting after it
+    np.testing.assert_allclose(after["y_hat"], f.predict(df=df)["y_hat"], rtol=1e-6, atol=1e-6)
+    assert after.groupby("unique_id")["ds"].min().iloc[0] == pd.Timestamp("2024-01-01") + pd.Timedelta(hours=130)
     assert f.memory_.written == [0, 0]
 
 
@@ -185,10 +189,17 @@ def test_save_load_identical(tmp_path):
 
 def test_missing_values_are_masked_not_filled():
     df = _long(2, T=90)
-    df.loc[[5, 6, 50], "y"] = np.nan
+    ctx = df.groupby("unique_id").tail(24).index  # inside the last context (context_length 24)
+    df.loc[[5, 6, ctx[3], ctx[30]], "y"] = np.nan
     f = TitansForecaster(**TINY).fit(df)
-    assert np.isfinite(f.predict()["y_hat"]).all()
+    out = f.predict()
+    assert np.isfinite(out["y_hat"]).all()
     assert not f.history_["masks"][0][5, 0] and np.isnan(f.history_["values"][0][5, 0])
+    # a missing value is unobserved, not a number: what the frame would have held there is
+    # irrelevant (here: the true value, which must give another forecast than masking it)
+    full = _long(2, T=90)
+    assert not np.allclose(out["y_hat"], f.predict(df=full)["y_hat"])
+    np.testing.assert_array_equal(out["y_hat"], f.predict(df=df)["y_hat"])
 
 
 def test_covariates_are_inputs():
