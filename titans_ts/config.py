@@ -191,6 +191,9 @@ class TitansConfig:
         revin, revin_affine, revin_center: reversible instance normalisation; ``revin_center``
             "mean" or "last" (the last observed value).
         cycle_len: period in steps of a learned per-channel cycle (0: none).
+        linear_skip: add a linear map of the normalised context (one per model, shared by the
+            channels: NLinear's forecaster) to the blocks' forecast. A linear path extrapolates
+            gracefully when the test period drifts from the training one.
     """
 
     seq_len: int = 96
@@ -215,6 +218,7 @@ class TitansConfig:
     revin_affine: bool = False
     revin_center: str = "mean"
     cycle_len: int = 0
+    linear_skip: bool = False
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -256,6 +260,7 @@ class TitansConfig:
         s(self, "revin_center", _choice("revin_center", self.revin_center, REVIN_CENTERS,
                                                  label="RevIN center"))
         s(self, "cycle_len", _int("cycle_len", self.cycle_len, low=0))
+        s(self, "linear_skip", _bool("linear_skip", self.linear_skip))
         if self.revin_affine and self.revin and not self.n_channels:
             raise ValueError("revin_affine=True needs n_channels (the affine map is per channel)")
         if self.cycle_len and not self.n_channels:

@@ -10,6 +10,8 @@ GluonTS adapter (nothing else branches on the head's kind):
 * ``point(output)``: the point forecast ``[B, H, C]``;
 * ``quantiles(output, levels)``: ``[B, H, C, Q]`` at the given levels;
 * ``sample(output, n)``: ``n`` sample paths ``[n, B, H, C]``;
+* ``shift(output, delta)``: the forecast moved by ``delta`` [B, H, C] (a correction of its
+  location; spreads unchanged);
 * ``band_levels``: the (low, high) quantile levels a plot shades (None for a point head).
 
     >>> import torch
@@ -108,6 +110,9 @@ class Head(nn.Module):
     def sample(self, output, n: int) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def shift(self, output, delta: torch.Tensor):  # pragma: no cover - abstract
+        raise NotImplementedError
+
     @staticmethod
     def _denormalize(y: torch.Tensor, revin, stats) -> torch.Tensor:
         return revin.denormalize(y, stats) if revin is not None else y
@@ -141,6 +146,9 @@ class PointHead(Head):
     def sample(self, output, n):
         raise ValueError("sample paths need a probabilistic head ('quantile' or 'student_t'); "
                          "this network has head='point'")
+
+    def shift(self, output, delta):
+        return output + delta
 
 
 class QuantileHead(Head):
@@ -194,6 +202,9 @@ class QuantileHead(Head):
         w = ((u - lo) / (hi - lo)).clamp(0.0, 1.0) if len(self.levels) > 1 else torch.zeros_like(u)
         return qlo + w * (qhi - qlo)
 
+    def shift(self, output, delta):
+        return output + delta.unsqueeze(-1)
+
     def extra_repr(self) -> str:
         return f"levels={list(self.levels)}"
 
@@ -241,6 +252,9 @@ class StudentTHead(Head):
 
     def sample(self, output, n):
         return output.sample((n,))
+
+    def shift(self, output, delta):
+        return torch.distributions.StudentT(output.df, output.loc + delta, output.scale)
 
 
 def make_head(kind: str, quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> Head:

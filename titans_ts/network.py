@@ -175,6 +175,8 @@ class TitansNet(nn.Module):
             self.proj = nn.Linear(self.n_tokens * d_model, c.horizon * self.k_out)
         else:
             self.proj = nn.Linear(d_model, c.horizon * self.k_out)
+        # created last: a network without it draws the same initial weights as before it existed
+        self.linear = nn.Linear(c.seq_len, c.horizon) if c.linear_skip else None
 
     # ------------------------------------------------------------------ tokenisers
     def _patches(self, x: torch.Tensor, m: torch.Tensor):
@@ -253,6 +255,9 @@ class TitansNet(nn.Module):
         else:
             out = self.proj(h).view(B, C, self.horizon, self.k_out)
         out = out.permute(0, 2, 1, 3)  # [B, H, C, k]
+        if self.linear is not None:  # the linear path shifts the location (first output)
+            lin = self.linear(x.transpose(1, 2)).transpose(1, 2).unsqueeze(-1)  # [B, H, C, 1]
+            out = torch.cat([out[..., :1] + lin, out[..., 1:]], -1)
         if self.cycle is not None:
             # the first output is the location (point, lowest quantile, Student-t loc): adding
             # the cycle there shifts every head's whole forecast

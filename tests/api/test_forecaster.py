@@ -160,8 +160,8 @@ def test_carried_memory_stays_finite_on_a_long_stream():
     f.fit(df)
     assert f.memory_.written[0] >= T - 2 * 24
     assert np.isfinite(f.predict()["y_hat"]).all()
-    st = f.memory_.states[0][0]
-    assert all(torch.isfinite(w).all() for w in st.weights)
+    weights, momentum = f.memory_.states[0]
+    assert all(torch.isfinite(w).all() for w in (*weights, *momentum))
 
 
 def test_update_rejects_gaps_and_unknown_series():

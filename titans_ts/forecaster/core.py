@@ -11,16 +11,15 @@ future steps; series shorter than a full window are left-padded with unobserved 
 values are explicit: NaN / null become unobserved steps (masked in the input, the loss and the
 memory writes); nothing is filled or dropped.
 
-**Memory across windows.** Every forecast runs the neural memory at test time over the last
-``context_length`` steps (it memorises them, then is read). With ``test_time_memory=True`` each
-series also keeps its memory's state *across* windows: after ``fit`` and every ``update``, each
-complete block of ``context_length`` steps of the history that lies wholly before the current
-context has been written into the memory, oldest first, blocks aligned to the start of the
-series, and ``predict`` starts from that state instead of the learned initial memory. ``update``
-changes it without touching a single trained parameter. It is off by default: a network trained
-on single windows has never seen its memory run for thousands of steps, the inner gradient
-descent can then diverge (a soft clamp on the surprise, ``carry_clamp``, keeps it finite), and
-on ETTh1 the carried state did not improve the forecast (docs/benchmarks/test_time_memory.md).
+**Memory across windows.** Every forecast runs the backbone's neural memory at test time over the
+last ``context_length`` steps (it memorises them, then is read). With ``test_time_memory=True``
+each series also carries a Titans memory *across* windows (:class:`titans_ts.online.StreamMemory`,
+the carried mode of ``titans-ts benchmark online``): every window of the history whose target has
+fully arrived is written into it with the error the forecast made there, oldest first, and each
+forecast reads it for a correction. ``update`` writes the windows the new rows complete, without
+touching a trained parameter. It pays where the series drift away from the training data
+(docs/benchmarks/online.md: the online benchmark's test streams) and costs one backbone forecast
+per history step at ``fit`` / ``update`` (docs/benchmarks/test_time_memory.md).
 
 The parts: this module (parameters, fit, predict, update), :mod:`.evaluation`
 (cross-validation, score), :mod:`.persistence` (save, load), :mod:`.memory_store` (the carried
@@ -41,13 +40,8 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from ..config import TitansConfig
-from ..datasets.forecast_frames import (
-    as_pandas,
-    first_steps,
-    forecast_frame,
-    level_quantiles,
-)
-from ..datasets.frames import DataValidationError, SeriesCollection, from_frame, to_frame
+from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
+from ..datasets.frames import DataValidationError, SeriesCollection, from_frame
 from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows, window_loader
 from .memory_store import BATCH, SeriesMemory
 
@@ -62,7 +56,8 @@ _NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, Non
 #: the forecaster's own parameters, with their defaults
 TRAINING_PARAMS = dict(
     h=24, context_length=96, loss="mse", lr=1e-3, weight_decay=1e-4, batch_size=64, max_epochs=20,
-    patience=3, limit_train_batches=None, val_size=None, test_time_memory=False, carry_clamp=1.0,
+    patience=3, limit_train_batches=None, val_size=None, test_time_memory=False,
+    memory_pace=(-8.0, -4.0, -3.0),
     freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None, seed=0,
     accelerator="cpu", verbose=False)
 
@@ -79,8 +74,9 @@ class TitansForecaster(BaseEstimator):
         limit_train_batches: cap on training batches per epoch (None: all windows).
         val_size: steps per series held out for early stopping (None: ``h``; 0: none).
         test_time_memory: keep each series' memory state across windows (see module docs).
-        carry_clamp: soft clamp on the surprise norm while the memory is carried across windows
-            (``surprise_clamp`` of :func:`titans_ts.memory_scan`; None: the memory's own setting).
+        memory_pace: the carried memory's (forgetting, momentum, inner learning rate) gate logits:
+            how fast it learns and forgets (the default is the slow pace the online benchmark's
+            validation streams chose most: it remembers the drift, not the noise).
         freq: pandas frequency alias; inferred from the data if None.
         id_col, time_col, target_col: column names of long frames (``time_col`` None: ``ds``,
             or ``date`` in wide frames).
@@ -106,7 +102,7 @@ class TitansForecaster(BaseEstimator):
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 20,
                  patience: int = 3, limit_train_batches: int | None = None,
                  val_size: int | None = None, test_time_memory: bool = False,
-                 carry_clamp: float | None = 1.0, freq: str | None = None,
+                 memory_pace: Sequence[float] = (-8.0, -4.0, -3.0), freq: str | None = None,
                  id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
                  covariates: Sequence[str] | None = None, seed: int = 0, accelerator: str = "cpu",
                  verbose: bool = False, **network: Any) -> None:
@@ -125,7 +121,7 @@ class TitansForecaster(BaseEstimator):
         self.limit_train_batches = limit_train_batches
         self.val_size = val_size
         self.test_time_memory = test_time_memory
-        self.carry_clamp = carry_clamp
+        self.memory_pace = memory_pace
         self.freq = freq
         self.id_col = id_col
         self.time_col = time_col
@@ -271,17 +267,34 @@ class TitansForecaster(BaseEstimator):
         values, masks = self._inputs(coll)
         self.history_ = {"ids": list(coll.ids), "values": values, "masks": masks,
                          "index": list(coll.index), "firsts": self._firsts(coll.index, coll.freq)}
+        self.stream_memory_ = self._stream_memory() if self.test_time_memory else None
         self.memory_ = SeriesMemory(len(coll.ids))
         self._memorise(self.memory_, values, masks, self.history_["firsts"], range(len(coll.ids)))
 
+    def _stream_memory(self):
+        """The carried memory's layer (its maps drawn from ``seed``; learning at ``memory_pace``)."""
+        from ..online.stream_memory import StreamMemory
+
+        pace = tuple(float(x) for x in self.memory_pace)
+        if len(pace) != 3:
+            raise ValueError(f"memory_pace must be three gate logits (forgetting, momentum, inner "
+                             f"learning rate), got {self.memory_pace!r}")
+        g = torch.random.get_rng_state()
+        torch.manual_seed(self.seed)
+        try:
+            return StreamMemory(self.context_length, self.h, dim=64, heads=4, depth=1, max_lr=0.5,
+                                chunk_size=1, soft_norm=True, learn_gates=False, gate_init=pace).eval()
+        finally:
+            torch.random.set_rng_state(g)
+
     def _memorise(self, store: SeriesMemory, values, masks, firsts, which) -> None:
-        if self.test_time_memory and self.variant != "none":
-            store.write(self.model_.net, values, masks, firsts, self.context_length, which,
-                        self.carry_clamp)
+        if self.test_time_memory:
+            store.write(self.model_.net, self.stream_memory_, values, masks, firsts, self.context_length,
+                        self.h, self.n_targets_, which)
 
     def _memory_for(self, values, masks, firsts=None) -> SeriesMemory | None:
         """Memory states of other series (predict(df=...)), without touching the stored ones."""
-        if not self.test_time_memory or self.variant == "none":
+        if not self.test_time_memory:
             return None
         store = SeriesMemory(len(values))
         self._memorise(store, values, masks, firsts, range(len(values)))
@@ -301,18 +314,24 @@ class TitansForecaster(BaseEstimator):
     # ------------------------------------------------------------------ predict
     @torch.no_grad()
     def _forecast(self, values, masks, memory: SeriesMemory | None = None, firsts=None):
-        """Raw network output for the last L steps of each series (memory: carried states;
-        firsts: each series' first step, for a learned cycle)."""
-        net, L = self.model_.net, self.context_length
+        """Raw network output for the last L steps of each series (memory: carried memories,
+        whose corrections shift each forecast; firsts: each series' first step, for a cycle)."""
+        net, L, C = self.model_.net, self.context_length, self.n_targets_
         windows = SeriesWindows(values, L, 0, [(i, v.shape[0]) for i, v in enumerate(values)],
                                 masks=masks, first_index=firsts)
         outs = []
         for start in range(0, len(values), BATCH):
             idx = list(range(start, min(len(values), start + BATCH)))
             batch = collate_windows([windows[i] for i in idx])
-            states = None if memory is None else memory.batched(net, idx, self.n_inputs_)
-            outs.append(net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX),
-                            states=states, surprise_clamp=None if states is None else self.carry_clamp))
+            out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX))
+            if memory is not None:
+                point = net.point_forecast(out)
+                delta = torch.zeros_like(point)
+                for k, i in enumerate(idx):
+                    delta[k, :, :C] = memory.correction(i, self.stream_memory_, batch[PAST][k, :, :C],
+                                                        batch[PAST_MASK][k, :, :C], point[k, :, :C])
+                out = net.head.shift(out, delta)
+            outs.append(out)
         return outs
 
     def _quantile_arrays(self, outs, levels_q: list[float]):
@@ -360,7 +379,8 @@ class TitansForecaster(BaseEstimator):
         if df is None:
             coll = self._history_collection()
             values, masks = self.history_["values"], self.history_["masks"]
-            memory, firsts = self.memory_, self.history_.get("firsts")
+            memory = self.memory_ if self.test_time_memory else None
+            firsts = self.history_.get("firsts")
         else:
             coll = self._check_new(self._collection(df), same_ids=False)
             values, masks = self._inputs(coll)
@@ -423,38 +443,17 @@ class TitansForecaster(BaseEstimator):
         self._memorise(self.memory_, hist["values"], hist["masks"], hist.get("firsts"), touched)
         return self
 
-    # ------------------------------------------------------------------ plot
+    # ------------------------------------------------------------------ the other parts
     def plot(self, forecast: Any = None, df: Any = None, ids: Sequence[str] | None = None,
              levels: Sequence[float] | None = None, out: str | os.PathLike | None = None,
              history_steps: int | None = None, max_series: int = 4):
         """History, forecast and intervals with matplotlib (returns the figure; saved if ``out``).
 
         ``forecast`` defaults to ``predict(levels=levels)``; ``df`` to the stored history."""
-        from ..plotting import plot_forecast_frame
+        from .evaluation import plot
 
-        self._check_fitted()
-        if forecast is None:
-            forecast = self.predict(df=df, levels=levels if self.head != "point" else None)
-        fc = as_pandas(forecast)
-        hist = as_pandas(df) if df is not None else to_frame(self._history_collection(), "pandas")
-        steps = history_steps if history_steps is not None else 3 * self.context_length
-        if self.layout_ == "wide":
-            ch = self.channels_[0]
-            hist = hist.assign(**{self.id_col: ch}).rename(columns={ch: "y"})[[self.id_col, self.time_col_, "y"]]
-            fc = fc.assign(**{self.id_col: ch}).rename(columns={ch: "y_hat"})
-            fc = fc.rename(columns={c: c[len(ch) + 1:] for c in fc.columns if c.startswith(ch + "_")})
-            target, point = "y", "y_hat"
-        else:
-            target, point = self.target_col, f"{self.target_col}_hat"
-        if ids is not None:
-            hist = hist[hist[self.id_col].isin(ids)]
-            fc = fc[fc[self.id_col].isin(ids)]
-        hist = hist.groupby(self.id_col, sort=False).tail(steps)
-        return plot_forecast_frame(hist, fc, out, id_col=self.id_col, time_col=self.time_col_,
-                                   target_col=target, point_col=point, max_series=max_series,
-                                   levels=tuple(levels) if levels else None)
+        return plot(self, forecast, df, ids, levels, out, history_steps, max_series)
 
-    # ------------------------------------------------------------------ the other parts
     def cross_validation(self, df: Any, n_windows: int = 1, step: int | None = None,
                          refit: bool | int = False, h: int | None = None) -> Any:
         """Rolling-origin evaluation on the end of every series (see

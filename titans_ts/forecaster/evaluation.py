@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..datasets.forecast_frames import as_pandas, head_rows, to_flavour, truth_rows
 
-__all__ = ["cross_validation", "score", "SCORES"]
+__all__ = ["cross_validation", "score", "plot", "SCORES"]
 
 SCORES = ("mae", "mase", "mse", "rmse", "smape")
 
@@ -95,3 +95,32 @@ def score(est, df: Any, metric: str = "mae", season: int = 1) -> float:
                              mask=m[i][:, c]) for i in range(len(values)) for c in range(C)]
         return float(np.mean(vals))
     return float(fns[metric](np.nan_to_num(y), point, mask=m))
+
+
+def plot(est, forecast: Any = None, df: Any = None, ids=None, levels=None, out=None,
+         history_steps: int | None = None, max_series: int = 4):
+    """History, forecast and intervals of ``est`` with matplotlib (see ``TitansForecaster.plot``)."""
+    from ..datasets.frames import to_frame
+    from ..plotting import plot_forecast_frame
+
+    est._check_fitted()
+    if forecast is None:
+        forecast = est.predict(df=df, levels=levels if est.head != "point" else None)
+    fc = as_pandas(forecast)
+    hist = as_pandas(df) if df is not None else to_frame(est._history_collection(), "pandas")
+    steps = history_steps if history_steps is not None else 3 * est.context_length
+    if est.layout_ == "wide":
+        ch = est.channels_[0]
+        hist = hist.assign(**{est.id_col: ch}).rename(columns={ch: "y"})[[est.id_col, est.time_col_, "y"]]
+        fc = fc.assign(**{est.id_col: ch}).rename(columns={ch: "y_hat"})
+        fc = fc.rename(columns={c: c[len(ch) + 1:] for c in fc.columns if c.startswith(ch + "_")})
+        target, point = "y", "y_hat"
+    else:
+        target, point = est.target_col, f"{est.target_col}_hat"
+    if ids is not None:
+        hist = hist[hist[est.id_col].isin(ids)]
+        fc = fc[fc[est.id_col].isin(ids)]
+    hist = hist.groupby(est.id_col, sort=False).tail(steps)
+    return plot_forecast_frame(hist, fc, out, id_col=est.id_col, time_col=est.time_col_,
+                               target_col=target, point_col=point, max_series=max_series,
+                               levels=tuple(levels) if levels else None)

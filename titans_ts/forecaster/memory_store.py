@@ -1,10 +1,12 @@
-"""Each series' memory carried across windows (test-time memorisation) for the forecaster.
+"""Each series' test-time memory for the forecaster (``test_time_memory=True``).
 
-The store holds, per series, one :class:`titans_ts.MemoryState` per block (None until the series
-has written anything) and how many of its steps have been written. Writing reads blocks of
-``seq_len`` steps, oldest first, aligned to the series' start, up to the start of the current
-context; several series write in one batched forward pass (their states batched with
-:meth:`MemoryState.cat` and split back with :meth:`MemoryState.split`).
+The memory is the online benchmark's carried mode (:class:`titans_ts.online.StreamMemory`): one
+stream memory per series and target channel, written, in time order, with the realised error of
+every window of the series' history whose target has fully arrived, and read by the next
+forecast. The store keeps per series the memory state after the last written window, the errors
+of the last ``horizon`` written windows (what the next write and read see as the newest known
+error), the next window to write, and the channel scales that floor a window's spread. ``update``
+writes the windows the new rows complete; no trained parameter changes.
 """
 
 from __future__ import annotations
@@ -13,72 +15,81 @@ import numpy as np
 import torch
 
 from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows
-from ..memory import MemoryState
 
-__all__ = ["SeriesMemory", "BATCH"]
+__all__ = ["SeriesMemory", "BATCH", "first_origin"]
 
-BATCH = 256  # series per forward pass
+BATCH = 256  # windows per forward pass
+
+
+def first_origin(length: int, seq_len: int, horizon: int) -> int:
+    """The first window of a series of ``length`` steps the memory writes (as training starts)."""
+    return max(1, min(seq_len, length - horizon))
 
 
 class SeriesMemory:
-    """Carried memory states of ``n`` series (see the module docstring)."""
+    """Carried stream-memory states of ``n`` series (see the module docstring)."""
 
     def __init__(self, n: int) -> None:
-        self.states: list[list | None] = [None] * n
-        self.written: list[int] = [0] * n
+        self.states: list = [None] * n          # (weights, momentum) of [C, heads, d, d]
+        self.errors: list = [None] * n          # [C, k <= H, H] normalised errors, oldest first
+        self.next_write: list = [None] * n      # origin of the next window to write
+        self.scales: list = [None] * n          # [C] channel scales (spread floors)
+        self.written: list[int] = [0] * n       # windows written so far
 
     def __len__(self) -> int:
         return len(self.states)
 
-    def extend(self, n: int) -> None:
-        self.states += [None] * n
-        self.written += [0] * n
+    @torch.no_grad()
+    def write(self, net, mem, values: list[np.ndarray], masks: list[np.ndarray], firsts, seq_len: int,
+              horizon: int, n_targets: int, which) -> None:
+        """Write every complete, not yet written window of the series ``which`` (oldest first)."""
+        H, C = horizon, n_targets
+        for i in which:
+            T = values[i].shape[0]
+            if self.next_write[i] is None:
+                self.next_write[i] = first_origin(T, seq_len, H)
+                v = values[i][:, :C]
+                m = masks[i][:, :C]
+                sd = np.array([np.nanstd(v[m[:, c], c]) if m[:, c].any() else 1.0 for c in range(C)])
+                self.scales[i] = torch.tensor(np.where(sd > 0, sd, 1.0), dtype=torch.float32)
+            origins = list(range(self.next_write[i], T - H + 1))
+            if not origins:
+                continue
+            ds = SeriesWindows([values[i]], seq_len, H, [(0, o) for o in origins], masks=[masks[i]],
+                               n_targets=C, first_index=None if firsts is None else [firsts[i]])
+            for a in range(0, len(origins), BATCH):
+                batch = collate_windows([ds[k] for k in range(a, min(a + BATCH, len(origins)))])
+                out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX))
+                f = net.point_forecast(out)[..., :C]
+                n = mem.normalise(batch[PAST][..., :C], batch[PAST_MASK][..., :C], f,
+                                  batch["future"][..., :C], batch["future_mask"][..., :C],
+                                  scale=self.scales[i])
+                self._scan(i, mem, n, H)
+            self.next_write[i] = T - H + 1
+            self.written[i] += len(origins)
 
-    def batched(self, net, idx: list[int], n_inputs: int) -> list | None:
-        """The states of the series ``idx`` as one list of per-block batched states (the learned
-        initial memory for series that have none yet); None if none of them has a state."""
-        if all(self.states[i] is None for i in idx):
-            return None
-        rows = net.memory_rows(1, n_inputs)
-        per = [self.states[i] if self.states[i] is not None else initial_states(net, rows)
-               for i in idx]
-        return [None if per[0][b] is None else MemoryState.cat([p[b] for p in per])
-                for b in range(len(per[0]))]
+    def _scan(self, i: int, mem, n: dict, H: int) -> None:
+        """Write windows (``n``: their normalised inputs [B, C, ...]) after the series' state."""
+        ctx, yhat = n["ctx"].transpose(0, 1), n["yhat"].transpose(0, 1)      # [C, B, ...]
+        resid, observed = n["resid"].transpose(0, 1), n["observed"].transpose(0, 1)
+        B = ctx.shape[1]
+        known = self.errors[i] if self.errors[i] is not None else resid.new_zeros(resid.shape[0], 0, H)
+        # the newest error known when each window was forecast: the window H positions earlier
+        allerr = torch.cat([known, resid], 1)
+        k = known.shape[1]
+        idx = torch.arange(B) + k - H
+        prev = torch.where((idx >= 0)[None, :, None], allerr[:, idx.clamp_min(0)], torch.zeros_like(resid))
+        feats = mem.features(ctx, yhat, prev)
+        _, self.states[i] = mem.scan(feats, feats, resid, observed, self.states[i])
+        self.errors[i] = allerr[:, -H:]
 
     @torch.no_grad()
-    def write(self, net, values: list[np.ndarray], masks: list[np.ndarray],
-              firsts: list[int] | None, seq_len: int, which, surprise_clamp: float | None) -> None:
-        """Write every complete, not yet written block of ``seq_len`` steps that ends at or before
-        the start of each series' current context (its last ``seq_len`` steps) into its memory,
-        oldest first."""
-        which = list(which)
-        n_inputs = values[0].shape[1]
-        while True:
-            todo = [i for i in which if self.written[i] + seq_len <= values[i].shape[0] - seq_len]
-            if not todo:
-                return
-            for start in range(0, len(todo), BATCH):
-                part = todo[start:start + BATCH]
-                windows = SeriesWindows([values[i] for i in part], seq_len, 0,
-                                        [(k, self.written[i] + seq_len) for k, i in enumerate(part)],
-                                        masks=[masks[i] for i in part],
-                                        first_index=None if firsts is None else [firsts[i] for i in part])
-                batch = collate_windows([windows[k] for k in range(len(part))])
-                _, finals = net(batch[PAST], batch[PAST_MASK], states=self.batched(net, part, n_inputs),
-                                return_states=True, time_index=batch.get(TIME_INDEX),
-                                surprise_clamp=surprise_clamp)
-                split = [[None] * len(finals) for _ in part]
-                for b, st in enumerate(finals):
-                    if st is not None:
-                        for k, s in enumerate(st.split(len(part))):
-                            split[k][b] = s
-                for k, i in enumerate(part):
-                    self.states[i] = split[k]
-                    self.written[i] += seq_len
-
-
-def initial_states(net, rows: int) -> list:
-    """One learned-initial-memory state per block of ``net`` for ``rows`` sequences (None for a
-    block without memory), in their own storage."""
-    return [blk.memory.initial_state(rows).contiguous() if hasattr(blk, "memory") else None
-            for blk in net.blocks]
+    def correction(self, i: int, mem, past: torch.Tensor, mask: torch.Tensor, forecast: torch.Tensor):
+        """The correction [H, C] (data units) of the forecast [H, C] of series ``i`` made from
+        the context ``past`` / ``mask`` [L, C] (its last window)."""
+        n = mem.normalise(past[None], mask[None], forecast[None], scale=self.scales[i])
+        written = self.errors[i]
+        prev = None if written is None or written.shape[1] == 0 else written[:, -1]
+        feats = mem.features(n["ctx"][0], n["yhat"][0], prev)
+        corr = mem.read(feats, self.states[i])  # [C, H]
+        return (n["std"][0][:, None] * corr).T

@@ -44,6 +44,8 @@ def save(est, path: str | os.PathLike) -> Path:
                               "best_val_loss_": est.best_val_loss_, "n_epochs_": est.n_epochs_,
                               "ids": [str(i) for i in hist["ids"]]}),
         "state_dict": {k: v.detach().clone() for k, v in est.model_.state_dict().items()},
+        "stream_memory": {} if est.stream_memory_ is None else
+        {k: v.detach().clone() for k, v in est.stream_memory_.state_dict().items()},
         "values": [torch.from_numpy(v) for v in hist["values"]],
         "masks": [torch.from_numpy(m) for m in hist["masks"]],
         "index": [torch.from_numpy(idx.asi8.copy()) if idx is not None else torch.empty(0, dtype=torch.int64)
@@ -87,6 +89,10 @@ def load(cls, path: str | os.PathLike):
                     "firsts": est._firsts(index, est.freq_)}
     from .memory_store import SeriesMemory
 
+    est.stream_memory_ = None
+    if est.test_time_memory:
+        est.stream_memory_ = est._stream_memory()
+        est.stream_memory_.load_state_dict(payload["stream_memory"])
     est.memory_ = SeriesMemory(len(ids))
     est._memorise(est.memory_, coll_values, coll_masks, est.history_["firsts"], range(len(ids)))
     return est
