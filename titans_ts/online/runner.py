@@ -147,6 +147,8 @@ def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MO
         "online_lr": lr, "online_lr_val": chosen,
         "params": sum(p.numel() for p in module.parameters()),
         "memory_params": sum(p.numel() for p in mem.parameters()),
+        "training": {"max_epochs": cfg.max_epochs, "limit_train_batches": cfg.limit_train_batches,
+                     "batch_size": cfg.batch_size, "lr": cfg.lr, "patience": cfg.patience},
         "network": cfg.network, "memory": cfg.memory, "machine": machine_description(),
         "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
     }
