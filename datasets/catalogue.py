@@ -327,6 +327,8 @@ def download(name: str, root: str | os.PathLike | None = None, force: bool = Fal
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(info.url, timeout=timeout) as resp:
             shutil.copyfileobj(resp, out, length=1 << 20)
+            out.flush()
+            os.fsync(out.fileno())  # the bytes are on disk before the rename makes them the file
         tmp = Path(tmp_name)
         if info.sha256:
             got = sha256_of(tmp)

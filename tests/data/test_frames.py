@@ -149,7 +149,8 @@ def test_integer_time_steps_are_steps_and_floats_are_refused():
     coll = from_frame(df)
     assert coll.freq == 2 and list(coll.future_index(0, 3)) == [30, 32, 34]
     assert coll.time_dtype == np.int32 and to_frame(coll)["ds"].dtype == np.int32
-    with pytest.raises(DataValidationError, match=r"irregular at integer step 2: gaps after row 0 \(10 -> 14: 1 missing"):
+    with pytest.raises(DataValidationError,
+                       match=r"irregular at integer step 2: gaps after row 0 \(10 -> 14: 1 missing"):
         from_frame(df.drop(index=[1]))
     with pytest.raises(DataValidationError, match="freq must be None .* or a positive integer step"):
         from_frame(df, freq="h")
