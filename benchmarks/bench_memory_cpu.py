@@ -175,7 +175,8 @@ def main() -> None:
         "",
         f"Matched settings: dim 256, 4 heads x 64, depth-2 memory (hidden 256), chunk 64, batch {args.batch}.",
         "",
-        "| T | titans-ts chunked | titans-ts reference (per-token loop) | titans-pytorch 0.5.5 NeuralMemory | speed-up vs titans-pytorch |",
+        "| T | titans-ts chunked | titans-ts reference (per-token loop) | titans-pytorch 0.5.5 NeuralMemory "
+        "| speed-up vs titans-pytorch |",
         "|---|---|---|---|---|",
     ]
     for T in args.lengths:

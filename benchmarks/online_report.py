@@ -88,8 +88,9 @@ def render(rows: list[dict], out: Path = OUT, plots: bool = True) -> str:
         "- `carried+online_gd`: both.",
         "",
         "`ms / step` is the cost of one stream step on this machine (one thread): for `frozen` and "
-        "`carried` the whole stream runs in one batched pass (its time divided by the steps); the "
-        "`online_gd` modes step one origin at a time (a forward and backward pass per step).",
+        "`carried` the backbone forecasts the windows in batches and the memory runs over the whole "
+        "stream in one pass (their time divided by the steps); the `online_gd` modes step one origin "
+        "at a time (a forward and backward pass per step, then the forecast).",
         "",
     ]
     by_table = defaultdict(list)
@@ -102,7 +103,7 @@ def render(rows: list[dict], out: Path = OUT, plots: bool = True) -> str:
                   "| dataset | L | H | seeds | " + " | ".join(f"{m} MSE / MAE" for m in MODES) +
                   " | carried < frozen | PatchTST + Proceed | PatchTST + online GD | ms / step (frozen, carried, "
                   "online_gd, carried+online_gd) |",
-                  "|" + "---|" * (10)]
+                  "|" + "---|" * (4 + len(MODES) + 1 + len(PROCEED) + 1)]
         for key in sorted(keys, key=lambda k: (k[1], k[3])):
             _, dataset, L, H = key
             g = groups[key]

@@ -37,8 +37,14 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .common import activation_backward, activation_fn, activation_grad2, compute_dtype, \
-    soft_clamp_scale, soft_clamp_scale_grad
+from .common import (
+    activation_backward,
+    activation_fn,
+    activation_grad2,
+    compute_dtype,
+    soft_clamp_scale,
+    soft_clamp_scale_grad,
+)
 
 __all__ = ["memory_scan_chunked", "chunk_gate_coefficients", "chunk_forward", "chunk_backward"]
 

@@ -36,7 +36,7 @@ def _values(T=420, seed=0):
 def trained():
     torch.manual_seed(0)
     cfg = OnlineConfig(seq_len=L, horizon=H, max_epochs=1, limit_train_batches=3, batch_size=32,
-                       network=dict(patch_len=8, stride=4, d_model=16, n_layers=1, dropout=0.0,
+                       network=dict(patch_len=8, stride=4, d_model=16, n_layers=1, dropout=0.2,
                                     memory=dict(heads=2, depth=1, chunk_size=4)),
                        memory=dict(dim=16, heads=2, depth=1, max_lr=0.2, chunk_size=1, context_features=16))
     data = _data(_values())
@@ -92,3 +92,32 @@ def test_no_leak_a_later_value_never_changes_an_earlier_forecast(trained, cut):
     for mode in MODES:
         assert torch.equal(a[mode]["pred"][:, :k], b[mode]["pred"][:, :k]), mode
         assert not torch.equal(a[mode]["pred"][:, k:], b[mode]["pred"][:, k:]), mode
+
+
+def test_choosing_and_training_the_memory_with_a_horizon_longer_than_a_segment(trained):
+    """The memory's selection and outer training run (and stay finite) when H exceeds the
+    training segment (the first tokens' newest known errors lie before the stream)."""
+    from titans_ts.online.runner import backbone_forecasts, choose_stream_memory
+
+    cfg, data, module, _ = trained
+    cfg = copy.deepcopy(cfg)
+    cfg.segment, cfg.streams, cfg.memory_epochs = 2, 8, 2
+    cfg.paces = ((-8.0, -4.0, -3.0), (-4.0, -4.0, -4.0))
+    cfg.gains = (0.5, 1.0)
+    values = torch.from_numpy(data.values)
+    so = data.stream_origins(L, H)
+    fc_train = backbone_forecasts(module.net, values, np.arange(L, data.borders["train"][1] - H + 1), L, H)
+    fc_stream = backbone_forecasts(module.net, values, np.arange(int(so[0]) - H, int(so[-1]) + 1), L, H)
+    mem, info = choose_stream_memory(values, data, cfg, fc_train, fc_stream, seed=0)
+    assert np.isfinite(info["val"]) and info["pace"] in [list(p) for p in cfg.paces]
+    assert info["gain"] in (0.0, *cfg.gains) and isinstance(mem, StreamMemory)
+    # the outer training itself (truncated back-propagation through the training stream)
+    from titans_ts.online.runner import StreamInputs, train_stream_memory
+
+    tuned = StreamMemory(L, H, **cfg.memory)
+    first = int(so[0]) - H
+    va_last = data.borders["val"][1] - H
+    train_in = StreamInputs.build(tuned, values, L, data.borders["train"][1] - H, fc_train, L, H)
+    val_in = StreamInputs.build(tuned, values, first, va_last, fc_stream[: va_last - first + 1], L, H)
+    hist = train_stream_memory(tuned, train_in, val_in, H, cfg, seed=0)
+    assert len(hist["history"]) >= 2 and np.isfinite(hist["best_val"])

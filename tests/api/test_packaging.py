@@ -48,3 +48,19 @@ def test_import_is_light(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_public_api_and_its_docstring_examples_run():
+    """`from titans_ts import TitansNet, MAC, MAG, MAL, LMM` works, and the short examples in the
+    docstrings of the package, the configuration, the heads, the blocks and the network run."""
+    import doctest
+    import importlib
+
+    import titans_ts
+    from titans_ts import LMM, MAC, MAG, MAL, TitansNet  # noqa: F401
+
+    assert {"TitansNet", "MAC", "MAG", "MAL", "LMM", "TitansConfig"} <= set(titans_ts.__all__)
+    for name in ("titans_ts", "titans_ts.config", "titans_ts.heads", "titans_ts.blocks", "titans_ts.network"):
+        res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+        assert res.failed == 0, f"{name}: {res.failed} failing docstring example(s)"
+        assert res.attempted > 0, f"{name} has no runnable example"

@@ -60,10 +60,12 @@ class OnlineConfig:
     limit_train_batches: int | None = None
     memory: dict = field(default_factory=lambda: dict(dim=64, heads=4, depth=1, max_lr=0.5, chunk_size=1,
                                                       soft_norm=True, learn_gates=False))
-    # (forgetting, momentum, inner learning-rate) gate logits tried on the validation stream
-    paces: tuple = tuple((f, m, r) for f in (-8.0, -6.0, -4.0) for m in (-4.0, 0.0) for r in (-4.0, -3.0, -2.0))
+    # (forgetting, momentum, inner learning-rate) gate logits, and read-out gains, tried on the
+    # validation stream (gain 0 -- no correction -- wins when no memory beats the backbone there)
+    paces: tuple = ((-8.0, -4.0, -4.0), (-8.0, -4.0, -5.0), (-10.0, -4.0, -4.0))
+    gains: tuple = (0.25, 0.5, 1.0)
     memory_lr: float = 3e-3
-    memory_epochs: int = 20   # outer training of the chosen memory (0: none); kept if it wins
+    memory_epochs: int = 0   # outer training of the chosen memory (0: none); kept if it wins
     memory_patience: int = 5
     segment: int = 64
     streams: int = 64
@@ -78,10 +80,11 @@ def origin_batch(values: torch.Tensor, origins, seq_len: int, horizon: int) -> d
     ``[t - L, t)``), ``future`` [B, H, C] (rows ``[t, t + H)``, where they exist), masks, and
     ``time_index`` (the first context row)."""
     origins = torch.as_tensor(np.asarray(origins), dtype=torch.long)
+    if len(origins) and int(origins.min()) < seq_len:
+        raise ValueError(f"origin {int(origins.min())} has fewer than seq_len={seq_len} rows before it")
     ctx = origins[:, None] - seq_len + torch.arange(seq_len)
     past = values[ctx]
-    out = {PAST: past, PAST_MASK: ~torch.isnan(past), TIME_INDEX: origins - seq_len}
-    out[PAST] = torch.nan_to_num(past)
+    out = {PAST: torch.nan_to_num(past), PAST_MASK: ~torch.isnan(past), TIME_INDEX: origins - seq_len}
     fut = origins[:, None] + torch.arange(horizon)
     if int(fut.max()) < values.shape[0]:
         future = values[fut]
@@ -201,10 +204,10 @@ def _tokens(inputs: StreamInputs, a: int, b: int, horizon: int) -> tuple[dict, d
     write = inputs.slice(a, b)
     read = inputs.slice(a + horizon, b + horizon)
     read["prev"] = write["resid"]
-    lo = a - horizon
-    prev = inputs.resid[:, max(lo, 0):b - horizon]
-    if lo < 0:
-        prev = torch.cat([prev.new_zeros(prev.shape[0], min(-lo, b - a), prev.shape[2]), prev], 1)
+    lo, hi = a - horizon, b - horizon
+    prev = inputs.resid[:, max(lo, 0):max(hi, 0)]
+    if prev.shape[1] < b - a:  # positions before the stream's first: no error known
+        prev = torch.cat([prev.new_zeros(prev.shape[0], b - a - prev.shape[1], prev.shape[2]), prev], 1)
     write["prev"] = prev
     return read, write
 
@@ -276,8 +279,10 @@ def train_stream_memory(mem: StreamMemory, train: StreamInputs, val: StreamInput
             opt.step()
             state = tuple(tuple(t.detach() for t in ts) for ts in final)
             losses.append(float(loss.detach()))
+        if not losses:  # no segment fitted this epoch's cut: nothing learnt, nothing to judge
+            continue
         val_mse = stream_mse(mem, val, H)
-        history.append({"epoch": epoch, "train": float(np.mean(losses)) if losses else None, "val": val_mse})
+        history.append({"epoch": epoch, "train": float(np.mean(losses)), "val": val_mse})
         if log:
             log(f"  memory epoch {epoch}: train {history[-1]['train']:.4f} val {val_mse:.4f}")
         if val_mse < best - 1e-6:
@@ -292,16 +297,13 @@ def train_stream_memory(mem: StreamMemory, train: StreamInputs, val: StreamInput
 
 
 @torch.no_grad()
-def stream_mse(mem: StreamMemory, inputs: StreamInputs, horizon: int, first_scored: int | None = None) -> float:
-    """Carried MSE of the stream ``inputs`` (memory from ``M_0`` at its first write), over the
-    origins from ``first_scored`` (default: every read origin)."""
+def stream_mse(mem: StreamMemory, inputs: StreamInputs, horizon: int) -> float:
+    """Carried MSE over every read origin of the stream ``inputs`` (memory from ``M_0``)."""
     mem.eval()
     n = len(inputs)
     read, write = _tokens(inputs, 0, n - horizon, horizon)
     corr, _ = _scan_stream(mem, read, write, None, False)
-    pred = _predict(read, corr)
-    a = 0 if first_scored is None else inputs.index(first_scored) - horizon
-    se, cnt = _sq_err(pred[:, a:], {k: v[:, a:] for k, v in read.items()})
+    se, cnt = _sq_err(_predict(read, corr), read)
     return float(se / cnt.clamp_min(1.0))
 
 
@@ -339,10 +341,18 @@ def _static_modes(mem: StreamMemory, stream: StreamInputs, horizon: int, scored:
 
 
 def _online_gd(module, mem: StreamMemory, values: torch.Tensor, stream: StreamInputs, horizon: int,
-               seq_len: int, scored: int, lr: float, carried: bool, limit: int | None = None) -> dict:
+               seq_len: int, scored: int, lr: float, carried: bool, seed: int = 0) -> dict:
+    with torch.random.fork_rng():  # the updates' dropout draws are a function of ``seed`` alone
+        torch.manual_seed(seed)
+        return _online_gd_run(module, mem, values, stream, horizon, seq_len, scored, lr, carried)
+
+
+def _online_gd_run(module, mem: StreamMemory, values: torch.Tensor, stream: StreamInputs, horizon: int,
+                   seq_len: int, scored: int, lr: float, carried: bool) -> dict:
     """The sequential modes: at each origin one Adam step (batch 1) on every parameter with the
     loss of the window completed there, then the forecast (with the carried memory if
-    ``carried``). Works on copies: the given module and memory are left as they are."""
+    ``carried``, which is written with the error of the forecast actually issued for the
+    completed window). Works on copies: the given module and memory are left as they are."""
     net = copy.deepcopy(module.net)
     mem = copy.deepcopy(mem)
     params = [p for p in list(net.parameters()) + list(mem.parameters()) if p.requires_grad]
@@ -350,22 +360,24 @@ def _online_gd(module, mem: StreamMemory, values: torch.Tensor, stream: StreamIn
     H, C = horizon, values.shape[1]
     first = stream.first + H  # the first forecast origin (the one before writes origin first)
     last = stream.first + len(stream) - 1
-    if limit is not None:
-        last = min(last, first + limit - 1)
     state = mem.initial_state(C) if carried else None
     errors: list[torch.Tensor] = []  # the realised error of the window written at each token
+    issued: dict[int, torch.Tensor] = {}  # the forecasts issued, until their window completes
     preds = []
     t0 = time.perf_counter()
     for j, t in enumerate(range(first, last + 1)):
         w = t - H  # the window whose target has just fully arrived
         prev_w = errors[j - H] if carried and j >= H else None  # the error known when w was forecast
         b = origin_batch(values, [w], seq_len, H)
+        if carried and w not in issued:  # before the stream's first forecast: what it would have been
+            net.eval()
+            with torch.no_grad():
+                issued[w] = net.point_forecast(net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX]))
         net.train()
         mem.train()
         f = net.point_forecast(net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX]))  # [1, H, C]
         n = mem.normalise(b[PAST], b[PAST_MASK], f, b[FUTURE], b[FUTURE_MASK])
-        feats = mem.features(n["ctx"][0], n["yhat"][0], prev_w)  # [C, dim]
-        corr = mem.read(feats, state)
+        corr = mem.read(mem.features(n["ctx"][0], n["yhat"][0], prev_w), state)  # [C, H]
         pred = f[0].T + n["std"][0][:, None] * corr
         m = b[FUTURE_MASK][0].T.to(pred.dtype)
         loss = (((pred - b[FUTURE][0].T) * m) ** 2).sum() / m.sum().clamp_min(1.0)
@@ -379,13 +391,15 @@ def _online_gd(module, mem: StreamMemory, values: torch.Tensor, stream: StreamIn
             cur = origin_batch(values, [t], seq_len, H)
             fc = net.point_forecast(net(cur[PAST], cur[PAST_MASK], time_index=cur[TIME_INDEX]))
             nc = mem.normalise(cur[PAST], cur[PAST_MASK], fc)
-            if carried:  # write the completed window (its error under the pre-step parameters)
-                err = n["resid"][0].detach()
+            if carried:
+                nw = mem.normalise(b[PAST], b[PAST_MASK], issued.pop(w), b[FUTURE], b[FUTURE_MASK])
+                err = nw["resid"][0]
                 errors.append(err)
-                wf = mem.features(n["ctx"][0].detach(), n["yhat"][0].detach(), prev_w)[:, None]
+                wf = mem.features(nw["ctx"][0], nw["yhat"][0], prev_w)[:, None]
                 rf = mem.features(nc["ctx"][0], nc["yhat"][0], err)[:, None]
-                corr_t, state = mem.scan(rf, wf, err[:, None], n["observed"][0][:, None], state)
+                corr_t, state = mem.scan(rf, wf, err[:, None], nw["observed"][0][:, None], state)
                 preds.append(fc[0].T + nc["std"][0][:, None] * corr_t[:, 0])
+                issued[t] = fc
             else:
                 rf = mem.features(nc["ctx"][0], nc["yhat"][0])
                 preds.append(fc[0].T + nc["std"][0][:, None] * mem.read(rf))
@@ -437,9 +451,10 @@ def _parts(pred: torch.Tensor, read: dict, parts: int = 20) -> list[float]:
 def choose_stream_memory(values: torch.Tensor, data: OnlineData, cfg: OnlineConfig, fc_train: torch.Tensor,
                          fc_stream: torch.Tensor, seed: int = 0, log=None):
     """The stream memory, chosen on the validation stream's carried MSE: each pace of
-    ``cfg.paces`` (the gates' initial logits; the maps drawn once from ``seed``), then the best one
-    trained on the training stream (``cfg.memory_epochs``), kept only if it wins too.
-    Returns the memory and a summary dict."""
+    ``cfg.paces`` (the gates' logits; the maps drawn once from ``seed``) times each read-out gain
+    of ``cfg.gains``; gain 0 (no correction) when none beats the backbone there. With
+    ``cfg.memory_epochs`` the chosen memory is also trained on the training stream and kept only
+    if that wins too. Returns the memory and a summary dict."""
     L, H = cfg.seq_len, cfg.horizon
     tr_first, tr_last = L, data.borders["train"][1] - H
     first = int(data.stream_origins(L, H)[0]) - H
@@ -454,20 +469,30 @@ def choose_stream_memory(values: torch.Tensor, data: OnlineData, cfg: OnlineConf
         mem = copy.deepcopy(base)
         with torch.no_grad():
             mem.gates.bias.view(3, -1).copy_(torch.tensor(pace, dtype=torch.float32)[:, None])
-        scores[tuple(pace)] = (stream_mse(mem, val_in, H), mem)
-    pace = min(scores, key=lambda p: scores[p][0])
-    best_val, mem = scores[pace]
+            w = _tokens(val_in, 0, len(val_in) - H, H)[1]
+            corr, _ = _scan_stream(mem, read, w, None, False)
+        for gain in cfg.gains:  # the correction is linear in the read-out: one scan per pace
+            se, cnt = _sq_err(read["forecast"] + gain * read["std"][..., None] * corr, read)
+            scores[(tuple(pace), gain)] = (float(se / cnt.clamp_min(1.0)), mem)
+    (pace, gain) = min(scores, key=lambda k: scores[k][0])
+    best_val, mem = scores[(pace, gain)]
+    if best_val >= val_backbone:  # no memory beats the backbone on validation: no correction
+        gain, best_val = 0.0, val_backbone
+    with torch.no_grad():
+        mem.out.weight.mul_(gain)
     if log:
-        log(f"  validation: backbone {val_backbone:.4f}; stream memory paces " + ", ".join(
-            f"{p}: {v:.4f}" for p, (v, _) in sorted(scores.items(), key=lambda kv: kv[1][0])[:3]) + " ...")
+        log(f"  validation: backbone {val_backbone:.4f}; stream memory " + ", ".join(
+            f"{p} x{g}: {v:.4f}" for (p, g), (v, _) in sorted(scores.items(), key=lambda kv: kv[1][0])[:3])
+            + f" ... -> gain {gain}")
     trained = False
-    if cfg.memory_epochs > 0:
+    if cfg.memory_epochs > 0 and gain > 0:
         train_in = StreamInputs.build(mem, values, tr_first, tr_last, fc_train, L, H)
         tuned = copy.deepcopy(mem)
         h = train_stream_memory(tuned, train_in, val_in, H, cfg, seed=seed, log=log)
         if h["best_val"] < best_val - 1e-9:
             mem, best_val, trained = tuned, h["best_val"], True
-    return mem.eval(), {"val": best_val, "val_backbone": val_backbone, "pace": list(pace), "trained": trained}
+    return mem.eval(), {"val": best_val, "val_backbone": val_backbone, "pace": list(pace), "gain": gain,
+                        "trained": trained}
 
 
 def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MODES,
@@ -495,7 +520,9 @@ def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MO
     so = data.stream_origins(L, H)
     first, last = int(so[0]) - H, int(so[-1])
     fc_train = backbone_forecasts(module.net, values, np.arange(tr_first, tr_last + 1), L, H)
+    tf = time.perf_counter()
     fc_stream = backbone_forecasts(module.net, values, np.arange(first, last + 1), L, H)
+    backbone_ms = 1e3 * (time.perf_counter() - tf) / (last - first + 1)  # per window, batched
     t1 = time.perf_counter()
     mem, hist = choose_stream_memory(values, data, cfg, fc_train, fc_stream, seed=seed, log=log)
     stream = StreamInputs.build(mem, values, first, last, fc_stream, L, H)
@@ -518,7 +545,7 @@ def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MO
     common = {
         "dataset": data.name, "horizon": H, "seq_len": L, "seed": seed,
         "test_origins": int(read["target"].shape[1]), "val_memory_mse": hist["val"],
-        "val_backbone_mse": hist["val_backbone"], "memory_pace": hist["pace"],
+        "val_backbone_mse": hist["val_backbone"], "memory_pace": hist["pace"], "memory_gain": hist["gain"],
         "memory_trained": hist["trained"],
         "backbone_mse": _metrics(read["forecast"], read)["mse"],
         "backbone_seconds": round(backbone_s, 1), "memory_seconds": round(memory_s, 1),
@@ -531,6 +558,8 @@ def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MO
     }
     out = []
     for mode, r in res.items():
+        # the batched modes' cost per step includes the backbone's forecast of the window
+        ms = r["ms_per_step"] + (backbone_ms if mode in ("frozen", "carried") else 0.0)
         out.append({**common, "mode": mode, "mse": r["mse"], "mae": r["mae"],
-                    "ms_per_step": round(r["ms_per_step"], 4), "parts": _parts(r["pred"], read)})
+                    "ms_per_step": round(ms, 4), "parts": _parts(r["pred"], read)})
     return out
