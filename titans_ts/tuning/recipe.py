@@ -165,8 +165,11 @@ def run_tune_command(args) -> int:
         _log.removeHandler(handler)
         _log.setLevel(saved[0])
         _log.propagate = saved[1]
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    print("trials: " + ", ".join(f"{states.count(s)} {s.name.lower()}" for s in COUNTED_STATES))
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    print("trials: " + ", ".join(f"{states.count(s)} {s.name.lower()}" for s in COUNTED_STATES)
+          + (f" ({len(retried)} of the failed ones retried after their worker died)" if retried else ""))
     if TrialState.COMPLETE not in states:
         print("no trial completed: no recipe written")
         return 1
