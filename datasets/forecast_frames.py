@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .frames import DataValidationError, SeriesCollection
+from .timeindex import is_integer_index
 
 __all__ = ["as_pandas", "to_flavour", "forecast_frame", "head_rows", "truth_rows", "first_steps"]
 
@@ -57,6 +58,7 @@ def forecast_frame(coll: SeriesCollection, point: np.ndarray, qs: dict[float, np
     for n, sid in enumerate(coll.ids):
         fut = coll.future_index(n, h)
         part: dict[str, Any] = {}
+        fut = coll.output_times(fut) if coll.time_dtype is not None else fut
         if coll.layout == "wide":
             part[coll.time_col] = fut
             for c, ch in enumerate(coll.channels):
@@ -76,7 +78,10 @@ def forecast_frame(coll: SeriesCollection, point: np.ndarray, qs: dict[float, np
                 part[f"lo-{lv:g}"] = qs[_qkey(0.5 - lv / 200)][n, :, 0]
                 part[f"hi-{lv:g}"] = qs[_qkey(0.5 + lv / 200)][n, :, 0]
         rows.append(pd.DataFrame(part))
-    return to_flavour(pd.concat(rows, ignore_index=True), coll.flavour)
+    out = pd.concat(rows, ignore_index=True)
+    if coll.layout != "wide":
+        out[coll.id_col] = coll.output_ids(out[coll.id_col])
+    return to_flavour(out, coll.flavour)
 
 
 def head_rows(pdf: pd.DataFrame, coll: SeriesCollection, trim: int) -> pd.DataFrame:
@@ -100,20 +105,27 @@ def truth_rows(pdf: pd.DataFrame, coll: SeriesCollection, trim: int, h: int) -> 
         .drop(columns="_o")
 
 
-def first_steps(index: list, freq: str | None) -> list[int]:
+def first_steps(index: list, freq: Any) -> list[int]:
     """Each series' first step counted in ``freq`` steps from 1970-01-01 (the phase a learned
-    cycle reads, the same for every series and for any later call); integer-indexed series count
-    from their own first row."""
+    cycle reads, the same for every series and for any later call; daily and longer steps are
+    counted on the wall-clock calendar of a tz-aware series); integer time steps count in
+    steps from 0, arrays without an index from their own first row."""
     out = []
     for idx in index:
         if idx is None or len(idx) == 0:
             out.append(0)
+            continue
+        if is_integer_index(idx):
+            out.append(int(idx[0]) // int(freq or 1))
             continue
         if freq is None:
             raise ValueError("cycle_len needs the series' frequency to place each step in the cycle; "
                              "pass freq=... (a pandas alias such as 'h' or 'W-SUN')")
         off = pd.tseries.frequencies.to_offset(freq)
         t0 = idx[0]
+        sub_daily = isinstance(off, pd.offsets.Tick) and pd.Timedelta(off) < pd.Timedelta(days=1)
+        if t0.tz is not None and not sub_daily:
+            t0 = t0.tz_localize(None)
         epoch = pd.Timestamp("1970-01-01", tz=t0.tz)
         if isinstance(off, pd.offsets.Tick):
             out.append(int((t0 - epoch) // pd.Timedelta(off)))

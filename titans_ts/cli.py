@@ -38,7 +38,7 @@ def _data(args: argparse.Namespace) -> int:
     if args.data_cmd == "verify":
         names = args.names or [n for n in D.CATALOGUE]
         bad = 0
-        for name in names:
+        for name in names:  # every file is reported; one bad file does not stop the others
             try:
                 path = D.find_file(name, root=args.root, verify=True)
                 status = "ok" if D.dataset_info(name).sha256 else "not pinned"
@@ -47,7 +47,11 @@ def _data(args: argparse.Namespace) -> int:
                 print(f"{name:<20} {'missing':<10}")
                 bad += bool(args.names)
             except D.ChecksumError as err:
-                print(f"{name:<20} {'MISMATCH':<10} {err}")
+                word = "MISMATCH" if "does not match" in str(err) else "CORRUPT"
+                print(f"{name:<20} {word:<10} {err}")
+                bad += 1
+            except (OSError, KeyError) as err:
+                print(f"{name:<20} {'UNREADABLE':<10} {err}")
                 bad += 1
         return 1 if bad else 0
     if args.data_cmd == "download":

@@ -27,6 +27,41 @@ __all__ = ["TitansLightningModule", "point_loss", "pinball_loss", "student_t_nll
 TRAINING_SETTINGS = ("loss", "lr", "weight_decay", "scheduler", "warmup_epochs", "optimizer")
 
 
+#: observed values beyond this magnitude overflow float32 in the loss or RevIN's variance
+#: (squares of ~1e19 exceed float32's 3.4e38), whatever the memory does
+DATA_MAGNITUDE_LIMIT = 1e15
+
+
+def _nonfinite_loss_message(loss, batch, epoch: int, batch_idx: int) -> str:
+    """Why the training loss is not finite: the data (non-finite or huge observed values) is
+    checked first; only data of ordinary magnitude points at the memory diverging."""
+    where = f"training loss is {loss.item()} at epoch {epoch}, batch {batch_idx}"
+    biggest, bad = 0.0, []
+    for key in ("past", "future"):
+        x = batch.get(key)
+        if x is None:
+            continue
+        m = batch.get(f"{key}_mask")
+        x = x.detach().double() if m is None else torch.where(m.bool(), x.detach().double(), 0.0)
+        if not torch.isfinite(x).all():
+            bad.append(key)
+        finite = torch.where(torch.isfinite(x), x, 0.0)
+        biggest = max(biggest, float(finite.abs().max()) if finite.numel() else 0.0)
+    if bad:
+        return (f"{where}: the batch's observed {' and '.join(bad)} values are not finite (inf or NaN "
+                f"where the mask says observed); fix the data (NaN with mask 0 marks a missing value).")
+    if biggest > DATA_MAGNITUDE_LIMIT:
+        return (f"{where}: the data's magnitude is the cause (observed values up to {biggest:.3g}; "
+                f"squares of values this large overflow float32 in the loss and the normalisation). "
+                f"Standardise the data or change its units (the benchmark data module scales "
+                f"every channel; TitansForecaster scales every series itself).")
+    return (f"{where}. The data's magnitude is ordinary (observed values up to {biggest:.3g}), so the "
+            "likeliest cause is the neural memory's inner updates diverging over a long "
+            "context (many memory chunks): lower model.memory.max_lr (the cap on the inner "
+            "learning rate, e.g. 0.02 instead of 0.1), lower memory.chunk_size, or set "
+            "memory.surprise_clamp; a lower outer lr can also help.")
+
+
 class TitansLightningModule(pl.LightningModule):
     """Training wrapper around :class:`TitansNet`.
 
@@ -80,12 +115,7 @@ class TitansLightningModule(pl.LightningModule):
         _, loss = self._step(batch)
         if not torch.isfinite(loss):
             # stop here: one optimiser step on a non-finite loss makes every parameter NaN
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}. "
-                "The likeliest cause is the neural memory's inner updates diverging over a long "
-                "context (many memory chunks): lower model.memory.max_lr (the cap on the inner "
-                "learning rate, e.g. 0.02 instead of 0.1), lower memory.chunk_size, or set "
-                "memory.surprise_clamp; a lower outer lr can also help.")
+            raise FloatingPointError(_nonfinite_loss_message(loss, batch, self.current_epoch, batch_idx))
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch["past"].shape[0])
         return loss

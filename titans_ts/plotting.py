@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .atomic import save_figure
+
 __all__ = ["plot_test_forecast", "plot_forecast_frame"]
 
 
@@ -59,9 +61,7 @@ def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple
             ax.axvline(L - 0.5, color="0.7", lw=0.8, ls="--")
         axes[0, 0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    out = save_figure(fig, out, dpi=110)
     plt.close(fig)
     return out
 
@@ -92,8 +92,7 @@ def plot_forecast_frame(history, forecast, out: str | os.PathLike | None = None,
     axes[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110)
+        save_figure(fig, out, dpi=110)
     return fig
 
 

@@ -387,3 +387,69 @@ def test_two_cli_workers_share_one_study(tmp_path, data_root):
     number = int(header.split("trial ")[1].split(",")[0])
     assert study.trials[number].state == TrialState.COMPLETE
     assert f"{study.trials[number].value:.6g}" in header
+
+
+KILLABLE = r'''
+import json, os, sys, time
+from titans_ts.tuning import optimize
+
+url, n, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def objective(trial):
+    x = trial.suggest_float("x", -1.0, 1.0)
+    if os.environ.get("VICTIM"):  # announce the trial, then hang until killed
+        with open(marker + ".tmp", "w") as fh:
+            json.dump({"number": trial.number, "x": x}, fh)
+        os.replace(marker + ".tmp", marker)
+        time.sleep(120)
+    time.sleep(0.1)
+    return x * x
+
+optimize(objective, n_trials=n, storage=url, study_name="kill", heartbeat_interval=1, grace_period=2)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_killed_worker_loses_no_trial(tmp_path, kind):
+    """A worker SIGKILLed mid-trial: its trial goes stale (no heartbeat for the grace period), a
+    live worker fails it and reruns its configuration, and the study still ends with exactly
+    n complete trials: the killed one does not count, its retry does."""
+    import json
+    import signal
+    import time
+
+    script = tmp_path / "worker.py"
+    script.write_text(KILLABLE)
+    marker = tmp_path / "victim.json"
+    url = f"sqlite:///{tmp_path}/k.db" if kind == "sqlite" else f"journal://{tmp_path}/k.log"
+    n = 4
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+
+    def start(**extra):
+        return subprocess.Popen([sys.executable, str(script), url, str(n), str(marker)], cwd=tmp_path,
+                                env=dict(env, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    victim = start(VICTIM="1")
+    t0 = time.monotonic()
+    while not marker.exists():
+        assert victim.poll() is None, victim.communicate()[1][-3000:]
+        assert time.monotonic() - t0 < 60, "the victim never started its trial"
+        time.sleep(0.05)
+    killed = json.loads(marker.read_text())
+    worker = start()  # a live worker beside the doomed one
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    restarted = start()  # the killed worker, restarted
+    for p in (worker, restarted):
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name="kill", storage=T.open_storage(url))
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == n and TrialState.RUNNING not in states, states
+    dead = study.trials[killed["number"]]
+    assert dead.state == TrialState.FAIL and dead.params["x"] == killed["x"]
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed["number"]]
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+    assert T.study._n_counted(study) == n  # the dead trial and its retry hold one slot
+    assert time.monotonic() - t0 < 30

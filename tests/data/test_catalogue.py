@@ -154,3 +154,28 @@ def test_cli_data_list_and_verify(data_root, tmp_path, monkeypatch, capsys):
     assert main(["data", "--root", str(data_root), "verify", "ETTh1", "electricity"]) == 1
     out = capsys.readouterr().out
     assert "electricity" in out and "missing" in out
+
+
+def test_verify_reports_every_bad_file_and_goes_on(tmp_path, monkeypatch, capsys):
+    """A truncated and a non-gzip .gz are each reported (CORRUPT) and the files after them are
+    still checked; loaders get a ChecksumError that names the file."""
+    from titans_ts.cli import main
+
+    monkeypatch.delenv("TITANS_TS_DATA", raising=False)
+    content = b"date,a,OT\n" + b"".join(b"2020-01-%02d,1,2\n" % d for d in range(1, 29))
+    sha = (hashlib.sha256(content).hexdigest(),)
+    names = []
+    for name, data in [("cut", gzip.compress(content)[:40]), ("notgz", content), ("good", gzip.compress(content))]:
+        info = replace(D.dataset_info("ETTh1"), name=f"fake_{name}", filename=f"fake_{name}.csv", sha256=sha, url=None)
+        monkeypatch.setitem(C.CATALOGUE, info.name, info)
+        (tmp_path / f"fake_{name}.csv.gz").write_bytes(data)
+        names.append(info.name)
+    assert main(["data", "--root", str(tmp_path), "verify", *names]) == 1
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert rows["fake_cut"].split()[1] == "CORRUPT" and "not a readable gzip file" in rows["fake_cut"]
+    assert rows["fake_notgz"].split()[1] == "CORRUPT" and "fake_notgz.csv.gz" in rows["fake_notgz"]
+    assert rows["fake_good"].split()[1] == "ok"
+    with pytest.raises(D.ChecksumError, match=r"fake_cut.csv.gz is not a readable gzip file"):
+        D.find_file("fake_cut", root=tmp_path)
+    with pytest.raises(D.ChecksumError, match="truncated or corrupt"):
+        C.open_text(tmp_path / "fake_cut.csv.gz")

@@ -119,3 +119,62 @@ def test_arrays():
         from_array(np.zeros((2, 2, 2)))
     with pytest.raises(DataValidationError, match="pandas or polars DataFrame"):
         from_frame(np.zeros((3, 2)))
+
+
+# ------------------------------------------------------------- time zones, integer steps, ids
+
+
+@pytest.mark.parametrize("flavour", ["pandas", "polars"])
+def test_time_zones_are_kept_and_daily_steps_follow_the_calendar(flavour):
+    """A tz-aware ``ds`` stays in its zone (index, gaps in messages, steps after the end); daily
+    local midnights across a DST change are regular (a calendar day), hourly steps elapsed time."""
+    days = pd.date_range("2024-03-28", periods=6, freq="D", tz="Europe/Paris")  # DST on 03-31
+    df = pd.DataFrame({"unique_id": "a", "ds": days, "y": np.arange(6.0)})
+    df = pl.from_pandas(df) if flavour == "polars" else df
+    coll = from_frame(df)
+    assert coll.freq == "D" and str(coll.index[0].tz) == "Europe/Paris"
+    assert str(coll.future_index(0, 2)[0]) == "2024-04-03 00:00:00+02:00"
+    back = to_frame(coll)
+    assert str((back.to_pandas() if flavour == "polars" else back)["ds"].dtype).endswith("Europe/Paris]")
+    hours = pd.date_range("2024-03-31 00:00", periods=6, freq="h", tz="Europe/Paris")
+    gap = pd.DataFrame({"unique_id": "a", "ds": hours.delete(3), "y": np.arange(5.0)})
+    with pytest.raises(DataValidationError, match=r"\+02:00 -> .*\+02:00: 1 missing step"):
+        from_frame(gap, freq="h")
+    with pytest.raises(DataValidationError, match=r"duplicate timestamps in 'ds': 2024-03-31 01:00:00\+01:00"):
+        from_frame(pd.DataFrame({"unique_id": "a", "ds": hours[[0, 1, 1]], "y": [1.0, 2, 3]}))
+
+
+def test_integer_time_steps_are_steps_and_floats_are_refused():
+    df = pd.DataFrame({"unique_id": "a", "ds": np.arange(10, 30, 2, dtype=np.int32), "y": np.arange(10.0)})
+    coll = from_frame(df)
+    assert coll.freq == 2 and list(coll.future_index(0, 3)) == [30, 32, 34]
+    assert coll.time_dtype == np.int32 and to_frame(coll)["ds"].dtype == np.int32
+    with pytest.raises(DataValidationError,
+                       match=r"irregular at integer step 2: gaps after row 0 \(10 -> 14: 1 missing"):
+        from_frame(df.drop(index=[1]))
+    with pytest.raises(DataValidationError, match="freq must be None .* or a positive integer step"):
+        from_frame(df, freq="h")
+    with pytest.raises(DataValidationError, match=r"holds floats \(float64\).*Floats are not read as timestamps"):
+        from_frame(df.astype({"ds": float}))
+    filled = fill_gaps(df.drop(index=[1]), 2)
+    assert filled["ds"].tolist() == list(range(10, 30, 2)) and np.isnan(filled["y"][1])
+
+
+def test_ids_keep_their_type_and_colliding_ids_are_refused():
+    df = long_frame(n=5, ids=(7, 3))
+    coll = from_frame(df)
+    assert coll.ids == [7, 3] and all(type(i) is int for i in coll.ids)
+    assert to_frame(coll)["unique_id"].dtype == df["unique_id"].dtype
+    pcoll = from_frame(pl.from_pandas(df.astype({"unique_id": "int32"})))
+    assert to_frame(pcoll).schema["unique_id"] == pl.Int32
+    mixed = df.astype({"unique_id": object})
+    mixed.loc[mixed["unique_id"] == 3, "unique_id"] = "7"
+    with pytest.raises(DataValidationError, match=r"ids 7 \(int\) and '7' \(str\) .* different values that read alike"):
+        from_frame(mixed)
+    floats = df.astype({"unique_id": object})
+    floats.loc[floats["unique_id"] == 3, "unique_id"] = 7.0
+    with pytest.raises(DataValidationError, match=r"ids 7 \(int\) and 7.0 \(float\) .* equal values"):
+        from_frame(floats)
+    ok = df.astype({"unique_id": object})
+    ok.loc[ok["unique_id"] == 3, "unique_id"] = "x"
+    assert from_frame(ok).ids == [7, "x"]

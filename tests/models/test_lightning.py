@@ -127,6 +127,25 @@ def test_non_finite_training_loss_stops_with_advice(tmp_path):
         torch.testing.assert_close(p.detach(), q, rtol=0, atol=0)
 
 
+def test_non_finite_loss_from_huge_or_non_finite_data_blames_the_data():
+    """A loss that overflows because of the data's magnitude (or non-finite observed values)
+    says so, instead of sending the user to the memory's max_lr."""
+    pl.seed_everything(0, verbose=False)
+    model = TitansLightningModule(32, 8, **SMALL)
+    g = torch.Generator().manual_seed(0)
+    batch = {"past": torch.randn(4, 32, 2, generator=g) * 1e20, "past_mask": torch.ones(4, 32, 2, dtype=torch.bool),
+             "future": torch.randn(4, 8, 2, generator=g) * 1e20, "future_mask": torch.ones(4, 8, 2, dtype=torch.bool)}
+    with pytest.raises(FloatingPointError,
+                       match=r"data's magnitude is the cause \(observed values up to .*e\+20") as info:
+        model.training_step(batch, 0)
+    assert "max_lr" not in str(info.value)
+    batch["past"] = batch["past"] / 1e20
+    batch["future"] = batch["future"] / 1e20
+    batch["future"][0, 0, 0] = float("inf")
+    with pytest.raises(FloatingPointError, match=r"observed future values are not finite"):
+        model.training_step(batch, 0)
+
+
 def test_quiet_by_default(tmp_path, capfd, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _fit(tmp_path / "run", 1)

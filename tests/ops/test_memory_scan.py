@@ -234,3 +234,53 @@ def test_validation_of_options():
         memory_scan(*inputs, weights=[W[0], W[1][..., :5]])
     with pytest.raises(ValueError, match="mask must be"):
         memory_scan(*inputs, weights=W, mask=torch.ones(2, 5))
+
+
+def test_dtypes_are_checked():
+    inputs, W, S = make_inputs(T=6, depth=2)
+    with pytest.raises(TypeError, match="q, k and v must share one dtype; got q torch.float64"):
+        memory_scan(inputs[0].double(), *inputs[1:], weights=W)
+    with pytest.raises(TypeError, match=r"weights\[0\] must be a floating-point tensor, got torch.int64"):
+        memory_scan(*inputs, weights=[W[0].long(), W[1]])
+    with pytest.raises(TypeError, match=r"every memory layer's weights must share one dtype"):
+        memory_scan(*inputs, weights=[W[0], W[1].double()])
+    with pytest.raises(TypeError, match=r"momentum\[1\] must be a floating-point tensor, got torch.int32"):
+        memory_scan(*inputs, weights=W, momentum=[S[0], S[1].int()])
+    with pytest.raises(TypeError, match=r"momentum\[0\] must have the weights' dtype torch.float32"):
+        memory_scan(*inputs, weights=W, momentum=[S[0].double(), S[1]])
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_a_fractional_mask_is_a_partial_write(backend):
+    """mask m in (0, 1) writes a token with inner learning rate m * theta (documented); outside
+    [0, 1] it is refused."""
+    inputs, W, S = make_inputs(T=9, depth=2, seed=3)
+    m = torch.rand(2, 9, generator=torch.Generator().manual_seed(0))
+    y, (WT, _) = memory_scan(*inputs, weights=W, momentum=S, mask=m, chunk_size=4, backend=backend)
+    scaled = inputs[:5] + [inputs[5] * m[:, :, None]]
+    y2, (WT2, _) = memory_scan(*scaled, weights=W, momentum=S, chunk_size=4, backend=backend)
+    torch.testing.assert_close(y, y2)
+    torch.testing.assert_close(WT[0], WT2[0])
+    for bad in (m * 2, m - 0.5, m * float("nan")):
+        with pytest.raises(ValueError, match=r"mask must be bool or hold numbers in \[0, 1\]"):
+            memory_scan(*inputs, weights=W, mask=bad, backend=backend)
+
+
+@pytest.mark.parametrize("which", ["q", "v", "weights", "momentum"])
+def test_non_finite_inputs_are_refused(which):
+    inputs, W, S = make_inputs(T=6, depth=2)
+    if which in ("q", "v"):
+        i = {"q": 0, "v": 2}[which]
+        inputs[i] = inputs[i].clone()
+        inputs[i][0, 3, 1, 0] = float("inf")
+        name = which
+    elif which == "weights":
+        W = [W[0], W[1].clone()]
+        W[1][1, 0, 0, 0] = float("nan")
+        name = r"weights\[1\]"
+    else:
+        S = [S[0].clone(), S[1]]
+        S[0][0, 0, 0, 0] = float("-inf")
+        name = r"momentum\[0\]"
+    with pytest.raises(ValueError, match=rf"{name} holds non-finite values \(inf / NaN\)"):
+        memory_scan(*inputs, weights=W, momentum=S)

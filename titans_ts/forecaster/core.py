@@ -31,19 +31,22 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from ..config import TitansConfig
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
-from ..datasets.frames import DataValidationError, SeriesCollection, from_frame
-from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows, window_loader
-from .memory_store import BATCH, SeriesMemory
+from ..datasets.frames import SeriesCollection, from_frame
+from ..datasets.windows import SeriesWindows, window_loader
+from . import state
+from .inference import forecast_arrays, scaled_inputs
+from .scaling import series_stats
+from .validation import check_levels, check_params, check_quantiles, plain
 
 __all__ = ["TitansForecaster", "NETWORK_SETTINGS", "TRAINING_PARAMS"]
 
@@ -60,6 +63,13 @@ TRAINING_PARAMS = dict(
     memory_pace=(-8.0, -4.0, -3.0),
     freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None, seed=0,
     accelerator="cpu", verbose=False)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) if not isinstance(a, np.ndarray) else np.array_equal(a, b)
+    except (TypeError, ValueError):
+        return a is b
 
 
 class TitansForecaster(BaseEstimator):
@@ -139,33 +149,44 @@ class TitansForecaster(BaseEstimator):
         # come through **network, so they are listed from the configuration
         return sorted(set(TRAINING_PARAMS) | set(NETWORK_SETTINGS))
 
+    def set_params(self, **params: Any) -> "TitansForecaster":
+        """Set parameters (scikit-learn's contract). Changing a parameter of a fitted forecaster
+        (anything but ``verbose``) un-fits it: its trained state belongs to the old values, so
+        ``predict`` / ``save`` then ask for ``fit`` again instead of mixing the two."""
+        before = self.get_params(deep=False)
+        super().set_params(**params)
+        after = self.get_params(deep=False)
+        changed = sorted(k for k in after if k != "verbose" and not _same(before.get(k), after[k]))
+        if changed and hasattr(self, "model_"):
+            for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                delattr(self, name)
+            self._unfitted_by = changed
+        return self
+
     # ------------------------------------------------------------------ checks
     def _config(self, n_inputs: int | None = None) -> TitansConfig:
         """The network's configuration (validated), for ``n_inputs`` channels."""
         L = self.context_length
-        net = {name: getattr(self, name) for name in NETWORK_SETTINGS}
+        net = {name: plain(getattr(self, name)) for name in NETWORK_SETTINGS}
         if net["patch_len"] is not None and isinstance(L, (int, np.integer)) and L >= 1:
             net["patch_len"] = min(net["patch_len"], int(L))
         net["quantiles"] = tuple(net["quantiles"]) if net["quantiles"] is not None else None
         return TitansConfig.from_dict(net, seq_len=L, horizon=self.h, n_channels=n_inputs)
 
     def _check_params(self) -> None:
-        for name in ("h", "context_length", "batch_size", "max_epochs"):
-            val = getattr(self, name)
-            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive integer, got {val!r}")
-        self._config(1 if self.cycle_len or self.revin_affine else None)
-        if self.val_size is not None and (not isinstance(self.val_size, (int, np.integer)) or self.val_size < 0):
-            raise ValueError(f"val_size must be None or an integer >= 0, got {self.val_size!r}")
+        check_params(self)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. "
-                                 "Call 'fit' with a data frame first.")
+            changed = getattr(self, "_unfitted_by", None)
+            why = (f" Its parameters {changed} changed after fit, which discards the trained "
+                   f"state; call 'fit' again." if changed else " Call 'fit' with a data frame first.")
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet.{why}")
 
     def _collection(self, df: Any) -> SeriesCollection:
+        freq = getattr(self, "freq_", None)
         return from_frame(df, id_col=self.id_col, time_col=self.time_col, target_col=self.target_col,
-                          covariates=self.covariates, freq=getattr(self, "freq_", None) or self.freq)
+                          covariates=self.covariates, freq=freq if freq is not None else self.freq)
 
     @staticmethod
     def _inputs(coll: SeriesCollection) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -175,7 +196,7 @@ class TitansForecaster(BaseEstimator):
         vals = [np.concatenate([v, c], 1).astype(np.float32) for v, c in zip(coll.values, coll.covariates)]
         return vals, [~np.isnan(v) for v in vals]
 
-    def _firsts(self, index: list, freq: str | None) -> list[int] | None:
+    def _firsts(self, index: list, freq: Any) -> list[int] | None:
         return first_steps(index, freq) if self.cycle_len else None
 
     # ------------------------------------------------------------------ fit
@@ -183,10 +204,10 @@ class TitansForecaster(BaseEstimator):
         from ..lightning_module import TitansLightningModule
 
         net = self._config(n_inputs).to_dict()
-        return TitansLightningModule(loss=self.loss, lr=self.lr, weight_decay=self.weight_decay,
+        return TitansLightningModule(loss=self.loss, lr=float(self.lr), weight_decay=float(self.weight_decay),
                                      scheduler="cosine", **net)
 
-    def _train_windows(self, values, val_size):
+    def _train_windows(self, values, masks, val_size):
         L, h = self.context_length, self.h
         train, val = [], []
         for i, v in enumerate(values):
@@ -196,6 +217,11 @@ class TitansForecaster(BaseEstimator):
             train += [(i, e) for e in range(first, t_end - h + 1)]
             if val_size:
                 val += [(i, e) for e in range(max(t_end, 1), T - h + 1)]
+        if val and not any(masks[i][e:e + h].any() for i, e in val):
+            warnings.warn(f"no observed target value in the validation steps (the last {val_size} of "
+                          f"every series): early stopping is off and best_val_loss_ is None",
+                          UserWarning, stacklevel=3)
+            val = []
         return train, val
 
     def fit(self, df: Any, callbacks: list | None = None, trial: Any = None) -> "TitansForecaster":
@@ -212,8 +238,11 @@ class TitansForecaster(BaseEstimator):
         h, L = self.h, self.context_length
         val_size = h if self.val_size is None else int(self.val_size)
         coll.check_min_length(h + 1 + val_size, what="h + 1 (+ val_size for early stopping)")
-        values, masks = self._inputs(coll)
-        train_idx, val_idx = self._train_windows(values, val_size)
+        coll.check_observed()
+        raw, masks = self._inputs(coll)
+        stats = series_stats(raw, masks)
+        values = scaled_inputs(raw, stats)
+        train_idx, val_idx = self._train_windows(values, [m[:, :coll.n_channels] for m in masks], val_size)
         firsts = self._firsts(coll.index, coll.freq)
         C = coll.n_channels
         n_in = values[0].shape[1]
@@ -237,7 +266,7 @@ class TitansForecaster(BaseEstimator):
                 max_epochs=self.max_epochs, patience=self.patience if val_dl is not None else None,
                 root_dir=root, verbose=self.verbose, checkpoint=val_dl is not None, callbacks=cbs,
                 accelerator=self.accelerator, devices=1, gradient_clip_val=1.0,
-                limit_train_batches=self.limit_train_batches or 1.0,
+                limit_train_batches=1.0 if self.limit_train_batches is None else self.limit_train_batches,
                 num_sanity_val_steps=0, **({} if val_dl is not None else {"limit_val_batches": 0}))
             with quiet_lightning(self.verbose):
                 trainer.fit(module, train_dl, val_dl)
@@ -259,91 +288,21 @@ class TitansForecaster(BaseEstimator):
         self.layout_ = coll.layout
         self.flavour_ = coll.flavour
         self.time_col_ = coll.time_col
-        self._set_history(coll)
+        self.id_dtype_ = coll.id_dtype
+        self.time_dtype_ = coll.time_dtype
+        self._set_history(coll, stats)
+        self.__dict__.pop("_unfitted_by", None)
         return self
 
     # ------------------------------------------------------------------ state
-    def _set_history(self, coll: SeriesCollection) -> None:
-        values, masks = self._inputs(coll)
-        self.history_ = {"ids": list(coll.ids), "values": values, "masks": masks,
-                         "index": list(coll.index), "firsts": self._firsts(coll.index, coll.freq)}
-        self.stream_memory_ = self._stream_memory() if self.test_time_memory else None
-        self.memory_ = SeriesMemory(len(coll.ids))
-        self._memorise(self.memory_, values, masks, self.history_["firsts"], range(len(coll.ids)))
-
-    def _stream_memory(self):
-        """The carried memory's layer (its maps drawn from ``seed``; learning at ``memory_pace``)."""
-        from ..online.stream_memory import StreamMemory
-
-        pace = tuple(float(x) for x in self.memory_pace)
-        if len(pace) != 3:
-            raise ValueError(f"memory_pace must be three gate logits (forgetting, momentum, inner "
-                             f"learning rate), got {self.memory_pace!r}")
-        g = torch.random.get_rng_state()
-        torch.manual_seed(self.seed)
-        try:
-            return StreamMemory(self.context_length, self.h, dim=64, heads=4, depth=1, max_lr=0.5,
-                                chunk_size=1, soft_norm=True, learn_gates=False, gate_init=pace).eval()
-        finally:
-            torch.random.set_rng_state(g)
-
-    def _memorise(self, store: SeriesMemory, values, masks, firsts, which) -> None:
-        if self.test_time_memory:
-            store.write(self.model_.net, self.stream_memory_, values, masks, firsts, self.context_length,
-                        self.h, self.n_targets_, which)
-
-    def _memory_for(self, values, masks, firsts=None) -> SeriesMemory | None:
-        """Memory states of other series (predict(df=...)), without touching the stored ones."""
-        if not self.test_time_memory:
-            return None
-        store = SeriesMemory(len(values))
-        self._memorise(store, values, masks, firsts, range(len(values)))
-        return store
+    def _set_history(self, coll: SeriesCollection, stats=None) -> None:
+        state.set_history(self, coll, stats)
 
     def _history_collection(self) -> SeriesCollection:
         """The stored history as the series collection it was read from."""
-        hist, C = self.history_, self.n_targets_
-        covs = [v[:, C:] for v in hist["values"]] if self.covariate_names_ else None
-        return SeriesCollection(
-            ids=list(hist["ids"]), values=[v[:, :C] for v in hist["values"]],
-            masks=[m[:, :C] for m in hist["masks"]], index=list(hist["index"]), freq=self.freq_,
-            channels=list(self.channels_), covariates=covs, covariate_names=list(self.covariate_names_),
-            layout=self.layout_, flavour=self.flavour_, id_col=self.id_col, time_col=self.time_col_,
-            target_col=self.target_col)
+        return state.history_collection(self)
 
     # ------------------------------------------------------------------ predict
-    @torch.no_grad()
-    def _forecast(self, values, masks, memory: SeriesMemory | None = None, firsts=None):
-        """Raw network output for the last L steps of each series (memory: carried memories,
-        whose corrections shift each forecast; firsts: each series' first step, for a cycle)."""
-        net, L, C = self.model_.net, self.context_length, self.n_targets_
-        windows = SeriesWindows(values, L, 0, [(i, v.shape[0]) for i, v in enumerate(values)],
-                                masks=masks, first_index=firsts)
-        outs = []
-        for start in range(0, len(values), BATCH):
-            idx = list(range(start, min(len(values), start + BATCH)))
-            batch = collate_windows([windows[i] for i in idx])
-            out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX))
-            if memory is not None:
-                point = net.point_forecast(out)
-                delta = torch.zeros_like(point)
-                for k, i in enumerate(idx):
-                    delta[k, :, :C] = memory.correction(i, self.stream_memory_, batch[PAST][k, :, :C],
-                                                        batch[PAST_MASK][k, :, :C], point[k, :, :C])
-                out = net.head.shift(out, delta)
-            outs.append(out)
-        return outs
-
-    def _quantile_arrays(self, outs, levels_q: list[float]):
-        """Point [N, H, C] and per-level quantiles {q: [N, H, C]} of the network outputs."""
-        head = self.model_.net.head
-        point = np.concatenate([head.point(o).numpy() for o in outs])
-        qs = {}
-        if levels_q:
-            stacked = np.concatenate([head.quantiles(o, levels_q).numpy() for o in outs])
-            qs = {q: stacked[..., j] for j, q in enumerate(levels_q)}
-        return point, qs
-
     def predict(self, h: int | None = None, df: Any = None, levels: Sequence[float] | None = None,
                 quantiles: Sequence[float] | None = None) -> Any:
         """Forecast the next ``h`` steps (default: the trained horizon) of every series.
@@ -351,7 +310,8 @@ class TitansForecaster(BaseEstimator):
         Args:
             h: steps to forecast, 1 .. the trained ``h``.
             df: forecast from the end of these series instead of the stored history (same
-                columns as in ``fit``; any series ids); the stored state is left unchanged.
+                columns as in ``fit``; any series ids; each series is read in the units of its
+                own history); the stored state is left unchanged.
             levels: prediction-interval levels in percent (e.g. ``[80, 95]``) -> ``lo-80`` /
                 ``hi-80`` columns (probabilistic heads only).
             quantiles: quantile levels to report (default: the estimator's ``quantiles`` for
@@ -359,88 +319,53 @@ class TitansForecaster(BaseEstimator):
 
         Returns a frame in the flavour of the training data (pandas or polars): long frames get
         ``unique_id``, ``ds`` and ``<target>_hat`` (plus quantile / interval columns); wide
-        frames one column per channel (plus ``<channel>_q0.1`` ...).
+        frames one column per channel (plus ``<channel>_q0.1`` ...). Ids keep their type and
+        timestamps their zone. A series whose context holds no observed value is forecast as
+        NaN, with a warning; a forecast that would not be finite is an error.
         """
         self._check_fitted()
         h = self.h if h is None else h
         if not isinstance(h, (int, np.integer)) or isinstance(h, bool) or not 1 <= h <= self.h:
             raise ValueError(f"h must be an integer in 1..{self.h} (the trained horizon), got {h!r}; "
                              f"refit with a larger h for longer forecasts")
+        levels, quantiles = check_levels(levels), check_quantiles(quantiles)
         if self.head == "point" and (levels or quantiles):
             raise ValueError("levels / quantiles need a probabilistic head ('quantile' or 'student_t'); "
                              "this forecaster was trained with head='point'")
-        levels = list(levels or [])
-        for lv in levels:
-            if not 0 < float(lv) < 100:
-                raise ValueError(f"levels are percentages strictly between 0 and 100, got {lv!r}")
         if quantiles is None and self.head != "point":
             quantiles = [] if levels else [float(q) for q in self.quantiles]
-        quantiles = [float(q) for q in (quantiles or [])]
+        quantiles = quantiles or []
         if df is None:
             coll = self._history_collection()
-            values, masks = self.history_["values"], self.history_["masks"]
+            hist = self.history_
+            values, masks, stats = hist["values"], hist["masks"], (hist["loc"], hist["scale"])
             memory = self.memory_ if self.test_time_memory else None
-            firsts = self.history_.get("firsts")
+            firsts = hist.get("firsts")
         else:
             coll = self._check_new(self._collection(df), same_ids=False)
+            coll.check_observed()
             values, masks = self._inputs(coll)
+            stats = series_stats(values, masks)
             firsts = self._firsts(coll.index, self.freq_)
-            memory = self._memory_for(values, masks, firsts)
-        outs = self._forecast(values, masks, memory, firsts)
-        point, qs = self._quantile_arrays(outs, sorted(set(quantiles) | set(level_quantiles(levels))))
+            memory = state.memory_for(self, values, masks, stats, firsts)
+        point, qs = forecast_arrays(self, values, masks, stats, coll.ids, memory, firsts,
+                                    sorted(set(quantiles) | set(level_quantiles(levels))))
         return forecast_frame(coll, point[:, :h], {q: a[:, :h] for q, a in qs.items()},
                               quantiles, levels, h)
 
     # ------------------------------------------------------------------ update
     def _check_new(self, coll: SeriesCollection, same_ids: bool) -> SeriesCollection:
-        if list(coll.channels) != self.channels_ or list(coll.covariate_names) != self.covariate_names_:
-            raise DataValidationError(
-                f"the frame has channels {coll.channels} and covariates {coll.covariate_names}; this "
-                f"forecaster was fitted on channels {self.channels_} and covariates {self.covariate_names_}")
-        if coll.layout != self.layout_:
-            raise DataValidationError(f"the frame is {coll.layout}; this forecaster was fitted on a "
-                                      f"{self.layout_} frame")
-        if same_ids:
-            known = set(self.history_["ids"])
-            unknown = [i for i in coll.ids if i not in known]
-            if unknown:
-                raise DataValidationError(
-                    f"update() got series the forecaster has not seen: {unknown[:5]}; update() extends "
-                    f"known series (use predict(df=...) to forecast new ones, or fit again)")
-        return coll
+        return state.check_new(self, coll, same_ids)
 
     def update(self, df: Any) -> "TitansForecaster":
         """Append newly observed rows (the steps right after each series' last timestamp) and
         write them into the series' memories. No trained parameter changes. Returns ``self``.
 
-        Series not in ``df`` are left as they are; ``df`` may hold any subset of the known ids."""
+        Series not in ``df`` are left as they are; ``df`` may hold any subset of the known ids.
+        The new rows are read in the units each series was fitted in; rows that would make a
+        forecast non-finite are refused, and nothing is changed then."""
         self._check_fitted()
-        coll = self._check_new(self._collection(df), same_ids=True)
-        values, masks = self._inputs(coll)
-        pos = {sid: k for k, sid in enumerate(self.history_["ids"])}
-        # check every series before changing any
-        for n, sid in enumerate(coll.ids):
-            k = pos[sid]
-            old = self.history_["index"][k]
-            new = coll.index[n]
-            if old is not None and new is not None and self.freq_ is not None:
-                expected = pd.date_range(old[-1], periods=2, freq=self.freq_)[1]
-                if new[0] != expected:
-                    raise DataValidationError(
-                        f"series {sid!r}: update() rows must start right after the last known "
-                        f"timestamp {old[-1]} (expected {expected}, got {new[0]}); pass only new rows, "
-                        f"with NaN for missing values")
-        touched = []
-        hist = self.history_
-        for n, sid in enumerate(coll.ids):
-            k = pos[sid]
-            hist["values"][k] = np.concatenate([hist["values"][k], values[n]])
-            hist["masks"][k] = np.concatenate([hist["masks"][k], masks[n]])
-            old = hist["index"][k]
-            if old is not None and coll.index[n] is not None:
-                hist["index"][k] = old.append(coll.index[n])
-            touched.append(k)
-        self._memorise(self.memory_, hist["values"], hist["masks"], hist.get("firsts"), touched)
+        state.update(self, self._check_new(self._collection(df), same_ids=True))
         return self
 
     # ------------------------------------------------------------------ the other parts

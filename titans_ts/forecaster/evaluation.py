@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 
 from ..datasets.forecast_frames import as_pandas, head_rows, to_flavour, truth_rows
+from . import state
+from .inference import forecast_arrays
+from .scaling import series_stats
 
 __all__ = ["cross_validation", "score", "plot", "SCORES"]
 
@@ -57,13 +60,14 @@ def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
         # the last refit
         fc = as_pandas(model.predict(h=h, df=hist))
         truth = truth_rows(pdf, coll, trim, h)
+        # each series' last time step before the cutoff, read as fit reads it (zone, integers)
+        hc = est._collection(hist)
+        fc["cutoff"] = hc.output_times(np.repeat(
+            np.asarray([idx[-1] for idx in hc.index], dtype=object), h))
         if coll.layout == "wide":
-            fc["cutoff"] = pd.to_datetime(hist[coll.time_col]).max()
             for ch in coll.channels:
                 fc[f"{ch}_true"] = truth[ch].to_numpy()
         else:
-            cut = hist.groupby(est.id_col, sort=False)[coll.time_col].max()
-            fc["cutoff"] = fc[est.id_col].map(cut)
             fc[est.target_col] = truth[est.target_col].to_numpy()
         cut_frames.append(fc)
     return to_flavour(pd.concat(cut_frames, ignore_index=True), coll.flavour)
@@ -79,15 +83,16 @@ def score(est, df: Any, metric: str = "mae", season: int = 1) -> float:
     fns = {"mae": metrics.mae, "mse": metrics.mse, "rmse": metrics.rmse, "smape": metrics.smape}
     if metric not in SCORES:
         raise ValueError(f"metric must be one of {sorted(SCORES)}, got {metric!r}")
-    coll = est._collection(df)
+    coll = est._check_new(est._collection(df), same_ids=False)
     coll.check_min_length(est.h + 1, what="h + 1")
     values, masks = est._inputs(coll)
     h, C = est.h, est.n_targets_
     hist_v = [v[:-h] for v in values]
     hist_m = [m[:-h] for m in masks]
     firsts = est._firsts(coll.index, est.freq_)
-    outs = est._forecast(hist_v, hist_m, est._memory_for(hist_v, hist_m, firsts), firsts)
-    point, _ = est._quantile_arrays(outs, [])
+    stats = series_stats(hist_v, hist_m)  # each series in the units of its own history
+    point, _ = forecast_arrays(est, hist_v, hist_m, stats, coll.ids,
+                               state.memory_for(est, hist_v, hist_m, stats, firsts), firsts)
     y = np.stack([v[-h:, :C] for v in values])
     m = np.stack([mk[-h:, :C] for mk in masks])
     if metric == "mase":

@@ -29,8 +29,16 @@ Several workers
     exactly ``n_trials`` trials, numbered ``0 .. n_trials - 1``. Re-running a finished command
     does nothing but report; raising ``n_trials`` resumes the study. Each trial's sampler seed is
     a function of ``seed`` and the trial number, so workers never draw the same random start
-    points. A failed trial counts (its error is logged and kept in its ``error`` user attribute);
-    a worker killed outright leaves its trial RUNNING, and that trial counts too.
+    points. A failed trial counts (its error is logged and kept in its ``error`` user attribute).
+
+No lost trial
+    File and database studies record a heartbeat of every running trial (every 60 s). A worker
+    killed outright (SIGKILL, preemption, out of memory) stops its heartbeat: after the grace
+    period (120 s) another worker marks the trial FAIL and enqueues a retry with the same
+    parameters (up to 3 times), which takes the dead trial's place in the count. A worker whose
+    study is fully assigned stays until the other workers' trials finish, to retry any whose
+    worker dies, so restarting a killed worker (or not) still ends with exactly ``n_trials``.
+    See :mod:`titans_ts.tuning.heartbeat`.
 """
 
 from .forecaster import tune_forecaster
@@ -45,6 +53,8 @@ from .recipe import (
 from .space import SpaceError, load_space, suggest
 from .study import (
     COUNTED_STATES,
+    HEARTBEAT_INTERVAL,
+    MAX_RETRY,
     PerTrialSeedSampler,
     default_pruner,
     describe_storage,
@@ -58,5 +68,6 @@ __all__ = [
     "SpaceError", "load_space", "suggest", "open_storage", "describe_storage",
     "make_sampler", "PerTrialSeedSampler", "default_pruner", "optimize", "pruning_callback",
     "tune_recipe", "best_recipe", "write_best_recipe", "default_study_name", "COUNTED_STATES",
+    "HEARTBEAT_INTERVAL", "MAX_RETRY",
     "tune_paths", "run_tune_command", "tune_forecaster",
 ]

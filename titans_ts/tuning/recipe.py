@@ -3,7 +3,6 @@ with median pruning on the validation loss; the best configuration is written as
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -18,6 +17,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from ..atomic import atomic_write
 from ..recipes import build_in_dir, load_recipe, set_dotted
 from .space import load_space, suggest
 from .study import COUNTED_STATES, describe_storage, optimize, optuna_quiet, pruning_callback
@@ -91,18 +91,7 @@ def write_best_recipe(study: optuna.Study, config: str | os.PathLike | Mapping,
         f"# titans-ts fit --config {Path(output).as_posix()}",
     ]
     text = "\n".join(header) + "\n" + yaml.safe_dump(best_recipe(study, config, sets), sort_keys=False)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return output
+    return atomic_write(output, lambda fh: fh.write(text), binary=False)
 
 
 def tune_recipe(config: str | os.PathLike | Mapping, space: str | os.PathLike | Mapping,
@@ -176,8 +165,11 @@ def run_tune_command(args) -> int:
         _log.removeHandler(handler)
         _log.setLevel(saved[0])
         _log.propagate = saved[1]
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    print("trials: " + ", ".join(f"{states.count(s)} {s.name.lower()}" for s in COUNTED_STATES))
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    print("trials: " + ", ".join(f"{states.count(s)} {s.name.lower()}" for s in COUNTED_STATES)
+          + (f" ({len(retried)} of the failed ones retried after their worker died)" if retried else ""))
     if TrialState.COMPLETE not in states:
         print("no trial completed: no recipe written")
         return 1
