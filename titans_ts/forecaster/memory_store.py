@@ -7,6 +7,10 @@ forecast. The store keeps per series the memory state after the last written win
 of the last ``horizon`` written windows (what the next write and read see as the newest known
 error), the next window to write, and the channel scales that floor a window's spread. ``update``
 writes the windows the new rows complete; no trained parameter changes.
+
+A series' anchor (its first written window and its channel scales) is fixed at its first write
+and saved with the model, so a model saved after ``update`` and loaded again rebuilds exactly the
+memory it had (the anchor does not move with the history's length).
 """
 
 from __future__ import annotations
@@ -29,7 +33,11 @@ def first_origin(length: int, seq_len: int, horizon: int) -> int:
 class SeriesMemory:
     """Carried stream-memory states of ``n`` series (see the module docstring)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, anchors: list | None = None) -> None:
+        """``anchors``: per series ``(first origin, [C] scales)`` or None (fixed at first write)."""
+        if anchors is not None and len(anchors) != n:
+            raise ValueError(f"{len(anchors)} memory anchors for {n} series")
+        self.anchors: list = list(anchors) if anchors is not None else [None] * n
         self.states: list = [None] * n          # (weights, momentum) of [C, heads, d, d]
         self.errors: list = [None] * n          # [C, k <= H, H] normalised errors, oldest first
         self.next_write: list = [None] * n      # origin of the next window to write
@@ -47,11 +55,13 @@ class SeriesMemory:
         for i in which:
             T = values[i].shape[0]
             if self.next_write[i] is None:
-                self.next_write[i] = first_origin(T, seq_len, H)
-                v = values[i][:, :C]
-                m = masks[i][:, :C]
-                sd = np.array([np.nanstd(v[m[:, c], c]) if m[:, c].any() else 1.0 for c in range(C)])
-                self.scales[i] = torch.tensor(np.where(sd > 0, sd, 1.0), dtype=torch.float32)
+                if self.anchors[i] is None:
+                    v = values[i][:, :C]
+                    m = masks[i][:, :C]
+                    sd = np.array([np.nanstd(v[m[:, c], c]) if m[:, c].any() else 1.0 for c in range(C)])
+                    self.anchors[i] = (first_origin(T, seq_len, H),
+                                       torch.tensor(np.where(sd > 0, sd, 1.0), dtype=torch.float32))
+                self.next_write[i], self.scales[i] = self.anchors[i]
             origins = list(range(self.next_write[i], T - H + 1))
             if not origins:
                 continue

@@ -31,7 +31,7 @@ FORMAT = "titans-ts-forecaster/2"
 FORMATS = ("titans-ts-forecaster/1", FORMAT)
 
 _PAYLOAD = {"format", "params", "tuple_params", "fitted", "state_dict", "stream_memory", "values",
-            "masks", "index", "has_index", "tz", "loc", "scale", "index_kind"}
+            "masks", "index", "has_index", "tz", "loc", "scale", "index_kind", "memory_anchors"}
 _FITTED = {"freq_", "n_targets_", "n_inputs_", "channels_", "covariate_names_", "layout_", "flavour_",
            "time_col_", "best_val_loss_", "n_epochs_", "ids", "id_dtype_", "time_dtype_"}
 _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
@@ -74,6 +74,9 @@ def save(est, path: str | os.PathLike) -> Path:
         "state_dict": {k: v.detach().clone() for k, v in est.model_.state_dict().items()},
         "stream_memory": {} if est.stream_memory_ is None else
         {k: v.detach().clone() for k, v in est.stream_memory_.state_dict().items()},
+        # each series' memory anchor (first written window, channel scales): see memory_store
+        "memory_anchors": [] if est.memory_ is None else [
+            None if a is None else [int(a[0]), a[1].clone()] for a in est.memory_.anchors],
         "values": [torch.from_numpy(v) for v in hist["values"]],
         "masks": [torch.from_numpy(m) for m in hist["masks"]],
         "index": [torch.empty(0, dtype=torch.int64) if idx is None else torch.from_numpy(
@@ -186,6 +189,8 @@ def _build(cls, payload, params, fitted, v1: bool):
     if est.test_time_memory:
         est.stream_memory_ = state.stream_memory(est)
         est.stream_memory_.load_state_dict(payload["stream_memory"])
-    est.memory_ = SeriesMemory(len(ids))
+    anchors = payload.get("memory_anchors") or None  # files of earlier versions: anchored anew
+    est.memory_ = SeriesMemory(len(ids), None if anchors is None else
+                               [None if a is None else (int(a[0]), a[1]) for a in anchors])
     state.memorise(est, est.memory_, values, masks, (loc, scale), est.history_["firsts"], range(len(ids)))
     return est
