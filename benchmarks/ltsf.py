@@ -177,6 +177,8 @@ def run_many(recipes: Sequence[str], seeds: Sequence[int], sets: Sequence[str] =
 def _load(tag: str | None = None, folder: str | os.PathLike | None = None) -> list[dict]:
     rows = []
     for path in sorted(glob.glob(str(Path(folder or RESULTS) / "*.jsonl"))):
+        if Path(path).name == "online.jsonl":  # the online benchmark's records (benchmarks/online_report.py)
+            continue
         for line in Path(path).read_text().splitlines():
             if line.strip():
                 r = json.loads(line)

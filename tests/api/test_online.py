@@ -103,7 +103,6 @@ def test_choosing_and_training_the_memory_with_a_horizon_longer_than_a_segment(t
     cfg = copy.deepcopy(cfg)
     cfg.segment, cfg.streams, cfg.memory_epochs = 2, 8, 2
     cfg.paces = ((-8.0, -4.0, -3.0), (-4.0, -4.0, -4.0))
-    cfg.gains = (0.5, 1.0)
     values = torch.from_numpy(data.values)
     so = data.stream_origins(L, H)
     fc_train = backbone_forecasts(module.net, values, np.arange(L, data.borders["train"][1] - H + 1), L, H)
@@ -112,7 +111,7 @@ def test_choosing_and_training_the_memory_with_a_horizon_longer_than_a_segment(t
     stream = StreamInputs.build(StreamMemory(L, H, **cfg.memory), values, first, int(so[-1]), fc_stream, L, H)
     mem, info = choose_stream_memory(stream, data, cfg, seed=0, values=values, fc_train=fc_train)
     assert np.isfinite(info["val"]) and info["pace"] in [list(p) for p in cfg.paces]
-    assert info["gain"] in (0.0, *cfg.gains) and isinstance(mem, StreamMemory)
+    assert 0.0 <= info["val_gain_mean"] <= max(mem.gains) and isinstance(mem, StreamMemory)
     # the outer training itself (truncated back-propagation through the training stream)
     tuned = StreamMemory(L, H, **cfg.memory)
     va_last = data.borders["val"][1] - H
@@ -124,3 +123,29 @@ def test_choosing_and_training_the_memory_with_a_horizon_longer_than_a_segment(t
                                              for k in StreamInputs.FIELDS)
     hist = train_stream_memory(tuned, train_in, val_in, H, cfg, seed=0)
     assert len(hist["history"]) >= 2 and np.isfinite(hist["best_val"])
+
+
+def test_online_gain_choice_follows_the_leader_with_delayed_feedback():
+    from titans_ts.online.stream_memory import online_gain_choice
+
+    se = torch.tensor([[[1.0, 1.0, 1.0, 1.0, 1.0]], [[0.0, 0.0, 5.0, 0.0, 0.0]]])  # [G=2, N=1, T=5]
+    choice, (acc, pending) = online_gain_choice(se, delay=2, half_life=1e9)
+    # token j sees the errors of tokens <= j - 2; ties go to gain 0 (no correction)
+    assert choice.tolist() == [[0, 0, 1, 1, 0]]
+    torch.testing.assert_close(acc, torch.tensor([[4.0], [5.0]]))
+    assert pending.shape == (2, 1, 1)  # the last read is not known yet
+    # causal: errors that become known after token j never change its choice
+    later = se.clone()
+    later[:, :, 3:] = torch.tensor([[[0.0]], [[9.0]]])
+    assert torch.equal(online_gain_choice(later, 2, 1e9)[0], choice)
+    # a short half-life forgets: the old error of gain 1 no longer counts against it
+    se2 = torch.tensor([[[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]], [[9.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])
+    assert online_gain_choice(se2, 1, 1e9)[0][0, -1] == 0
+    assert online_gain_choice(se2, 1, 0.5)[0][0, -1] == 1
+
+
+def test_stream_memory_settings_are_checked():
+    with pytest.raises(ValueError, match="gains"):
+        StreamMemory(L, H, gains=())
+    with pytest.raises(ValueError, match="gain_half_life"):
+        StreamMemory(L, H, gain_half_life=0)

@@ -30,10 +30,9 @@ class OnlineConfig:
     limit_train_batches: int | None = 24
     memory: dict = field(default_factory=lambda: dict(dim=64, heads=4, depth=1, max_lr=0.5, chunk_size=1,
                                                       soft_norm=True, learn_gates=False))
-    # (forgetting, momentum, inner learning-rate) gate logits, and read-out gains, tried on the
-    # validation stream (gain 0 -- no correction -- wins when no memory beats the backbone there)
+    # (forgetting, momentum, inner learning-rate) gate logits tried on the validation stream (the
+    # read-out gain is chosen along the stream: StreamMemory.gains)
     paces: tuple = ((-8.0, -4.0, -4.0), (-8.0, -4.0, -5.0), (-10.0, -4.0, -4.0))
-    gains: tuple = (0.25, 0.5, 1.0)
     memory_lr: float = 3e-3
     memory_epochs: int = 0   # outer training of the chosen memory (0: none); kept if it wins
     memory_patience: int = 5

@@ -13,7 +13,7 @@ from ..datasets.windows import FUTURE, FUTURE_MASK, PAST, PAST_MASK, TIME_INDEX
 from .backbone import backbone_forecasts, origin_batch
 from .config import MODES, OnlineConfig
 from .stream_memory import StreamMemory
-from .streams import StreamInputs, corrected, scan_stream, stream_tokens
+from .streams import StreamInputs, carried_forecast, corrected, scan_stream, stream_tokens
 
 __all__ = ["evaluate_modes", "online_gd", "metrics", "stream_parts"]
 
@@ -37,13 +37,15 @@ def _static_modes(mem: StreamMemory, stream: StreamInputs, horizon: int, scored:
         if mode not in modes:
             continue
         t0 = time.perf_counter()
+        extra = {}
         if mode == "frozen":  # no error is carried: the initial memory read with no known error
             feats = mem.features(read["ctx"], read["yhat"])
             pred = corrected(read, mem.read(feats.reshape(-1, mem.dim)).view(*feats.shape[:2], horizon))
         else:
-            pred = corrected(read, scan_stream(mem, read, write, None, False)[0])
+            pred, gain = carried_forecast(mem, read, scan_stream(mem, read, write, None, False)[0], horizon)
+            extra["gain_mean"] = float(gain[:, a:].mean())
         ms = 1e3 * (time.perf_counter() - t0) / steps
-        out[mode] = dict(metrics(pred[:, a:], sel), ms_per_step=ms, pred=pred[:, a:])
+        out[mode] = dict(metrics(pred[:, a:], sel), ms_per_step=ms, pred=pred[:, a:], **extra)
     return out
 
 
@@ -70,6 +72,10 @@ def _online_gd_run(module, mem: StreamMemory, values: torch.Tensor, stream: Stre
     state = mem.initial_state(C) if carried else None
     errors: list[torch.Tensor] = []  # the realised error of the window written at each token
     issued: dict[int, torch.Tensor] = {}  # the forecasts issued, until their window completes
+    issued_corr: dict[int, torch.Tensor] = {}  # and the corrections read for them [C, H]
+    gains = torch.tensor(mem.gains)
+    lam = 0.5 ** (1.0 / mem.gain_half_life)
+    acc = torch.zeros(len(mem.gains), C)  # discounted squared error of each gain (online_gain_choice)
     preds = []
     t0 = time.perf_counter()
     for j, t in enumerate(range(first, last + 1)):
@@ -85,7 +91,8 @@ def _online_gd_run(module, mem: StreamMemory, values: torch.Tensor, stream: Stre
         f = net.point_forecast(net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX]))  # [1, H, C]
         n = mem.normalise(b[PAST], b[PAST_MASK], f, b[FUTURE], b[FUTURE_MASK])
         corr = mem.read(mem.features(n["ctx"][0], n["yhat"][0], prev_w), state)  # [C, H]
-        pred = f[0].T + n["std"][0][:, None] * corr
+        g = gains[acc.argmin(0)][:, None] if carried else 1.0
+        pred = f[0].T + g * n["std"][0][:, None] * corr
         m = b[FUTURE_MASK][0].T.to(pred.dtype)
         loss = (((pred - b[FUTURE][0].T) * m) ** 2).sum() / m.sum().clamp_min(1.0)
         if lr > 0:
@@ -99,14 +106,20 @@ def _online_gd_run(module, mem: StreamMemory, values: torch.Tensor, stream: Stre
             fc = net.point_forecast(net(cur[PAST], cur[PAST_MASK], time_index=cur[TIME_INDEX]))
             nc = mem.normalise(cur[PAST], cur[PAST_MASK], fc)
             if carried:
+                if w in issued_corr:  # the window's error under each gain, now that it is known
+                    fw, cw = issued[w][0].T, issued_corr.pop(w)
+                    mw = b[FUTURE_MASK][0].T.to(fw.dtype)
+                    se = torch.stack([(((fw + gi * cw - b[FUTURE][0].T) * mw) ** 2).sum(-1) for gi in mem.gains])
+                    acc = lam * acc + se
                 nw = mem.normalise(b[PAST], b[PAST_MASK], issued.pop(w), b[FUTURE], b[FUTURE_MASK])
                 err = nw["resid"][0]
                 errors.append(err)
                 wf = mem.features(nw["ctx"][0], nw["yhat"][0], prev_w)[:, None]
                 rf = mem.features(nc["ctx"][0], nc["yhat"][0], err)[:, None]
                 corr_t, state = mem.scan(rf, wf, err[:, None], nw["observed"][0][:, None], state)
-                preds.append(fc[0].T + nc["std"][0][:, None] * corr_t[:, 0])
-                issued[t] = fc
+                c_t = nc["std"][0][:, None] * corr_t[:, 0]
+                preds.append(fc[0].T + gains[acc.argmin(0)][:, None] * c_t)
+                issued[t], issued_corr[t] = fc, c_t
             else:
                 rf = mem.features(nc["ctx"][0], nc["yhat"][0])
                 preds.append(fc[0].T + nc["std"][0][:, None] * mem.read(rf))

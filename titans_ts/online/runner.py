@@ -34,16 +34,16 @@ from .backbone import backbone_forecasts, train_backbone
 from .config import MODES, OnlineConfig
 from .modes import evaluate_modes, metrics, online_gd, stream_parts
 from .stream_memory import StreamMemory
-from .streams import StreamInputs, scan_stream, squared_error, stream_tokens, train_stream_memory
+from .streams import StreamInputs, carried_forecast, scan_stream, squared_error, stream_tokens, train_stream_memory
 
 __all__ = ["choose_stream_memory", "run_online"]
 
 
 def choose_stream_memory(stream: StreamInputs, data: OnlineData, cfg: OnlineConfig, seed: int = 0, log=None,
                          values: torch.Tensor | None = None, fc_train: torch.Tensor | None = None):
-    """The stream memory, chosen on the validation stream's carried MSE: each pace of
-    ``cfg.paces`` (the gates' logits; the maps drawn once from ``seed``) times each read-out gain
-    of ``cfg.gains``; gain 0 (no correction) when none beats the backbone there. With
+    """The stream memory, its pace chosen on the validation stream's carried MSE among
+    ``cfg.paces`` (the gates' logits; the maps drawn once from ``seed``); the read-out gain is
+    chosen along the stream itself (:func:`~titans_ts.online.streams.carried_forecast`). With
     ``cfg.memory_epochs`` the chosen memory is also trained on the training stream and kept only
     if that wins too (which needs ``values`` [T, C] and the backbone's forecasts ``fc_train`` of
     the training origins). ``stream``: the validation + test stream (only its validation part is
@@ -53,30 +53,23 @@ def choose_stream_memory(stream: StreamInputs, data: OnlineData, cfg: OnlineConf
     val_in = stream.prefix(data.borders["val"][1] - H)
     torch.manual_seed(seed)
     base = StreamMemory(L, H, **cfg.memory)
-    read = stream_tokens(val_in, 0, len(val_in) - H, H)[0]
+    read, write = stream_tokens(val_in, 0, len(val_in) - H, H)
     val_backbone = float(squared_error(read["forecast"], read)[0] / read["tmask"].sum().clamp_min(1))
     scores = {}
     for pace in cfg.paces:
         mem = copy.deepcopy(base)
         with torch.no_grad():
             mem.gates.bias.view(3, -1).copy_(torch.tensor(pace, dtype=torch.float32)[:, None])
-            w = stream_tokens(val_in, 0, len(val_in) - H, H)[1]
-            corr, _ = scan_stream(mem, read, w, None, False)
-        for gain in cfg.gains:  # the correction is linear in the read-out: one scan per pace
-            se, cnt = squared_error(read["forecast"] + gain * read["std"][..., None] * corr, read)
-            scores[(tuple(pace), gain)] = (float(se / cnt.clamp_min(1.0)), mem)
-    (pace, gain) = min(scores, key=lambda k: scores[k][0])
-    best_val, mem = scores[(pace, gain)]
-    if best_val >= val_backbone:  # no memory beats the backbone on validation: no correction
-        gain, best_val = 0.0, val_backbone
-    with torch.no_grad():
-        mem.out.weight.mul_(gain)
+            pred, gain = carried_forecast(mem, read, scan_stream(mem, read, write, None, False)[0], H)
+        se, cnt = squared_error(pred, read)
+        scores[tuple(pace)] = (float(se / cnt.clamp_min(1.0)), mem, float(gain.mean()))
+    pace = min(scores, key=lambda k: scores[k][0])
+    best_val, mem, gain_mean = scores[pace]
     if log:
-        log(f"  validation: backbone {val_backbone:.4f}; stream memory " + ", ".join(
-            f"{p} x{g}: {v:.4f}" for (p, g), (v, _) in sorted(scores.items(), key=lambda kv: kv[1][0])[:3])
-            + f" ... -> gain {gain}")
+        log(f"  validation: backbone {val_backbone:.4f}; carried " + ", ".join(
+            f"{p}: {v:.4f} (mean gain {g:.2f})" for p, (v, _, g) in sorted(scores.items(), key=lambda kv: kv[1][0])))
     trained = False
-    if cfg.memory_epochs > 0 and gain > 0:
+    if cfg.memory_epochs > 0:
         if values is None or fc_train is None:
             raise ValueError("outer training of the stream memory (memory_epochs > 0) needs values and fc_train")
         train_in = StreamInputs.build(mem, values, tr_first, tr_last, fc_train, L, H)
@@ -84,8 +77,8 @@ def choose_stream_memory(stream: StreamInputs, data: OnlineData, cfg: OnlineConf
         h = train_stream_memory(tuned, train_in, val_in, H, cfg, seed=seed, log=log)
         if h["best_val"] < best_val - 1e-9:
             mem, best_val, trained = tuned, h["best_val"], True
-    return mem.eval(), {"val": best_val, "val_backbone": val_backbone, "pace": list(pace), "gain": gain,
-                        "trained": trained}
+    return mem.eval(), {"val": best_val, "val_backbone": val_backbone, "pace": list(pace),
+                        "val_gain_mean": gain_mean, "trained": trained}
 
 
 def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MODES,
@@ -139,7 +132,8 @@ def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MO
     common = {
         "dataset": data.name, "horizon": H, "seq_len": L, "seed": seed,
         "test_origins": int(read["target"].shape[1]), "val_memory_mse": hist["val"],
-        "val_backbone_mse": hist["val_backbone"], "memory_pace": hist["pace"], "memory_gain": hist["gain"],
+        "val_backbone_mse": hist["val_backbone"], "memory_pace": hist["pace"],
+        "val_gain_mean": hist["val_gain_mean"],
         "memory_trained": hist["trained"],
         "backbone_mse": metrics(read["forecast"], read)["mse"],
         "backbone_seconds": round(backbone_s, 1), "memory_seconds": round(memory_s, 1),
@@ -157,5 +151,6 @@ def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MO
         # the batched modes' cost per step includes the backbone's forecast of the window
         ms = r["ms_per_step"] + (backbone_ms if mode in ("frozen", "carried") else 0.0)
         out.append({**common, "mode": mode, "mse": r["mse"], "mae": r["mae"],
-                    "ms_per_step": round(ms, 4), "parts": stream_parts(r["pred"], read)})
+                    "ms_per_step": round(ms, 4), "parts": stream_parts(r["pred"], read),
+                    **({"gain_mean": r["gain_mean"]} if "gain_mean" in r else {})})
     return out

@@ -35,6 +35,14 @@ a deeper memory starts from random weights (it could not learn from zero). The g
 start nearly constant (at ``gate_init``) and are not trained, so the memory learns at a pace chosen
 on validation data.
 
+**How much of the correction to apply** is itself learnt along the stream: each channel keeps,
+for every candidate read-out gain ``g`` in ``gains`` (0: none), the discounted squared error that
+``yhat + g s c`` would have made on the windows completed so far (half-life ``gain_half_life``
+windows), and each forecast uses the gain with the least (ties: the smallest gain; at the start of
+a stream, no correction). Errors are counted only once a window's target has fully arrived, as
+for the writes: follow-the-leader with delayed feedback (:func:`online_gain_choice`). A stream
+whose errors are noise keeps the backbone's forecast; one that drifts takes the memory's.
+
 The defaults are the settings the online benchmark runs (docs/benchmarks/online.md).
 
 A window whose target is not (fully) observed writes nothing (mask 0). With no writes at all the
@@ -53,9 +61,34 @@ from ..fused import l2_normalize
 from ..kernels.memory_scan import memory_scan
 from ..memory import no_weight_decay
 
-__all__ = ["StreamMemory", "window_stats"]
+__all__ = ["StreamMemory", "window_stats", "online_gain_choice"]
 
 StreamState = tuple  # type of a state: (weights, momentum), tuples of [N, heads, d_out, d_in] fp32 tensors
+
+
+def online_gain_choice(se: torch.Tensor, delay: int, half_life: float, acc: torch.Tensor | None = None):
+    """Follow-the-leader among read-out gains with delayed feedback.
+
+    Args:
+        se: [G, N, T] squared error the forecast read at token ``j`` makes with each of G gains
+            (row n: one stream); it becomes known ``delay`` tokens later (at token ``j + delay``).
+        half_life: of the discount of older errors, in tokens.
+        acc: [G, N] discounted errors carried in from earlier tokens (None: zeros).
+
+    Returns ``choice`` [N, T] (the gain index each token's read uses: the least discounted error
+    over the reads known by then; ties go to the lower index) and ``pending``: what a stream that
+    continues needs, ``(acc [G, N], se of the last min(delay, T) reads, not yet known)``.
+    """
+    G, N, T = se.shape
+    lam = 0.5 ** (1.0 / half_life)
+    acc = se.new_zeros(G, N) if acc is None else acc.clone()
+    choice = torch.empty(N, T, dtype=torch.long)
+    for j in range(T):
+        choice[:, j] = acc.argmin(0)
+        k = j - delay + 1  # the read of token k is known from token j + 1 on
+        if k >= 0:
+            acc = lam * acc + se[:, :, k]
+    return choice, (acc, se[:, :, max(0, T - delay + 1):] if delay > 1 else se[:, :, T:])
 
 
 def window_stats(past: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
@@ -90,14 +123,23 @@ class StreamMemory(nn.Module):
         soft_norm: keys and queries keep a magnitude below 1 instead of unit norm (see _norm).
         learn_gates: whether outer training may change the gates' maps (False: they keep their
             initial, nearly constant values: a memory that learns at the pace it was given).
+        gains, gain_half_life: the read-out gains chosen among along the stream, and the
+            half-life (in windows) of the errors that choose (see the module docstring).
     """
 
     def __init__(self, seq_len: int, horizon: int, dim: int = 64, heads: int = 4, depth: int = 1,
                  expansion: float = 2.0, max_lr: float = 0.5, chunk_size: int = 1,
                  context_features: int | None = 96, spread_floor: float = 0.1,
                  value_clip: float = 5.0, gate_init: tuple[float, float, float] = (-8.0, -4.0, -4.0),
-                 soft_norm: bool = True, learn_gates: bool = False) -> None:
+                 soft_norm: bool = True, learn_gates: bool = False,
+                 gains: tuple = (0.0, 0.25, 0.5, 1.0), gain_half_life: float = 4000.0) -> None:
         super().__init__()
+        if not gains or min(gains) < 0:
+            raise ValueError(f"gains must be a non-empty sequence of gains >= 0, got {gains!r}")
+        if not gain_half_life > 0:
+            raise ValueError(f"gain_half_life must be > 0 (tokens), got {gain_half_life!r}")
+        self.gains = tuple(float(g) for g in sorted(gains))
+        self.gain_half_life = float(gain_half_life)
         self.soft_norm = soft_norm
         self.spread_floor, self.value_clip = spread_floor, value_clip
         if dim % heads:

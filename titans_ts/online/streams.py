@@ -13,10 +13,10 @@ import torch
 from ..datasets.windows import FUTURE, FUTURE_MASK, PAST, PAST_MASK
 from .backbone import origin_batch
 from .config import OnlineConfig
-from .stream_memory import StreamMemory
+from .stream_memory import StreamMemory, online_gain_choice
 
-__all__ = ["StreamInputs", "stream_tokens", "scan_stream", "corrected", "squared_error", "stream_mse",
-           "train_stream_memory"]
+__all__ = ["StreamInputs", "stream_tokens", "scan_stream", "corrected", "carried_forecast", "squared_error",
+           "stream_mse", "train_stream_memory"]
 
 
 @dataclass
@@ -99,6 +99,18 @@ def scan_stream(mem: StreamMemory, read: dict, write: dict, state=None, return_s
 
 def corrected(read: dict, corr: torch.Tensor) -> torch.Tensor:
     return read["forecast"] + read["std"][..., None] * corr
+
+
+def carried_forecast(mem: StreamMemory, read: dict, corr: torch.Tensor, horizon: int):
+    """The carried forecasts of the read windows, each correction ``corr`` [C, T, H] scaled by the
+    gain chosen along the stream (:func:`online_gain_choice`: the read of token ``j`` is known
+    ``horizon`` tokens later). Returns the forecasts [C, T, H] and the gains used [C, T]."""
+    c = read["std"][..., None] * corr
+    m = read["tmask"].to(c.dtype)
+    se = torch.stack([(((read["forecast"] + g * c - read["target"]) * m) ** 2).sum(-1) for g in mem.gains])
+    choice, _ = online_gain_choice(se, horizon, mem.gain_half_life)
+    gain = torch.tensor(mem.gains, dtype=c.dtype)[choice]
+    return read["forecast"] + gain[..., None] * c, gain
 
 
 def squared_error(pred, read):
