@@ -139,6 +139,24 @@ def test_carried_memory_saved_after_update_loads_as_it_was(tmp_path):
     np.testing.assert_allclose(g.predict()["y_hat"], f.predict()["y_hat"], rtol=1e-6)  # round-off: batching
 
 
+def test_carried_memory_with_several_channels_drifting_after_fit():
+    """A wide frame (two target channels) whose level jumps after fit: the carried memory learns
+    per channel (its own gain) and moves the forecast towards the new level after update."""
+    df = _wide(T=400)
+    head, tail = df.iloc[:150], df.iloc[150:].copy()
+    tail[["a", "b"]] += [2.0, -3.0]  # a level shift the trained network never saw
+    f = TitansForecaster(test_time_memory=True, **TINY).fit(head)
+    g = clone(f).set_params(test_time_memory=False).fit(head)
+    f.update(tail)
+    g.update(tail)
+    gains = f.memory_.gain(0, f.stream_memory_)
+    assert gains.shape == (2,) and (gains > 0).all()
+    truth = np.stack([np.sin(2 * np.pi * np.arange(400, 406) / 12) + 2.0,
+                      np.cos(2 * np.pi * np.arange(400, 406) / 12)], 1)
+    err = {name: np.abs(m.predict()[["a", "b"]].to_numpy() - truth).mean() for name, m in (("mem", f), ("no", g))}
+    assert err["mem"] < err["no"], err
+
+
 def test_test_time_memory_reaches_the_forecast():
     df = _long(1, T=150)
     f = TitansForecaster(test_time_memory=True, **TINY).fit(df)

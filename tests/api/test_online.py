@@ -149,3 +149,36 @@ def test_stream_memory_settings_are_checked():
         StreamMemory(L, H, gains=())
     with pytest.raises(ValueError, match="gain_half_life"):
         StreamMemory(L, H, gain_half_life=0)
+
+
+def test_the_forecasters_carried_memory_is_the_benchmarks_carried_mode(trained):
+    """The forecaster's store (TitansForecaster(test_time_memory=True)) written with a stream's
+    windows gives the forecast, and the read-out gain, of the benchmark's carried mode."""
+    from titans_ts.forecaster.memory_store import SeriesMemory
+    from titans_ts.online import StreamInputs, backbone_forecasts
+    from titans_ts.online.streams import carried_forecast, scan_stream, stream_tokens
+
+    cfg, data, module, mem = trained
+    values = torch.from_numpy(data.values)
+    first, end = 40, 330  # stream origins first .. end; the store sees the rows before end
+    fc = backbone_forecasts(module.net, values, np.arange(first, end + 1), L, H)
+    stream = StreamInputs.build(mem, values, first, end, fc, L, H)
+    read, write = stream_tokens(stream, 0, len(stream) - H, H)
+    with torch.no_grad():
+        pred, gain = carried_forecast(mem, read, scan_stream(mem, read, write, None, False)[0], H)
+    assert (gain > 0).any() and (gain == 0).any()  # the gain choice is exercised
+    C = values.shape[1]
+    store = SeriesMemory(1, anchors=[(first, torch.ones(C))])
+    v = data.values[:end]
+    store.write(module.net, mem, [v], [~np.isnan(v)], None, L, H, C, [0])
+    past = values[end - L:end]
+    corr = store.correction(0, mem, past, torch.ones_like(past, dtype=torch.bool), fc[-1])
+    torch.testing.assert_close(store.gain(0, mem), gain[:, -1])
+    torch.testing.assert_close(fc[-1] + corr, pred[:, -1].T, rtol=1e-4, atol=1e-4)
+    # written in two steps (fit, then update), the store ends where it did
+    two = SeriesMemory(1, anchors=[(first, torch.ones(C))])
+    for stop in (200, end):
+        two.write(module.net, mem, [data.values[:stop]], [~np.isnan(data.values[:stop])], None, L, H, C, [0])
+    torch.testing.assert_close(two.gain_errors[0], store.gain_errors[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(two.correction(0, mem, past, torch.ones_like(past, dtype=torch.bool), fc[-1]), corr,
+                               rtol=1e-4, atol=1e-5)

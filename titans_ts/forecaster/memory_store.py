@@ -8,6 +8,11 @@ of the last ``horizon`` written windows (what the next write and read see as the
 error), the next window to write, and the channel scales that floor a window's spread. ``update``
 writes the windows the new rows complete; no trained parameter changes.
 
+As in the online benchmark's carried mode, each forecast applies the memory's correction with the
+read-out gain chosen along the series' own stream (``StreamMemory.gains``): the store keeps per
+channel the discounted squared error each gain would have made on the windows completed so far,
+and the corrections read for the windows not completed yet.
+
 A series' anchor (its first written window and its channel scales) is fixed at its first write
 and saved with the model, so a model saved after ``update`` and loaded again rebuilds exactly the
 memory it had (the anchor does not move with the history's length).
@@ -20,9 +25,10 @@ import torch
 
 from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows
 
-__all__ = ["SeriesMemory", "BATCH", "first_origin"]
+__all__ = ["SeriesMemory", "BATCH", "CHUNK", "first_origin"]
 
 BATCH = 256  # windows per forward pass
+CHUNK = 4096  # windows written per scan (bounds the memory a long history needs)
 
 
 def first_origin(length: int, seq_len: int, horizon: int) -> int:
@@ -42,6 +48,8 @@ class SeriesMemory:
         self.errors: list = [None] * n          # [C, k <= H, H] normalised errors, oldest first
         self.next_write: list = [None] * n      # origin of the next window to write
         self.scales: list = [None] * n          # [C] channel scales (spread floors)
+        self.gain_errors: list = [None] * n     # [G, C] discounted squared error of each gain
+        self.pending: list = [{} for _ in range(n)]  # origin -> (forecast, correction) [C, H], read
         self.written: list[int] = [0] * n       # windows written so far
 
     def __len__(self) -> int:
@@ -62,44 +70,90 @@ class SeriesMemory:
                     self.anchors[i] = (first_origin(T, seq_len, H),
                                        torch.tensor(np.where(sd > 0, sd, 1.0), dtype=torch.float32))
                 self.next_write[i], self.scales[i] = self.anchors[i]
-            origins = list(range(self.next_write[i], T - H + 1))
-            if not origins:
-                continue
-            ds = SeriesWindows([values[i]], seq_len, H, [(0, o) for o in origins], masks=[masks[i]],
-                               n_targets=C, first_index=None if firsts is None else [firsts[i]])
-            for a in range(0, len(origins), BATCH):
-                batch = collate_windows([ds[k] for k in range(a, min(a + BATCH, len(origins)))])
-                out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX))
-                f = net.point_forecast(out)[..., :C]
-                n = mem.normalise(batch[PAST][..., :C], batch[PAST_MASK][..., :C], f,
-                                  batch["future"][..., :C], batch["future_mask"][..., :C],
-                                  scale=self.scales[i])
-                self._scan(i, mem, n, H)
-            self.next_write[i] = T - H + 1
-            self.written[i] += len(origins)
+                self.gain_errors[i] = torch.zeros(len(mem.gains), C)
+            a = self.next_write[i]
+            n = T - H - a + 1  # windows to write: origins a .. T - H
+            for j0 in range(0, max(n, 0), CHUNK):
+                m = min(n, j0 + CHUNK) - j0
+                # the windows written (origins a + j0 ...) and those read after each write (H later)
+                origins = np.arange(a + j0, a + j0 + m + H)
+                inputs = self._inputs(net, mem, values[i], masks[i], None if firsts is None else firsts[i],
+                                      i, origins, seq_len, H, C)
+                self._scan(i, mem, inputs, m, H, a + j0)
+            if n > 0:
+                self.next_write[i] = T - H + 1
+                self.written[i] += n
 
-    def _scan(self, i: int, mem, n: dict, H: int) -> None:
-        """Write windows (``n``: their normalised inputs [B, C, ...]) after the series' state."""
-        ctx, yhat = n["ctx"].transpose(0, 1), n["yhat"].transpose(0, 1)      # [C, B, ...]
-        resid, observed = n["resid"].transpose(0, 1), n["observed"].transpose(0, 1)
-        B = ctx.shape[1]
+    def _inputs(self, net, mem, values, masks, first, i: int, origins, seq_len: int, H: int, C: int) -> dict:
+        """The memory's inputs [C, n, ...] of the windows of ``origins`` (with the backbone's
+        forecast ``forecast`` and, where the target has arrived, ``target`` / ``tmask``)."""
+        T = values.shape[0]
+        ds = SeriesWindows([values], seq_len, 0, [(0, int(o)) for o in origins], masks=[masks],
+                           n_targets=C, first_index=None if first is None else [first])
+        parts = []
+        for b0 in range(0, len(origins), BATCH):
+            batch = collate_windows([ds[k] for k in range(b0, min(b0 + BATCH, len(origins)))])
+            out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX))
+            f = net.point_forecast(out)[..., :C]
+            target = torch.zeros_like(f)
+            tmask = torch.zeros_like(f, dtype=torch.bool)
+            for k, o in enumerate(origins[b0:b0 + BATCH]):
+                if o + H <= T:
+                    tmask[k] = torch.from_numpy(masks[o:o + H, :C])
+                    target[k] = torch.from_numpy(np.where(masks[o:o + H, :C], values[o:o + H, :C], 0.0))
+            n = mem.normalise(batch[PAST][..., :C], batch[PAST_MASK][..., :C], f, target, tmask,
+                              scale=self.scales[i])
+            n.update(forecast=f.transpose(1, 2), target=target.transpose(1, 2), tmask=tmask.transpose(1, 2))
+            parts.append(n)
+        return {k: torch.cat([p[k] for p in parts]).transpose(0, 1) for k in parts[0]}  # [C, n, ...]
+
+    def _scan(self, i: int, mem, x: dict, m: int, H: int, first: int) -> None:
+        """Write the first ``m`` windows of ``x`` (origins ``first ...``) after the series' state;
+        each write is followed by the read of the window ``H`` later (kept until it completes)."""
+        w = {k: v[:, :m] for k, v in x.items()}
+        r = {k: v[:, H:H + m] for k, v in x.items()}
+        resid = w["resid"]
         known = self.errors[i] if self.errors[i] is not None else resid.new_zeros(resid.shape[0], 0, H)
-        # the newest error known when each window was forecast: the window H positions earlier
+        # the newest error known when each written window was forecast: the window H positions earlier
         allerr = torch.cat([known, resid], 1)
         k = known.shape[1]
-        idx = torch.arange(B) + k - H
+        idx = torch.arange(m) + k - H
         prev = torch.where((idx >= 0)[None, :, None], allerr[:, idx.clamp_min(0)], torch.zeros_like(resid))
-        feats = mem.features(ctx, yhat, prev)
-        _, self.states[i] = mem.scan(feats, feats, resid, observed, self.states[i])
+        wf = mem.features(w["ctx"], w["yhat"], prev)
+        rf = mem.features(r["ctx"], r["yhat"], resid)
+        corr, self.states[i] = mem.scan(rf, wf, resid, w["observed"], self.states[i])
+        corr = r["std"][..., None] * corr  # data units of the store
+        pending = self.pending[i]
+        for j in range(m):
+            pending[first + H + j] = (r["forecast"][:, j], corr[:, j])
+        # the windows completed now, in time order: each gain's error on those that were read
+        lam = 0.5 ** (1.0 / mem.gain_half_life)
+        gains = torch.tensor(mem.gains)[:, None, None]
+        acc = self.gain_errors[i]
+        for j in range(m):
+            got = pending.pop(first + j, None)
+            if got is not None:
+                f, c = got
+                mask = w["tmask"][:, j].to(f.dtype)
+                acc = lam * acc + (((f + gains * c - w["target"][:, j]) * mask) ** 2).sum(-1)
+        self.gain_errors[i] = acc
         self.errors[i] = allerr[:, -H:]
+
+    def gain(self, i: int, mem) -> torch.Tensor:
+        """Per channel the read-out gain series ``i``'s next forecast uses [C] (before any
+        window of it was read: the smallest gain, no correction with the default gains)."""
+        if self.gain_errors[i] is None:
+            return torch.full((self.errors[i].shape[0] if self.errors[i] is not None else 1,), min(mem.gains))
+        return torch.tensor(mem.gains)[self.gain_errors[i].argmin(0)]
 
     @torch.no_grad()
     def correction(self, i: int, mem, past: torch.Tensor, mask: torch.Tensor, forecast: torch.Tensor):
         """The correction [H, C] (data units) of the forecast [H, C] of series ``i`` made from
-        the context ``past`` / ``mask`` [L, C] (its last window)."""
+        the context ``past`` / ``mask`` [L, C] (its last window), with the series' gain."""
         n = mem.normalise(past[None], mask[None], forecast[None], scale=self.scales[i])
         written = self.errors[i]
         prev = None if written is None or written.shape[1] == 0 else written[:, -1]
         feats = mem.features(n["ctx"][0], n["yhat"][0], prev)
         corr = mem.read(feats, self.states[i])  # [C, H]
-        return (n["std"][0][:, None] * corr).T
+        gain = self.gain(i, mem).to(corr.dtype)[:, None]  # [C, 1]
+        return (gain * n["std"][0][:, None] * corr).T
