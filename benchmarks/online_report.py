@@ -15,12 +15,14 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from titans_ts.online.config import MODES
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "benchmarks" / "results" / "online.jsonl"
 OUT = REPO / "docs" / "benchmarks" / "online.md"
 PLOTS = REPO / "docs" / "benchmarks" / "plots"
 
-MODES = ("frozen", "carried", "online_gd", "carried+online_gd")
+
 # Proceed, Table 3, PatchTST backbone, MSE at H = 24 / 48 / 96
 PROCEED = {
     "PatchTST + Proceed": {"ETTh2": (1.735, 3.114, 5.555), "ETTm1": (0.424, 0.577, 0.660),

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+
+from titans_ts.online.config import MODES as ONLINE_MODES
 
 __all__ = ["main"]
 
@@ -150,11 +153,11 @@ def _benchmark_online(args: argparse.Namespace) -> int:
             if (args.dataset, H, seq_len, seed, args.tag) in done:
                 print(f"skip (recorded): {args.dataset} L={seq_len} H={H} seed {seed} [{args.tag}]")
                 continue
-            t0 = __import__("time").perf_counter()
+            t0 = time.perf_counter()
             recs = run_online(args.dataset, H, seq_len, seed, modes=tuple(args.modes), root=args.root,
                               cfg=cfg, online_lrs=tuple(args.online_lrs),
                               log=print if args.verbose else None)
-            total = round(__import__("time").perf_counter() - t0, 1)
+            total = round(time.perf_counter() - t0, 1)
             with open(out, "a") as fh:
                 for r in recs:
                     fh.write(json.dumps({**r, "tag": args.tag, "run_seconds": total}) + "\n")
@@ -210,11 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     bo.add_argument("--seq-len", type=int, default=None,
                     help="look-back (default: the one Proceed's scripts use: 336 ETTh2, 512 ETTm1 / weather)")
     bo.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    bo.add_argument("--modes", nargs="+", default=["frozen", "carried", "online_gd", "carried+online_gd"],
-                    choices=["frozen", "carried", "online_gd", "carried+online_gd"])
+    bo.add_argument("--modes", nargs="+", default=list(ONLINE_MODES), choices=list(ONLINE_MODES))
     bo.add_argument("--online-lrs", type=float, nargs="+", default=[1e-5, 1e-4],
                     help="learning rates of the online_gd modes (chosen on the validation stream)")
-    bo.add_argument("--max-epochs", type=int, default=None, help="backbone epochs (default 10)")
+    bo.add_argument("--max-epochs", type=int, default=None,
+                    help="backbone epochs (default: OnlineConfig.max_epochs, 6)")
     bo.add_argument("--config", default=None,
                     help='JSON overrides of OnlineConfig, e.g. \'{"network": {"variant": "none"}}\'')
     bo.add_argument("--tag", default="main", help="a name for these settings in the records")

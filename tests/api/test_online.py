@@ -97,7 +97,7 @@ def test_no_leak_a_later_value_never_changes_an_earlier_forecast(trained, cut):
 def test_choosing_and_training_the_memory_with_a_horizon_longer_than_a_segment(trained):
     """The memory's selection and outer training run (and stay finite) when H exceeds the
     training segment (the first tokens' newest known errors lie before the stream)."""
-    from titans_ts.online.runner import backbone_forecasts, choose_stream_memory
+    from titans_ts.online import StreamInputs, backbone_forecasts, choose_stream_memory, train_stream_memory
 
     cfg, data, module, _ = trained
     cfg = copy.deepcopy(cfg)
@@ -108,16 +108,19 @@ def test_choosing_and_training_the_memory_with_a_horizon_longer_than_a_segment(t
     so = data.stream_origins(L, H)
     fc_train = backbone_forecasts(module.net, values, np.arange(L, data.borders["train"][1] - H + 1), L, H)
     fc_stream = backbone_forecasts(module.net, values, np.arange(int(so[0]) - H, int(so[-1]) + 1), L, H)
-    mem, info = choose_stream_memory(values, data, cfg, fc_train, fc_stream, seed=0)
+    first = int(so[0]) - H
+    stream = StreamInputs.build(StreamMemory(L, H, **cfg.memory), values, first, int(so[-1]), fc_stream, L, H)
+    mem, info = choose_stream_memory(stream, data, cfg, seed=0, values=values, fc_train=fc_train)
     assert np.isfinite(info["val"]) and info["pace"] in [list(p) for p in cfg.paces]
     assert info["gain"] in (0.0, *cfg.gains) and isinstance(mem, StreamMemory)
     # the outer training itself (truncated back-propagation through the training stream)
-    from titans_ts.online.runner import StreamInputs, train_stream_memory
-
     tuned = StreamMemory(L, H, **cfg.memory)
-    first = int(so[0]) - H
     va_last = data.borders["val"][1] - H
     train_in = StreamInputs.build(tuned, values, L, data.borders["train"][1] - H, fc_train, L, H)
-    val_in = StreamInputs.build(tuned, values, first, va_last, fc_stream[: va_last - first + 1], L, H)
+    val_in = stream.prefix(va_last)
+    # the validation part of the stream is the stream built over the validation origins alone
+    alone = StreamInputs.build(tuned, values, first, va_last, fc_stream[: va_last - first + 1], L, H)
+    assert len(val_in) == len(alone) and all(torch.equal(getattr(val_in, k), getattr(alone, k))
+                                             for k in StreamInputs.FIELDS)
     hist = train_stream_memory(tuned, train_in, val_in, H, cfg, seed=0)
     assert len(hist["history"]) >= 2 and np.isfinite(hist["best_val"])

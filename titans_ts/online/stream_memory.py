@@ -7,13 +7,16 @@ origin ``t - H`` has just been completed: its target is known. The memory takes 
 on it, then is read for window ``t``:
 
     f_t      = SiLU(W_f [x_t ; yhat_t ; r_{t-H}])        features of window t: its normalised
-                                                          context, the backbone's forecast, and
-                                                          the newest error known at t
-    k, v     = l2(W_k f_{t-H}),  W_v r_{t-H}             r = (y - yhat) / s: the realised error
-                                                          of window t - H, in its own units
+               + W_p r_{t-H}                              context, the backbone's forecast, and
+                                                          the newest error known at t (also
+                                                          passed on linearly)
+    k, v     = n(W_k f_{t-H}),  W_v r_{t-H}              r = (y - yhat) / s: the realised error
+                                                          of window t - H, in its own units; n:
+                                                          l2 normalisation (the paper's) or, with
+                                                          soft_norm, x / sqrt(1 + |x|^2)
     S_t      = eta S_{t-1} - theta grad ||M(k) - v||^2   surprise with momentum (titans-math.md)
     M_t      = (1 - alpha) M_{t-1} + S_t                 forgetting
-    c_t      = W_o M_t(l2(W_q f_t))                       the correction of window t
+    c_t      = W_o M_t(n(W_q f_t))                        the correction of window t
     forecast = yhat_t + s_t c_t
 
 So the memory learns, at test time, a regression from what is known when a window is forecast
@@ -25,9 +28,14 @@ make: whether errors persist, flip or vanish is learnt from the stream itself.
 each series carries its own memory state (channel independence). The inner loss
 ``||M(k) - W_v r||^2`` is the forecasting loss of the corrected forecast of window ``t - H`` seen
 through the value map, so the surprise is the Titans surprise of the forecasting loss: the memory
-runs online gradient descent with momentum and forgetting on the forecast's own errors. The initial
-memory is empty (zero), so the frozen reading leaves the backbone's forecast unchanged. The gates
-``alpha, eta, theta`` are data dependent (from ``f_{t-H}``), as in the paper.
+runs online gradient descent with momentum and forgetting on the forecast's own errors. A matrix
+memory (depth 1) starts empty (zero), so the frozen reading leaves the backbone's forecast unchanged;
+a deeper memory starts from random weights (it could not learn from zero). The gates
+``alpha, eta, theta`` are data dependent (from ``f_{t-H}``), as in the paper; by default their maps
+start nearly constant (at ``gate_init``) and are not trained, so the memory learns at a pace chosen
+on validation data.
+
+The defaults are the settings the online benchmark runs (docs/benchmarks/online.md).
 
 A window whose target is not (fully) observed writes nothing (mask 0). With no writes at all the
 memory stays at its learned initial state ``M_0``: the "frozen" reading.
@@ -45,9 +53,9 @@ from ..fused import l2_normalize
 from ..kernels.memory_scan import memory_scan
 from ..memory import no_weight_decay
 
-__all__ = ["StreamMemory", "window_stats", "StreamState"]
+__all__ = ["StreamMemory", "window_stats"]
 
-StreamState = tuple  # (weights, momentum): tuples of [N, heads, d_out, d_in] fp32 tensors
+StreamState = tuple  # type of a state: (weights, momentum), tuples of [N, heads, d_out, d_in] fp32 tensors
 
 
 def window_stats(past: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
@@ -84,11 +92,11 @@ class StreamMemory(nn.Module):
             initial, nearly constant values: a memory that learns at the pace it was given).
     """
 
-    def __init__(self, seq_len: int, horizon: int, dim: int = 64, heads: int = 4, depth: int = 2,
-                 expansion: float = 2.0, max_lr: float = 0.1, chunk_size: int = 1,
+    def __init__(self, seq_len: int, horizon: int, dim: int = 64, heads: int = 4, depth: int = 1,
+                 expansion: float = 2.0, max_lr: float = 0.5, chunk_size: int = 1,
                  context_features: int | None = 96, spread_floor: float = 0.1,
-                 value_clip: float = 5.0, gate_init: tuple[float, float, float] = (-4.0, 1.0, 0.0),
-                 soft_norm: bool = False, learn_gates: bool = True) -> None:
+                 value_clip: float = 5.0, gate_init: tuple[float, float, float] = (-8.0, -4.0, -4.0),
+                 soft_norm: bool = True, learn_gates: bool = False) -> None:
         super().__init__()
         self.soft_norm = soft_norm
         self.spread_floor, self.value_clip = spread_floor, value_clip
@@ -121,9 +129,9 @@ class StreamMemory(nn.Module):
             self.out.weight.copy_(torch.linalg.pinv(self.v.weight))
             self.gates.weight.mul_(0.1)
             b = self.gates.bias.view(3, heads)
-            b[0].fill_(gate_init[0])  # forgetting logit (-4: alpha ~ 0.02)
-            b[1].fill_(gate_init[1])  # momentum logit (1: eta ~ 0.73)
-            b[2].fill_(gate_init[2])  # inner learning-rate logit (0: theta = max_lr / 2)
+            b[0].fill_(gate_init[0])  # forgetting logit (-8: alpha ~ 3e-4)
+            b[1].fill_(gate_init[1])  # momentum logit (-4: eta ~ 0.018)
+            b[2].fill_(gate_init[2])  # inner learning-rate logit (-4: theta ~ 0.018 max_lr)
         self.gates.requires_grad_(learn_gates)
 
     # ------------------------------------------------------------------ per-window quantities
