@@ -98,3 +98,13 @@ def test_settings_that_would_train_nothing_are_refused(capsys):
     with pytest.raises(ValueError, match=r"^max_epochs must be a positive integer, got 0$"):
         OnlineConfig(max_epochs=0)
     assert OnlineConfig(limit_train_batches=None).limit_train_batches is None
+
+
+def test_tune_with_a_storage_that_cannot_be_opened_is_one_line(tmp_path, capsys):
+    space = RECIPE.parents[1] / "sweeps" / "etth1_lmm.yaml"
+    base = ["tune", "--config", str(RECIPE), "--space", str(space), "--n-trials", "1"]
+    line = _fails(capsys, [*base, "--storage", "foo://x"])
+    assert "storage foo://x: unknown scheme 'foo'" in line
+    line = _fails(capsys, [*base, "--storage", f"sqlite:///{tmp_path}"])
+    assert f"{tmp_path} is a folder; name a database file in it" in line
+    assert list(tmp_path.iterdir()) == []
