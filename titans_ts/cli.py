@@ -6,6 +6,9 @@
     titans-ts baselines DATASET [--seq-len 96] [--horizons 96 192 336 720]
     titans-ts tune --config RECIPE --space SPACE --n-trials N [--storage URL] [--study-name NAME]
     titans-ts benchmark online DATASET --out FILE.jsonl [--horizons 24 48 96] [--seeds 0 1 2]
+
+A failure prints one line (``titans-ts: error: ...``) and exits with status 2; add --debug to
+any command for the Python traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +20,17 @@ import time
 from titans_ts.online.config import MODES as ONLINE_MODES
 
 __all__ = ["main"]
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a positive integer (0 epochs or batches would train nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value} (0 would train nothing)")
+    return value
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -228,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quickstart", help="the README's main job: a short Titans run on ETTh1")
     q.add_argument("--root", default=None)
-    q.add_argument("--epochs", type=int, default=3)
-    q.add_argument("--batches", type=int, default=40, help="training batches per epoch")
+    q.add_argument("--epochs", type=_positive_int, default=3)
+    q.add_argument("--batches", type=_positive_int, default=40, help="training batches per epoch")
     q.add_argument("--plot", default="titans-ts-quickstart.png", help="where the forecast plot goes")
     q.set_defaults(func=_quickstart)
     t = sub.add_parser(
@@ -264,18 +278,41 @@ def build_parser() -> argparse.ArgumentParser:
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        from titans_ts.lightning_cli import run_lightning_cli
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: its message (a KeyError's without the quotes), whitespace
+    folded, and its type when the message alone would not say what failed."""
+    msg = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+    if isinstance(err, OSError) and err.strerror:  # without the "[Errno N]" prefix
+        msg = f"{err.filename}: {err.strerror}" if err.filename and str(err.filename) not in err.strerror \
+            else err.strerror
+    msg = " ".join(str(msg).split())
+    known = (ValueError, KeyError, OSError, ImportError)
+    return msg if msg and isinstance(err, known) else f"{type(err).__name__}: {msg}"
 
-        return run_lightning_cli(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``titans-ts`` command. A failure prints one line, ``titans-ts: error: ...``, on stderr
+    and returns 2; ``--debug`` (anywhere on the command line) shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     try:
+        if argv and argv[0] in LIGHTNING_COMMANDS:
+            from titans_ts.lightning_cli import run_lightning_cli
+
+            return run_lightning_cli(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"titans-ts: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("titans-ts: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the command line reports every failure the same way
+        if debug:
+            raise
+        print(f"titans-ts: error: {_one_line(err)} (--debug shows the traceback)", file=sys.stderr)
         return 2
 
 

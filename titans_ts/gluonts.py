@@ -31,6 +31,7 @@ import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from gluonts.core.component import validated
 from gluonts.dataset.common import Dataset
@@ -243,6 +244,7 @@ class TitansEstimator(PyTorchLightningEstimator):
         tk = {"max_epochs": 10, "accelerator": "cpu", "enable_progress_bar": verbose,
               "enable_model_summary": verbose, "logger": False}
         tk.update(trainer_kwargs or {})
+        _check_trainer_kwargs(tk)
         super().__init__(trainer_kwargs=tk)
 
         self.prediction_length, self.context_length = prediction_length, context_length
@@ -329,6 +331,9 @@ class TitansEstimator(PyTorchLightningEstimator):
         """GluonTS's training loop, made quiet and tidy: Lightning's checkpoints go to a temporary
         folder (removed afterwards) unless ``trainer_kwargs`` names a ``default_root_dir``, and
         the estimator's ``trainer_kwargs`` are left as they were (GluonTS pops ``callbacks``)."""
+        _check_series(training_data, "training_data", self.prediction_length + 1)
+        if validation_data is not None:
+            _check_series(validation_data, "validation_data", self.prediction_length)
         original = self.trainer_kwargs
         with contextlib.ExitStack() as stack:
             kw = dict(original)
@@ -348,6 +353,47 @@ class TitansEstimator(PyTorchLightningEstimator):
                                            cache_data=cache_data, ckpt_path=ckpt_path, **kwargs)
             finally:
                 self.trainer_kwargs = original
+
+
+def _check_trainer_kwargs(tk: Dict[str, Any]) -> None:
+    """Settings that would make Lightning train on nothing (and return an untrained predictor)."""
+    limit = tk.get("limit_train_batches")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                              or not limit > 0 or (isinstance(limit, float) and limit > 1)):
+        raise ValueError(f"trainer_kwargs limit_train_batches={limit!r}: use a positive number of batches or "
+                         f"a fraction in (0, 1], or leave it out (num_batches_per_epoch sets an epoch's "
+                         f"length); 0 would train on no batch and return an untrained predictor")
+    epochs = tk.get("max_epochs")
+    if epochs is not None and epochs != -1 and (isinstance(epochs, bool) or not isinstance(epochs, int)
+                                                 or epochs < 1):
+        raise ValueError(f"trainer_kwargs max_epochs={epochs!r} would train for no epoch; use a positive "
+                         f"integer (or -1 with max_steps)")
+
+
+def _check_series(data: Dataset, name: str, min_length: int) -> None:
+    """One pass over a dataset before training: it holds series, at least one long enough for a
+    training window (``min_length`` values), and no infinite target (NaN is a missing value)."""
+    n, longest = 0, 0
+    for i, entry in enumerate(data):
+        n += 1
+        target = entry.get(FieldName.TARGET) if isinstance(entry, dict) else None
+        if target is None:
+            raise ValueError(f"{name}: entry {i} has no {FieldName.TARGET!r} field")
+        values = np.asarray(target, dtype=np.float64)
+        label = f"entry {i}" + (f" (item_id {entry[FieldName.ITEM_ID]!r})" if FieldName.ITEM_ID in entry else "")
+        infinite = np.flatnonzero(np.isinf(values))
+        if infinite.size:
+            raise ValueError(f"{name}: {label} has +/-inf in its target at position(s) "
+                             f"{infinite[:5].tolist()}; use NaN for a missing value")
+        longest = max(longest, values.shape[-1] if values.ndim else 0)
+    if n == 0:
+        raise ValueError(f"{name} holds no series; TitansEstimator.train needs at least one series "
+                         f"with {min_length} or more values")
+    if longest < min_length:
+        raise ValueError(f"{name}: every series is shorter than prediction_length"
+                         f"{' + 1' if name == 'training_data' else ''} = {min_length} values (the longest has "
+                         f"{longest}); a training window needs at least one past value and "
+                         f"prediction_length future values. Use a shorter prediction_length or longer series")
 
 
 def _positive(**values: Any) -> None:

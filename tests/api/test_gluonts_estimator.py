@@ -280,3 +280,36 @@ def test_defaults_and_trainer_kwargs():
     assert tk["enable_progress_bar"] is False and tk["enable_model_summary"] is False
     module = est.create_lightning_module()
     assert module.total_steps == 3 * est.num_batches_per_epoch
+
+
+def _entry(values, item="a"):
+    return {"start": pd.Period("2000-01", freq="M"), "item_id": item, "target": np.asarray(values, dtype=np.float32)}
+
+
+@pytest.mark.parametrize("data, message", [
+    ([], r"^training_data holds no series; TitansEstimator\.train needs at least one series with 7 or more"),
+    ([_entry(np.arange(5.0)), _entry(np.arange(6.0), "b")],
+     r"^training_data: every series is shorter than prediction_length \+ 1 = 7 values \(the longest has 6\)"),
+    ([_entry(np.arange(20.0)), _entry([1.0, 2.0, np.inf, 3.0, np.nan] * 4, "b")],
+     r"^training_data: entry 1 \(item_id 'b'\) has \+/-inf in its target at position\(s\) \[2, 7, 12, 17\]; "
+     r"use NaN for a missing value$"),
+])
+def test_training_data_that_cannot_train_is_refused(data, message):
+    """No untrained predictor from an empty dataset, no "maximum number of idle transformation
+    calls" for series too short, no memory-gate error for an infinite target."""
+    est = TitansEstimator(**{**TINY, "prediction_length": 6, "context_length": 12})
+    with pytest.raises(ValueError, match=message):
+        est.train(ListDataset(data, freq="ME") if data else data)
+
+
+@pytest.mark.parametrize("trainer_kwargs, message", [
+    ({"limit_train_batches": 0}, r"^trainer_kwargs limit_train_batches=0: use a positive number of batches or "
+                                 r"a fraction in \(0, 1\].*0 would train on no batch and return an untrained"),
+    ({"limit_train_batches": 0.0}, r"^trainer_kwargs limit_train_batches=0\.0: use a positive number"),
+    ({"limit_train_batches": 1.5}, r"^trainer_kwargs limit_train_batches=1\.5: use a positive number"),
+    ({"max_epochs": 0}, r"^trainer_kwargs max_epochs=0 would train for no epoch; use a positive integer"),
+])
+def test_trainer_settings_that_train_nothing_are_refused(trainer_kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TitansEstimator(freq="ME", prediction_length=6, trainer_kwargs=trainer_kwargs)
+    TitansEstimator(freq="ME", prediction_length=6, trainer_kwargs={"limit_train_batches": 0.5, "max_epochs": 1})

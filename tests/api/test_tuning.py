@@ -190,8 +190,9 @@ def test_same_seed_same_study_and_failures_are_recorded(caplog):
         a = T.optimize(objective, n_trials=4, seed=3)
     b = T.optimize(objective, n_trials=4, seed=3)
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
-    assert [t.state for t in a.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL,
-                                           TrialState.COMPLETE]
+    # n_trials counts complete trials: the two failures free their places for new configurations
+    assert [t.state for t in a.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL] + [
+        TrialState.COMPLETE] * 3
     assert a.trials[1].user_attrs["error"] == "RuntimeError: boom"
     assert "nan" in a.trials[2].user_attrs["error"]
     text = caplog.text
@@ -200,6 +201,31 @@ def test_same_seed_same_study_and_failures_are_recorded(caplog):
     # an exception outside `catch` fails the trial and propagates
     with pytest.raises(RuntimeError, match="boom"):
         T.optimize(objective, n_trials=2, catch=())
+
+
+def test_failed_trials_free_their_place_and_a_broken_objective_stops(tmp_path, caplog):
+    def flaky(trial):
+        x = trial.suggest_float("x", -1.0, 1.0)
+        if trial.number % 2:
+            raise RuntimeError("odd")
+        return x * x
+
+    url = f"sqlite:///{tmp_path}/f.db"
+    study = T.optimize(flaky, n_trials=3, storage=url, study_name="f", seed=1)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL] * 2 + [TrialState.COMPLETE]
+    assert T.study._n_counted(study) == 3
+    # resuming a finished study runs nothing
+    assert len(T.optimize(flaky, n_trials=3, storage=url, study_name="f").trials) == 5
+
+    def broken(trial):
+        trial.suggest_float("x", -1.0, 1.0)
+        raise ValueError("always")
+
+    with caplog.at_level(logging.WARNING, logger="titans_ts.tuning"):
+        study = T.optimize(broken, n_trials=3, study_name="b")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
+    assert "stopping: 3 trials of the study failed in the objective (as many as n_trials=3)" in caplog.text
 
 
 def test_a_trial_past_the_target_is_handed_back(monkeypatch, tmp_path):
@@ -233,22 +259,26 @@ def objective(trial):
     x = trial.suggest_float("x", -1.0, 1.0)
     y = trial.suggest_int("y", 0, 1000)
     time.sleep(random.random() * 0.03)
+    if trial.number in FAILING:
+        raise RuntimeError("fails on purpose")
     return x * x + y
 
+FAILING = {int(k) for k in sys.argv[3].split(",") if k}
 optimize(objective, n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="stress")
 '''
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_workers_together_run_exactly_n_trials(tmp_path, kind):
-    """Three processes, one study, no training: exactly n trials, numbered 0..n-1, each run once,
-    and no two with the same random draws."""
+@pytest.mark.parametrize("kind, failing", [("sqlite", ""), ("journal", ""), ("sqlite", "2,5")])
+def test_workers_together_run_exactly_n_trials(tmp_path, kind, failing):
+    """Three processes, one study, no training: exactly n complete trials, each run once, and no
+    two with the same random draws; numbered 0..n-1 without failures, and with failures each
+    failed trial's place taken by one more configuration."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     url = f"sqlite:///{tmp_path}/w.db" if kind == "sqlite" else f"journal://{tmp_path}/w.log"
     n = 8
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    procs = [subprocess.Popen([sys.executable, str(script), url, str(n)], cwd=tmp_path, env=env,
+    procs = [subprocess.Popen([sys.executable, str(script), url, str(n), failing], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(3)]
     for p in procs:
@@ -256,9 +286,11 @@ def test_workers_together_run_exactly_n_trials(tmp_path, kind):
         assert p.returncode == 0, err[-3000:]
     study = optuna.load_study(study_name="stress", storage=T.open_storage(url))
     done = [t for t in study.trials if t.state != TrialState.WAITING]
-    assert sorted(t.number for t in done) == list(range(n))
-    assert all(t.state == TrialState.COMPLETE for t in done)
-    assert len({(t.params["x"], t.params["y"]) for t in done}) == n
+    n_failing = len(failing.split(",")) if failing else 0
+    assert sorted(t.number for t in done) == list(range(n + n_failing))
+    assert [t.number for t in done if t.state == TrialState.FAIL] == sorted(int(k) for k in failing.split(",") if k)
+    assert sum(t.state == TrialState.COMPLETE for t in done) == n
+    assert len({(t.params["x"], t.params["y"]) for t in done}) == n + n_failing
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):

@@ -50,11 +50,12 @@ def train_backbone(data: OnlineData, cfg: OnlineConfig, seed: int = 0, verbose: 
         ds = SeriesWindows([data.values], L, H, ends, first_index=[0])
         return window_loader(ds, cfg.batch_size if shuffle else 512, shuffle, seed=seed)
 
+    limit = cfg.limit_train_batches
     root = tempfile.mkdtemp(prefix="titans-online-")
     try:
         trainer = make_trainer(max_epochs=cfg.max_epochs, patience=cfg.patience, root_dir=root,
                                verbose=verbose, accelerator="cpu", devices=1, gradient_clip_val=1.0,
-                               limit_train_batches=cfg.limit_train_batches or 1.0,
+                               limit_train_batches=1.0 if limit is None else limit,
                                num_sanity_val_steps=0)
         with quiet_lightning(verbose):
             trainer.fit(module, loader("train", True), loader("val", False))

@@ -39,3 +39,17 @@ class OnlineConfig:
     segment: int = 64
     streams: int = 64
     online_lr: float = 1e-5
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse settings that would train nothing (also after attributes were set directly)."""
+        from titans_ts.forecaster.validation import _limit_batches
+
+        # 0 would train on no batch (and used to mean "every batch")
+        self.limit_train_batches = _limit_batches(self.limit_train_batches)
+        for name in ("seq_len", "horizon", "batch_size", "max_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -95,6 +95,7 @@ def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MO
     from ..recipes import machine_description
 
     cfg = copy.deepcopy(cfg) if cfg is not None else OnlineConfig()
+    cfg.validate()
     cfg.seq_len, cfg.horizon = seq_len, horizon
     L, H = seq_len, horizon
     data = online_data(dataset, root=root)

@@ -24,12 +24,14 @@ Storage (``open_storage``)
 
 Several workers
     Start the same command (same storage and study name) as many times as wanted, on one machine
-    or many. ``n_trials`` is the study's total: a worker stops once the study holds ``n_trials``
-    trials that are finished (complete, pruned or failed) or running, so the workers together run
-    exactly ``n_trials`` trials, numbered ``0 .. n_trials - 1``. Re-running a finished command
-    does nothing but report; raising ``n_trials`` resumes the study. Each trial's sampler seed is
-    a function of ``seed`` and the trial number, so workers never draw the same random start
-    points. A failed trial counts (its error is logged and kept in its ``error`` user attribute).
+    or many. ``n_trials`` is the study's total of COMPLETE and PRUNED trials, which the workers
+    together reach exactly (a running trial holds its place while it runs, so no worker starts
+    one too many; without failures the trials are numbered ``0 .. n_trials - 1``). A trial whose
+    objective failed (its error is logged and kept in its ``error`` user attribute) frees its
+    place for a new configuration; the workers stop once as many trials have failed as
+    ``n_trials``. Re-running a finished command does nothing but report; raising ``n_trials``
+    resumes the study. Each trial's sampler seed is a function of ``seed`` and the trial number,
+    so workers never draw the same random start points.
 
 No lost trial
     File and database studies record a heartbeat of every running trial (every 60 s). A worker

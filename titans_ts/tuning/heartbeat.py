@@ -13,8 +13,9 @@ wall-clock time; workers on several machines need clocks that agree within the g
 
 Slots (see :func:`titans_ts.tuning.optimize`): a study of ``n_trials`` has ``n_trials`` slots,
 taken by its first ``n_trials`` fresh (non-retry) trials in trial-number order. A retry takes
-the slot of the trial it retries, so a killed trial and its retry count once, and the study
-ends with exactly one finished trial per slot.
+the slot of the trial it retries, so a killed trial and its retry count once; a trial whose
+objective failed frees its slot for a new configuration. The study ends with exactly one
+COMPLETE or PRUNED trial per slot.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from optuna.storages.journal import JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["HeartbeatJournalStorage", "retry_callback", "fail_stale_trials", "heartbeat_thread",
-           "heartbeat_enabled", "origin", "slot_ranks", "TRACKED"]
+           "heartbeat_enabled", "origin", "freed", "slot_ranks", "TRACKED"]
 
 #: system attribute a worker sets on the trial it runs (its own trial id): the trial has a
 #: heartbeat, so other workers wait for it (it finishes or goes stale and is retried)
@@ -113,7 +114,23 @@ def origin(trial: FrozenTrial) -> int:
     return int(trial.system_attrs.get("failed_trial", trial.number))
 
 
+def freed(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the fresh trials whose slot is free again: the newest trial of their chain (the
+    trial and its retries) failed in the objective (an exception or a non-finite value, recorded
+    in its ``error`` user attribute). A trial failed because its worker died is not one of them:
+    its retry holds the slot (after ``max_retry`` deaths the slot ends FAIL, so a configuration
+    that kills its worker every time does not go on forever)."""
+    newest: dict[int, FrozenTrial] = {}
+    for t in trials:
+        o = origin(t)
+        if o not in newest or t.number > newest[o].number:
+            newest[o] = t
+    return {o for o, t in newest.items() if t.state == TrialState.FAIL and "error" in t.user_attrs}
+
+
 def slot_ranks(trials: list[FrozenTrial]) -> dict[int, int]:
-    """{fresh trial number: its slot (1, 2, ...)}: fresh trials ranked by number."""
-    fresh = sorted(t.number for t in trials if "failed_trial" not in t.system_attrs)
+    """{fresh trial number: its slot (1, 2, ...)}: fresh trials ranked by number, those whose slot
+    was freed (:func:`freed`) left out."""
+    free = freed(trials)
+    fresh = sorted(t.number for t in trials if "failed_trial" not in t.system_attrs and t.number not in free)
     return {num: k + 1 for k, num in enumerate(fresh)}

@@ -21,6 +21,7 @@ from .heartbeat import (
     TRACKED,
     HeartbeatJournalStorage,
     fail_stale_trials,
+    freed,
     heartbeat_enabled,
     heartbeat_thread,
     origin,
@@ -34,8 +35,9 @@ __all__ = ["COUNTED_STATES", "HEARTBEAT_INTERVAL", "MAX_RETRY", "open_storage", 
 
 _log = logging.getLogger("titans_ts.tuning")
 
-#: trial states that count towards a study's ``n_trials`` (a failed trial that was retried
-#: because its worker died counts through its retry instead)
+#: trial states that can hold one of a study's ``n_trials`` slots: a finished trial (COMPLETE or
+#: PRUNED) for good; a RUNNING one while its worker lives; a FAIL one only when its worker died
+#: (its retry runs in the slot) -- a trial whose objective failed frees its slot
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 #: heartbeat of file and database studies (seconds); a trial silent for twice as long is retried
 HEARTBEAT_INTERVAL = 60
@@ -197,10 +199,17 @@ def default_pruner() -> optuna.pruners.BasePruner:
 
 
 def _n_counted(study: optuna.Study) -> int:
-    """Slots taken: fresh (non-retry) trials that are finished or running (a retry holds the
-    slot of the trial it retries, which is counted already)."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED_STATES)
-               if "failed_trial" not in t.system_attrs)
+    """Slots taken: fresh (non-retry) trials that are COMPLETE, PRUNED, RUNNING, or FAIL because
+    their worker died (their retry holds the slot). A retry is counted through the trial it
+    retries; a trial whose objective failed frees its slot (:func:`.heartbeat.freed`)."""
+    trials = study.get_trials(deepcopy=False)
+    free = freed(trials)
+    return sum(1 for t in trials if t.state in COUNTED_STATES and "failed_trial" not in t.system_attrs
+               and t.number not in free)
+
+
+def _n_objective_failures(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if "error" in t.user_attrs)
 
 
 def _admitted(trial, ranks: dict[int, int], n_trials: int) -> bool:
@@ -307,13 +316,16 @@ def optimize(objective: Callable[[optuna.Trial], float], *, n_trials: int,
              heartbeat_interval: int | None = HEARTBEAT_INTERVAL, grace_period: int | None = None,
              max_retry: int | None = MAX_RETRY) -> optuna.Study:
     """Create or resume (``load_if_exists``) the study and run trials of ``objective`` until the
-    study holds ``n_trials`` finished or running trials (the total over every worker sharing the
-    storage, not a per-call count) or ``timeout`` seconds have passed.
+    study holds ``n_trials`` COMPLETE or PRUNED trials (the total over every worker sharing the
+    storage, not a per-call count; trials still RUNNING on other workers are waited for), or
+    ``timeout`` seconds have passed.
 
     Defaults: :func:`make_sampler` (TPE seeded per trial from ``seed``) and
-    :func:`default_pruner`. An exception in ``catch`` fails its trial (logged with its traceback,
-    kept in the trial's ``error`` user attribute) and the loop goes on; others fail the trial and
-    propagate.
+    :func:`default_pruner`. An exception in ``catch`` (or a non-finite value) fails its trial
+    (logged with its traceback, kept in the trial's ``error`` user attribute): it does not count,
+    a new configuration takes its slot, and the loop goes on -- until as many trials have failed
+    as ``n_trials``, when the worker stops with a warning (a broken objective does not run
+    forever). Other exceptions fail the trial and propagate.
 
     This is ``optuna.study.MaxTrialsCallback(n_trials, states=COUNTED_STATES)`` made exact: that
     callback checks the count after a trial and the next trial is created later, so two workers
@@ -344,6 +356,11 @@ def optimize(objective: Callable[[optuna.Trial], float], *, n_trials: int,
     while deadline is None or time.monotonic() < deadline:
         if beating:
             fail_stale_trials(study)  # trials of dead workers: FAIL, and a WAITING retry each
+        failures = _n_objective_failures(study)
+        if failures >= n_trials:
+            _log.warning("stopping: %d trials of the study failed in the objective (as many as n_trials=%d); "
+                         "see their errors above (or each trial's 'error' user attribute)", failures, n_trials)
+            break
         if _n_counted(study) >= n_trials:
             waiting, tracked = _work_left(study, n_trials)
             if not waiting:
