@@ -60,7 +60,7 @@ _NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, Non
 TRAINING_PARAMS = dict(
     h=24, context_length=96, loss="mse", lr=1e-3, weight_decay=1e-4, batch_size=64, max_epochs=20,
     patience=3, limit_train_batches=None, val_size=None, test_time_memory=False,
-    memory_pace=(-8.0, -4.0, -3.0),
+    memory_pace=(-8.0, -4.0, -5.0),
     freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None, seed=0,
     accelerator="cpu", verbose=False)
 
@@ -112,7 +112,7 @@ class TitansForecaster(BaseEstimator):
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 20,
                  patience: int = 3, limit_train_batches: int | None = None,
                  val_size: int | None = None, test_time_memory: bool = False,
-                 memory_pace: Sequence[float] = (-8.0, -4.0, -3.0), freq: str | None = None,
+                 memory_pace: Sequence[float] = (-8.0, -4.0, -5.0), freq: str | None = None,
                  id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
                  covariates: Sequence[str] | None = None, seed: int = 0, accelerator: str = "cpu",
                  verbose: bool = False, **network: Any) -> None:

@@ -58,8 +58,8 @@ def stream_memory(est):
     g = torch.random.get_rng_state()
     torch.manual_seed(est.seed)
     try:
-        return StreamMemory(est.context_length, est.h, dim=64, heads=4, depth=1, max_lr=0.5,
-                            chunk_size=1, soft_norm=True, learn_gates=False, gate_init=pace).eval()
+        # the online benchmark's settings (StreamMemory's defaults), at the forecaster's pace
+        return StreamMemory(est.context_length, est.h, gate_init=pace).eval()
     finally:
         torch.random.set_rng_state(g)
 
