@@ -185,6 +185,7 @@ def _cases():
         ("unknown head", fit(_long(), head="gaussian")),
         ("non-positive horizon", fit(_long(), h=0)),
         ("quantile levels outside (0, 1)", fit(_long(), head="quantile", quantiles=(0.1, 1.5))),
+        ("naive_fallback that is not a bool", fit(_long(), naive_fallback="yes")),
         ("predict before fit", lambda: TitansForecaster().predict()),
         ("predict beyond the trained horizon", lambda: _fitted().predict(h=10)),
         ("intervals from a point head", lambda: _fitted().predict(levels=[80])),

@@ -21,7 +21,8 @@ touching a trained parameter. It pays where the series drift away from the train
 (docs/benchmarks/online.md: the online benchmark's test streams) and costs one backbone forecast
 per history step at ``fit`` / ``update`` (docs/benchmarks/test_time_memory.md).
 
-The parts: this module (parameters, fit, predict, update), :mod:`.evaluation`
+The parts: this module (parameters, fit, predict, update), :mod:`.guard` (the model against
+the naive forecasts on the validation tail: ``validation_report_``, ``naive_fallback``), :mod:`.evaluation`
 (cross-validation, score), :mod:`.persistence` (save, load), :mod:`.memory_store` (the carried
 states), ``titans_ts.tuning`` (``tune``), and ``titans_ts.datasets`` (frames in and out, windows).
 """
@@ -43,7 +44,7 @@ from ..config import TitansConfig
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import SeriesCollection, from_frame
 from ..datasets.windows import SeriesWindows, window_loader
-from . import state
+from . import guard, state
 from .inference import forecast_arrays, scaled_inputs
 from .scaling import series_stats
 from .validation import check_levels, check_params, check_quantiles, plain
@@ -59,7 +60,7 @@ _NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, Non
 #: the forecaster's own parameters, with their defaults
 TRAINING_PARAMS = dict(
     h=24, context_length=96, loss="mse", lr=1e-3, weight_decay=1e-4, batch_size=64, max_epochs=20,
-    patience=3, limit_train_batches=None, val_size=None, test_time_memory=False,
+    patience=3, limit_train_batches=None, val_size=None, naive_fallback=False, test_time_memory=False,
     memory_pace=(-8.0, -4.0, -5.0),
     freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None, seed=0,
     accelerator="cpu", verbose=False)
@@ -82,7 +83,13 @@ class TitansForecaster(BaseEstimator):
         lr, weight_decay, batch_size, max_epochs, patience: training; early stopping watches the
             validation loss on the last ``h`` steps of every series (``val_size=0`` disables it).
         limit_train_batches: cap on training batches per epoch (None: all windows).
-        val_size: steps per series held out for early stopping (None: ``h``; 0: none).
+        val_size: steps per series held out for early stopping (None: ``h``; 0: none). On it,
+            ``fit`` also scores the model against the seasonal naive and repeat-last forecasts
+            (``validation_report_``, one row per series) and warns when the model does not beat
+            the better naive (see :mod:`.guard`).
+        naive_fallback: ``predict`` forecasts each series the model lost on in
+            ``validation_report_`` with that series' better naive (point replaced, quantiles
+            shifted by the same difference); may be switched after ``fit`` without refitting.
         test_time_memory: keep each series' memory state across windows (see module docs).
         memory_pace: the carried memory's (forgetting, momentum, inner learning rate) gate logits:
             how fast it learns and forgets (the default is the slow pace the online benchmark's
@@ -111,7 +118,7 @@ class TitansForecaster(BaseEstimator):
     def __init__(self, h: int = 24, context_length: int = 96, loss: str = "mse", lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 20,
                  patience: int = 3, limit_train_batches: int | None = None,
-                 val_size: int | None = None, test_time_memory: bool = False,
+                 val_size: int | None = None, naive_fallback: bool = False, test_time_memory: bool = False,
                  memory_pace: Sequence[float] = (-8.0, -4.0, -5.0), freq: str | None = None,
                  id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
                  covariates: Sequence[str] | None = None, seed: int = 0, accelerator: str = "cpu",
@@ -130,6 +137,7 @@ class TitansForecaster(BaseEstimator):
         self.patience = patience
         self.limit_train_batches = limit_train_batches
         self.val_size = val_size
+        self.naive_fallback = naive_fallback
         self.test_time_memory = test_time_memory
         self.memory_pace = memory_pace
         self.freq = freq
@@ -151,12 +159,14 @@ class TitansForecaster(BaseEstimator):
 
     def set_params(self, **params: Any) -> "TitansForecaster":
         """Set parameters (scikit-learn's contract). Changing a parameter of a fitted forecaster
-        (anything but ``verbose``) un-fits it: its trained state belongs to the old values, so
-        ``predict`` / ``save`` then ask for ``fit`` again instead of mixing the two."""
+        (anything but ``verbose`` and ``naive_fallback``, which only choose what ``predict``
+        reports) un-fits it: its trained state belongs to the old values, so ``predict`` /
+        ``save`` then ask for ``fit`` again instead of mixing the two."""
         before = self.get_params(deep=False)
         super().set_params(**params)
         after = self.get_params(deep=False)
-        changed = sorted(k for k in after if k != "verbose" and not _same(before.get(k), after[k]))
+        changed = sorted(k for k in after if k not in ("verbose", "naive_fallback")
+                         and not _same(before.get(k), after[k]))
         if changed and hasattr(self, "model_"):
             for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
                 delattr(self, name)
@@ -291,6 +301,7 @@ class TitansForecaster(BaseEstimator):
         self.id_dtype_ = coll.id_dtype
         self.time_dtype_ = coll.time_dtype
         self._set_history(coll, stats)
+        guard.assess(self, values, masks, val_idx, firsts, warn=trial is None)  # (quiet in a search)
         self.__dict__.pop("_unfitted_by", None)
         return self
 
@@ -350,6 +361,7 @@ class TitansForecaster(BaseEstimator):
             memory = state.memory_for(self, values, masks, stats, firsts)
         point, qs = forecast_arrays(self, values, masks, stats, coll.ids, memory, firsts,
                                     sorted(set(quantiles) | set(level_quantiles(levels))))
+        point, qs = guard.apply_fallback(self, coll.ids, values, masks, point, qs)
         return forecast_frame(coll, point[:, :h], {q: a[:, :h] for q, a in qs.items()},
                               quantiles, levels, h)
 

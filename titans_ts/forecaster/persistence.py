@@ -21,6 +21,7 @@ import torch
 
 from ..atomic import atomic_write
 from ..datasets.timeindex import dtype_from_name, dtype_name
+from .guard import report_from_json, report_to_json
 
 __all__ = ["save", "load", "FORMAT", "FORMATS"]
 
@@ -35,6 +36,9 @@ _PAYLOAD = {"format", "params", "tuple_params", "fitted", "state_dict", "stream_
 _FITTED = {"freq_", "n_targets_", "n_inputs_", "channels_", "covariate_names_", "layout_", "flavour_",
            "time_col_", "best_val_loss_", "n_epochs_", "ids", "id_dtype_", "time_dtype_"}
 _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
+#: fitted attributes files written before the baseline guard lack (they load with no report,
+#: so ``naive_fallback`` changes nothing)
+_FITTED_OPTIONAL = {"validation_report_", "validation_season_"}
 
 
 def _jsonable(obj):
@@ -70,7 +74,10 @@ def save(est, path: str | os.PathLike) -> Path:
                               "best_val_loss_": est.best_val_loss_, "n_epochs_": est.n_epochs_,
                               "id_dtype_": dtype_name(getattr(est, "id_dtype_", None)),
                               "time_dtype_": dtype_name(getattr(est, "time_dtype_", None)),
-                              "ids": [_id(i) for i in hist["ids"]]}),
+                              "ids": [_id(i) for i in hist["ids"]],
+                              "validation_report_": report_to_json(
+                                  getattr(est, "validation_report_", None), est.id_col, _id),
+                              "validation_season_": getattr(est, "validation_season_", None)}),
         "state_dict": {k: v.detach().clone() for k, v in est.model_.state_dict().items()},
         "stream_memory": {} if est.stream_memory_ is None else
         {k: v.detach().clone() for k, v in est.stream_memory_.state_dict().items()},
@@ -137,8 +144,8 @@ def load(cls, path: str | os.PathLike):
     if not isinstance(params, dict) or not isinstance(fitted, dict):
         raise _bad(path, "its parameters are not mappings")
     _check_keys(path, params, cls._get_param_names(), "parameter(s)")
-    _check_keys(path, fitted, _FITTED_V1 if v1 else _FITTED, "fitted attribute(s)")
-    if set(fitted) != (_FITTED_V1 if v1 else _FITTED):
+    _check_keys(path, fitted, (_FITTED_V1 if v1 else _FITTED) | _FITTED_OPTIONAL, "fitted attribute(s)")
+    if set(fitted) - _FITTED_OPTIONAL != (_FITTED_V1 if v1 else _FITTED):
         raise _bad(path, f"fitted attribute(s) {sorted((_FITTED_V1 if v1 else _FITTED) - set(fitted))} missing")
     for key in payload.get("tuple_params", []):
         if key in params and isinstance(params[key], list):
@@ -163,8 +170,14 @@ def _build(cls, payload, params, fitted, v1: bool):
     ids = fitted.pop("ids")
     for name in ("id_dtype_", "time_dtype_"):
         fitted[name] = dtype_from_name(fitted.get(name))
+    report = fitted.pop("validation_report_", None)
+    season = fitted.pop("validation_season_", None)
     for k, v in fitted.items():
         setattr(est, k, v)
+    est.validation_report_ = report_from_json(est, report)
+    if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
+        raise TypeError(f"validation_season_ must be a positive integer, got {season!r}")
+    est.validation_season_ = season if est.validation_report_ is not None else None
     module = est._module(est.n_inputs_)
     module.load_state_dict(payload["state_dict"])
     est.model_ = module.eval()

@@ -79,6 +79,9 @@ def check_params(est) -> None:
     if est.val_size is not None and (isinstance(est.val_size, bool) or not isinstance(
             est.val_size, numbers.Integral) or est.val_size < 0):
         raise ValueError(f"val_size must be None or an integer >= 0, got {est.val_size!r}")
+    if not isinstance(est.naive_fallback, (bool, np.bool_)):
+        raise ValueError(f"naive_fallback must be True or False, got {est.naive_fallback!r}")
+    est.naive_fallback = bool(est.naive_fallback)
     if isinstance(est.seed, bool) or not isinstance(est.seed, numbers.Integral):
         raise ValueError(f"seed must be an integer, got {est.seed!r}")
     if isinstance(est.quantiles, list):
