@@ -144,6 +144,8 @@ def render(rows: list[dict], out: Path = OUT, plots: bool = True) -> str:
                          + " | ".join("" if p is None else f"{p:.3f}" for p in pub)
                          + f" | {gap} | {gain} | {pace} | {cost} |")
         lines.append("")
+    if rows:
+        lines += _commands(rows)
     # costs of the runs
     if rows:
         lines += ["## CPU budget", "",
@@ -166,6 +168,35 @@ def render(rows: list[dict], out: Path = OUT, plots: bool = True) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return text
+
+
+def _commands(rows: list[dict]) -> list[str]:
+    """The commands that write the records, grouped by dataset and settings."""
+    groups = defaultdict(lambda: {"horizons": set(), "seeds": set(), "modes": set()})
+    for r in rows:
+        batch = r.get("training", {}).get("batch_size", 128)
+        lr = r.get("online_lr") if r["mode"] in ("online_gd", "carried+online_gd") else None
+        key = (r["dataset"], r["seq_len"], batch, r.get("tag", "main"))
+        g = groups[key]
+        g["horizons"].add(r["horizon"])
+        g["seeds"].add(r["seed"])
+        g["modes"].add(r["mode"])
+        if lr is not None:
+            g["lr"] = lr
+    out = ["## Commands", "", "Each writes its records (`TITANS_TS_DATA` pointing at the data folder; "
+           "`OMP_NUM_THREADS=1`); records already in the file are skipped.", "", "```"]
+    for (d, L, batch, tag), g in sorted(groups.items()):
+        hs, seeds = " ".join(map(str, sorted(g["horizons"]))), " ".join(map(str, sorted(g["seeds"])))
+        modes = " ".join(m for m in MODES if m in g["modes"])
+        cmd = f"titans-ts benchmark online {d} --seq-len {L} --horizons {hs} --seeds {seeds} --modes {modes}"
+        if batch != 128:
+            cmd += f" --config '{{\"batch_size\": {batch}}}'"
+        if "lr" in g:
+            cmd += f" --online-lrs {g['lr']:g}"
+        if tag != "main":
+            cmd += f" --tag {tag}"
+        out.append(cmd + " --out docs/benchmarks/results/online.jsonl")
+    return out + ["```", ""]
 
 
 def _plots(groups) -> list[str]:

@@ -300,14 +300,14 @@ class TitansForecaster(BaseEstimator):
         self.time_col_ = coll.time_col
         self.id_dtype_ = coll.id_dtype
         self.time_dtype_ = coll.time_dtype
-        self._set_history(coll, stats)
+        self._set_history(coll, stats, trained_until=val_size)
         guard.assess(self, values, masks, val_idx, firsts, warn=trial is None)  # (quiet in a search)
         self.__dict__.pop("_unfitted_by", None)
         return self
 
     # ------------------------------------------------------------------ state
-    def _set_history(self, coll: SeriesCollection, stats=None) -> None:
-        state.set_history(self, coll, stats)
+    def _set_history(self, coll: SeriesCollection, stats=None, trained_until: int | None = None) -> None:
+        state.set_history(self, coll, stats, trained_until)
 
     def _history_collection(self) -> SeriesCollection:
         """The stored history as the series collection it was read from."""

@@ -13,6 +13,11 @@ read-out gain chosen along the series' own stream (``StreamMemory.gains``): the 
 channel the discounted squared error each gain would have made on the windows completed so far,
 and the corrections read for the windows not completed yet.
 
+The memory of a series seen in training starts at the end of its training rows (its validation
+tail, ``h`` windows before): the windows training fitted are not test-time evidence, in the same
+way the online benchmark's stream starts after the training rows. Series first seen by
+``predict(df=...)`` are new to the model: their memory runs over their whole history.
+
 A series' anchor (its first written window and its channel scales) is fixed at its first write
 and saved with the model, so a model saved after ``update`` and loaded again rebuilds exactly the
 memory it had (the anchor does not move with the history's length).
@@ -32,17 +37,22 @@ CHUNK = 4096  # windows written per scan (bounds the memory a long history needs
 
 
 def first_origin(length: int, seq_len: int, horizon: int) -> int:
-    """The first window of a series of ``length`` steps the memory writes (as training starts)."""
+    """The first window of a series of ``length`` steps the memory may write (as training starts;
+    ``fit`` starts it later, where the training rows end: ``SeriesMemory(start=...)``)."""
     return max(1, min(seq_len, length - horizon))
 
 
 class SeriesMemory:
     """Carried stream-memory states of ``n`` series (see the module docstring)."""
 
-    def __init__(self, n: int, anchors: list | None = None) -> None:
-        """``anchors``: per series ``(first origin, [C] scales)`` or None (fixed at first write)."""
+    def __init__(self, n: int, anchors: list | None = None, start: list[int] | None = None) -> None:
+        """``anchors``: per series ``(first origin, [C] scales)`` or None (fixed at first write);
+        ``start``: per series the earliest window an anchor may start at (None: any)."""
         if anchors is not None and len(anchors) != n:
             raise ValueError(f"{len(anchors)} memory anchors for {n} series")
+        if start is not None and len(start) != n:
+            raise ValueError(f"{len(start)} memory starts for {n} series")
+        self.start = list(start) if start is not None else [0] * n
         self.anchors: list = list(anchors) if anchors is not None else [None] * n
         self.states: list = [None] * n          # (weights, momentum) of [C, heads, d, d]
         self.errors: list = [None] * n          # [C, k <= H, H] normalised errors, oldest first
@@ -67,7 +77,7 @@ class SeriesMemory:
                     v = values[i][:, :C]
                     m = masks[i][:, :C]
                     sd = np.array([np.nanstd(v[m[:, c], c]) if m[:, c].any() else 1.0 for c in range(C)])
-                    self.anchors[i] = (first_origin(T, seq_len, H),
+                    self.anchors[i] = (max(first_origin(T, seq_len, H), self.start[i]),
                                        torch.tensor(np.where(sd > 0, sd, 1.0), dtype=torch.float32))
                 self.next_write[i], self.scales[i] = self.anchors[i]
                 self.gain_errors[i] = torch.zeros(len(mem.gains), C)

@@ -21,16 +21,20 @@ __all__ = ["set_history", "history_collection", "stream_memory", "memorise", "me
            "check_new", "update"]
 
 
-def set_history(est, coll: SeriesCollection, stats: Stats | None = None) -> None:
+def set_history(est, coll: SeriesCollection, stats: Stats | None = None, trained_until: int | None = None) -> None:
     """Store ``coll`` as the history (units from ``stats``, or from ``coll`` itself) and build
-    the carried memories from it."""
+    the carried memories from it. ``trained_until``: the steps of each series' end that training
+    did not see (its validation tail): the carried memory starts there, ``h`` windows before, as
+    the online benchmark's stream starts at the end of the training rows (None: the whole
+    history is new to the model, e.g. frames given to ``predict``)."""
     values, masks = est._inputs(coll)
     loc, scale = stats if stats is not None else series_stats(values, masks)
     est.history_ = {"ids": list(coll.ids), "values": values, "masks": masks,
                     "index": list(coll.index), "firsts": est._firsts(coll.index, coll.freq),
                     "loc": list(loc), "scale": list(scale)}
     est.stream_memory_ = stream_memory(est) if est.test_time_memory else None
-    est.memory_ = SeriesMemory(len(coll.ids))
+    start = None if trained_until is None else [max(1, v.shape[0] - trained_until - est.h) for v in values]
+    est.memory_ = SeriesMemory(len(coll.ids), start=start)
     memorise(est, est.memory_, values, masks, (loc, scale), est.history_["firsts"], range(len(coll.ids)))
 
 
