@@ -437,7 +437,7 @@ def objective(trial):
     time.sleep(0.1)
     return x * x
 
-optimize(objective, n_trials=n, storage=url, study_name="kill", heartbeat_interval=1, grace_period=2)
+optimize(objective, n_trials=n, storage=url, study_name="kill", heartbeat_interval=1, grace_period=5)
 '''
 
 

@@ -286,8 +286,11 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable,
         warnings.simplefilter("ignore")
         try:
             frozen = study.tell(trial, None if state else value, state=state)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
             # its heartbeat stopped long enough for another worker to declare it dead and retry it
+            # (optuna raises either error for a trial that is no longer running)
+            if not storage.get_trial(trial._trial_id).state.is_finished():
+                raise
             _log.warning("trial %d was declared dead (no heartbeat within the grace period) and "
                          "retried elsewhere; this result is dropped", trial.number)
             gc.collect()
