@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tune a recipe with optuna (TPE, median pruning on val_loss). Start the same "
         "command several times, here or on machines sharing the storage, for parallel workers: "
         "--n-trials is the study's total, which the workers together run exactly; re-running "
-        "resumes the study. Search-space format: titans_ts/tuning.py; example: "
+        "resumes the study. Search-space format: titans_ts/tuning/space.py; example: "
         "recipes/sweeps/etth1_lmm.yaml.")
     t.add_argument("--config", required=True, help="the recipe to tune (recipes/ltsf/...yaml)")
     t.add_argument("--space", required=True, help="search-space YAML: dotted recipe key -> spec")
