@@ -148,7 +148,7 @@ def _benchmark_online(args: argparse.Namespace) -> int:
         for line in out.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
-                done.add((r["dataset"], r["horizon"], r["seq_len"], r["seed"], r.get("tag", "main")))
+                done.add((r["dataset"], r["horizon"], r["seq_len"], r["seed"], r.get("tag", "main"), r["mode"]))
     cfg = OnlineConfig()
     if args.max_epochs is not None:
         cfg.max_epochs = args.max_epochs
@@ -164,11 +164,12 @@ def _benchmark_online(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     for H in args.horizons:
         for seed in args.seeds:
-            if (args.dataset, H, seq_len, seed, args.tag) in done:
+            todo = tuple(m for m in args.modes if (args.dataset, H, seq_len, seed, args.tag, m) not in done)
+            if not todo:
                 print(f"skip (recorded): {args.dataset} L={seq_len} H={H} seed {seed} [{args.tag}]")
                 continue
             t0 = time.perf_counter()
-            recs = run_online(args.dataset, H, seq_len, seed, modes=tuple(args.modes), root=args.root,
+            recs = run_online(args.dataset, H, seq_len, seed, modes=todo, root=args.root,
                               cfg=cfg, online_lrs=tuple(args.online_lrs),
                               log=print if args.verbose else None)
             total = round(time.perf_counter() - t0, 1)
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train on the online split (20:5:75, scaler on the training rows), then stream "
         "through validation and test one step at a time with delayed feedback; modes frozen, "
         "carried, online_gd, carried+online_gd compared on one trained model. Appends one JSON "
-        "line per (dataset, horizon, look-back, mode, seed) to --out; recorded runs are skipped.")
+        "line per (dataset, horizon, look-back, mode, seed) to --out; modes already recorded there are skipped.")
     bo.add_argument("dataset")
     bo.add_argument("--horizons", type=int, nargs="+", default=[24, 48, 96])
     bo.add_argument("--seq-len", type=int, default=None,

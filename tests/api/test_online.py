@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pandas as pd
@@ -182,3 +183,24 @@ def test_the_forecasters_carried_memory_is_the_benchmarks_carried_mode(trained):
     torch.testing.assert_close(two.gain_errors[0], store.gain_errors[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(two.correction(0, mem, past, torch.ones_like(past, dtype=torch.bool), fc[-1]), corr,
                                rtol=1e-4, atol=1e-5)
+
+
+def test_the_command_runs_only_the_modes_not_yet_recorded(tmp_path, monkeypatch):
+    import titans_ts.online as online
+    from titans_ts import cli
+
+    calls = []
+
+    def fake(dataset, horizon, seq_len, seed, modes, **_kw):
+        calls.append((horizon, seed, modes))
+        return [{"dataset": dataset, "horizon": horizon, "seq_len": seq_len, "seed": seed, "mode": m,
+                 "mse": 1.0, "mae": 1.0, "ms_per_step": 1.0} for m in modes]
+
+    monkeypatch.setattr(online, "run_online", fake)
+    out = tmp_path / "records.jsonl"
+    args = ["benchmark", "online", "ETTh2", "--seq-len", "16", "--horizons", "4", "--seeds", "0", "--out", str(out)]
+    assert cli.main(args + ["--modes", "frozen", "carried"]) == 0
+    assert cli.main(args + ["--modes", "frozen", "carried", "online_gd"]) == 0
+    assert cli.main(args + ["--modes", "carried"]) == 0  # all recorded: nothing runs
+    assert calls == [(4, 0, ("frozen", "carried")), (4, 0, ("online_gd",))]
+    assert [json.loads(line)["mode"] for line in out.read_text().splitlines()] == ["frozen", "carried", "online_gd"]
