@@ -37,6 +37,17 @@ from .memory import no_weight_decay
 __all__ = ["TitansNet", "RevIN", "HEADS", "TOKENIZERS"]
 
 
+def masked_moments(x: torch.Tensor, mask: torch.Tensor | None):
+    """Per window and channel, the mean and (biased) variance over the observed steps of
+    ``x`` [B, L, C]: ``[B, 1, C]`` each."""
+    if mask is None:
+        return x.mean(1, keepdim=True), x.var(1, keepdim=True, unbiased=False)
+    m = mask.to(x.dtype)
+    n = m.sum(1, keepdim=True).clamp_min(1.0)
+    mean = (x * m).sum(1, keepdim=True) / n
+    return mean, (((x - mean) * m) ** 2).sum(1, keepdim=True) / n
+
+
 class RevIN(nn.Module):
     """Reversible instance normalisation over the time axis, observed values only.
 
@@ -64,14 +75,7 @@ class RevIN(nn.Module):
 
     def normalize(self, x: torch.Tensor, mask: torch.Tensor | None):
         """x [B, L, C] -> (normalised x, (center, std)) with statistics [B, 1, C]."""
-        if mask is None:
-            mean = x.mean(1, keepdim=True)
-            var = x.var(1, keepdim=True, unbiased=False)
-        else:
-            m = mask.to(x.dtype)
-            n = m.sum(1, keepdim=True).clamp_min(1.0)
-            mean = (x * m).sum(1, keepdim=True) / n
-            var = (((x - mean) * m) ** 2).sum(1, keepdim=True) / n
+        mean, var = masked_moments(x, mask)
         std = torch.sqrt(var + self.eps)
         if self.center == "last":
             mean = _last_observed(x, mask)

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from ..fused import l2_normalize
 from ..kernels.memory_scan import memory_scan
 from ..memory import no_weight_decay
+from ..network import masked_moments
 
 __all__ = ["StreamMemory", "window_stats", "online_gain_choice"]
 
@@ -94,14 +95,7 @@ def online_gain_choice(se: torch.Tensor, delay: int, half_life: float, acc: torc
 def window_stats(past: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
     """Per window and channel, the observed context's mean and spread ``[B, 1, C]`` (RevIN's
     statistics: ``sqrt(var + eps)``)."""
-    if mask is None:
-        mean = past.mean(1, keepdim=True)
-        var = past.var(1, keepdim=True, unbiased=False)
-    else:
-        m = mask.to(past.dtype)
-        n = m.sum(1, keepdim=True).clamp_min(1.0)
-        mean = (past * m).sum(1, keepdim=True) / n
-        var = (((past - mean) * m) ** 2).sum(1, keepdim=True) / n
+    mean, var = masked_moments(past, mask)
     return mean, torch.sqrt(var + eps)
 
 
