@@ -181,7 +181,7 @@ def _cases():
         ("+inf in the target", fit(inf)),
         ("unparseable timestamp", fit(bad_time)),
         ("empty frame", fit(_long().iloc[:0])),
-        ("series shorter than h + 1 (+ validation)", fit(_long(T=6))),
+        ("series shorter than h + 1", fit(_long(T=4))),
         ("unknown head", fit(_long(), head="gaussian")),
         ("non-positive horizon", fit(_long(), h=0)),
         ("quantile levels outside (0, 1)", fit(_long(), head="quantile", quantiles=(0.1, 1.5))),

@@ -54,6 +54,7 @@ from gluonts.transform import (
 )
 
 from .config import TitansConfig, check_keys
+from .defaults import ROBUST, data_defaults
 from .memory import wants_weight_decay
 from .network import TitansNet
 from .training import quiet_lightning
@@ -188,8 +189,10 @@ class TitansEstimator(PyTorchLightningEstimator):
             aliases GluonTS accepts, "M" or "H", work too). Only validated: the network uses no
             calendar features.
         prediction_length: forecast horizon H.
-        context_length: context window L (default ``2 * prediction_length``); shorter series are
-            left-padded with observed mask 0.
+        context_length: context window L (None: chosen from the frequency's seasons and the
+            series' lengths when ``train`` sees the data, :func:`titans_ts.defaults.context_length`:
+            e.g. 36 for monthly data at horizon 18, 210 for long hourly series); shorter series
+            are left-padded with observed mask 0.
         head: "student_t" (``SampleForecast`` with ``num_samples`` paths) or "quantile"
             (``QuantileForecast`` at ``quantiles``, trained on the pinball loss).
         quantiles: levels of the quantile head (default 0.1, 0.2, ..., 0.9).
@@ -199,9 +202,15 @@ class TitansEstimator(PyTorchLightningEstimator):
             ``max_epochs * num_batches_per_epoch`` steps) or "none".
         batch_size, num_batches_per_epoch: training batches.
         trainer_kwargs: ``lightning.pytorch.Trainer`` arguments, merged over quiet defaults
-            (``max_epochs=10``, ``accelerator="cpu"``, no progress bar, model summary or logger;
-            checkpoints go to a temporary folder that is removed after training unless
-            ``default_root_dir`` is given).
+            (``accelerator="cpu"``, no progress bar, model summary or logger; checkpoints go to a
+            temporary folder that is removed after training unless ``default_root_dir`` is
+            given). Without ``max_epochs`` (and ``max_steps``) the budget is sized to the number
+            of training windows (:func:`titans_ts.defaults.training_budget`: about ten passes,
+            600 to 3000 steps).
+        early_stopping: hold out the last ``prediction_length`` steps of every series as
+            validation data when ``train`` gets none, stop after 250 steps without a better
+            validation loss and keep the best epoch's weights (with ``validation_data``, that
+            data is watched instead). False: train on every step for the whole budget.
         verbose: show Lightning's progress bar, model summary and messages.
         train_sampler, validation_sampler: GluonTS instance samplers (defaults:
             ``ExpectedNumInstanceSampler(1.0, min_past=1, min_future=prediction_length)`` and
@@ -213,7 +222,10 @@ class TitansEstimator(PyTorchLightningEstimator):
             (patching: ``min(16, max(2, L // 6))`` and half of it).
 
     The estimator-specific defaults are the head (GluonTS needs a probabilistic forecast) and
-    its levels (the ``Evaluator``'s).
+    its levels (the ``Evaluator``'s); ``dropout`` (0.2) and ``revin_center`` ("mean") default to
+    :data:`titans_ts.defaults.ROBUST`. The estimator learns no cycle (``cycle_len`` 0: it reads
+    no calendar). After ``train``, ``chosen_defaults_`` holds the data-aware choices and the
+    facts they rest on (:func:`titans_ts.defaults.data_defaults`).
     """
 
     @validated()
@@ -222,11 +234,13 @@ class TitansEstimator(PyTorchLightningEstimator):
                  num_samples: int = 100, lr: float = 1e-3, weight_decay: float = 1e-4,
                  scheduler: str = "cosine", batch_size: int = 32, num_batches_per_epoch: int = 50,
                  trainer_kwargs: Optional[Dict[str, Any]] = None, verbose: bool = False,
+                 early_stopping: bool = True,
                  train_sampler: Optional[InstanceSampler] = None,
                  validation_sampler: Optional[InstanceSampler] = None, **model: Any) -> None:
         self.freq = _check_freq(freq)
         _positive(prediction_length=prediction_length, num_samples=num_samples,
                   batch_size=batch_size, num_batches_per_epoch=num_batches_per_epoch)
+        self._given_context = context_length
         context_length = 2 * prediction_length if context_length is None else context_length
         _positive(context_length=context_length)
         if head not in GLUONTS_HEADS:
@@ -239,9 +253,11 @@ class TitansEstimator(PyTorchLightningEstimator):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         check_keys(model, MODEL_SETTINGS, "TitansEstimator model")
         qs = DEFAULT_QUANTILES if quantiles is None else quantiles
-        self.config = TitansConfig.from_dict(model, seq_len=context_length, horizon=prediction_length,
-                                             n_channels=1, head=head, quantiles=qs)
-        tk = {"max_epochs": 10, "accelerator": "cpu", "enable_progress_bar": verbose,
+        robust = {k: v for k, v in ROBUST.items() if k in MODEL_SETTINGS}
+        self._model_settings = {**robust, **model, "head": head, "quantiles": qs}
+        self.config = TitansConfig.from_dict(self._model_settings, seq_len=context_length,
+                                             horizon=prediction_length, n_channels=1)
+        tk = {"accelerator": "cpu", "enable_progress_bar": verbose,
               "enable_model_summary": verbose, "logger": False}
         tk.update(trainer_kwargs or {})
         _check_trainer_kwargs(tk)
@@ -251,7 +267,7 @@ class TitansEstimator(PyTorchLightningEstimator):
         self.head, self.quantiles, self.num_samples = head, list(self.config.quantiles), num_samples
         self.lr, self.weight_decay, self.scheduler = lr, weight_decay, scheduler
         self.batch_size, self.num_batches_per_epoch = batch_size, num_batches_per_epoch
-        self.verbose = verbose
+        self.verbose, self.early_stopping = verbose, early_stopping
         self.train_sampler = train_sampler or ExpectedNumInstanceSampler(
             num_instances=1.0, min_past=1, min_future=prediction_length)
         self.validation_sampler = validation_sampler or ValidationSplitSampler(
@@ -279,7 +295,7 @@ class TitansEstimator(PyTorchLightningEstimator):
         return self.config.to_dict()
 
     def create_lightning_module(self) -> pl.LightningModule:
-        epochs = self.trainer_kwargs.get("max_epochs") or 1
+        epochs = self.trainer_kwargs.get("max_epochs") or 1  # set by train_model when not given
         steps = self.trainer_kwargs.get("max_steps")
         total = steps if steps and steps > 0 else epochs * self.num_batches_per_epoch
         return TitansGluonTSModule(model_kwargs=self.model_kwargs(), num_samples=self.num_samples,
@@ -331,13 +347,36 @@ class TitansEstimator(PyTorchLightningEstimator):
         """GluonTS's training loop, made quiet and tidy: Lightning's checkpoints go to a temporary
         folder (removed afterwards) unless ``trainer_kwargs`` names a ``default_root_dir``, and
         the estimator's ``trainer_kwargs`` are left as they were (GluonTS pops ``callbacks``)."""
-        _check_series(training_data, "training_data", self.prediction_length + 1)
+        lengths = _check_series(training_data, "training_data", self.prediction_length + 1)
         if validation_data is not None:
             _check_series(validation_data, "validation_data", self.prediction_length)
+        H = self.prediction_length
+        own_tail = validation_data is None and self.early_stopping
+        chosen = data_defaults(self.freq, H, lengths, self.batch_size, val_size=H if own_tail else 0,
+                               context=self._given_context, cyclic=True)
+        if own_tail:
+            training_data, validation_data = _hold_out_tail(training_data, H)
+        self.context_length = chosen.context_length
+        self.config = TitansConfig.from_dict(self._model_settings, seq_len=self.context_length,
+                                             horizon=H, n_channels=1)
         original = self.trainer_kwargs
         with contextlib.ExitStack() as stack:
             kw = dict(original)
+            budget = kw.get("max_epochs") is None and not kw.get("max_steps")
+            if budget:
+                kw["max_epochs"] = chosen.max_epochs
             kw["callbacks"] = list(kw.get("callbacks") or [])
+            watch = validation_data is not None and self.early_stopping
+            if watch:
+                kw["callbacks"].append(pl.callbacks.EarlyStopping(
+                    monitor="val_loss", mode="min", patience=chosen.patience))
+            self.chosen_defaults_ = {
+                **chosen.to_dict(), "context_length": self.context_length,
+                "max_epochs": kw.get("max_epochs"), "budget": "data-aware" if budget else "given",
+                "num_batches_per_epoch": self.num_batches_per_epoch,
+                "validation": (chosen.validation if own_tail else
+                               "validation_data" if watch else "none"),
+                "patience": chosen.patience if watch else None}
             if kw.get("default_root_dir") is None:
                 kw["default_root_dir"] = stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="titans-gluonts-"))
@@ -347,10 +386,12 @@ class TitansEstimator(PyTorchLightningEstimator):
                 warnings.filterwarnings("ignore", message=r".*validation_step.* no `val_dataloader`.*")
             self.trainer_kwargs = kw
             try:
-                return super().train_model(training_data, validation_data,
-                                           from_predictor=from_predictor,
-                                           shuffle_buffer_length=shuffle_buffer_length,
-                                           cache_data=cache_data, ckpt_path=ckpt_path, **kwargs)
+                out = super().train_model(training_data, validation_data,
+                                          from_predictor=from_predictor,
+                                          shuffle_buffer_length=shuffle_buffer_length,
+                                          cache_data=cache_data, ckpt_path=ckpt_path, **kwargs)
+                self.chosen_defaults_["epochs_run"] = int(out.trainer.current_epoch)
+                return out
             finally:
                 self.trainer_kwargs = original
 
@@ -370,10 +411,25 @@ def _check_trainer_kwargs(tk: Dict[str, Any]) -> None:
                          f"integer (or -1 with max_steps)")
 
 
-def _check_series(data: Dataset, name: str, min_length: int) -> None:
+def _hold_out_tail(data: Dataset, h: int) -> tuple:
+    """(training, validation): every series longer than ``h`` loses its last ``h`` steps for
+    training and is validated on them; shorter series train whole and are not validated."""
+    train, val = [], []
+    for entry in data:
+        target = np.asarray(entry[FieldName.TARGET])
+        if target.shape[-1] > h:
+            train.append({**entry, FieldName.TARGET: target[..., :-h]})
+            val.append(entry)
+        else:
+            train.append(entry)
+    return train, (val or None)
+
+
+def _check_series(data: Dataset, name: str, min_length: int) -> list:
     """One pass over a dataset before training: it holds series, at least one long enough for a
-    training window (``min_length`` values), and no infinite target (NaN is a missing value)."""
-    n, longest = 0, 0
+    training window (``min_length`` values), and no infinite target (NaN is a missing value).
+    Returns the series' lengths."""
+    n, longest, lengths = 0, 0, []
     for i, entry in enumerate(data):
         n += 1
         target = entry.get(FieldName.TARGET) if isinstance(entry, dict) else None
@@ -385,7 +441,8 @@ def _check_series(data: Dataset, name: str, min_length: int) -> None:
         if infinite.size:
             raise ValueError(f"{name}: {label} has +/-inf in its target at position(s) "
                              f"{infinite[:5].tolist()}; use NaN for a missing value")
-        longest = max(longest, values.shape[-1] if values.ndim else 0)
+        lengths.append(values.shape[-1] if values.ndim else 0)
+        longest = max(longest, lengths[-1])
     if n == 0:
         raise ValueError(f"{name} holds no series; TitansEstimator.train needs at least one series "
                          f"with {min_length} or more values")
@@ -394,6 +451,7 @@ def _check_series(data: Dataset, name: str, min_length: int) -> None:
                          f"{' + 1' if name == 'training_data' else ''} = {min_length} values (the longest has "
                          f"{longest}); a training window needs at least one past value and "
                          f"prediction_length future values. Use a shorter prediction_length or longer series")
+    return lengths
 
 
 def _positive(**values: Any) -> None:

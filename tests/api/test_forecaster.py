@@ -165,7 +165,8 @@ def test_test_time_memory_reaches_the_forecast():
     f = TitansForecaster(test_time_memory=True, **TINY).fit(df)
     g = clone(f).set_params(test_time_memory=False)
     g.model_, g.__dict__["freq_"] = f.model_, f.freq_
-    for k in ("n_targets_", "n_inputs_", "channels_", "covariate_names_", "layout_", "flavour_", "time_col_"):
+    for k in ("n_targets_", "n_inputs_", "channels_", "covariate_names_", "layout_", "flavour_", "time_col_",
+              "context_length_", "cycle_len_"):
         setattr(g, k, getattr(f, k))
     g._set_history(f._collection(df))
     assert not np.allclose(f.predict()["y_hat"], g.predict()["y_hat"])

@@ -44,6 +44,7 @@ from ..config import TitansConfig
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import SeriesCollection, from_frame
 from ..datasets.windows import SeriesWindows, window_loader
+from ..defaults import ROBUST, data_defaults, epochs_for
 from . import guard, state
 from .inference import forecast_arrays, scaled_inputs
 from .scaling import series_stats
@@ -57,10 +58,13 @@ _DERIVED = ("seq_len", "horizon", "n_channels")
 NETWORK_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
 _NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, None))
                      for f in NETWORK_SETTINGS}
+# the forecaster's own defaults of network settings: the robust ones (titans_ts.defaults) and a
+# learned cycle chosen from the data (None)
+_NETWORK_DEFAULTS.update({k: v for k, v in ROBUST.items() if k in _NETWORK_DEFAULTS}, cycle_len=None)
 #: the forecaster's own parameters, with their defaults
 TRAINING_PARAMS = dict(
-    h=24, context_length=96, loss="mse", lr=1e-3, weight_decay=1e-4, batch_size=64, max_epochs=20,
-    patience=3, limit_train_batches=None, val_size=None, naive_fallback=False, test_time_memory=False,
+    h=24, context_length=None, loss=ROBUST["loss"], lr=1e-3, weight_decay=1e-4, batch_size=64,
+    max_epochs=None, patience=None, limit_train_batches=None, val_size=None, naive_fallback=False, test_time_memory=False,
     memory_pace=(-8.0, -4.0, -5.0),
     freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None, seed=0,
     accelerator="cpu", verbose=False)
@@ -78,12 +82,21 @@ class TitansForecaster(BaseEstimator):
 
     Args:
         h: forecast horizon (steps); ``predict(h=...)`` may ask for fewer.
-        context_length: past steps the network reads (L).
-        loss: point-head loss: "mse", "mae" or "huber".
-        lr, weight_decay, batch_size, max_epochs, patience: training; early stopping watches the
-            validation loss on the last ``h`` steps of every series (``val_size=0`` disables it).
-        limit_train_batches: cap on training batches per epoch (None: all windows).
-        val_size: steps per series held out for early stopping (None: ``h``; 0: none). On it,
+        context_length: past steps the network reads (L). None: chosen from the data at ``fit``
+            (:mod:`titans_ts.defaults`: the longer of ``2 h`` and 1.25 x the longest season the
+            series are long enough to show twice, e.g. 210 for long hourly series; at most the
+            typical series' length). The choice is ``context_length_``.
+        loss: point-head loss: "mse", "mae" (the default: the median, which the scale-free
+            errors MASE / sMAPE reward, robust to outliers) or "huber".
+        lr, weight_decay, batch_size: training.
+        max_epochs, patience: None: a budget sized to the number of training windows (about ten
+            passes, 600 to 3000 steps, epochs of at most 50 batches) and early stopping after
+            250 steps without a better validation loss on the last ``h`` steps of every series
+            (``val_size=0`` disables it); the best epoch's weights are kept.
+        limit_train_batches: cap on training batches per epoch (None: at most 50, the data-aware
+            budget's epochs; 1.0: every window each epoch).
+        val_size: steps per series held out for early stopping (None: ``h``, and a series too
+            short to keep ``h + 1`` steps beside it trains whole; 0: none). On it,
             ``fit`` also scores the model against the seasonal naive and repeat-last forecasts
             (``validation_report_``, one row per series) and warns when the model does not beat
             the better naive (see :mod:`.guard`).
@@ -112,12 +125,18 @@ class TitansForecaster(BaseEstimator):
             ``quantiles`` (the quantile head's levels; for "student_t", those ``predict``
             reports), ``revin``, ``revin_affine``, ``revin_center``, and ``cycle_len`` (the
             period in steps of a learned cycle per channel, e.g. 24 for a daily cycle of hourly
-            data; each step's phase is its time counted in ``freq`` steps from 1970-01-01).
+            data; each step's phase is its time counted in ``freq`` steps from 1970-01-01; None,
+            the default: the frequency's shortest season the data show twice when the data are
+            one series, none for a panel of series, whose channels would share one cycle).
+            ``dropout`` defaults to 0.2 (the value the benchmark recipes' selection chose most).
+
+    Every data-aware choice of ``fit`` and the facts it rests on are in ``chosen_defaults_``.
     """
 
-    def __init__(self, h: int = 24, context_length: int = 96, loss: str = "mse", lr: float = 1e-3,
-                 weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 20,
-                 patience: int = 3, limit_train_batches: int | None = None,
+    def __init__(self, h: int = 24, context_length: int | None = None, loss: str = ROBUST["loss"],
+                 lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 64,
+                 max_epochs: int | None = None, patience: int | None = None,
+                 limit_train_batches: int | float | None = None,
                  val_size: int | None = None, naive_fallback: bool = False, test_time_memory: bool = False,
                  memory_pace: Sequence[float] = (-8.0, -4.0, -5.0), freq: str | None = None,
                  id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
@@ -174,10 +193,21 @@ class TitansForecaster(BaseEstimator):
         return self
 
     # ------------------------------------------------------------------ checks
+    def _lengths(self) -> tuple[Any, int]:
+        """(context length, cycle length) in use: the fitted choices, else the parameters (a
+        context left to the data is checked as ``2 h`` and a cycle left to it as none)."""
+        L = getattr(self, "context_length_", None)
+        if L is None:
+            L = self.context_length if self.context_length is not None else (
+                2 * self.h if isinstance(self.h, (int, np.integer)) else self.h)
+        cycle = getattr(self, "cycle_len_", None)
+        return L, (cycle if cycle is not None else (self.cycle_len or 0))
+
     def _config(self, n_inputs: int | None = None) -> TitansConfig:
         """The network's configuration (validated), for ``n_inputs`` channels."""
-        L = self.context_length
+        L, cycle = self._lengths()
         net = {name: plain(getattr(self, name)) for name in NETWORK_SETTINGS}
+        net["cycle_len"] = cycle
         if net["patch_len"] is not None and isinstance(L, (int, np.integer)) and L >= 1:
             net["patch_len"] = min(net["patch_len"], int(L))
         net["quantiles"] = tuple(net["quantiles"]) if net["quantiles"] is not None else None
@@ -207,7 +237,7 @@ class TitansForecaster(BaseEstimator):
         return vals, [~np.isnan(v) for v in vals]
 
     def _firsts(self, index: list, freq: Any) -> list[int] | None:
-        return first_steps(index, freq) if self.cycle_len else None
+        return first_steps(index, freq) if self._lengths()[1] else None
 
     # ------------------------------------------------------------------ fit
     def _module(self, n_inputs: int):
@@ -217,22 +247,41 @@ class TitansForecaster(BaseEstimator):
         return TitansLightningModule(loss=self.loss, lr=float(self.lr), weight_decay=float(self.weight_decay),
                                      scheduler="cosine", **net)
 
-    def _train_windows(self, values, masks, val_size):
-        L, h = self.context_length, self.h
+    def _train_windows(self, values, masks, val_sizes):
+        """Training and validation window ends; ``val_sizes``: each series' held-out tail."""
+        L, h = self.context_length_, self.h
         train, val = [], []
-        for i, v in enumerate(values):
+        for i, (v, vs) in enumerate(zip(values, val_sizes)):
             T = v.shape[0]
-            t_end = T - val_size
+            t_end = T - vs
             first = max(1, min(L, t_end - h))
             train += [(i, e) for e in range(first, t_end - h + 1)]
-            if val_size:
+            if vs:
                 val += [(i, e) for e in range(max(t_end, 1), T - h + 1)]
+        val_size = max(val_sizes, default=0)
         if val and not any(masks[i][e:e + h].any() for i, e in val):
             warnings.warn(f"no observed target value in the validation steps (the last {val_size} of "
                           f"every series): early stopping is off and best_val_loss_ is None",
                           UserWarning, stacklevel=3)
             val = []
         return train, val
+
+    def _budget(self, chosen, n_train: int) -> dict:
+        """max_epochs, batches per epoch and patience: the parameters where given, else the
+        data-aware budget (:mod:`titans_ts.defaults`) in epochs of the batches actually run."""
+        n_batches = max(1, -(-n_train // self.batch_size))
+        limit = self.limit_train_batches
+        if limit is None:
+            limit = min(chosen.num_batches_per_epoch, n_batches)
+        per_epoch = min(limit, n_batches) if isinstance(limit, int) else max(1, int(limit * n_batches))
+        epochs, patience = epochs_for(chosen.steps, per_epoch)
+        budget = {"max_epochs": self.max_epochs or epochs, "limit_train_batches": limit,
+                  "patience": patience if self.patience is None else self.patience}
+        self.chosen_defaults_ = {**chosen.to_dict(), **budget, "batches_per_epoch": per_epoch,
+                                 "cycle_len": self.cycle_len_, "loss": self.loss,
+                                 "dropout": self.dropout, "revin_center": self.revin_center}
+        del self.chosen_defaults_["num_batches_per_epoch"]
+        return budget
 
     def fit(self, df: Any, callbacks: list | None = None, trial: Any = None) -> "TitansForecaster":
         """Train on every series of ``df`` (pandas or polars; long or wide). Returns ``self``.
@@ -245,14 +294,26 @@ class TitansForecaster(BaseEstimator):
 
         self._check_params()
         coll = self._collection(df)
-        h, L = self.h, self.context_length
+        h = self.h
         val_size = h if self.val_size is None else int(self.val_size)
-        coll.check_min_length(h + 1 + val_size, what="h + 1 (+ val_size for early stopping)")
+        if self.val_size is None:  # the default tail: series too short for it train whole
+            coll.check_min_length(h + 1, what="h + 1")
+        else:
+            coll.check_min_length(h + 1 + val_size, what="h + 1 (+ val_size for early stopping)")
         coll.check_observed()
         raw, masks = self._inputs(coll)
+        val_sizes = [val_size if v.shape[0] >= h + 1 + val_size else 0 for v in raw]
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)  # a refit starts from its parameters, not the last fit's choices
+        chosen = data_defaults(coll.freq, h, [v.shape[0] for v in raw], self.batch_size,
+                               val_size=val_size, context=self.context_length)
+        self.context_length_ = L = chosen.context_length
+        self.cycle_len_ = chosen.cycle_len if self.cycle_len is None else int(self.cycle_len)
+
         stats = series_stats(raw, masks)
         values = scaled_inputs(raw, stats)
-        train_idx, val_idx = self._train_windows(values, [m[:, :coll.n_channels] for m in masks], val_size)
+        train_idx, val_idx = self._train_windows(values, [m[:, :coll.n_channels] for m in masks], val_sizes)
+        budget = self._budget(chosen, len(train_idx))
         firsts = self._firsts(coll.index, coll.freq)
         C = coll.n_channels
         n_in = values[0].shape[1]
@@ -273,10 +334,10 @@ class TitansForecaster(BaseEstimator):
 
                 cbs.append(pruning_callback(trial, "val_loss"))
             trainer = make_trainer(
-                max_epochs=self.max_epochs, patience=self.patience if val_dl is not None else None,
+                max_epochs=budget["max_epochs"], patience=budget["patience"] if val_dl is not None else None,
                 root_dir=root, verbose=self.verbose, checkpoint=val_dl is not None, callbacks=cbs,
                 accelerator=self.accelerator, devices=1, gradient_clip_val=1.0,
-                limit_train_batches=1.0 if self.limit_train_batches is None else self.limit_train_batches,
+                limit_train_batches=budget["limit_train_batches"],
                 num_sanity_val_steps=0, **({} if val_dl is not None else {"limit_val_batches": 0}))
             with quiet_lightning(self.verbose):
                 trainer.fit(module, train_dl, val_dl)
@@ -300,13 +361,13 @@ class TitansForecaster(BaseEstimator):
         self.time_col_ = coll.time_col
         self.id_dtype_ = coll.id_dtype
         self.time_dtype_ = coll.time_dtype
-        self._set_history(coll, stats, trained_until=val_size)
+        self._set_history(coll, stats, trained_until=val_sizes)
         guard.assess(self, values, masks, val_idx, firsts, warn=trial is None)  # (quiet in a search)
         self.__dict__.pop("_unfitted_by", None)
         return self
 
     # ------------------------------------------------------------------ state
-    def _set_history(self, coll: SeriesCollection, stats=None, trained_until: int | None = None) -> None:
+    def _set_history(self, coll: SeriesCollection, stats=None, trained_until: int | list | None = None) -> None:
         state.set_history(self, coll, stats, trained_until)
 
     def _history_collection(self) -> SeriesCollection:

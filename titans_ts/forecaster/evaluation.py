@@ -113,7 +113,7 @@ def plot(est, forecast: Any = None, df: Any = None, ids=None, levels=None, out=N
         forecast = est.predict(df=df, levels=levels if est.head != "point" else None)
     fc = as_pandas(forecast)
     hist = as_pandas(df) if df is not None else to_frame(est._history_collection(), "pandas")
-    steps = history_steps if history_steps is not None else 3 * est.context_length
+    steps = history_steps if history_steps is not None else 3 * est.context_length_
     if est.layout_ == "wide":
         ch = est.channels_[0]
         hist = hist.assign(**{est.id_col: ch}).rename(columns={ch: "y"})[[est.id_col, est.time_col_, "y"]]

@@ -122,7 +122,7 @@ def naive_forecast(values: np.ndarray, mask: np.ndarray, h: int, season: int, ki
 def _model_points(est, values, masks, windows, firsts) -> np.ndarray:
     """The network's point forecasts [W, h, C] (scaled units) at the validation windows; NaN
     for a channel whose context holds no observed value."""
-    net, L, C = est.model_.net, est.context_length, est.n_targets_
+    net, L, C = est.model_.net, est.context_length_, est.n_targets_
     data = SeriesWindows(values, L, 0, windows, masks=masks, first_index=firsts)
     points = []
     for start in range(0, len(windows), BATCH):

@@ -39,7 +39,7 @@ def scaled_inputs(values: list[np.ndarray], stats: Stats, which=None) -> list[np
 def network_outputs(est, values, masks, memory: SeriesMemory | None = None, firsts=None) -> list:
     """Raw network outputs (scaled units) for the last L steps of each series (memory: carried
     memories, whose corrections shift each forecast; firsts: each series' first step)."""
-    net, L, C = est.model_.net, est.context_length, est.n_targets_
+    net, L, C = est.model_.net, est.context_length_, est.n_targets_
     windows = SeriesWindows(values, L, 0, [(i, v.shape[0]) for i, v in enumerate(values)],
                             masks=masks, first_index=firsts)
     outs = []
@@ -60,7 +60,7 @@ def network_outputs(est, values, masks, memory: SeriesMemory | None = None, firs
 
 def _unobserved(est, masks, ids, channels) -> np.ndarray:
     """[N, C] True where a series' context holds no observed target value (warned about)."""
-    L, C = est.context_length, est.n_targets_
+    L, C = est.context_length_, est.n_targets_
     empty = np.array([[not m[-L:, c].any() for c in range(C)] for m in masks], dtype=bool).reshape(-1, C)
     if empty.any():
         where = [f"{ids[i]!r}" + (f" (channel {channels[c]!r})" if C > 1 else "")
@@ -110,7 +110,7 @@ def forecast_arrays(est, values, masks, stats: Stats, ids, memory=None, firsts=N
         qs = {q: unscale(stacked[..., : est.n_targets_, j], *stats) for j, q in enumerate(levels_q)}
     point = unscale(point, *stats)
     empty = _unobserved(est, masks, ids, getattr(est, "channels_", ["y"]))
-    _check_finite([point, *qs.values()], empty, ids, scaled, est.context_length)
+    _check_finite([point, *qs.values()], empty, ids, scaled, est.context_length_)
     if empty.any():
         point[np.broadcast_to(empty[:, None, :], point.shape)] = np.nan
         for a in qs.values():

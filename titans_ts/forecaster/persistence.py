@@ -38,7 +38,10 @@ _FITTED = {"freq_", "n_targets_", "n_inputs_", "channels_", "covariate_names_", 
 _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
 #: fitted attributes files written before the baseline guard lack (they load with no report,
 #: so ``naive_fallback`` changes nothing)
-_FITTED_OPTIONAL = {"validation_report_", "validation_season_"}
+# context_length_ / cycle_len_ / chosen_defaults_: the data-aware choices (files written before
+# they existed had both lengths as parameters, which are then used)
+_FITTED_OPTIONAL = {"validation_report_", "validation_season_", "context_length_", "cycle_len_",
+                    "chosen_defaults_"}
 
 
 def _jsonable(obj):
@@ -77,7 +80,9 @@ def save(est, path: str | os.PathLike) -> Path:
                               "ids": [_id(i) for i in hist["ids"]],
                               "validation_report_": report_to_json(
                                   getattr(est, "validation_report_", None), est.id_col, _id),
-                              "validation_season_": getattr(est, "validation_season_", None)}),
+                              "validation_season_": getattr(est, "validation_season_", None),
+                              "context_length_": est.context_length_, "cycle_len_": est.cycle_len_,
+                              "chosen_defaults_": _jsonable(getattr(est, "chosen_defaults_", None))}),
         "state_dict": {k: v.detach().clone() for k, v in est.model_.state_dict().items()},
         "stream_memory": {} if est.stream_memory_ is None else
         {k: v.detach().clone() for k, v in est.stream_memory_.state_dict().items()},
@@ -174,6 +179,14 @@ def _build(cls, payload, params, fitted, v1: bool):
     season = fitted.pop("validation_season_", None)
     for k, v in fitted.items():
         setattr(est, k, v)
+    for name, param in (("context_length_", "context_length"), ("cycle_len_", "cycle_len")):
+        value = getattr(est, name, None)
+        value = getattr(est, param) if value is None else value
+        if value is None and name == "cycle_len_":
+            value = 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "context_length_" else 0):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        setattr(est, name, value)
     est.validation_report_ = report_from_json(est, report)
     if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
         raise TypeError(f"validation_season_ must be a positive integer, got {season!r}")

@@ -21,10 +21,11 @@ __all__ = ["set_history", "history_collection", "stream_memory", "memorise", "me
            "check_new", "update"]
 
 
-def set_history(est, coll: SeriesCollection, stats: Stats | None = None, trained_until: int | None = None) -> None:
+def set_history(est, coll: SeriesCollection, stats: Stats | None = None,
+                trained_until: int | list[int] | None = None) -> None:
     """Store ``coll`` as the history (units from ``stats``, or from ``coll`` itself) and build
     the carried memories from it. ``trained_until``: the steps of each series' end that training
-    did not see (its validation tail): the carried memory starts there, ``h`` windows before, as
+    did not see (its validation tail; one per series or one for all): the carried memory starts there, ``h`` windows before, as
     the online benchmark's stream starts at the end of the training rows (None: the whole
     history is new to the model, e.g. frames given to ``predict``)."""
     values, masks = est._inputs(coll)
@@ -33,7 +34,10 @@ def set_history(est, coll: SeriesCollection, stats: Stats | None = None, trained
                     "index": list(coll.index), "firsts": est._firsts(coll.index, coll.freq),
                     "loc": list(loc), "scale": list(scale)}
     est.stream_memory_ = stream_memory(est) if est.test_time_memory else None
-    start = None if trained_until is None else [max(1, v.shape[0] - trained_until - est.h) for v in values]
+    if isinstance(trained_until, int):
+        trained_until = [trained_until] * len(values)
+    start = None if trained_until is None else [max(1, v.shape[0] - tu - est.h)
+                                                for v, tu in zip(values, trained_until)]
     est.memory_ = SeriesMemory(len(coll.ids), start=start)
     memorise(est, est.memory_, values, masks, (loc, scale), est.history_["firsts"], range(len(coll.ids)))
 
@@ -63,7 +67,7 @@ def stream_memory(est):
     torch.manual_seed(est.seed)
     try:
         # the online benchmark's settings (StreamMemory's defaults), at the forecaster's pace
-        return StreamMemory(est.context_length, est.h, gate_init=pace).eval()
+        return StreamMemory(est.context_length_, est.h, gate_init=pace).eval()
     finally:
         torch.random.set_rng_state(g)
 
@@ -73,7 +77,7 @@ def memorise(est, store: SeriesMemory, values, masks, stats: Stats, firsts, whic
     if est.test_time_memory:
         which = list(which)
         store.write(est.model_.net, est.stream_memory_, scaled_inputs(values, stats, which), masks,
-                    firsts, est.context_length, est.h, est.n_targets_, which)
+                    firsts, est.context_length_, est.h, est.n_targets_, which)
 
 
 def memory_for(est, values, masks, stats: Stats, firsts=None) -> SeriesMemory | None:
@@ -184,7 +188,7 @@ def _check_after_update(est, touched: list[int], stats: Stats) -> None:
     point = np.concatenate([est.model_.net.head.point(o).numpy() for o in outs])
     bad = [j for j in range(len(touched)) if not np.isfinite(point[j]).all()]
     if bad:
-        L = est.context_length
+        L = est.context_length_
         names = [hist["ids"][touched[j]] for j in bad]
         mag = max(float(np.nanmax(np.abs(scaled[j][-L:]), initial=0.0)) for j in bad)
         cause = (f"their new values reach {mag:.3g} times the spread the forecaster fixed for them "

@@ -15,7 +15,8 @@ import numpy as np
 
 __all__ = ["check_params", "check_levels", "check_quantiles", "plain"]
 
-_POSITIVE_INTS = ("h", "context_length", "batch_size", "max_epochs")
+_POSITIVE_INTS = ("h", "batch_size")
+_OPTIONAL_POSITIVE_INTS = ("context_length", "max_epochs")  # None: chosen from the data
 
 
 def plain(value: Any) -> Any:
@@ -54,9 +55,9 @@ def _limit_batches(value: Any) -> int | float | None:
                          f"(0, 1], got {value!r}")
     if isinstance(value, numbers.Integral):
         if value < 1:
-            raise ValueError(f"limit_train_batches={value!r} would train on no batch; use None to "
-                             f"train on every window, a positive number of batches, or a fraction "
-                             f"in (0, 1]")
+            raise ValueError(f"limit_train_batches={value!r} would train on no batch; use None for "
+                             f"the default budget, a positive number of batches, or a fraction in "
+                             f"(0, 1] (1.0: every window)")
         return int(value)
     if not 0 < value <= 1:
         raise ValueError(f"limit_train_batches must be None, a positive integer or a fraction in "
@@ -71,10 +72,13 @@ def check_params(est) -> None:
         setattr(est, name, plain(getattr(est, name)))
     for name in _POSITIVE_INTS:
         setattr(est, name, _positive_int(name, getattr(est, name)))
+    for name in _OPTIONAL_POSITIVE_INTS:
+        setattr(est, name, _positive_int(name, getattr(est, name), none=True))
     est.lr = _number("lr", est.lr, low=0.0)
     est.weight_decay = _number("weight_decay", est.weight_decay, low=0.0)
-    if isinstance(est.patience, bool) or not isinstance(est.patience, numbers.Integral) or est.patience < 0:
-        raise ValueError(f"patience must be an integer >= 0, got {est.patience!r}")
+    if est.patience is not None and (isinstance(est.patience, bool) or not isinstance(
+            est.patience, numbers.Integral) or est.patience < 0):
+        raise ValueError(f"patience must be None or an integer >= 0, got {est.patience!r}")
     est.limit_train_batches = _limit_batches(est.limit_train_batches)
     if est.val_size is not None and (isinstance(est.val_size, bool) or not isinstance(
             est.val_size, numbers.Integral) or est.val_size < 0):
@@ -86,7 +90,11 @@ def check_params(est) -> None:
         raise ValueError(f"seed must be an integer, got {est.seed!r}")
     if isinstance(est.quantiles, list):
         est.quantiles = tuple(est.quantiles)
-    est._config(1 if est.cycle_len or est.revin_affine else None)
+    if est.cycle_len is not None and (isinstance(est.cycle_len, bool) or not isinstance(
+            est.cycle_len, numbers.Integral) or est.cycle_len < 0):
+        raise ValueError(f"cycle_len must be a non-negative integer or None (chosen from the data), got "
+                         f"{est.cycle_len!r}")
+    est._config(1)
 
 
 def _sequence(name: str, values: Any, what: str) -> list:
