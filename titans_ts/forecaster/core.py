@@ -64,7 +64,8 @@ _NETWORK_DEFAULTS.update({k: v for k, v in ROBUST.items() if k in _NETWORK_DEFAU
 #: the forecaster's own parameters, with their defaults
 TRAINING_PARAMS = dict(
     h=24, context_length=None, loss=ROBUST["loss"], lr=1e-3, weight_decay=1e-4, batch_size=64,
-    max_epochs=None, patience=None, limit_train_batches=None, val_size=None, naive_fallback=False, test_time_memory=False,
+    max_epochs=None, patience=None, limit_train_batches=None, val_size=None, naive_fallback=False,
+    test_time_memory=False,
     memory_pace=(-8.0, -4.0, -5.0),
     freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None, seed=0,
     accelerator="cpu", verbose=False)

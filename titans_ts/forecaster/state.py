@@ -25,8 +25,9 @@ def set_history(est, coll: SeriesCollection, stats: Stats | None = None,
                 trained_until: int | list[int] | None = None) -> None:
     """Store ``coll`` as the history (units from ``stats``, or from ``coll`` itself) and build
     the carried memories from it. ``trained_until``: the steps of each series' end that training
-    did not see (its validation tail; one per series or one for all): the carried memory starts there, ``h`` windows before, as
-    the online benchmark's stream starts at the end of the training rows (None: the whole
+    did not see (its validation tail; one per series or one for all): the carried memory starts
+    there, ``h`` windows before, as the online benchmark's stream starts at the end of the
+    training rows (None: the whole
     history is new to the model, e.g. frames given to ``predict``)."""
     values, masks = est._inputs(coll)
     loc, scale = stats if stats is not None else series_stats(values, masks)
