@@ -138,3 +138,16 @@ def test_estimator_takes_its_lengths_from_the_data():
                            num_batches_per_epoch=2, trainer_kwargs={"max_epochs": 1})
     est2.train(_gluonts_monthly())
     assert est2.chosen_defaults_["validation"] == "none" and est2.context_length == 12
+
+
+def test_forecaster_trains_series_too_short_for_the_tail_whole():
+    df = _hourly(3, 120)
+    short = df[df["unique_id"] == "s2"].head(16)  # h + 1 = 13 <= 16 < h + 1 + h = 25
+    df = pd.concat([df[df["unique_id"] != "s2"], short], ignore_index=True)
+    f = TitansForecaster(h=12, context_length=24, max_epochs=1, limit_train_batches=2, **SMALL_NET).fit(df)
+    assert len(f.predict()) == 36
+    # the short series holds no validation window: no score in the report
+    rep = f.validation_report_.set_index("unique_id")
+    assert np.isnan(rep.loc["s2", "model"]) and np.isfinite(rep.loc[["s0", "s1"], "model"]).all()
+    with pytest.raises(ValueError, match=r"shorter than h \+ 1 \(\+ val_size for early stopping\) = 25 rows: 's2'"):
+        TitansForecaster(h=12, context_length=24, val_size=12, max_epochs=1, **SMALL_NET).fit(df)
