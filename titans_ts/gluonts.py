@@ -356,6 +356,7 @@ class TitansEstimator(PyTorchLightningEstimator):
                                context=self._given_context, cyclic=True)
         if own_tail:
             training_data, validation_data = _hold_out_tail(training_data, H)
+            own_tail = validation_data is not None  # None: no series is long enough for a tail
         self.context_length = chosen.context_length
         self.config = TitansConfig.from_dict(self._model_settings, seq_len=self.context_length,
                                              horizon=H, n_channels=1)
