@@ -634,18 +634,27 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
     abl = [r for r in rows if r["tag"] != "main" and not r["tag"].startswith(SELECT_PREFIX)]
     if abl:
         lines += ["## Ablations", "",
-                  "Same recipe as the main table with one change (`--set`), one seed unless stated.", "",
-                  "| dataset | L | H | change | MSE | MAE | main (same seeds) |", "|---|---|---|---|---|---|---|"]
+                  "Same recipe as the main table with one change (`--set`); mean ± standard deviation "
+                  "over the seeds listed. The last column pairs each seed with the main run of the "
+                  "same seed: the change's MSE minus the main model's, per seed (positive: the "
+                  "change is worse, so the removed part helped).", "",
+                  "| dataset | L | H | change | seeds | MSE | MAE | main (same seeds) | "
+                  "MSE change - main, per seed |", "|---|---|---|---|---|---|---|---|---|"]
         for r_key in sorted({(r["dataset"], r["seq_len"], r["horizon"], r["tag"]) for r in abl}):
             d, L, h, tag = r_key
-            rs = [r for r in abl if (r["dataset"], r["seq_len"], r["horizon"], r["tag"]) == r_key]
+            rs = sorted((r for r in abl if (r["dataset"], r["seq_len"], r["horizon"], r["tag"]) == r_key),
+                        key=lambda r: r["seed"])
             seeds = {r["seed"] for r in rs}
-            ref = [r for r in main if (r["dataset"], r["seq_len"], r["horizon"]) == (d, L, h) and r["seed"] in seeds]
-            ref_txt = (f"{statistics.mean(r['test_mse'] for r in ref):.3f} / "
-                       f"{statistics.mean(r['test_mae'] for r in ref):.3f}") if ref else "n/a"
+            ref = {r["seed"]: r for r in main
+                   if (r["dataset"], r["seq_len"], r["horizon"]) == (d, L, h) and r["seed"] in seeds}
+            ref_txt = (f"{statistics.mean(r['test_mse'] for r in ref.values()):.3f} / "
+                       f"{statistics.mean(r['test_mae'] for r in ref.values()):.3f}") if ref else "n/a"
+            diffs = " / ".join(f"{r['test_mse'] - ref[r['seed']]['test_mse']:+.4f}" for r in rs
+                               if r["seed"] in ref) or "n/a"
             change = ", ".join(rs[0].get("sets", [])) or tag
-            lines.append(f"| {d} | {L} | {h} | {tag}: `{change}` | {_ms([r['test_mse'] for r in rs])} | "
-                         f"{_ms([r['test_mae'] for r in rs])} | {ref_txt} |")
+            lines.append(f"| {d} | {L} | {h} | {tag}: `{change}` | {','.join(str(x) for x in sorted(seeds))} | "
+                         f"{_ms([r['test_mse'] for r in rs])} | {_ms([r['test_mae'] for r in rs])} | "
+                         f"{ref_txt} | {diffs} |")
         lines.append("")
     machines = sorted({r.get("machine", "?") for r in rows})
     lines += [f"Runs recorded on: {'; '.join(machines)}. Training times are wall-clock there "

@@ -15,7 +15,9 @@ One set of rules, used by :class:`titans_ts.TitansForecaster` and
   models and the Monash backtest use) and one and a quarter of the longest useful season (a
   context *longer* than the season, so that the step one season before each forecast step is in
   it: a week and a day of hourly data); never longer than the typical training series, since
-  contexts beyond the data are padding.
+  contexts beyond the data are padding. A season whose context would exceed 1024 steps is not
+  used (a week of 10-minute or finer data, a day of 1-minute data): such contexts cost memory
+  and time out of proportion for a default; give ``context_length`` to go further.
 * **Learned cycle** (:func:`cycle_length`): the shortest useful season (the daily cycle of
   hourly data), only for data that are one series (its channels), because the cycle is one
   pattern per channel shared by every series (CycleNet's); a panel of unrelated series gets
@@ -45,8 +47,9 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["seasonal_periods", "useful_seasons", "context_length", "cycle_length",
-           "training_budget", "budget_steps", "epochs_for", "data_defaults", "DataDefaults", "ROBUST", "MIN_STEPS",
-           "MAX_STEPS", "PASSES", "BATCHES_PER_EPOCH", "PATIENCE_STEPS"]
+           "training_budget", "budget_steps", "epochs_for", "tail_sizes", "MAX_SEASON_CONTEXT",
+           "data_defaults", "DataDefaults", "ROBUST", "MIN_STEPS", "MAX_STEPS", "PASSES",
+           "BATCHES_PER_EPOCH", "PATIENCE_STEPS"]
 
 #: settings the benchmark recipes' validation selection chose most often
 ROBUST = {"dropout": 0.2, "revin_center": "mean", "loss": "mae"}
@@ -54,6 +57,7 @@ PASSES = 10             # passes over the training windows
 MIN_STEPS, MAX_STEPS = 600, 3000
 BATCHES_PER_EPOCH = 50  # an epoch, for early stopping's checks
 PATIENCE_STEPS = 250    # steps without a better validation loss before stopping
+MAX_SEASON_CONTEXT = 1024  # longest context a season may ask for (a week of 15-minute data fits)
 
 _DAY, _WEEK = 86_400, 7 * 86_400
 # periods per frequency unit that is not a fixed duration (pandas offset names)
@@ -100,9 +104,10 @@ def useful_seasons(periods: Sequence[int], typical_length: int, horizon: int) ->
 
 
 def context_length(horizon: int, seasons: Sequence[int], typical_length: int) -> int:
-    """max(2 horizon, 1.25 x the longest useful season), at most the typical training length
-    (and at least the horizon)."""
-    L = max(2 * horizon, math.ceil(1.25 * max(seasons)) if seasons else 0)
+    """max(2 horizon, 1.25 x the longest useful season of at most ``MAX_SEASON_CONTEXT`` steps),
+    at most the typical training length (and at least the horizon)."""
+    fits = [p for p in seasons if math.ceil(1.25 * p) <= MAX_SEASON_CONTEXT]
+    L = max(2 * horizon, math.ceil(1.25 * max(fits)) if fits else 0)
     return int(max(1, min(L, max(horizon, typical_length))))
 
 
@@ -159,23 +164,33 @@ class DataDefaults:
         return d
 
 
+def tail_sizes(lengths: Sequence[int], horizon: int, val_size: int) -> list[int]:
+    """The validation tail each series can hold: ``val_size`` where ``horizon + 1`` steps stay
+    beside it for training, else 0 (the series trains whole)."""
+    return [int(val_size) if int(n) >= horizon + 1 + val_size else 0 for n in lengths]
+
+
 def data_defaults(freq: Any, horizon: int, lengths: Sequence[int], batch_size: int,
-                  val_size: int | None = None, context: int | None = None,
+                  val_size: int | Sequence[int] | None = None, context: int | None = None,
                   cyclic: bool = False) -> DataDefaults:
     """The defaults for training series of ``lengths`` steps (before any validation tail is
-    held out) at ``freq`` and ``horizon``. ``val_size`` steps per series are held out for early
-    stopping (None: the horizon; 0: none); ``context`` is a context length the user chose;
+    held out) at ``freq`` and ``horizon``. ``val_size`` steps are held out of each series for
+    early stopping (one number, or one per series: :func:`tail_sizes`; None: the horizon where
+    a series can hold it; 0: none); ``context`` is a context length the user chose;
     ``cyclic``: see :func:`training_budget`."""
     lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
     if lengths.size == 0:
         raise ValueError("data_defaults needs at least one series length")
-    val = horizon if val_size is None else int(val_size)
-    typical = int(np.median(lengths)) - val
+    if val_size is None:
+        val_size = tail_sizes(lengths, horizon, horizon)
+    tails = np.broadcast_to(np.asarray(val_size, dtype=np.int64), lengths.shape)
+    val = int(tails.max())
+    typical = int(np.median(lengths - tails))
     periods = seasonal_periods(freq)
     useful = useful_seasons(periods, typical, horizon)
     L = context_length(horizon, useful, typical) if context is None else int(context)
     # training windows: every end with at least one past step and a whole target before the tail
-    n_windows = int(np.clip(lengths - val - horizon, 0, None).sum())
+    n_windows = int(np.clip(lengths - tails - horizon, 0, None).sum())
     max_epochs, per_epoch, patience = training_budget(n_windows, batch_size, cyclic)
     return DataDefaults(
         context_length=L, cycle_len=cycle_length(useful, len(lengths)),
@@ -183,4 +198,5 @@ def data_defaults(freq: Any, horizon: int, lengths: Sequence[int], batch_size: i
         num_batches_per_epoch=per_epoch, patience=patience, seasons=periods,
         useful_seasons=useful, typical_length=typical, n_series=int(lengths.size),
         n_windows=n_windows,
-        validation=(f"last {val} steps of every series" if val else "none"))
+        validation=("none" if not val else f"last {val} steps of every series" if tails.min()
+                    else f"last {val} steps of {int((tails > 0).sum())} of {lengths.size} series"))

@@ -54,7 +54,7 @@ from gluonts.transform import (
 )
 
 from .config import TitansConfig, check_keys
-from .defaults import ROBUST, data_defaults
+from .defaults import ROBUST, data_defaults, epochs_for, tail_sizes
 from .memory import wants_weight_decay
 from .network import TitansNet
 from .training import quiet_lightning
@@ -207,8 +207,9 @@ class TitansEstimator(PyTorchLightningEstimator):
             given). Without ``max_epochs`` (and ``max_steps``) the budget is sized to the number
             of training windows (:func:`titans_ts.defaults.training_budget`: about ten passes,
             600 to 3000 steps).
-        early_stopping: hold out the last ``prediction_length`` steps of every series as
-            validation data when ``train`` gets none, stop after 250 steps without a better
+        early_stopping: hold out the last ``prediction_length`` steps of every series that
+            keeps ``prediction_length + 1`` steps beside them as validation data when ``train``
+            gets none (shorter series train whole), stop after 250 steps without a better
             validation loss and keep the best epoch's weights (with ``validation_data``, that
             data is watched instead). False: train on every step for the whole budget.
         verbose: show Lightning's progress bar, model summary and messages.
@@ -352,10 +353,14 @@ class TitansEstimator(PyTorchLightningEstimator):
             _check_series(validation_data, "validation_data", self.prediction_length)
         H = self.prediction_length
         own_tail = validation_data is None and self.early_stopping
-        chosen = data_defaults(self.freq, H, lengths, self.batch_size, val_size=H if own_tail else 0,
-                               context=self._given_context, cyclic=True)
+        tails = tail_sizes(lengths, H, H) if own_tail else [0] * len(lengths)
+        context = self._given_context
+        if context is None and from_predictor is not None:  # the predictor's layers fix it
+            context = int(from_predictor.prediction_net.hparams["model_kwargs"]["seq_len"])
+        chosen = data_defaults(self.freq, H, lengths, self.batch_size, val_size=tails,
+                               context=context, cyclic=True)
         if own_tail:
-            training_data, validation_data = _hold_out_tail(training_data, H)
+            training_data, validation_data = _hold_out_tail(training_data, tails)
             own_tail = validation_data is not None  # None: no series is long enough for a tail
         self.context_length = chosen.context_length
         self.config = TitansConfig.from_dict(self._model_settings, seq_len=self.context_length,
@@ -363,21 +368,29 @@ class TitansEstimator(PyTorchLightningEstimator):
         original = self.trainer_kwargs
         with contextlib.ExitStack() as stack:
             kw = dict(original)
+            if kw.get("max_steps") == -1:  # Lightning's "no step limit"
+                kw.pop("max_steps")
+            limit = kw.get("limit_train_batches")
+            per_epoch = (self.num_batches_per_epoch if limit is None else
+                         min(limit, self.num_batches_per_epoch) if isinstance(limit, int) else
+                         max(1, int(limit * self.num_batches_per_epoch)))
+            max_epochs, patience = epochs_for(chosen.steps, per_epoch)
             budget = kw.get("max_epochs") is None and not kw.get("max_steps")
             if budget:
-                kw["max_epochs"] = chosen.max_epochs
+                kw["max_epochs"] = max_epochs
             kw["callbacks"] = list(kw.get("callbacks") or [])
             watch = validation_data is not None and self.early_stopping
             if watch:
                 kw["callbacks"].append(pl.callbacks.EarlyStopping(
-                    monitor="val_loss", mode="min", patience=chosen.patience))
+                    monitor="val_loss", mode="min", patience=patience))
             self.chosen_defaults_ = {
                 **chosen.to_dict(), "context_length": self.context_length,
+                "cycle_len": self.config.cycle_len,  # the estimator reads no calendar
                 "max_epochs": kw.get("max_epochs"), "budget": "data-aware" if budget else "given",
-                "num_batches_per_epoch": self.num_batches_per_epoch,
+                "num_batches_per_epoch": per_epoch,
                 "validation": (chosen.validation if own_tail else
                                "validation_data" if watch else "none"),
-                "patience": chosen.patience if watch else None}
+                "patience": patience if watch else None}
             if kw.get("default_root_dir") is None:
                 kw["default_root_dir"] = stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="titans-gluonts-"))
@@ -412,14 +425,14 @@ def _check_trainer_kwargs(tk: Dict[str, Any]) -> None:
                          f"integer (or -1 with max_steps)")
 
 
-def _hold_out_tail(data: Dataset, h: int) -> tuple:
-    """(training, validation): every series longer than ``h`` loses its last ``h`` steps for
-    training and is validated on them; shorter series train whole and are not validated."""
+def _hold_out_tail(data: Dataset, tails: List[int]) -> tuple:
+    """(training, validation): a series with a tail (:func:`titans_ts.defaults.tail_sizes`)
+    loses it for training and is validated on it; the others train whole, unvalidated."""
     train, val = [], []
-    for entry in data:
+    for entry, tail in zip(data, tails):
         target = np.asarray(entry[FieldName.TARGET])
-        if target.shape[-1] > h:
-            train.append({**entry, FieldName.TARGET: target[..., :-h]})
+        if tail:
+            train.append({**entry, FieldName.TARGET: target[..., :-tail]})
             val.append(entry)
         else:
             train.append(entry)

@@ -90,7 +90,7 @@ def test_settings_that_would_train_nothing_are_refused(capsys):
     assert exit_.value.code == 2
     assert "argument --batches: expected a positive integer, got 0 (0 would train nothing)" in capsys.readouterr().err
     with pytest.raises(ValueError,
-                       match=r"^limit_train_batches=0 would train on no batch; use None for the default budget"):
+                       match=r"^limit_train_batches=0 would train on no batch; use None for the default"):
         OnlineConfig(limit_train_batches=0)
     cfg = OnlineConfig()
     cfg.limit_train_batches = 0  # as `titans-ts benchmark online --config '{...}'` sets it

@@ -41,7 +41,13 @@ def test_context_length_follows_the_longest_season_the_data_show_twice():
     # short yearly series: bounded by the typical training length, at least the horizon
     assert dd.data_defaults("YS", 6, [20, 21, 15], 32).context_length == 12
     assert dd.data_defaults("YS", 6, [14, 15], 32).context_length == 8
-    assert dd.data_defaults("YS", 6, [9, 9], 32).context_length == 6
+    # series too short to keep a window beside a validation tail train whole: all 9 steps count
+    too_short = dd.data_defaults("YS", 6, [9, 9], 32)
+    assert too_short.context_length == 9 and too_short.validation == "none"
+    assert dd.data_defaults("YS", 6, [9, 20], 32).validation == "last 6 steps of 1 of 2 series"
+    assert dd.data_defaults("YS", 4, [4], 32).context_length == 4  # at least the horizon
+    # a season whose context would pass 1024 steps is left out: a week of 10-minute data
+    assert dd.data_defaults("10min", 96, [52696], 32).context_length == 192
     # a context the user chose is kept
     assert dd.data_defaults("h", 48, [17420], 32, context=96).context_length == 96
 
@@ -103,9 +109,10 @@ def test_forecaster_budget_when_not_given():
     f = TitansForecaster(h=12, context_length=24, limit_train_batches=1, max_epochs=None, **SMALL_NET)
     f.fit(_hourly(2, 80))
     chosen = f.chosen_defaults_
-    # 2 x (80 - 12 - 12) windows of batch 16: 600 steps (the floor), here in epochs of the one
-    # batch asked for, stopped early on the validation tail after 250 steps without progress
-    assert chosen["n_windows"] == 112 and chosen["steps"] == 600
+    # 2 x 33 training windows (ends 24 .. 56: a full context, the target before the tail) of
+    # batch 16: 600 steps (the floor), here in epochs of the one batch asked for, stopped early
+    # on the validation tail after 250 steps without progress
+    assert chosen["n_windows"] == 66 and chosen["steps"] == 600 and chosen["budget"] == "data-aware"
     assert chosen["max_epochs"] == 600 and chosen["patience"] == 250 and chosen["batches_per_epoch"] == 1
     assert 1 <= f.n_epochs_ <= 600
 
@@ -151,3 +158,20 @@ def test_forecaster_trains_series_too_short_for_the_tail_whole():
     assert np.isnan(rep.loc["s2", "model"]) and np.isfinite(rep.loc[["s0", "s1"], "model"]).all()
     with pytest.raises(ValueError, match=r"shorter than h \+ 1 \(\+ val_size for early stopping\) = 25 rows: 's2'"):
         TitansForecaster(h=12, context_length=24, val_size=12, max_epochs=1, **SMALL_NET).fit(df)
+
+
+def test_estimator_budget_in_its_own_epochs_and_short_series(monkeypatch):
+    monkeypatch.setattr(dd, "MIN_STEPS", 4)
+    monkeypatch.setattr(dd, "MAX_STEPS", 4)
+    monkeypatch.setattr(dd, "PATIENCE_STEPS", 2)
+    est = TitansEstimator(freq="ME", prediction_length=6, num_samples=10, batch_size=16, d_model=16,
+                          memory={"heads": 2, "chunk_size": 4}, num_batches_per_epoch=2)
+    est.train(_gluonts_monthly(T=40))
+    chosen = est.chosen_defaults_
+    # 4 steps in epochs of the estimator's 2 batches; patience 2 steps = 1 epoch
+    assert (chosen["max_epochs"], chosen["num_batches_per_epoch"], chosen["patience"]) == (2, 2, 1)
+    assert chosen["budget"] == "data-aware" and chosen["cycle_len"] == 0
+    # series of 10 values at horizon 6 cannot keep a training window beside a tail: they train
+    # whole, and nothing is validated
+    est.train(_gluonts_monthly(n=4, T=10))
+    assert est.chosen_defaults_["validation"] == "none" and est.chosen_defaults_["patience"] is None

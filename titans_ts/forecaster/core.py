@@ -44,7 +44,7 @@ from ..config import TitansConfig
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import SeriesCollection, from_frame
 from ..datasets.windows import SeriesWindows, window_loader
-from ..defaults import ROBUST, data_defaults, epochs_for
+from ..defaults import ROBUST, budget_steps, data_defaults, epochs_for, tail_sizes
 from . import guard, state
 from .inference import forecast_arrays, scaled_inputs
 from .scaling import series_stats
@@ -95,7 +95,7 @@ class TitansForecaster(BaseEstimator):
             250 steps without a better validation loss on the last ``h`` steps of every series
             (``val_size=0`` disables it); the best epoch's weights are kept.
         limit_train_batches: cap on training batches per epoch (None: at most 50, the data-aware
-            budget's epochs; 1.0: every window each epoch).
+            budget's epochs, or every window when ``max_epochs`` is given; 1.0: every window).
         val_size: steps per series held out for early stopping (None: ``h``, and a series too
             short to keep ``h + 1`` steps beside it trains whole; 0: none). On it,
             ``fit`` also scores the model against the seasonal naive and repeat-last forecasts
@@ -267,20 +267,27 @@ class TitansForecaster(BaseEstimator):
             val = []
         return train, val
 
-    def _budget(self, chosen, n_train: int) -> dict:
+    def _budget(self, chosen, n_train: int, validated: bool) -> dict:
         """max_epochs, batches per epoch and patience: the parameters where given, else the
-        data-aware budget (:mod:`titans_ts.defaults`) in epochs of the batches actually run."""
+        data-aware budget (:mod:`titans_ts.defaults`, sized to the ``n_train`` windows) in
+        epochs of the batches actually run. A given ``max_epochs`` keeps whole passes over the
+        windows unless ``limit_train_batches`` says otherwise."""
         n_batches = max(1, -(-n_train // self.batch_size))
         limit = self.limit_train_batches
         if limit is None:
-            limit = min(chosen.num_batches_per_epoch, n_batches)
+            limit = min(chosen.num_batches_per_epoch, n_batches) if self.max_epochs is None else 1.0
         per_epoch = min(limit, n_batches) if isinstance(limit, int) else max(1, int(limit * n_batches))
-        epochs, patience = epochs_for(chosen.steps, per_epoch)
+        steps = budget_steps(n_train, self.batch_size)
+        epochs, patience = epochs_for(steps, per_epoch)
         budget = {"max_epochs": self.max_epochs or epochs, "limit_train_batches": limit,
                   "patience": patience if self.patience is None else self.patience}
         self.chosen_defaults_ = {**chosen.to_dict(), **budget, "batches_per_epoch": per_epoch,
+                                 "n_windows": n_train, "steps": steps,
+                                 "budget": "data-aware" if self.max_epochs is None else "given",
                                  "cycle_len": self.cycle_len_, "loss": self.loss,
                                  "dropout": self.dropout, "revin_center": self.revin_center}
+        if not validated:
+            self.chosen_defaults_["validation"] = "none"
         del self.chosen_defaults_["num_batches_per_epoch"]
         return budget
 
@@ -293,6 +300,8 @@ class TitansForecaster(BaseEstimator):
 
         from ..training import make_trainer, quiet_lightning
 
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)  # a refit starts from its parameters, not the last fit's state
         self._check_params()
         coll = self._collection(df)
         h = self.h
@@ -303,18 +312,16 @@ class TitansForecaster(BaseEstimator):
             coll.check_min_length(h + 1 + val_size, what="h + 1 (+ val_size for early stopping)")
         coll.check_observed()
         raw, masks = self._inputs(coll)
-        val_sizes = [val_size if v.shape[0] >= h + 1 + val_size else 0 for v in raw]
-        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-            delattr(self, name)  # a refit starts from its parameters, not the last fit's choices
+        val_sizes = tail_sizes([v.shape[0] for v in raw], h, val_size)
         chosen = data_defaults(coll.freq, h, [v.shape[0] for v in raw], self.batch_size,
-                               val_size=val_size, context=self.context_length)
+                               val_size=val_sizes, context=self.context_length)
         self.context_length_ = L = chosen.context_length
         self.cycle_len_ = chosen.cycle_len if self.cycle_len is None else int(self.cycle_len)
 
         stats = series_stats(raw, masks)
         values = scaled_inputs(raw, stats)
         train_idx, val_idx = self._train_windows(values, [m[:, :coll.n_channels] for m in masks], val_sizes)
-        budget = self._budget(chosen, len(train_idx))
+        budget = self._budget(chosen, len(train_idx), bool(val_idx))
         firsts = self._firsts(coll.index, coll.freq)
         C = coll.n_channels
         n_in = values[0].shape[1]

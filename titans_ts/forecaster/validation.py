@@ -47,7 +47,7 @@ def _number(name: str, value: Any, low: float | None = None) -> float:
 
 
 def _limit_batches(value: Any) -> int | float | None:
-    """None (every batch), a positive number of batches, or a fraction in (0, 1]."""
+    """None (the caller's default), a positive number of batches, or a fraction in (0, 1]."""
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -56,8 +56,8 @@ def _limit_batches(value: Any) -> int | float | None:
     if isinstance(value, numbers.Integral):
         if value < 1:
             raise ValueError(f"limit_train_batches={value!r} would train on no batch; use None for "
-                             f"the default budget, a positive number of batches, or a fraction in "
-                             f"(0, 1] (1.0: every window)")
+                             f"the default, a positive number of batches, or a fraction in (0, 1] "
+                             f"(1.0: every window)")
         return int(value)
     if not 0 < value <= 1:
         raise ValueError(f"limit_train_batches must be None, a positive integer or a fraction in "

@@ -43,7 +43,7 @@ def tune_forecaster(est, df: Any, space: dict | str | os.PathLike, n_trials: int
 
     study = optimize(objective, n_trials=n_trials, storage=storage, study_name=study_name, seed=seed)
     est.set_params(**params_of(suggest(optuna.trial.FixedTrial(study.best_params), space)))
-    est.best_params_ = dict(study.best_params)
     if refit:
         est.fit(df)
+    est.best_params_ = dict(study.best_params)  # after the refit, which starts from parameters
     return study
