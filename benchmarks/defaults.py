@@ -65,7 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-samples", type=int, default=100, help="sample paths per forecast")
     p.add_argument("--results", default=RESULTS, help="JSON-lines record (relative: to the repo)")
     p.add_argument("--out", default="docs/benchmarks/defaults.md", help="report ('' to skip)")
-    p.add_argument("--force", action="store_true", help="rerun rows already recorded")
+    p.add_argument("--force", action="store_true",
+                   help="rerun rows already recorded (the new row replaces the old one)")
     p.add_argument("--render", action="store_true", help="only render the report from the record")
     return p.parse_args(argv)
 
@@ -198,9 +199,16 @@ def run_model(model: str, seed: int, train, test, freq, horizon, season, num_sam
 
 
 def read_results(path: Path) -> list[dict]:
+    """The recorded rows; a row rerun (``--force``) replaces the earlier one of its (dataset,
+    model, seed)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    latest = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            latest[(row["dataset"], row["model"], row["seed"])] = row
+    return list(latest.values())
 
 
 def render(rows: list[dict], sizes: dict) -> str:
