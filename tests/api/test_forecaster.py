@@ -282,8 +282,10 @@ def test_score_and_plot(tmp_path):
 
 def test_rejected_inputs_name_the_problem():
     f = TitansForecaster(**TINY)
-    with pytest.raises(DataValidationError, match="shorter than"):
-        f.fit(_long(1, T=10))
+    with pytest.raises(DataValidationError, match=r"shorter than h \+ 1 = 7 rows"):
+        f.fit(_long(1, T=6))
+    with pytest.raises(DataValidationError, match=r"shorter than h \+ 1 \(\+ val_size"):
+        TitansForecaster(**{**TINY, "val_size": 6}).fit(_long(1, T=10))
     with pytest.raises(ValueError, match="h must be a positive integer"):
         TitansForecaster(**{**TINY, "h": 0}).fit(_long())
     bad = _long(1, T=60)
