@@ -174,10 +174,14 @@ def run_many(recipes: Sequence[str], seeds: Sequence[int], sets: Sequence[str] =
 # ------------------------------------------------------------------------------------ report
 
 
+# records of the other benchmarks in the same folder (benchmarks/online_report.py, benchmarks/defaults.py)
+OTHER_RECORDS = ("online.jsonl", "defaults.jsonl")
+
+
 def _load(tag: str | None = None, folder: str | os.PathLike | None = None) -> list[dict]:
     rows = []
     for path in sorted(glob.glob(str(Path(folder or RESULTS) / "*.jsonl"))):
-        if Path(path).name == "online.jsonl":  # the online benchmark's records (benchmarks/online_report.py)
+        if Path(path).name in OTHER_RECORDS:
             continue
         for line in Path(path).read_text().splitlines():
             if line.strip():
