@@ -263,10 +263,14 @@ def render(rows: list[dict], sizes: dict) -> str:
         if parts:
             lines.append(f"`{ours}` (defaults only) has a lower MASE than " + ", ".join(parts) + ".")
             lines.append("")
-    lines += [
-              f"Runtime of the whole table: {total_train / 60:.1f} min of training and forecasting "
-              f"(sum over rows and seeds, one CPU thread per run; the machine is shared, so "
-              f"timings are indicative).", ""]
+    per_model: dict = {}
+    for r in rows:
+        per_model[r["model"]] = per_model.get(r["model"], 0.0) + r["train_s"] + r["eval_s"]
+    spent = ", ".join(f"{m} {per_model[m] / 60:.1f}" for m in MODELS if m in per_model)
+    lines += [f"Runtime of the whole table: {total_train / 60:.1f} min of training and forecasting "
+              f"(sum over rows and seeds, one CPU thread per run; minutes per model, all sets and "
+              f"seeds: {spent}). The machine is shared with other work, so timings are "
+              f"indicative.", ""]
     settings = {(r["dataset"], r["model"]): r["settings"] for r in rows
                 if r["model"].startswith("titans") and "settings" in r and r["seed"] == 0}
     if settings:
