@@ -289,6 +289,9 @@ def render(rows: list[dict], sizes: dict) -> str:
     cmds = sorted({r["command"] for r in rows})
     lines += ["Commands (each appends its rows to the record):", ""]
     lines += [f"    {c}" for c in cmds]
+    lines += ["", "and `python benchmarks/defaults.py --render` writes this file from the record. The "
+              "baselines ran one seed, the two Titans front-ends three (0, 1, 2); two runs shared "
+              "the machine's two cores at a time."]
     hosts = sorted({r["host"] for r in rows})
     dates = sorted(r["date"] for r in rows)
     lines += ["", f"Runs from {dates[0]} to {dates[-1]} on {', '.join(hosts)}.", ""]
