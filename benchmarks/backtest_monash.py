@@ -121,7 +121,10 @@ def make_estimator(model: str, args, freq: str, horizon: int, trainer_kwargs: di
                                d_model=args.titans_d_model, n_layers=args.titans_layers,
                                memory={"heads": 4, "depth": 2, "expansion": 2.0,
                                        "chunk_size": args.titans_chunk_size},
-                               lr=args.titans_lr, **common)
+                               lr=args.titans_lr,
+                               # as recorded: every step trains (no held-out tail), the
+                               # configuration's dropout then (its default is 0.2 since)
+                               early_stopping=False, dropout=0.1, **common)
     raise ValueError(model)
 
 

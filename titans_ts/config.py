@@ -211,7 +211,7 @@ class TitansConfig:
     n_persistent: int = 4
     segment_len: int = 16
     mlp_expansion: float = 2.0
-    dropout: float = 0.1
+    dropout: float = 0.2  # titans_ts.defaults.ROBUST: what the recipes' selection chose most
     head: str = "point"
     quantiles: Tuple[float, ...] = (0.1, 0.5, 0.9)
     revin: bool = True

@@ -54,7 +54,7 @@ from gluonts.transform import (
 )
 
 from .config import TitansConfig, check_keys
-from .defaults import ROBUST, data_defaults, epochs_for, tail_sizes
+from .defaults import data_defaults, epochs_for, tail_sizes
 from .memory import wants_weight_decay
 from .network import TitansNet
 from .training import quiet_lightning
@@ -223,10 +223,10 @@ class TitansEstimator(PyTorchLightningEstimator):
             (patching: ``min(16, max(2, L // 6))`` and half of it).
 
     The estimator-specific defaults are the head (GluonTS needs a probabilistic forecast) and
-    its levels (the ``Evaluator``'s); ``dropout`` (0.2) and ``revin_center`` ("mean") default to
-    :data:`titans_ts.defaults.ROBUST`. The estimator learns no cycle (``cycle_len`` 0: it reads
-    no calendar). After ``train``, ``chosen_defaults_`` holds the data-aware choices and the
-    facts they rest on (:func:`titans_ts.defaults.data_defaults`).
+    its levels (the ``Evaluator``'s); the network's defaults are the configuration's (dropout
+    0.2, RevIN centre "mean": :data:`titans_ts.defaults.ROBUST`). The estimator learns no
+    cycle (``cycle_len`` 0: it reads no calendar). After ``train``, ``chosen_defaults_`` holds
+    the data-aware choices and the facts they rest on (:func:`titans_ts.defaults.data_defaults`).
     """
 
     @validated()
@@ -254,8 +254,7 @@ class TitansEstimator(PyTorchLightningEstimator):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         check_keys(model, MODEL_SETTINGS, "TitansEstimator model")
         qs = DEFAULT_QUANTILES if quantiles is None else quantiles
-        robust = {k: v for k, v in ROBUST.items() if k in MODEL_SETTINGS}
-        self._model_settings = {**robust, **model, "head": head, "quantiles": qs}
+        self._model_settings = {**model, "head": head, "quantiles": qs}
         self.config = TitansConfig.from_dict(self._model_settings, seq_len=context_length,
                                              horizon=prediction_length, n_channels=1)
         tk = {"accelerator": "cpu", "enable_progress_bar": verbose,

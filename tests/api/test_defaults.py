@@ -52,6 +52,13 @@ def test_context_length_follows_the_longest_season_the_data_show_twice():
     assert dd.data_defaults("h", 48, [17420], 32, context=96).context_length == 96
 
 
+def test_the_configuration_carries_the_robust_settings():
+    from titans_ts.config import TitansConfig
+
+    cfg = TitansConfig()
+    assert (cfg.dropout, cfg.revin_center) == (dd.ROBUST["dropout"], dd.ROBUST["revin_center"])
+
+
 def test_cycle_for_one_series_only():
     assert dd.data_defaults("h", 24, [2000], 32).cycle_len == 24
     assert dd.data_defaults("h", 24, [2000, 2000], 32).cycle_len == 0

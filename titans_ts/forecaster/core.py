@@ -58,9 +58,8 @@ _DERIVED = ("seq_len", "horizon", "n_channels")
 NETWORK_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
 _NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, None))
                      for f in NETWORK_SETTINGS}
-# the forecaster's own defaults of network settings: the robust ones (titans_ts.defaults) and a
-# learned cycle chosen from the data (None)
-_NETWORK_DEFAULTS.update({k: v for k, v in ROBUST.items() if k in _NETWORK_DEFAULTS}, cycle_len=None)
+# the forecaster's own default of a network setting: a learned cycle chosen from the data (None)
+_NETWORK_DEFAULTS["cycle_len"] = None
 #: the forecaster's own parameters, with their defaults
 TRAINING_PARAMS = dict(
     h=24, context_length=None, loss=ROBUST["loss"], lr=1e-3, weight_decay=1e-4, batch_size=64,
@@ -129,7 +128,8 @@ class TitansForecaster(BaseEstimator):
             data; each step's phase is its time counted in ``freq`` steps from 1970-01-01; None,
             the default: the frequency's shortest season the data show twice when the data are
             one series, none for a panel of series, whose channels would share one cycle).
-            ``dropout`` defaults to 0.2 (the value the benchmark recipes' selection chose most).
+            ``dropout`` defaults to the configuration's 0.2 (the value the benchmark recipes'
+            selection chose most).
 
     Every data-aware choice of ``fit`` and the facts it rests on are in ``chosen_defaults_``.
     """
