@@ -47,7 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["seasonal_periods", "useful_seasons", "context_length", "cycle_length",
-           "training_budget", "budget_steps", "epochs_for", "tail_sizes", "MAX_SEASON_CONTEXT",
+           "training_budget", "budget_steps", "epochs_for", "batches_per_epoch", "tail_sizes", "MAX_SEASON_CONTEXT",
            "data_defaults", "DataDefaults", "ROBUST", "MIN_STEPS", "MAX_STEPS", "PASSES",
            "BATCHES_PER_EPOCH", "PATIENCE_STEPS"]
 
@@ -119,6 +119,12 @@ def cycle_length(seasons: Sequence[int], n_series: int) -> int:
 def budget_steps(n_windows: int, batch_size: int) -> int:
     """Optimiser steps: ``PASSES`` passes over the windows, within [``MIN_STEPS``, ``MAX_STEPS``]."""
     return int(min(MAX_STEPS, max(MIN_STEPS, math.ceil(PASSES * max(n_windows, 1) / batch_size))))
+
+
+def batches_per_epoch(limit: int | float, n_batches: int) -> int:
+    """Batches an epoch runs under Lightning's ``limit_train_batches`` (a count, or a fraction
+    of the ``n_batches`` available)."""
+    return min(limit, n_batches) if isinstance(limit, int) else max(1, int(limit * n_batches))
 
 
 def epochs_for(steps: int, per_epoch: int) -> tuple[int, int]:

@@ -54,7 +54,7 @@ from gluonts.transform import (
 )
 
 from .config import TitansConfig, check_keys
-from .defaults import data_defaults, epochs_for, tail_sizes
+from .defaults import batches_per_epoch, data_defaults, epochs_for, tail_sizes
 from .memory import wants_weight_decay
 from .network import TitansNet
 from .training import quiet_lightning
@@ -371,8 +371,7 @@ class TitansEstimator(PyTorchLightningEstimator):
                 kw.pop("max_steps")
             limit = kw.get("limit_train_batches")
             per_epoch = (self.num_batches_per_epoch if limit is None else
-                         min(limit, self.num_batches_per_epoch) if isinstance(limit, int) else
-                         max(1, int(limit * self.num_batches_per_epoch)))
+                         batches_per_epoch(limit, self.num_batches_per_epoch))
             max_epochs, patience = epochs_for(chosen.steps, per_epoch)
             budget = kw.get("max_epochs") is None and not kw.get("max_steps")
             if budget:

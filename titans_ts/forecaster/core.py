@@ -44,7 +44,7 @@ from ..config import TitansConfig
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import SeriesCollection, from_frame
 from ..datasets.windows import SeriesWindows, window_loader
-from ..defaults import ROBUST, budget_steps, data_defaults, epochs_for, tail_sizes
+from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
 from . import guard, state
 from .inference import forecast_arrays, scaled_inputs
 from .scaling import series_stats
@@ -276,7 +276,7 @@ class TitansForecaster(BaseEstimator):
         limit = self.limit_train_batches
         if limit is None:
             limit = min(chosen.num_batches_per_epoch, n_batches) if self.max_epochs is None else 1.0
-        per_epoch = min(limit, n_batches) if isinstance(limit, int) else max(1, int(limit * n_batches))
+        per_epoch = batches_per_epoch(limit, n_batches)
         steps = budget_steps(n_train, self.batch_size)
         epochs, patience = epochs_for(steps, per_epoch)
         budget = {"max_epochs": self.max_epochs or epochs, "limit_train_batches": limit,
