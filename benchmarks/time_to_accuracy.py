@@ -12,6 +12,8 @@ nothing).
 
 * ``titans``: the recipe ``--recipe`` (default the quick recipe, ``recipes/quick/ETTh1_96_96.yaml``)
   trained exactly as ``titans-ts fit --config RECIPE`` trains it (the Lightning CLI objects);
+* ``titans_single``: the same with ``model.ensemble=1`` (one network instead of the quick
+  recipe's two);
 * ``dlinear`` and ``itransformer``: ``benchmarks/reference_models.py`` with TSLib's ETTh1 settings
   (Adam, batch 32, learning rate 1e-4 halved every epoch, ten epochs, early stopping after three
   epochs without a better validation loss; iTransformer d_model 256, two layers, with the four
@@ -47,7 +49,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from reference_models import TSLIB_SETTINGS, DLinear, ITransformer, time_features, tslib_lr  # noqa: E402
 
 DATASET, SEQ_LEN, HORIZON = "ETTh1", 96, 96
-MODELS = ("titans", "dlinear", "itransformer")
+MODELS = ("titans", "titans_single", "dlinear", "itransformer")
 RECIPE = "recipes/quick/ETTh1_96_96.yaml"
 RESULTS = "docs/benchmarks/results/time_to_accuracy.jsonl"
 REPORT = "docs/benchmarks/time_to_accuracy.md"
@@ -328,8 +330,12 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             for model in args.models:
                 t0 = time.perf_counter()
-                rec = (run_titans(args.recipe, seed, args.data_root, log, args.sets) if model == "titans"
-                       else run_reference(model, seed, args.data_root, log))
+                if model.startswith("titans"):
+                    sets = list(args.sets) + (["model.ensemble=1"] if model == "titans_single" else [])
+                    rec = run_titans(args.recipe, seed, args.data_root, lambda s_, m=model: log(s_.replace("titans", m, 1)),
+                                     sets)
+                else:
+                    rec = run_reference(model, seed, args.data_root, log)
                 from titans_ts.recipes import machine_description
 
                 rec.update(model=model, seed=seed, dataset=DATASET, seq_len=SEQ_LEN, horizon=HORIZON,

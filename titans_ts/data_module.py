@@ -11,6 +11,9 @@ from titans_ts.datasets.windows import EpochShuffleSampler, collate_windows, win
 
 __all__ = ["LTSFDataModule", "window_loader", "EpochShuffleSampler", "collate_windows"]
 
+#: stream ``k`` shuffles with seed ``seed + STREAM_SEED_STEP * k`` (stream 0: the single loader's)
+STREAM_SEED_STEP = 7919
+
 
 class LTSFDataModule(pl.LightningDataModule):
     """Train / val / test windows of a benchmark dataset, split and scaled by the protocol.
@@ -23,12 +26,15 @@ class LTSFDataModule(pl.LightningDataModule):
         features: "M" (all channels) or "S" (target only).
         drop_last_train: drop the last partial training batch (never done for val / test).
         shuffle: shuffle the training windows (a seeded permutation per epoch).
+        streams: how many training loaders to run side by side, each with its own seeded order of
+            the windows (every step then brings a list of ``streams`` batches): one per member of
+            an ensemble (``model.ensemble``, to which the Lightning CLI links it).
     """
 
     def __init__(self, dataset: str = "ETTh1", seq_len: int = 96, horizon: int = 96,
                  root: str | None = None, batch_size: int = 64, eval_batch_size: int = 256,
                  features: str = "M", num_workers: int = 0, drop_last_train: bool = False,
-                 seed: int = 0, shuffle: bool = True) -> None:
+                 seed: int = 0, shuffle: bool = True, streams: int = 1) -> None:
         super().__init__()
         dataset_info(dataset)  # fail early on an unknown name
         self.dataset, self.seq_len, self.horizon = dataset, seq_len, horizon
@@ -36,6 +42,9 @@ class LTSFDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.features, self.num_workers = features, num_workers
         self.drop_last_train, self.seed, self.shuffle = drop_last_train, seed, shuffle
+        if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
+            raise ValueError(f"streams must be a positive integer (training loaders side by side), got {streams!r}")
+        self.streams = streams
         self.splits = None
 
     @property
@@ -49,8 +58,10 @@ class LTSFDataModule(pl.LightningDataModule):
                                       features=self.features)
 
     def train_dataloader(self):
-        return window_loader(self.splits.train, self.batch_size, self.shuffle, self.num_workers,
-                             self.drop_last_train, self.seed)
+        loaders = [window_loader(self.splits.train, self.batch_size, self.shuffle, self.num_workers,
+                                 self.drop_last_train, self.seed + STREAM_SEED_STEP * k)
+                   for k in range(self.streams)]
+        return loaders[0] if self.streams == 1 else loaders
 
     def val_dataloader(self):
         return window_loader(self.splits.val, self.eval_batch_size, False, self.num_workers)

@@ -50,6 +50,8 @@ class TitansCLI(LightningCLI):
         parser.link_arguments("data.seq_len", "model.seq_len")
         parser.link_arguments("data.horizon", "model.horizon")
         parser.link_arguments("data.n_channels", "model.n_channels", apply_on="instantiate")
+        # an ensemble's members each get their own order of the training windows
+        parser.link_arguments("model.ensemble", "data.streams")
 
     def parse_arguments(self, parser, args) -> None:
         """The parser's errors as one line (:class:`CLIUsageError`), not a page of usage."""

@@ -17,14 +17,14 @@ import torch
 from .config import TitansConfig, check_keys
 from .heads import POINT_LOSSES, pinball_loss, point_loss, student_t_nll
 from .memory import wants_weight_decay
-from .network import TitansNet
+from .network import EnsembleNet, TitansNet
 
 __all__ = ["TitansLightningModule", "point_loss", "pinball_loss", "student_t_nll", "POINT_LOSSES",
            "TRAINING_SETTINGS"]
 
 #: the Lightning module's own (training) settings; every other ``model:`` key of a recipe is a
 #: network setting of :class:`titans_ts.config.TitansConfig`
-TRAINING_SETTINGS = ("loss", "lr", "weight_decay", "scheduler", "warmup_epochs", "optimizer")
+TRAINING_SETTINGS = ("loss", "lr", "weight_decay", "scheduler", "warmup_epochs", "optimizer", "ensemble")
 
 
 #: observed values beyond this magnitude overflow float32 in the loss or RevIN's variance
@@ -74,6 +74,12 @@ class TitansLightningModule(pl.LightningModule):
         scheduler: "cosine" (to 0 over ``max_epochs``), "onecycle", or "none".
         warmup_epochs: linear warm-up epochs before the cosine schedule.
         optimizer: "adamw" (default) or "sgd" (momentum 0.9).
+        ensemble: how many networks to train side by side (1: one :class:`TitansNet`; more: an
+            :class:`titans_ts.network.EnsembleNet` whose forecast is the members' mean, point and
+            quantile heads). Each member trains on its own loss; given a list of ``ensemble``
+            batches per step (``LTSFDataModule(streams=ensemble)``, which recipes link to this
+            setting) member ``k`` trains on batch ``k``, its own order of the training windows,
+            as an independently trained network would.
         **network: the network's settings, the fields of :class:`titans_ts.config.TitansConfig`
             (tokenizer, patch_len, d_model, n_layers, variant, memory, attention, RevIN, head,
             cycle_len, ...).
@@ -82,7 +88,7 @@ class TitansLightningModule(pl.LightningModule):
     def __init__(self, seq_len: int = TitansConfig.seq_len, horizon: int = TitansConfig.horizon,
                  loss: str = "mse", lr: float = 1e-3, weight_decay: float = 1e-4,
                  scheduler: str = "cosine", warmup_epochs: int = 0, optimizer: str = "adamw",
-                 **network) -> None:
+                 ensemble: int = 1, **network) -> None:
         super().__init__()
         if loss not in POINT_LOSSES:
             raise ValueError(f"loss must be one of {POINT_LOSSES}, got {loss!r}")
@@ -93,11 +99,13 @@ class TitansLightningModule(pl.LightningModule):
         check_keys(network, TitansConfig.fields(), "model")
         config = TitansConfig(seq_len=seq_len, horizon=horizon, **network)
         self.config = config
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+            raise ValueError(f"ensemble must be a positive integer (networks trained side by side), got {ensemble!r}")
         training = dict(loss=loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
-                        warmup_epochs=warmup_epochs, optimizer=optimizer)
+                        warmup_epochs=warmup_epochs, optimizer=optimizer, ensemble=ensemble)
         # plain values only: the checkpoint loads with weights_only=True and rebuilds this module
         self.save_hyperparameters({**config.to_dict(), **training})
-        self.net = TitansNet(config)
+        self.net = TitansNet(config) if ensemble == 1 else EnsembleNet(config, ensemble)
         self._sums: dict[str, torch.Tensor] = {}
 
     def forward(self, past, past_mask=None, time_index=None):
@@ -111,13 +119,37 @@ class TitansLightningModule(pl.LightningModule):
         out = self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
         return out, self._loss(out, batch)
 
+    def _train_loss(self, batch):
+        """The training loss. An ensemble's is the sum of its members' own losses (so each member's
+        gradient is its own loss's, as if it trained alone), member ``k`` on ``batch[k]`` when the
+        step brings one batch per member (its own window order), else every member on the one
+        batch; a single network's is its loss."""
+        k = len(self.net.members) if isinstance(self.net, EnsembleNet) else 1
+        if isinstance(batch, (list, tuple)):
+            if len(batch) != k:
+                raise ValueError(f"a training step brought {len(batch)} batches; the module takes one batch, "
+                                 f"or one per ensemble member ({k}): set data.streams to model.ensemble")
+            if k == 1:
+                batch = batch[0]
+        if k == 1:
+            return self._step(batch)[1]
+        batches = list(batch) if isinstance(batch, (list, tuple)) else [batch] * k
+        losses = []
+        for member, b in zip(self.net.members, batches):
+            out = member(b["past"], b.get("past_mask"), time_index=b.get("time_index"))
+            losses.append(self._loss(out, b))
+        return torch.stack(losses).sum()
+
     def training_step(self, batch, batch_idx):
-        _, loss = self._step(batch)
+        loss = self._train_loss(batch)
+        first = batch[0] if isinstance(batch, (list, tuple)) else batch
         if not torch.isfinite(loss):
             # stop here: one optimiser step on a non-finite loss makes every parameter NaN
-            raise FloatingPointError(_nonfinite_loss_message(loss, batch, self.current_epoch, batch_idx))
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch["past"].shape[0])
+            raise FloatingPointError(_nonfinite_loss_message(loss, first, self.current_epoch, batch_idx))
+        # an ensemble logs its members' mean loss (the sum is what trains them)
+        k = len(self.net.members) if isinstance(self.net, EnsembleNet) else 1
+        self.log("train_loss", loss.detach() / k, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=first["past"].shape[0])
         return loss
 
     def _accumulate(self, prefix, out, batch):
@@ -171,6 +203,18 @@ class TitansLightningModule(pl.LightningModule):
             torch.set_rng_state(rng["torch"])
 
     # ------------------------------------------------------------------ optimiser
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """The trainer's gradient clipping; an ensemble's members are clipped one by one (each as
+        if it trained alone), not by the norm of all their gradients together."""
+        if not isinstance(self.net, EnsembleNet) or not gradient_clip_val:
+            return self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        for member in self.net.members:
+            params = [p for p in member.parameters() if p.grad is not None]
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     def configure_optimizers(self) -> Any:
         decay, no_decay = [], []
         for p in self.parameters():

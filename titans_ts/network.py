@@ -34,7 +34,7 @@ from .config import HEADS, REVIN_CENTERS, TOKENIZERS, TitansConfig
 from .heads import make_head
 from .memory import no_weight_decay
 
-__all__ = ["TitansNet", "RevIN", "HEADS", "TOKENIZERS"]
+__all__ = ["TitansNet", "EnsembleNet", "RevIN", "HEADS", "TOKENIZERS"]
 
 
 def masked_moments(x: torch.Tensor, mask: torch.Tensor | None):
@@ -290,3 +290,49 @@ class TitansNet(nn.Module):
     @staticmethod
     def count_parameters(module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class EnsembleNet(nn.Module):
+    """``size`` :class:`TitansNet` members built from one configuration (each with its own random
+    initialisation and dropout draws), trained side by side on their own losses
+    (:class:`titans_ts.lightning_module.TitansLightningModule` with ``ensemble=size``); the forecast
+    is the members' mean, per step and channel (per quantile level for the quantile head: the
+    mean of monotone quantiles is monotone). A deep ensemble: ``size`` times the compute and
+    parameters of one network for a lower error (docs/benchmarks/time_to_accuracy.md).
+
+    It reads windows only: no memory state is carried across windows (``states`` /
+    ``return_states`` are refused), and the Student-t head is refused (a mean of Student-t
+    parameters is not a mixture).
+    """
+
+    def __init__(self, config: TitansConfig, size: int) -> None:
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+            raise ValueError(f"an ensemble needs an integer size >= 2, got {size!r} (1: a single TitansNet)")
+        if config.head not in ("point", "quantile"):
+            raise ValueError(f"an ensemble averages point or quantile forecasts; head={config.head!r} is not "
+                             f"supported (use head='point' or 'quantile', or ensemble=1)")
+        self.config = config
+        self.seq_len, self.horizon = config.seq_len, config.horizon
+        self.members = nn.ModuleList(TitansNet(config) for _ in range(size))
+
+    @property
+    def head(self):
+        return self.members[0].head
+
+    def member_forecasts(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
+                         time_index: torch.Tensor | None = None, surprise_clamp: float | None = None) -> list:
+        """Each member's forecast (what :meth:`TitansNet.forward` returns) of the same windows."""
+        return [m(past, past_mask, time_index=time_index, surprise_clamp=surprise_clamp) for m in self.members]
+
+    def forward(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
+                states: list | None = None, return_states: bool = False,
+                time_index: torch.Tensor | None = None, surprise_clamp: float | None = None):
+        if states is not None or return_states:
+            raise ValueError("an ensemble forecasts each window from the members' learned initial "
+                             "memories; it carries no memory state across windows (states / "
+                             "return_states need a single TitansNet, ensemble=1)")
+        return torch.stack(self.member_forecasts(past, past_mask, time_index, surprise_clamp), 0).mean(0)
+
+    def point_forecast(self, output) -> torch.Tensor:
+        return self.head.point(output)

@@ -1,4 +1,4 @@
-"""Lightning glue: checkpoints (safe load, identical predictions, exact resume), CLI, DDP."""
+"""Lightning glue: checkpoints (safe load, identical predictions, exact resume), CLI, DDP, ensembles."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import yaml
 
 from titans_ts.datasets import WindowDataset
 from titans_ts.datasets.windows import collate_windows, window_loader
+from titans_ts.config import TitansConfig
 from titans_ts.lightning_module import TitansLightningModule
+from titans_ts.network import EnsembleNet, TitansNet
 from titans_ts.training import make_trainer
 
 MEM = dict(heads=2, depth=2, expansion=2.0, chunk_size=4)
@@ -185,7 +187,9 @@ DDP_SCRIPT = r'''
 import sys, torch, lightning.pytorch as pl
 sys.path.insert(0, sys.argv[1])
 from test_lightning import ToyData, SMALL
+from titans_ts.config import TitansConfig
 from titans_ts.lightning_module import TitansLightningModule
+from titans_ts.network import EnsembleNet, TitansNet
 from titans_ts.training import make_trainer
 
 
@@ -231,3 +235,105 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
         torch.testing.assert_close(outs[2][k], v, rtol=1e-4, atol=1e-5, msg=k)
         moved = max(moved, (v.float() - init[k].float()).abs().max().item())
     assert moved > 1e-3, "training did not move the weights: the comparison would be empty"
+
+
+# ---------------------------------------------------------------- ensembles (model.ensemble = K)
+def _module(k, **kw):
+    torch.manual_seed(0)
+    return TitansLightningModule(32, 8, ensemble=k, n_channels=3, **{**SMALL, **kw})
+
+
+@pytest.mark.parametrize("head", ["point", "quantile"])
+def test_forecast_is_the_members_mean(head):
+    m = _module(3, head=head).eval()
+    assert isinstance(m.net, EnsembleNet) and len(m.net.members) == 3
+    past = torch.randn(5, 32, 3)
+    with torch.no_grad():
+        outs = [member(past) for member in m.net.members]
+        got = m(past)
+    torch.testing.assert_close(got, torch.stack(outs).mean(0), rtol=0, atol=1e-7)
+    # members start apart (their own initialisation), so the mean is not one member's forecast
+    assert not torch.allclose(outs[0], outs[1])
+    if head == "quantile":
+        assert bool((got.diff(dim=-1) >= 0).all()), "the mean of monotone quantiles must stay monotone"
+    assert m.net.point_forecast(got).shape == (5, 8, 3)
+
+
+def test_each_member_learns_from_its_own_batch():
+    """The ensemble's training gradient of each member is that member's own loss gradient on its
+    own batch: what K networks trained alone, each on its own order of the windows, would get.
+    With one batch for all, each member's loss on it."""
+    k = 2
+    m = _module(k, dropout=0.0)
+    batches = [{"past": torch.randn(6, 32, 3), "future": torch.randn(6, 8, 3)} for _ in range(k)]
+    for given, theirs in ((batches, batches), (batches[0], [batches[0]] * k)):
+        m.zero_grad()
+        m._train_loss(given).backward()
+        for member, b in zip(m.net.members, theirs):
+            alone = TitansNet(m.config)
+            alone.load_state_dict(member.state_dict())
+            alone.head.loss(alone(b["past"]), b["future"], None, "mse").backward()
+            for (name, p), q in zip(member.named_parameters(), alone.parameters()):
+                if q.grad is None:
+                    assert p.grad is None or not p.grad.any(), name
+                    continue
+                torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+    with pytest.raises(ValueError, match="one per ensemble member"):
+        m._train_loss(batches * 2)
+
+
+def test_members_are_clipped_one_by_one():
+    m = _module(2, dropout=0.0)
+    b = {"past": torch.randn(6, 32, 3), "future": 10 * torch.randn(6, 8, 3)}
+    m._train_loss(b).backward()
+    norms = [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in mb.parameters() if p.grad is not None]))
+             for mb in m.net.members]
+    assert min(norms) > 0.5  # both above the clip below
+    m.configure_gradient_clipping(None, 0.5, "norm")
+    for mb in m.net.members:
+        n = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in mb.parameters() if p.grad is not None]))
+        assert float(n) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_streams_give_each_member_its_own_window_order(data_root):
+    from titans_ts.data_module import LTSFDataModule
+
+    dm = LTSFDataModule("ETTh1", 96, 96, root=str(data_root), batch_size=64, streams=2)
+    dm.setup()
+    a, b = dm.train_dataloader()
+    first_a, first_b = next(iter(a)), next(iter(b))
+    assert not torch.equal(first_a["time_index"], first_b["time_index"])
+    single = LTSFDataModule("ETTh1", 96, 96, root=str(data_root), batch_size=64)
+    single.setup()
+    assert torch.equal(next(iter(single.train_dataloader()))["time_index"], first_a["time_index"])
+    with pytest.raises(ValueError, match="streams must be a positive integer"):
+        LTSFDataModule("ETTh1", streams=0)
+
+
+def test_bad_settings_are_refused():
+    for bad in (0, -1, True, 2.0, "2"):
+        with pytest.raises(ValueError, match="ensemble must be a positive integer"):
+            _module(bad)
+    with pytest.raises(ValueError, match="point or quantile"):
+        _module(2, head="student_t")
+    with pytest.raises(ValueError, match="size >= 2"):
+        EnsembleNet(TitansConfig(seq_len=32, horizon=8, n_channels=3, **SMALL), 1)
+    m = _module(2)
+    with pytest.raises(ValueError, match="carries no memory state"):
+        m.net(torch.randn(2, 32, 3), return_states=True)
+
+
+def test_ensemble_checkpoint_loads_safely_with_identical_forecasts(tmp_path):
+    pl.seed_everything(0, verbose=False)
+    model = TitansLightningModule(32, 8, ensemble=2, **SMALL)
+    trainer = make_trainer(max_epochs=1, patience=None, root_dir=tmp_path)
+    trainer.fit(model, ToyData())
+    ckpt = Path(trainer.checkpoint_callback.last_model_path)
+    assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["ensemble"] == 2
+    loaded = TitansLightningModule.load_from_checkpoint(ckpt, weights_only=True)
+    assert isinstance(loaded.net, EnsembleNet)
+    past = torch.randn(4, 32, 3)
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(past), model(past), rtol=0, atol=0)
