@@ -180,7 +180,8 @@ def run_titans(recipe: str, seed: int, root: str | None, log, sets=()) -> dict:
     cfg = load_recipe(str(_repo_path(recipe)), sets)
     cfg["seed_everything"] = int(seed)
     cfg.setdefault("data", {})["seed"] = int(seed)
-    if (cfg["data"].get("dataset"), cfg["data"].get("seq_len"), cfg["data"].get("horizon")) != (DATASET, SEQ_LEN, HORIZON):
+    data = cfg["data"]
+    if (data.get("dataset"), data.get("seq_len"), data.get("horizon")) != (DATASET, SEQ_LEN, HORIZON):
         raise ValueError(f"{recipe}: this benchmark is {DATASET} at L = {SEQ_LEN}, H = {HORIZON}; the recipe is "
                          f"{cfg['data'].get('dataset')} at L = {cfg['data'].get('seq_len')}, "
                          f"H = {cfg['data'].get('horizon')}")
@@ -216,7 +217,8 @@ def run_titans(recipe: str, seed: int, root: str | None, log, sets=()) -> dict:
         with quiet_lightning(False):
             cli.trainer.fit(cli.model, cli.datamodule)
         params = sum(p.numel() for p in cli.model.parameters())
-    return {"recipe": str(Path(recipe).as_posix()), "sets": list(sets), "settings": {k: cfg[k] for k in ("model", "data")},
+    return {"recipe": str(Path(recipe).as_posix()), "sets": list(sets),
+            "settings": {k: cfg[k] for k in ("model", "data")},
             "params": params, "curve": clock.curve}
 
 
@@ -332,8 +334,8 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 if model.startswith("titans"):
                     sets = list(args.sets) + (["model.ensemble=1"] if model == "titans_single" else [])
-                    rec = run_titans(args.recipe, seed, args.data_root, lambda s_, m=model: log(s_.replace("titans", m, 1)),
-                                     sets)
+                    named = lambda s_, m=model: log(s_.replace("titans", m, 1))  # noqa: E731
+                    rec = run_titans(args.recipe, seed, args.data_root, named, sets)
                 else:
                     rec = run_reference(model, seed, args.data_root, log)
                 from titans_ts.recipes import machine_description
