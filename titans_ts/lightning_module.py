@@ -208,6 +208,13 @@ class TitansLightningModule(pl.LightningModule):
         if it trained alone), not by the norm of all their gradients together."""
         if not isinstance(self.net, EnsembleNet) or not gradient_clip_val:
             return self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        strategy = type(self.trainer.strategy).__name__ if self._trainer is not None else ""
+        if "FSDP" in strategy or "DeepSpeed" in strategy:
+            # sharded parameters: a member's norm needs the strategy's own clipping, which clips
+            # all parameters together
+            raise ValueError(f"an ensemble clips its members one by one, which {strategy} (sharded "
+                             "parameters) does not support; train it with DDP or one device, or set "
+                             "gradient_clip_val to None")
         for member in self.net.members:
             params = [p for p in member.parameters() if p.grad is not None]
             if gradient_clip_algorithm == "value":

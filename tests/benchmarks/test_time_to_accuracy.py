@@ -68,7 +68,8 @@ def test_time_features_are_scaled_calendar_positions(refs):
     assert f.shape == (48, 4) and f.dtype == np.float32
     assert f.min() >= -0.5 and f.max() <= 0.5
     assert f[0, 0] == pytest.approx(-0.5) and f[23, 0] == pytest.approx(0.5)  # hour 0 and 23
-    assert refs.tslib_lr(1e-4, 0) == 1e-4 and refs.tslib_lr(1e-4, 3) == pytest.approx(1.25e-5)
+    # TSLib's type1: the first two epochs at the base rate, then halving
+    assert [refs.tslib_lr(1e-4, e) for e in range(4)] == pytest.approx([1e-4, 1e-4, 5e-5, 2.5e-5])
 
 
 def _curve(points):
@@ -115,3 +116,12 @@ def test_a_rerun_replaces_its_record(tta, tmp_path):
             {"model": "dlinear", "seed": 0, "v": 3}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert sorted(r["v"] for r in tta._load(path)) == [2, 3]
+
+
+def test_a_row_refuses_seeds_run_with_other_settings(tta):
+    def rec(seed, dropout):
+        return {"model": "titans", "seed": seed, "params": 10, "curve": _curve([(5, 0.7, 0.38)]),
+                "settings": {"model": {"dropout": dropout}, "data": {"seed": seed}}}
+    assert len(tta.table([rec(0, 0.3), rec(1, 0.3)], 137.0)) == 3  # seeds may differ
+    with pytest.raises(ValueError, match="differ in their settings"):
+        tta.table([rec(0, 0.3), rec(1, 0.2)], 137.0)
