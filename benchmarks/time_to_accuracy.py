@@ -184,8 +184,7 @@ def run_titans(recipe: str, seed: int, root: str | None, log, sets=()) -> dict:
     data = cfg["data"]
     if (data.get("dataset"), data.get("seq_len"), data.get("horizon")) != (DATASET, SEQ_LEN, HORIZON):
         raise ValueError(f"{recipe}: this benchmark is {DATASET} at L = {SEQ_LEN}, H = {HORIZON}; the recipe is "
-                         f"{cfg['data'].get('dataset')} at L = {cfg['data'].get('seq_len')}, "
-                         f"H = {cfg['data'].get('horizon')}")
+                         f"{data.get('dataset')} at L = {data.get('seq_len')}, H = {data.get('horizon')}")
 
     class Clock(L.Callback):
         def __init__(self):
