@@ -198,13 +198,14 @@ def run_titans(recipe: str, seed: int, root: str | None, log, sets=()) -> dict:
                 self.train_s += time.perf_counter() - self.t0
                 self.t0 = None
 
-        def on_validation_end(self, trainer, pl_module):
+        def on_validation_epoch_end(self, trainer, pl_module):
+            # first in the callback list, so a weight-averaging callback has not yet swapped the
+            # training weights back: the weights scored are the ones validation saw
             if trainer.sanity_checking:
                 return
             dm = trainer.datamodule
             val = _errors_mse(window_errors(pl_module.net, dm.splits.val))
             test = _errors_mse(window_errors(pl_module.net, dm.splits.test))
-            pl_module.train()
             self.curve.append({"epoch": int(trainer.current_epoch), "train_s": round(self.train_s, 2),
                                "val_mse": val, "test_mse": test})
             log(f"  titans seed {seed} epoch {trainer.current_epoch}: {self.train_s:6.1f} s  "
@@ -213,7 +214,7 @@ def run_titans(recipe: str, seed: int, root: str | None, log, sets=()) -> dict:
     with tempfile.TemporaryDirectory(prefix="titans-tta-") as run_dir:
         cli = build_in_dir(cfg, run_dir)
         clock = Clock()
-        cli.trainer.callbacks.append(clock)
+        cli.trainer.callbacks.insert(0, clock)
         with quiet_lightning(False):
             cli.trainer.fit(cli.model, cli.datamodule)
         params = sum(p.numel() for p in cli.model.parameters())
