@@ -234,3 +234,14 @@ def test_validation_of_options():
         memory_scan(*inputs, weights=[W[0], W[1][..., :5]])
     with pytest.raises(ValueError, match="mask must be"):
         memory_scan(*inputs, weights=W, mask=torch.ones(2, 5))
+
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu", "tanh", "relu", "identity"])
+def test_fused_second_derivative_matches_plain(activation):
+    from titans_ts.kernels.memory_scan.common import activation_grad2, mul_activation_grad2_
+
+    z = torch.linspace(-6, 6, 301, dtype=torch.float64)
+    x = torch.randn(301, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(mul_activation_grad2_(activation, x.clone(), z),
+                               x * activation_grad2(activation, z), rtol=1e-12, atol=1e-15)
