@@ -275,6 +275,30 @@ def test_per_chunk_gate_coefficients_match_autograd(last):
         assert rel(a, b) < 1e-12
 
 
+def test_state_buffers_reused_across_calls_change_nothing():
+    """The chunk-start states kept for the backward live in buffers reused from one call to the
+    next: repeated calls (and the pool switched off) give the same outputs, gradients and final
+    state, and a returned final state is never one of the reused buffers."""
+    from titans_ts.kernels.memory_scan import chunked
+
+    inputs, W, S = make_inputs(T=37, depth=2, seed=12)
+    pool = chunked._STATE_POOL
+    pool.clear()
+    first = run(memory_scan_chunked, inputs, W, S, torch.float32, 8, backward="cache")
+    assert pool._free, "the backward hands its state buffers back"
+    kept = [t.clone() for t in first[0]]
+    second = run(memory_scan_chunked, inputs, W, S, torch.float32, 8, backward="cache")
+    pool.enabled = False
+    try:
+        pool.clear()
+        third = run(memory_scan_chunked, inputs, W, S, torch.float32, 8, backward="cache")
+    finally:
+        pool.enabled = True
+    for a, b, c, d in zip(first[0] + first[1], second[0] + second[1], third[0] + third[1],
+                          kept + first[1]):
+        assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(a, d)
+
+
 @pytest.mark.parametrize("activation", ["silu", "gelu", "tanh", "relu", "identity"])
 def test_fused_second_derivative_matches_plain(activation):
     from titans_ts.kernels.memory_scan.common import activation_grad2, mul_activation_grad2_

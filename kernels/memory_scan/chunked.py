@@ -35,7 +35,9 @@ On CPU the hand-written path is bound by its matmuls (about 45 M multiply-adds p
 element and head in the benchmark's configuration: depth 2, widths 64 / 256, chunk 64; forward
 about a third of it), which run at 50-65 GFLOP/s per core in MKL at these sizes: each layer's
 ``W`` and ``S`` are read and updated together as one stacked tensor (see "state layout" below),
-and the two blocks are mixed in one pass (:func:`_mix`).
+the two blocks are mixed in one pass (:func:`_mix`), and the chunk-start states kept for the
+backward live in buffers reused across calls (:class:`_BufferPool`), since the page faults of
+fresh memory cost about as much as the state update itself on a virtual machine.
 """
 
 from __future__ import annotations
@@ -300,11 +302,15 @@ def _blocks(X: torch.Tensor, B: int) -> torch.Tensor:
     return X.reshape(B * X.shape[1], 2, -1)
 
 
-def _mix(X: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+def _mix(X: torch.Tensor, M: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``[A; C] -> [M00 A + M01 C; M10 A + M11 C]`` for a stacked state [B, H, 2 r, c] (or shared
     [H, 2 r, c]) and per-sequence 2 x 2 matrices M [B, H, 2, 2]: one bmm over the two flattened
-    blocks, one pass over the state. Returns a fresh contiguous [B, H, 2 r, c]."""
+    blocks, one pass over the state. Returns a contiguous [B, H, 2 r, c]: ``out`` when given
+    (not differentiable), else a fresh tensor."""
     B, H = M.shape[:2]
+    if out is not None:
+        torch.bmm(M.reshape(B * H, 2, 2), _blocks(X, B), out=out.view(B * H, 2, -1))
+        return out
     return torch.bmm(M.reshape(B * H, 2, 2), _blocks(X, B)).view(B, H, *X.shape[-2:])
 
 
@@ -355,7 +361,7 @@ def _key_pass(Wt, k, v, activation):
     return hs, zs, deltas, backs
 
 
-def chunk_forward(qc, kc, vc, th, coef, WS, activation, clamp, keep=False, advance=True):
+def chunk_forward(qc, kc, vc, th, coef, WS, activation, clamp, keep=False, advance=True, out=None):
     """One chunk, batched over [B, H]: queries read, state advanced.
 
     Args:
@@ -374,7 +380,8 @@ def chunk_forward(qc, kc, vc, th, coef, WS, activation, clamp, keep=False, advan
 
     Returns ``(y [B, H, b, d_v], WS_next, cache)``; ``cache`` (only with ``keep``) holds what
     :func:`chunk_backward` needs beyond the inputs; ``advance=False`` skips the next state
-    (the backward's recomputation does not need it).
+    (the backward's recomputation does not need it); ``out`` (outside autograd only): per layer
+    a [B, H, ...] buffer to write the next state into.
     """
     layers = _layers(WS, kc.shape[-1])
     Wt = [_w_t(X, si) for X, (_, _, si) in zip(WS, layers)]
@@ -423,7 +430,7 @@ def chunk_forward(qc, kc, vc, th, coef, WS, activation, clamp, keep=False, advan
         zero = torch.zeros_like(coef["eb"])
         M = torch.stack([coef["eb"], coef["ef"], zero, coef["em"]], dim=-1).unflatten(-1, (2, 2))
         for layer, (_, _, scales_input) in enumerate(layers):
-            X = _mix(WS[layer], M)  # fresh: in place is autograd-safe
+            X = _mix(WS[layer], M, None if out is None else out[layer])  # in place: autograd-safe
             _addmm_(X, _tr(UPD[layer]), deltas[layer] if scales_input else hs[layer])
             WS_next.append(X)
     cache = None
@@ -546,6 +553,56 @@ def chunk_backward(qc, kc, vc, th, coef, WS, activation, clamp, dy, dWSn, cache=
     return dq, dk, dv, dth, dcoef, dWS
 
 
+def _memory_total(device: torch.device) -> int:
+    """Bytes of the device's memory (RAM on CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+class _BufferPool:
+    """Buffers kept from one call to the next, by shape.
+
+    A training loop runs the scan with the same shapes every step; the chunk-start states it
+    keeps for the backward (``n_chunks * |W|`` per sequence and head: 512 MiB at T = 4k, batch 8
+    in the CPU benchmark's configuration) would otherwise be fresh memory each step, and on a
+    virtual machine the first-touch page faults of fresh memory cost about as much as writing
+    it. A buffer returns to the pool once the backward has read it; the pool keeps at most
+    ``max_fraction`` of the machine's memory (oldest buffers dropped first); ``enabled = False``
+    or :meth:`clear` gives the memory back.
+    """
+
+    def __init__(self, max_fraction: float = 0.25):
+        self.enabled = True
+        self.max_fraction = max_fraction
+        self._free: list[torch.Tensor] = []  # oldest first
+
+    def take(self, shape, like: torch.Tensor) -> torch.Tensor:
+        shape = tuple(shape)
+        for i in range(len(self._free) - 1, -1, -1):
+            buf = self._free[i]
+            if buf.shape == shape and buf.dtype == like.dtype and buf.device == like.device:
+                return self._free.pop(i)
+        return like.new_empty(shape)
+
+    def give(self, buf: torch.Tensor) -> None:
+        if not self.enabled:
+            return
+        self._free.append(buf)
+        budget = self.max_fraction * _memory_total(buf.device)
+        while sum(b.numel() * b.element_size() for b in self._free) > budget:
+            self._free.pop(0)
+
+    def clear(self) -> None:
+        self._free.clear()
+
+
+_STATE_POOL = _BufferPool()
+
+
 class _ChunkScan(torch.autograd.Function):
     """The chunk loop with the hand-derived backward. Saves the chunk-start states and, unless
     ``recompute``, each chunk's intermediates (O(T d) memory, no second forward in backward).
@@ -556,18 +613,23 @@ class _ChunkScan(torch.autograd.Function):
     def forward(ctx, meta, qc, kc, vc, tc, ac, ec, *WS):
         L, activation, clamp, recompute, final, last = meta
         WS = list(WS)
-        n, b = qc.shape[2:4]
+        B, H, n, b = qc.shape[:4]
         y = qc.new_empty(*qc.shape[:-1], vc.shape[-1])
+        # the states of chunks 1 .. n-1, kept for the backward, in buffers reused across calls
+        # (the final state is the caller's, so it gets fresh memory)
+        bufs = [_STATE_POOL.take((n - 1, B, H, *x.shape[-2:]), qc) for x in WS] if n > 1 else []
         states, caches = [], []
         for c in range(n):
             states.append(WS)
             coef, gates = _gates_forward(ac[:, :, c], ec[:, :, c], last if c == n - 1 else b - 1)
             y[:, :, c], WS_next, cache = chunk_forward(
                 qc[:, :, c], kc[:, :, c], vc[:, :, c], tc[:, :, c], coef, WS, activation, clamp,
-                keep=not recompute, advance=final or c < n - 1)
+                keep=not recompute, advance=final or c < n - 1,
+                out=[x[c] for x in bufs] if c < n - 1 else None)
             caches.append(None if recompute else (cache, coef, gates))
             WS = WS_next
         ctx.meta = meta
+        ctx.bufs = bufs
         ctx.states = states
         ctx.caches = caches
         ctx.save_for_backward(qc, kc, vc, tc, ac, ec)
@@ -598,6 +660,9 @@ class _ChunkScan(torch.autograd.Function):
         # a shared (3-D) initial state gets its gradient summed over the batch
         dWSn = [g.sum(0) if s.dim() == 3 and g.dim() == 4 else g for g, s in zip(dWSn, ctx.states[0])]
         ctx.states = ctx.caches = None
+        for x in ctx.bufs or ():
+            _STATE_POOL.give(x)
+        ctx.bufs = None
         return (None, dq, dk, dv, dt, da, de, *dWSn)
 
 
@@ -616,16 +681,6 @@ def _cache_footprint(B, H, n, b, dims) -> int:
     L = len(dims) - 1
     per_token = 5 * hidden + outs + 4 * narrow + (2 * L + 1) * b
     return 4 * B * H * n * b * per_token
-
-
-def _memory_total(device: torch.device) -> int:
-    """Bytes of the device's memory (RAM on CPU)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
 
 
 def _memory_budget(device: torch.device) -> int:
