@@ -144,6 +144,17 @@ def run_worker(impl, T, batch, repeats, threads, timeout, mem_limit_gib=None):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _merge(results: list[dict]) -> dict:
+    """One row from a configuration's rounds: the median over all their timed runs, the largest
+    peak; the first failure if any round failed."""
+    failed = [r for r in results if "error" in r]
+    if failed:
+        return failed[0]
+    times = [t for r in results for t in (r["times"] or [r["median_s"]])]
+    return {**results[0], "median_s": statistics.median(times), "times": times,
+            "peak_mib": max(r["peak_mib"] for r in results)}
+
+
 def fmt_k(T):
     return f"{T // 1024}k" if T % 1024 == 0 else str(T)
 
@@ -172,6 +183,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--long-repeats", type=int, default=1,
                     help="timed runs (after the cold one) from T = 8k, where one takes minutes")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every configuration of a length this many times, interleaved")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--reference-max-T", type=int, default=256,
                     help="the per-token reference backend is timed only up to this length")
@@ -205,19 +218,26 @@ def main() -> None:
     rows = {}
     for T in args.lengths:
         impls = ["chunked"] + (["titans-pytorch"] if have_tp else []) + ([] if args.no_op else ["chunked-op"])
+        runs = {impl: [] for impl in impls}
+        for rnd in range(args.rounds):  # rounds interleave the implementations (a shared machine)
+            for impl in impls:
+                reps = args.repeats if T < 8192 else args.long_repeats
+                cap = tp_cap if impl == "titans-pytorch" else args.mem_limit_gib
+                r = run_worker(impl, T, args.batch, reps, args.threads, args.timeout, cap)
+                runs[impl].append(r)
+                print(f"{impl:>15} T={fmt_k(T):>4}: " + (f"{r['median_s']:.2f} s, peak {r['peak_mib']:.0f} MiB"
+                                                       if "error" not in r else r["error"]), flush=True)
+            if have_tp:
+                print(f"{'':>15} T={fmt_k(T):>4}: chunked is "
+                      f"{ratio(runs['titans-pytorch'][-1], runs['chunked'][-1])} faster than "
+                      f"titans-pytorch (measured side by side, round {rnd + 1})", flush=True)
+        for impl, rs in runs.items():
+            rows[(impl, T)] = _merge(rs)
         if T <= args.reference_max_T:
-            impls.append("reference")
-        for impl in impls:
-            reps = 1 if impl == "reference" else (args.repeats if T < 8192 else args.long_repeats)
-            cap = tp_cap if impl == "titans-pytorch" else args.mem_limit_gib
-            r = run_worker(impl, T, args.batch, reps, args.threads, args.timeout, cap)
-            rows[(impl, T)] = r
-            print(f"{impl:>15} T={fmt_k(T):>4}: " + (f"{r['median_s']:.2f} s, peak {r['peak_mib']:.0f} MiB"
-                                                   if "error" not in r else r["error"]), flush=True)
-        if have_tp:
-            print(f"{'':>15} T={fmt_k(T):>4}: chunked is "
-                  f"{ratio(rows[('titans-pytorch', T)], rows[('chunked', T)])} faster than titans-pytorch "
-                  "(measured side by side in this run)", flush=True)
+            rows[("reference", T)] = r = run_worker("reference", T, args.batch, 1, args.threads,
+                                                    args.timeout, args.mem_limit_gib)
+            print(f"{'reference':>15} T={fmt_k(T):>4}: " + (f"{r['median_s']:.2f} s" if "error" not in r
+                                                          else r["error"]), flush=True)
     sweep = {}
     for T in args.sweep:
         r = run_worker("chunked", T, args.sweep_batch, args.repeats, args.threads, args.timeout,
@@ -235,13 +255,16 @@ def main() -> None:
         f"Produced by `{command.strip()}` on {platform.processor() or platform.machine()} "
         f"({os.cpu_count()} cores), {args.threads} thread(s) per worker, torch {torch.__version__}, "
         f"{time.strftime('%Y-%m-%d')}. Median of {args.repeats} timed runs after a cold run "
-        f"({args.long_repeats} from T = 8k), each configuration in a fresh process; peak = resident "
-        "memory above the pre-forward baseline.",
+        f"({args.long_repeats} from T = 8k), each configuration in a fresh process"
+        + (f", {args.rounds} rounds interleaving the implementations (medians over all rounds' runs)"
+           if args.rounds > 1 else "")
+        + "; peak = resident memory above the pre-forward baseline.",
         "",
         f"Matched settings: dim {DIM}, {HEADS} heads x {HEAD_DIM}, depth-2 memory (hidden "
         f"{int(HEAD_DIM * EXPANSION)}), chunk {CHUNK}, batch {args.batch}. \"Memory op alone\" is "
         "`memory_scan` (chunked backend) on inputs of the layer's shapes, forward + backward; the "
-        "layer adds the projections, the convolution and the norms around it.",
+        "layer adds the projections, the convolution and the norms around it. Where the time "
+        "goes (operation counts, profile, what was tried): [memory_cpu_profile.md](memory_cpu_profile.md).",
         "",
         "| T | titans-ts chunked (layer) | memory op alone | titans-ts reference (per-token loop) "
         "| titans-pytorch 0.5.5 NeuralMemory | speed-up vs titans-pytorch |",
