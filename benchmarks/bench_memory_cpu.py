@@ -73,7 +73,7 @@ def _op_step(T: int, batch: int):
     return step, zero_grad
 
 
-def worker(impl: str, T: int, batch: int, repeats: int, threads: int) -> dict:
+def worker(impl: str, T: int, batch: int, repeats: int, threads: int, use_cpu_clock: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -101,24 +101,26 @@ def worker(impl: str, T: int, batch: int, repeats: int, threads: int) -> dict:
             model.zero_grad(set_to_none=True)
             x.grad = None
 
+    clock = time.process_time if use_cpu_clock else time.perf_counter
     base = _rss_mib()
-    t0 = time.perf_counter()
+    t0 = clock()
     step()
-    cold = time.perf_counter() - t0
+    cold = clock() - t0
     times = []
     for _ in range(repeats):
         zero_grad()
-        t0 = time.perf_counter()
+        t0 = clock()
         step()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
     return {"impl": impl, "T": T, "batch": batch, "cold_s": cold,
             "median_s": statistics.median(times) if times else cold, "times": times,
             "peak_mib": peak}
 
 
-def run_worker(impl, T, batch, repeats, threads, timeout, mem_limit_gib=None):
-    cmd = [sys.executable, __file__, "--worker", impl, str(T), str(batch), str(repeats), str(threads)]
+def run_worker(impl, T, batch, repeats, threads, timeout, mem_limit_gib=None, clock="wall"):
+    cmd = [sys.executable, __file__, "--worker", impl, str(T), str(batch), str(repeats), str(threads),
+           clock]
 
     def limits():
         if mem_limit_gib:  # address-space cap: an allocation past it fails cleanly
@@ -174,7 +176,11 @@ def cell(r) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time each run by the wall clock, or by the worker's CPU time (with --threads 1 "
+                         "the same on an idle machine; on a shared one it leaves out the time the "
+                         "kernel gave the core to other processes)")
     ap.add_argument("--lengths", type=int, nargs="+", default=None,
                     help="default 256 1k 4k 8k 16k (1k 4k with --quick)")
     ap.add_argument("--sweep", type=int, nargs="*", default=[1024, 2048, 4096, 8192, 16384, 32768, 65536])
@@ -200,8 +206,8 @@ def main() -> None:
                     help="markdown file to write (default: docs/benchmarks/memory_cpu.md, none with --quick)")
     args = ap.parse_args()
     if args.worker:
-        impl, T, batch, repeats, threads = args.worker
-        print(json.dumps(worker(impl, int(T), int(batch), int(repeats), int(threads))))
+        impl, T, batch, repeats, threads, clock = args.worker
+        print(json.dumps(worker(impl, int(T), int(batch), int(repeats), int(threads), clock == "cpu")))
         return
     if args.quick:
         args.sweep, args.repeats, args.reference_max_T = [], 1, 0
@@ -223,7 +229,7 @@ def main() -> None:
             for impl in impls:
                 reps = args.repeats if T < 8192 else args.long_repeats
                 cap = tp_cap if impl == "titans-pytorch" else args.mem_limit_gib
-                r = run_worker(impl, T, args.batch, reps, args.threads, args.timeout, cap)
+                r = run_worker(impl, T, args.batch, reps, args.threads, args.timeout, cap, args.clock)
                 runs[impl].append(r)
                 print(f"{impl:>15} T={fmt_k(T):>4}: " + (f"{r['median_s']:.2f} s, peak {r['peak_mib']:.0f} MiB"
                                                        if "error" not in r else r["error"]), flush=True)
@@ -235,13 +241,13 @@ def main() -> None:
             rows[(impl, T)] = _merge(rs)
         if T <= args.reference_max_T:
             rows[("reference", T)] = r = run_worker("reference", T, args.batch, 1, args.threads,
-                                                    args.timeout, args.mem_limit_gib)
+                                                    args.timeout, args.mem_limit_gib, args.clock)
             print(f"{'reference':>15} T={fmt_k(T):>4}: " + (f"{r['median_s']:.2f} s" if "error" not in r
                                                           else r["error"]), flush=True)
     sweep = {}
     for T in args.sweep:
         r = run_worker("chunked", T, args.sweep_batch, args.repeats, args.threads, args.timeout,
-                       args.mem_limit_gib)
+                       args.mem_limit_gib, args.clock)
         sweep[T] = r
         print(f"{'sweep chunked':>15} T={fmt_k(T):>4}: " + (f"{r['median_s']:.2f} s, peak {r['peak_mib']:.0f} MiB"
                                                          if "error" not in r else r["error"]), flush=True)
@@ -258,7 +264,10 @@ def main() -> None:
         f"({args.long_repeats} from T = 8k), each configuration in a fresh process"
         + (f", {args.rounds} rounds interleaving the implementations (medians over all rounds' runs)"
            if args.rounds > 1 else "")
-        + "; peak = resident memory above the pre-forward baseline.",
+        + "; peak = resident memory above the pre-forward baseline."
+        + (" Times are the workers' CPU times (one thread each: the wall time of an idle machine, "
+           "without the time the kernel gave the core to other processes; contention for caches and "
+           "memory bandwidth still counts)." if args.clock == "cpu" else ""),
         "",
         f"Matched settings: dim {DIM}, {HEADS} heads x {HEAD_DIM}, depth-2 memory (hidden "
         f"{int(HEAD_DIM * EXPANSION)}), chunk {CHUNK}, batch {args.batch}. \"Memory op alone\" is "
