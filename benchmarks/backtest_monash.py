@@ -13,7 +13,7 @@ Models: ``SeasonalNaivePredictor`` (season 12), GluonTS's ``DeepAREstimator`` an
 context length, the same gradient clipping, the same sampling of training windows, one CPU
 thread, and each is seeded the same way right before training and again before forecasting.
 
-    OMP_NUM_THREADS=1 python benchmarks/backtest_monash.py --data-root /work/shared/data
+    OMP_NUM_THREADS=1 python benchmarks/backtest_monash.py --data-root ../shared/data
 
 writes ``docs/benchmarks/monash_backtest.md`` (and prints the same table).
 """
@@ -121,7 +121,10 @@ def make_estimator(model: str, args, freq: str, horizon: int, trainer_kwargs: di
                                d_model=args.titans_d_model, n_layers=args.titans_layers,
                                memory={"heads": 4, "depth": 2, "expansion": 2.0,
                                        "chunk_size": args.titans_chunk_size},
-                               lr=args.titans_lr, **common)
+                               lr=args.titans_lr,
+                               # as recorded: every step trains (no held-out tail), the
+                               # configuration's dropout then (its default is 0.2 since)
+                               early_stopping=False, dropout=0.1, **common)
     raise ValueError(model)
 
 
@@ -219,6 +222,8 @@ def main(argv=None) -> int:
     started = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     load_avg = os.getloadavg()
     words = [sys.argv[0]] + (sys.argv[1:] if argv is None else list(argv))
+    # absolute paths are written relative to the repository (the doc names no machine's paths)
+    words = [os.path.relpath(w, REPO) if os.path.isabs(w) else w for w in words]
     command = "python " + " ".join(shlex.quote(w) for w in words)
     if os.environ.get("OMP_NUM_THREADS"):
         command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " + command

@@ -131,10 +131,12 @@ def main() -> None:
 
     for T in args.lengths:
         r = {"T": T}
-        r["triton2"], t_tri = cell(lambda: bench_memory_scan("triton", B, T, H, d, dh, 2, dtype, args.warmup, args.repeats))
-        r["chunked2"], t_chk = cell(lambda: bench_memory_scan("chunked", B, T, H, d, dh, 2, dtype, args.warmup, args.repeats))
-        r["tp"], _ = cell(lambda: bench_titans_pytorch(B, T, H, d, dh, args.warmup, args.repeats))
-        r["triton1"], t_tri1 = cell(lambda: bench_memory_scan("triton", B, T, H, d, dh, 1, dtype, args.warmup, args.repeats, momentum=False))
+        reps = (args.warmup, args.repeats)
+        r["triton2"], t_tri = cell(lambda: bench_memory_scan("triton", B, T, H, d, dh, 2, dtype, *reps))
+        r["chunked2"], t_chk = cell(lambda: bench_memory_scan("chunked", B, T, H, d, dh, 2, dtype, *reps))
+        r["tp"], _ = cell(lambda: bench_titans_pytorch(B, T, H, d, dh, *reps))
+        r["triton1"], t_tri1 = cell(lambda: bench_memory_scan("triton", B, T, H, d, dh, 1, dtype, *reps,
+                                                              momentum=False))
         r["fla"], t_fla = cell(lambda: bench_fla(B, T, H, d, dtype, args.warmup, args.repeats))
         r["speedup"] = f"{t_chk / t_tri:.1f}x" if t_tri and t_chk else "n/a"
         r["vs_fla"] = f"{t_tri1 / t_fla:.2f}x" if t_tri1 and t_fla else "n/a"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # ltsf.py, the benchmark runner
 
 # (label, recipe, look-back override or None, batch override or None)
 DEFAULT_CONFIGS = [
@@ -38,7 +40,7 @@ DEFAULT_CONFIGS = [
 
 
 def _build(recipe: str, seq_len: int | None):
-    from titans_ts.benchmark import module_from_recipe
+    from ltsf import module_from_recipe
 
     cfg = yaml.safe_load((REPO / recipe).read_text())
     model = module_from_recipe(cfg, seq_len)
@@ -80,7 +82,7 @@ def run_config(label, recipe, seq_len, batch, backends, device, steps, warmup, d
         _set_backend(model, backend)
         opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["model"].get("lr", 1e-3)))
 
-        def step():
+        def step(model=model, opt=opt):
             opt.zero_grad(set_to_none=True)
             _, loss = model._step(batch_d)
             loss.backward()

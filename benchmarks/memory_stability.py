@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from titans_ts import memory as memory_mod  # noqa: E402
-from titans_ts.data_module import collate_windows  # noqa: E402
+from titans_ts.datasets.windows import collate_windows  # noqa: E402
 from titans_ts.lightning_cli import build_from_recipe  # noqa: E402
 
 

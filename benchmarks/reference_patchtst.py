@@ -3,7 +3,7 @@
     TITANS_TS_DATA=../shared/data python benchmarks/reference_patchtst.py national_illness \
         [--config tslib|paper] [--seeds 0 1 2] [--horizons 24 36 48 60] [--threads 1]
 
-Why: the numbers to beat (benchmark-protocol.md) are copied from papers, which do not say whether
+Why: the numbers to beat (docs/benchmark-protocol.md) are copied from papers, which do not say whether
 their test loader kept every window. On national_illness the most recent test windows are the
 hardest by far (the report's "where the test error sits"), so a mean over every window and one
 over the windows a ``drop_last=True`` loader keeps differ by more than the gap between models.
@@ -36,7 +36,7 @@ the patch embeddings of a channel to its ``H`` future values; the two styles dif
 checked after each epoch) is tested.
 
 Rows are appended to ``docs/benchmarks/reference/patchtst.jsonl`` (one per horizon and seed;
-recorded runs are skipped) and ``titans-ts benchmark report`` shows them.
+recorded runs are skipped) and ``python benchmarks/ltsf.py report`` shows them.
 """
 
 from __future__ import annotations
@@ -53,10 +53,13 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from titans_ts.benchmark import (DROP_LAST_BATCH, HORIZONS, REFERENCE, drop_last_metrics,  # noqa: E402
-                                 machine_description)
-from titans_ts.data_module import window_loader  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ltsf import HORIZONS, REFERENCE  # noqa: E402
+
 from titans_ts.datasets import ltsf_splits  # noqa: E402
+from titans_ts.datasets.windows import window_loader  # noqa: E402
+from titans_ts.recipes import DROP_LAST_BATCH, drop_last_metrics, machine_description  # noqa: E402
 
 DATASET, SEQ_LEN = "national_illness", 36
 CONFIGS = ("paper", "tslib")

@@ -29,6 +29,7 @@ from .gluonts_io import frame_to_gluonts, from_gluonts, to_gluonts
 from .ltsf import LTSFSplits, WindowDataset, load_ltsf_frame, ltsf_borders, ltsf_splits
 from .scaling import StandardScaler
 from .tsf import TSFData, load_tsf, read_tsf
+from .windows import BATCH_KEYS, SeriesWindows, collate_windows, window_loader
 
 __all__ = [
     "CATALOGUE", "ChecksumError", "DataNotFoundError", "DatasetInfo", "cache_dir", "data_roots",
@@ -39,4 +40,5 @@ __all__ = [
     "LTSFSplits", "WindowDataset", "load_ltsf_frame", "ltsf_borders", "ltsf_splits",
     "StandardScaler",
     "TSFData", "load_tsf", "read_tsf",
+    "BATCH_KEYS", "SeriesWindows", "collate_windows", "window_loader",
 ]

@@ -16,12 +16,14 @@ Nothing here touches the network unless :func:`download` is called explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
 import shutil
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +49,8 @@ class DataNotFoundError(FileNotFoundError):
 
 
 class ChecksumError(ValueError):
-    """A file's SHA-256 differs from the catalogue's."""
+    """A file's SHA-256 differs from the catalogue's, or the file cannot be read back (a
+    truncated or corrupt ``.gz``)."""
 
 
 @dataclass(frozen=True)
@@ -240,11 +243,23 @@ def sha256_of(path: str | os.PathLike) -> str:
         return _VERIFIED[key]
     digest = hashlib.sha256()
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    with _readable(path):
+        with opener(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
     _VERIFIED[key] = digest.hexdigest()
     return _VERIFIED[key]
+
+
+@contextlib.contextmanager
+def _readable(path: Path):
+    """Turn a truncated or non-gzip ``.gz`` file into a :class:`ChecksumError` naming it."""
+    try:
+        yield
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise ChecksumError(
+            f"{path} is not a readable gzip file ({type(err).__name__}: {err or 'unexpected end'}); "
+            f"it is truncated or corrupt: replace it (or give the uncompressed file)") from None
 
 
 def _verify(info: DatasetInfo, path: Path) -> None:
@@ -293,7 +308,11 @@ def find_file(name: str | DatasetInfo, root: str | os.PathLike | None = None,
 def open_text(path: str | os.PathLike):
     """Open a plain or ``.gz`` text file (UTF-8, falling back to Latin-1 byte-for-byte)."""
     path = Path(path)
-    raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
+    if path.suffix == ".gz":
+        with _readable(path), gzip.open(path, "rb") as fh:
+            raw = fh.read()
+    else:
+        raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -327,6 +346,8 @@ def download(name: str, root: str | os.PathLike | None = None, force: bool = Fal
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(info.url, timeout=timeout) as resp:
             shutil.copyfileobj(resp, out, length=1 << 20)
+            out.flush()
+            os.fsync(out.fileno())  # the bytes are on disk before the rename makes them the file
         tmp = Path(tmp_name)
         if info.sha256:
             got = sha256_of(tmp)

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
+from .timeindex import check_index, is_integer_index, next_steps, parse_time_column, restore_dtype, unify_freq
+
 __all__ = [
     "DataValidationError",
     "SeriesCollection",
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 _MAX_LISTED = 5
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DataValidationError(ValueError):
@@ -47,24 +50,28 @@ class SeriesCollection:
     """Validated series, ready for windowing.
 
     Attributes:
-        ids: series identifiers, in input order of first appearance.
+        ids: series identifiers (with the id column's own types), in order of first appearance.
         values: one float32 array per series, [T_i, C], NaN where missing.
         masks: one bool array per series, [T_i, C], True where observed.
-        index: one DatetimeIndex per series (or ``None`` for integer-indexed arrays).
-        freq: pandas frequency alias shared by every series (``None`` if unknown).
+        index: one index per series: a DatetimeIndex in the data's zone, an integer index
+            (integer time steps), or ``None`` (arrays without timestamps).
+        freq: pandas frequency alias shared by every series, or the integer step of integer
+            time steps (``None`` if unknown).
         channels: names of the C target channels.
         covariates: optional per-series float32 arrays [T_i, K] of covariates (NaN where missing).
         covariate_names: names of the K covariates.
         layout: ``"long"``, ``"wide"`` or ``"array"`` (how the input looked; outputs follow it).
         flavour: ``"pandas"``, ``"polars"`` or ``"numpy"``.
         id_col, time_col, target_col: column names used by the input (for output frames).
+        id_dtype, time_dtype: the dtypes the id and time columns had (output frames give them
+            back: integer ids stay integers, timestamps keep their zone and unit).
     """
 
-    ids: list[str]
+    ids: list[Any]
     values: list[np.ndarray]
     masks: list[np.ndarray]
-    index: list[pd.DatetimeIndex | None]
-    freq: str | None
+    index: list[pd.Index | None]
+    freq: Any
     channels: list[str]
     covariates: list[np.ndarray] | None = None
     covariate_names: list[str] = field(default_factory=list)
@@ -73,6 +80,8 @@ class SeriesCollection:
     id_col: str = "unique_id"
     time_col: str = "ds"
     target_col: str = "y"
+    id_dtype: Any = None
+    time_dtype: Any = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -96,13 +105,34 @@ class SeriesCollection:
                 f"Use a shorter context / horizon, or leave those series out explicitly."
             )
 
-    def future_index(self, i: int, horizon: int) -> pd.DatetimeIndex | np.ndarray:
-        """The ``horizon`` timestamps after series ``i`` (integer steps if it has no timestamps)."""
+    def check_observed(self) -> None:
+        """Raise if a series has no observed target value at all (nothing to learn or forecast
+        from: a forecast would be made up from nothing)."""
+        empty = [(sid, ch) for sid, m in zip(self.ids, self.masks)
+                 for c, ch in enumerate(self.channels) if not m[:, c].any()]
+        if empty:
+            listed = ", ".join(f"{sid!r}" + (f" (channel {ch!r})" if self.layout == "wide" else "")
+                               for sid, ch in empty[:_MAX_LISTED])
+            more = f" and {len(empty) - _MAX_LISTED} more" if len(empty) > _MAX_LISTED else ""
+            raise DataValidationError(
+                f"{len(empty)} series without a single observed value (every row is NaN / null): "
+                f"{listed}{more}. There is nothing to learn from or forecast them; leave them out.")
+
+    def future_index(self, i: int, horizon: int) -> pd.Index | np.ndarray:
+        """The ``horizon`` time steps after series ``i`` (integer positions if it has no index)."""
         idx = self.index[i]
         n = self.lengths[i]
-        if idx is None or self.freq is None:
+        if idx is None or (self.freq is None and not is_integer_index(idx)):
             return np.arange(n, n + horizon)
-        return pd.date_range(idx[-1], periods=horizon + 1, freq=self.freq)[1:]
+        return next_steps(idx, self.freq, horizon)
+
+    def output_ids(self, ids: Sequence[Any]) -> pd.Series:
+        """``ids`` as a column of the id column's dtype."""
+        return restore_dtype(pd.Series(list(ids), dtype=object), self.id_dtype)
+
+    def output_times(self, times: Any) -> pd.Series:
+        """Time steps as a column of the time column's dtype (zone, unit, integer width)."""
+        return restore_dtype(times, self.time_dtype)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -148,24 +178,6 @@ def _to_pandas(df: Any) -> tuple[pd.DataFrame, str]:
     )
 
 
-def _parse_times(col: pd.Series, name: str) -> pd.DatetimeIndex:
-    if pd.api.types.is_datetime64_any_dtype(col):
-        out = pd.DatetimeIndex(col)
-    else:
-        try:
-            out = pd.DatetimeIndex(pd.to_datetime(col))
-        except (ValueError, TypeError) as err:
-            raise DataValidationError(
-                f"column {name!r} must hold timestamps (datetime or parseable strings): {err}"
-            ) from err
-    if out.tz is not None:
-        out = out.tz_convert("UTC").tz_localize(None)
-    if out.isna().any():
-        rows = np.flatnonzero(out.isna())[:_MAX_LISTED].tolist()
-        raise DataValidationError(f"column {name!r} has missing timestamps at row(s) {rows}")
-    return out
-
-
 def _numeric(col: pd.Series, name: str, where: str = "") -> np.ndarray:
     """Column -> float64 array; NaN / None stay NaN; strings, booleans, inf are errors."""
     if pd.api.types.is_bool_dtype(col) or not (
@@ -191,104 +203,14 @@ def _numeric(col: pd.Series, name: str, where: str = "") -> np.ndarray:
         raise DataValidationError(
             f"column {name!r}{where} holds +/-inf at row(s) {rows}; use NaN for a missing value"
         )
+    huge = np.abs(arr) > _FLOAT32_MAX
+    if huge.any():
+        rows = np.flatnonzero(huge)[:_MAX_LISTED].tolist()
+        raise DataValidationError(
+            f"column {name!r}{where} holds values beyond float32's range (|x| > 3.4e38) at row(s) "
+            f"{rows} (largest {np.nanmax(np.abs(arr)):.3g}); titans-ts computes in float32: "
+            f"rescale the column (change its units)")
     return arr
-
-
-def _fmt(ts: Any) -> str:
-    return str(ts)
-
-
-def _gap_report(index: pd.DatetimeIndex, offset) -> list[str]:
-    """Describe where consecutive timestamps are not one ``offset`` apart."""
-    nxt = index[:-1] + offset
-    bad = np.flatnonzero(np.asarray(nxt != index[1:]))
-    lines = []
-    for pos in bad[:_MAX_LISTED]:
-        a, b = index[pos], index[pos + 1]
-        steps = len(pd.date_range(a, b, freq=offset)) - 2 if b > a else None
-        what = f"{steps} missing step(s)" if steps and steps > 0 else "off the grid"
-        lines.append(f"after row {pos} ({_fmt(a)} -> {_fmt(b)}: {what})")
-    if len(bad) > _MAX_LISTED:
-        lines.append(f"... {len(bad) - _MAX_LISTED} more")
-    return lines
-
-
-def _infer_freq(index: pd.DatetimeIndex) -> str | None:
-    """Best-supported frequency of a (sorted, unique) index: exact if regular, else the majority
-    of short runs (so a gap does not hide the frequency that the gap breaks)."""
-    if len(index) < 2:
-        return None
-    if len(index) >= 3:
-        f = pd.infer_freq(index)
-        if f is not None:
-            return f
-    votes: Counter = Counter()
-    step = max(1, (len(index) - 5) // 200)
-    for s in range(0, max(1, len(index) - 4), step):
-        chunk = index[s:s + 5]
-        if len(chunk) >= 3:
-            f = pd.infer_freq(chunk)
-            if f is not None:
-                votes[f] += 1
-    if votes:
-        return votes.most_common(1)[0][0]
-    diffs = np.diff(index.asi8)
-    mode = Counter(diffs.tolist()).most_common(1)[0][0]
-    return to_offset(pd.Timedelta(mode, unit="ns")).freqstr
-
-
-def _check_index(index: pd.DatetimeIndex, series: str, time_col: str, freq: str | None) -> str | None:
-    """Sorted, unique and regular at ``freq`` (inferred if None); returns the frequency."""
-    if len(index) > 1:
-        d = np.diff(index.asi8)
-        if (d < 0).any():
-            pos = int(np.flatnonzero(d < 0)[0])
-            raise DataValidationError(
-                f"series {series!r}: column {time_col!r} is not sorted: row {pos + 1} "
-                f"({_fmt(index[pos + 1])}) comes after row {pos} ({_fmt(index[pos])}). Sort by "
-                f"{time_col!r} first (titans-ts never reorders rows for you)."
-            )
-        if (d == 0).any():
-            dups = index[1:][d == 0].unique()[:_MAX_LISTED]
-            raise DataValidationError(
-                f"series {series!r}: duplicate timestamps in {time_col!r}: "
-                f"{', '.join(_fmt(t) for t in dups)}. Each timestamp may appear once per series."
-            )
-    f = freq if freq is not None else _infer_freq(index)
-    if f is None:
-        return None
-    try:
-        offset = to_offset(f)
-    except ValueError as err:
-        raise DataValidationError(f"freq={f!r} is not a pandas frequency alias: {err}") from err
-    if len(index) and not offset.is_on_offset(index[0]):
-        raise DataValidationError(
-            f"series {series!r}: first timestamp {_fmt(index[0])} is not on the {f!r} grid"
-        )
-    gaps = _gap_report(index, offset)
-    if gaps:
-        raise DataValidationError(
-            f"series {series!r} is irregular at frequency {f!r}: gaps " + "; ".join(gaps)
-            + ". Reindex it to a regular grid with NaN for the missing rows "
-            "(titans_ts.datasets.fill_gaps does that explicitly; NaN becomes observed-mask 0)."
-        )
-    return offset.freqstr
-
-
-def _unify_freq(found: dict[str, str | None], given: str | None) -> str | None:
-    if given is not None:
-        return to_offset(given).freqstr
-    freqs = {f for f in found.values() if f is not None}
-    if len(freqs) > 1:
-        by = {}
-        for sid, f in found.items():
-            by.setdefault(f, []).append(sid)
-        parts = "; ".join(f"{f!r}: {ids[:3]}" for f, ids in by.items() if f is not None)
-        raise DataValidationError(
-            f"series have mixed frequencies ({parts}). All series must share one frequency; "
-            f"resample them or pass freq= to check against one."
-        )
-    return freqs.pop() if freqs else None
 
 
 # ----------------------------------------------------------------------------------- public API
@@ -372,18 +294,14 @@ def _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq) -> 
     if pdf[id_col].isna().any():
         row = int(np.flatnonzero(pdf[id_col].isna().to_numpy())[0])
         raise DataValidationError(f"column {id_col!r} is missing at row {row}")
-    times = _parse_times(pdf[time_col], time_col)
+    times, time_dtype = parse_time_column(pdf[time_col], time_col)
     y_all = _numeric(pdf[target_col], target_col)
     cov_all = [_numeric(pdf[c], c) for c in covariates]
-    ids_arr = pdf[id_col].astype(str).to_numpy()
-    order: dict[str, list[int]] = {}
-    for pos, sid in enumerate(ids_arr):
-        order.setdefault(sid, []).append(pos)
+    ids_in, groups = _group_ids(pdf[id_col], id_col)
     ids, values, masks, index, covs, found = [], [], [], [], [], {}
-    for sid, rows in order.items():
-        rows_a = np.asarray(rows)  # rows of different series may interleave; each keeps its order
+    for sid, rows_a in zip(ids_in, groups):  # rows of different series may interleave; each keeps its order
         idx = times[rows_a]
-        found[sid] = _check_index(idx, sid, time_col, freq)
+        found[sid] = check_index(idx, sid, time_col, freq)
         y = y_all[rows_a][:, None].astype(np.float32)
         ids.append(sid)
         values.append(y)
@@ -392,11 +310,52 @@ def _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq) -> 
         if covariates:
             covs.append(np.stack([c[rows_a] for c in cov_all], axis=1).astype(np.float32))
     return SeriesCollection(
-        ids=ids, values=values, masks=masks, index=index, freq=_unify_freq(found, freq),
+        ids=ids, values=values, masks=masks, index=index,
+        freq=unify_freq(found, freq, integer=is_integer_index(times)),
         channels=[target_col], covariates=covs if covariates else None,
         covariate_names=covariates, layout="long", flavour=flavour, id_col=id_col,
-        time_col=time_col, target_col=target_col,
+        time_col=time_col, target_col=target_col, id_dtype=pdf[id_col].dtype, time_dtype=time_dtype,
     )
+
+
+def _typed(v: Any) -> str:
+    return f"{v!r} ({type(v).__name__})"
+
+
+def _group_ids(col: pd.Series, id_col: str) -> tuple[list[Any], list[np.ndarray]]:
+    """The series ids (their own values and types, first-appearance order) and each one's rows.
+
+    Ids that differ but read alike (1 and '1', or 1 and 1.0) are an error: merging them would
+    join two series, keeping both would give two series the same name in text."""
+    text = col.astype(str).to_numpy()
+    codes, uniques = pd.factorize(text, sort=False)
+    raw = col.to_numpy(dtype=object)
+    first = np.unique(codes, return_index=True)[1]  # codes count up in order of first appearance
+    ids = [raw[k] for k in first]
+    if col.dtype == object or isinstance(col.dtype, pd.CategoricalDtype):
+        kinds = pd.factorize(np.array([type(v).__name__ for v in raw], dtype=object))[0]
+        pairs = pd.DataFrame({"code": codes, "kind": kinds, "pos": np.arange(len(raw))})
+        pairs = pairs.drop_duplicates(["code", "kind"])
+        clash = pairs[pairs.duplicated("code")]
+        if len(clash):
+            pos = int(clash["pos"].iloc[0])
+            raise DataValidationError(
+                f"ids {_typed(raw[first[codes[pos]]])} and {_typed(raw[pos])} in column {id_col!r} "
+                f"are different values that read alike; give every id one type (e.g. "
+                f"df[{id_col!r}].astype(str)) so that each series has one id")
+    by_value: dict = {}
+    for sid in ids:
+        try:
+            prev = by_value.setdefault(sid, sid)
+        except TypeError:  # unhashable ids are compared as text only
+            continue
+        if prev is not sid and str(prev) != str(sid):
+            raise DataValidationError(
+                f"ids {_typed(prev)} and {_typed(sid)} in column {id_col!r} are equal values "
+                f"written differently; give every id one type so that each series has one id")
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
+    return ids, np.split(order, bounds)
 
 
 def _from_wide(pdf, flavour, time_col, freq) -> SeriesCollection:
@@ -404,13 +363,13 @@ def _from_wide(pdf, flavour, time_col, freq) -> SeriesCollection:
     if not channels:
         raise DataValidationError(f"wide frame has only the timestamp column {time_col!r}; "
                                   f"it needs at least one numeric channel column")
-    times = _parse_times(pdf[time_col], time_col)
-    f = _check_index(times, "wide frame", time_col, freq)
+    times, time_dtype = parse_time_column(pdf[time_col], time_col)
+    f = check_index(times, "wide frame", time_col, freq)
     vals = np.stack([_numeric(pdf[c], c) for c in channels], axis=1).astype(np.float32)
     return SeriesCollection(
         ids=["series_0"], values=[vals], masks=[~np.isnan(vals)], index=[times],
-        freq=_unify_freq({"wide frame": f}, freq), channels=channels, layout="wide",
-        flavour=flavour, time_col=time_col,
+        freq=unify_freq({"wide frame": f}, freq, integer=is_integer_index(times)), channels=channels,
+        layout="wide", flavour=flavour, time_col=time_col, time_dtype=time_dtype,
     )
 
 
@@ -445,25 +404,33 @@ def from_array(values: Any, start: Any = None, freq: str | None = None,
     )
 
 
-def fill_gaps(df: Any, freq: str, *, id_col: str = "unique_id", time_col: str = "ds") -> Any:
-    """Reindex every series of a long frame (or a wide frame) onto a regular ``freq`` grid, with
-    NaN in the inserted rows (which then count as unobserved). Returns the input's flavour."""
+def fill_gaps(df: Any, freq: Any, *, id_col: str = "unique_id", time_col: str = "ds") -> Any:
+    """Reindex every series of a long frame (or a wide frame) onto a regular ``freq`` grid (a
+    pandas alias, or an integer step for integer time steps), with NaN in the inserted rows
+    (which then count as unobserved). Returns the input's flavour; time zones are kept."""
     pdf, flavour = _to_pandas(df)
     pdf = pdf.copy()
-    pdf[time_col] = _parse_times(pdf[time_col], time_col)
+    times, time_dtype = parse_time_column(pdf[time_col], time_col)
+    integer = is_integer_index(times)
+    pdf[time_col] = times
+
+    def grid(index):
+        if integer:
+            return pd.Index(np.arange(index[0], index[-1] + 1, int(freq)), dtype=np.int64)
+        return pd.date_range(index[0], index[-1], freq=freq)
+
     if id_col in pdf.columns:
         parts = []
         for sid, part in pdf.groupby(id_col, sort=False):
             part = part.set_index(time_col).sort_index()
-            grid = pd.date_range(part.index[0], part.index[-1], freq=freq)
-            part = part.reindex(grid)
+            part = part.reindex(grid(part.index))
             part[id_col] = sid
             parts.append(part.rename_axis(time_col).reset_index())
         out = pd.concat(parts, ignore_index=True)[list(pdf.columns)]
     else:
         part = pdf.set_index(time_col).sort_index()
-        grid = pd.date_range(part.index[0], part.index[-1], freq=freq)
-        out = part.reindex(grid).rename_axis(time_col).reset_index()[list(pdf.columns)]
+        out = part.reindex(grid(part.index)).rename_axis(time_col).reset_index()[list(pdf.columns)]
+    out[time_col] = restore_dtype(out[time_col], time_dtype).to_numpy() if integer else out[time_col]
     if flavour == "polars":
         import polars as pl
 
@@ -478,12 +445,12 @@ def to_frame(coll: SeriesCollection, flavour: str | None = None) -> Any:
     for i, sid in enumerate(coll.ids):
         idx = coll.index[i]
         part = pd.DataFrame(coll.values[i], columns=coll.channels)
-        part.insert(0, coll.time_col, idx if idx is not None else np.arange(len(part)))
+        part.insert(0, coll.time_col, coll.output_times(idx) if idx is not None else np.arange(len(part)))
         if coll.covariates is not None:
             for k, name in enumerate(coll.covariate_names):
                 part[name] = coll.covariates[i][:, k]
         if coll.layout == "long":
-            part.insert(0, coll.id_col, sid)
+            part.insert(0, coll.id_col, coll.output_ids([sid] * len(part)))
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
     if flavour == "polars":

@@ -25,8 +25,9 @@ def to_gluonts(coll: SeriesCollection, kind: str = "list"):
         kind: ``"list"`` -> ``ListDataset``; ``"pandas"`` -> ``PandasDataset`` (univariate
             series: one long frame; multivariate: one wide frame per series).
     """
-    if coll.freq is None or any(idx is None for idx in coll.index):
-        raise DataValidationError("GluonTS datasets need timestamps and a frequency; give start/freq")
+    if coll.freq is None or any(idx is None or not isinstance(idx, pd.DatetimeIndex) for idx in coll.index):
+        raise DataValidationError("GluonTS datasets need timestamps and a frequency (not integer time "
+                                  "steps); give start/freq")
     pfreq = period_freq(coll.freq)
     if kind == "list":
         from gluonts.dataset.common import ListDataset

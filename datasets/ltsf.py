@@ -20,11 +20,10 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import Dataset
 
 from .catalogue import DatasetInfo, dataset_info, find_file, open_text
 from .scaling import StandardScaler
+from .windows import WindowDataset
 
 __all__ = ["load_ltsf_frame", "ltsf_borders", "WindowDataset", "LTSFSplits", "ltsf_splits"]
 
@@ -66,83 +65,6 @@ def ltsf_borders(info: DatasetInfo | str, n_rows: int, seq_len: int) -> dict[str
     if min(start for start, _ in borders.values()) < 0:
         raise ValueError(f"{info.name}: seq_len={seq_len} reaches before the first row of the file")
     return borders
-
-
-class WindowDataset(Dataset):
-    """Every stride-``stride`` window of ``seq_len`` context and ``horizon`` future rows.
-
-    Args:
-        values: float array [T, C] (already scaled); NaN marks a missing value.
-        seq_len: context length L (>= 1).
-        horizon: forecast length H (>= 1).
-        mask: optional bool array [T, C], True where observed. Defaults to ``~isnan(values)``.
-        timestamps: optional DatetimeIndex of length T (for plots and time features).
-        columns: optional channel names.
-        stride: step between window starts (the protocol uses 1).
-        first_index: absolute position of row 0 of ``values`` (e.g. its row in the whole file).
-            When given, each item also carries ``time_index``, the absolute position of its first
-            context step (what a network with a learned cycle needs).
-
-    Item ``i`` is a dict of tensors: ``past`` [L, C] float32, ``future`` [H, C] float32,
-    ``past_mask`` [L, C] bool, ``future_mask`` [H, C] bool (and ``time_index``, an int64 scalar,
-    with ``first_index``). Missing values are 0 in ``past`` /
-    ``future`` and False in the masks: they are never silently filled with a plausible number.
-    """
-
-    def __init__(self, values: np.ndarray, seq_len: int, horizon: int, mask: np.ndarray | None = None,
-                 timestamps: pd.DatetimeIndex | None = None, columns: list[str] | None = None,
-                 stride: int = 1, first_index: int | None = None) -> None:
-        if first_index is not None and (not isinstance(first_index, (int, np.integer))
-                                        or isinstance(first_index, bool)):
-            raise ValueError(f"first_index must be an integer or None, got {first_index!r}")
-        self.first_index = None if first_index is None else int(first_index)
-        for arg, val in (("seq_len", seq_len), ("horizon", horizon), ("stride", stride)):
-            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {val!r}")
-        values = np.asarray(values, dtype=np.float32)
-        if values.ndim == 1:
-            values = values[:, None]
-        if values.ndim != 2:
-            raise ValueError(f"values must be [T, C], got shape {values.shape}")
-        if mask is None:
-            mask = ~np.isnan(values)
-        mask = np.asarray(mask, dtype=bool).reshape(values.shape)
-        if values.shape[0] < seq_len + horizon:
-            raise ValueError(f"a series of {values.shape[0]} rows has no window of "
-                             f"seq_len + horizon = {seq_len + horizon} rows")
-        self.values = torch.from_numpy(np.where(mask, values, 0.0).astype(np.float32))
-        self.mask = torch.from_numpy(mask)
-        self.seq_len, self.horizon, self.stride = int(seq_len), int(horizon), int(stride)
-        self.timestamps = timestamps
-        self.columns = list(columns) if columns is not None else [str(i) for i in range(values.shape[1])]
-        self._n = (values.shape[0] - seq_len - horizon) // stride + 1
-
-    @property
-    def n_channels(self) -> int:
-        return self.values.shape[1]
-
-    def __len__(self) -> int:
-        return self._n
-
-    def window_start(self, index: int) -> int:
-        """Row of ``values`` where window ``index`` begins."""
-        if not -self._n <= index < self._n:
-            raise IndexError(f"window {index} out of range for {self._n} windows")
-        return (index % self._n) * self.stride
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        s = self.window_start(int(index))
-        m = s + self.seq_len
-        e = m + self.horizon
-        item = {"past": self.values[s:m], "future": self.values[m:e],
-                "past_mask": self.mask[s:m], "future_mask": self.mask[m:e]}
-        if self.first_index is not None:
-            item["time_index"] = torch.tensor(self.first_index + s, dtype=torch.int64)
-        return item
-
-    def __repr__(self) -> str:
-        return (f"WindowDataset(windows={self._n}, seq_len={self.seq_len}, horizon={self.horizon}, "
-                f"channels={self.n_channels})")
 
 
 class LTSFSplits(NamedTuple):

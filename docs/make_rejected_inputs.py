@@ -2,18 +2,23 @@
 
     python docs/make_rejected_inputs.py
 
-``tests/test_rejected_inputs.py`` runs the same cases, so the table cannot drift from the code.
+``tests/api/test_rejected_inputs.py`` runs the same cases, so the table cannot drift from the code.
 """
 
 from __future__ import annotations
 
+import gzip
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 HERE = Path(__file__).resolve().parent
+RECIPE = HERE.parent / "recipes" / "ltsf" / "ETTh1_96_96.yaml"
 TINY = dict(h=4, context_length=16, patch_len=8, stride=4, d_model=16, max_epochs=1,
             limit_train_batches=1, batch_size=8, memory=dict(heads=2, depth=1, expansion=1.0, chunk_size=4))
 
@@ -32,10 +37,121 @@ def _fitted():
     return _fitted.model
 
 
+def _fitted_t():
+    from titans_ts import TitansForecaster
+
+    if not hasattr(_fitted_t, "model"):
+        _fitted_t.model = TitansForecaster(**{**TINY, "head": "student_t"}).fit(_long())
+    return _fitted_t.model
+
+
+def _in_tmp(fn):
+    """Run ``fn`` with a fresh temporary folder as the working directory (messages then name
+    files by their relative paths, the same on every run)."""
+    def run():
+        cwd = os.getcwd()
+        with tempfile.TemporaryDirectory() as tmp:
+            os.chdir(tmp)
+            try:
+                return fn()
+            finally:
+                os.chdir(cwd)
+    return run
+
+
+def _lightning(*args):
+    from titans_ts.lightning_cli import run_lightning_cli
+
+    return lambda: run_lightning_cli([args[0], "--config", str(RECIPE), *args[1:]])
+
+
+def _checkpoint_clash():
+    import torch
+
+    from titans_ts.lightning_module import TitansLightningModule
+
+    settings = yaml.safe_load(RECIPE.read_text())["model"]
+    module = TitansLightningModule(seq_len=96, horizon=96, n_channels=7, **{**settings, "d_model": 16})
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, "model.ckpt")
+    _lightning("test", "--ckpt_path", "model.ckpt", "--model.d_model=32")()
+
+
+def _saved(write):
+    """A file named m.pt holding what ``write(raw bytes of a saved forecaster)`` writes, loaded."""
+    def run():
+        from titans_ts import TitansForecaster
+
+        raw = Path(_fitted().save("good.pt")).read_bytes()
+        Path("m.pt").write_bytes(write(raw))
+        TitansForecaster.load("m.pt")
+    return _in_tmp(run)
+
+
+def _crafted(raw):
+    import io
+    import json
+
+    import torch
+
+    payload = torch.load(io.BytesIO(raw), weights_only=True)
+    payload["params"] = json.dumps({**json.loads(payload["params"]), "predict": "x"})
+    out = io.BytesIO()
+    torch.save(payload, out)
+    return out.getvalue()
+
+
+def _scan(change):
+    """memory_scan on small valid inputs, with ``change(inputs, weights, kwargs)`` applied."""
+    import torch
+
+    from titans_ts import memory_scan
+
+    def run():
+        g = torch.Generator().manual_seed(0)
+        B, T, H, d = 2, 6, 2, 8
+        inputs = [torch.randn(B, T, H, d, generator=g) for _ in range(3)] + \
+                 [torch.rand(B, T, H, generator=g) * 0.1 for _ in range(3)]
+        weights = [torch.randn(B, H, d, d, generator=g) / d ** 0.5 for _ in range(2)]
+        kw = {}
+        change(inputs, weights, kw)
+        memory_scan(*inputs, weights=weights, **kw)
+    return run
+
+
+def _estimator(data=None, **kw):
+    def run():
+        from gluonts.dataset.common import ListDataset
+
+        from titans_ts.gluonts import TitansEstimator
+
+        est = TitansEstimator(freq="ME", prediction_length=6, context_length=12, **kw)
+        if data is not None:
+            est.train(ListDataset(data, freq="ME") if data else data)
+    return run
+
+
+def _entry(values, item="a"):
+    return {"start": pd.Period("2000-01", freq="M"), "item_id": item, "target": np.asarray(values, dtype=np.float32)}
+
+
+def _gz_truncated():
+    from titans_ts.datasets.catalogue import open_text
+
+    Path("data.csv.gz").write_bytes(gzip.compress(b"a,b\n" * 1000)[:40])
+    open_text("data.csv.gz")
+
+
+def torch_full(value):
+    import torch
+
+    return torch.full((2, 6), value)
+
+
 def _cases():
     """(what, callable that must raise) pairs."""
     from titans_ts import TitansForecaster
     from titans_ts.datasets import from_frame, ltsf_splits
+    from titans_ts.tuning import open_storage
 
     def fit(df, **kw):
         return lambda: TitansForecaster(**{**TINY, **kw}).fit(df)
@@ -51,7 +167,8 @@ def _cases():
     inf.loc[4, "y"] = np.inf
     bad_time = _long().astype({"ds": object})
     bad_time.loc[1, "ds"] = "yesterday"
-    mixed = pd.concat([_long(n=1), _long(n=1).assign(unique_id="d", ds=pd.date_range("2024-01-01", periods=40, freq="D"))])
+    daily = pd.date_range("2024-01-01", periods=40, freq="D")
+    mixed = pd.concat([_long(n=1), _long(n=1).assign(unique_id="d", ds=daily)])
     return [
         ("long frame with an unnamed extra column", fit(_long().assign(extra=1.0))),
         ("long frame without `y`", fit(_long().rename(columns={"y": "value"}), target_col="y")),
@@ -64,10 +181,11 @@ def _cases():
         ("+inf in the target", fit(inf)),
         ("unparseable timestamp", fit(bad_time)),
         ("empty frame", fit(_long().iloc[:0])),
-        ("series shorter than h + 1 (+ validation)", fit(_long(T=6))),
+        ("series shorter than h + 1", fit(_long(T=4))),
         ("unknown head", fit(_long(), head="gaussian")),
         ("non-positive horizon", fit(_long(), h=0)),
         ("quantile levels outside (0, 1)", fit(_long(), head="quantile", quantiles=(0.1, 1.5))),
+        ("naive_fallback that is not a bool", fit(_long(), naive_fallback="yes")),
         ("predict before fit", lambda: TitansForecaster().predict()),
         ("predict beyond the trained horizon", lambda: _fitted().predict(h=10)),
         ("intervals from a point head", lambda: _fitted().predict(levels=[80])),
@@ -78,6 +196,36 @@ def _cases():
         ("cross_validation with refit=-1", lambda: TitansForecaster(**TINY).cross_validation(_long(), refit=-1)),
         ("score with an unknown metric", lambda: _fitted().score(_long(), metric="r2")),
         ("benchmark split of an unknown dataset", lambda: ltsf_splits("ETTh9", 96, 96)),
+        # issue 22: no silent wrong result, no lost file, no lost trial
+        ("float timestamps (`ds` of floats)", fit(_long().assign(ds=np.arange(80, dtype=float)))),
+        ("a value beyond float32's range", lambda: _fitted().predict(df=_long().assign(y=1e39))),
+        ("update() rows that would make the forecast non-finite",
+         lambda: _fitted().update(_long(T=2, start="2024-01-02 16:00").assign(y=1e30))),
+        ("a series without a single observed value",
+         fit(_long().assign(y=lambda d: np.where(d["unique_id"] == "s1", np.nan, d["y"])))),
+        ("predict levels given as a number", lambda: _fitted_t().predict(levels=95)),
+        ("predict quantiles outside (0, 1)", lambda: _fitted_t().predict(quantiles=[0.5, 1.0])),
+        ("colliding ids (1 and '1')", fit(pd.concat([_long(n=1).assign(unique_id=1),
+                                                     _long(n=1).assign(unique_id="1")], ignore_index=True))),
+        ("limit_train_batches=0", fit(_long(), limit_train_batches=0)),
+        ("set_params after fit, then predict", lambda: TitansForecaster(**TINY).fit(_long()).set_params(h=3).predict()),
+        ("load a truncated file", _saved(lambda raw: raw[: len(raw) // 3])),
+        ("load a crafted file (an unknown parameter)", _saved(_crafted)),
+        ("save over a folder", _in_tmp(lambda: _fitted().save("."))),
+        ("GluonTS: train on an empty dataset", _estimator([])),
+        ("GluonTS: every series shorter than the horizon + 1", _estimator([_entry(np.arange(5.0))])),
+        ("GluonTS: infinite target", _estimator([_entry([1.0, 2.0, np.inf] * 8)])),
+        ("GluonTS: trainer_kwargs that train nothing", _estimator(trainer_kwargs={"limit_train_batches": 0})),
+        ("tune storage of an unknown scheme", lambda: open_storage("foo://study")),
+        ("tune storage that is a folder", _in_tmp(lambda: open_storage("sqlite:///."))),
+        ("CLI: unknown model option", _lightning("fit", "--model.memory.bogus=1")),
+        ("CLI: missing checkpoint", _in_tmp(_lightning("test", "--ckpt_path", "missing.ckpt"))),
+        ("CLI: an explicit model argument the checkpoint contradicts", _in_tmp(_checkpoint_clash)),
+        ("a truncated .gz data file", _in_tmp(_gz_truncated)),
+        ("memory_scan: q, k, v of mixed dtypes", _scan(lambda i, w, kw: i.__setitem__(0, i[0].double()))),
+        ("memory_scan: integer weights", _scan(lambda i, w, kw: w.__setitem__(0, w[0].long()))),
+        ("memory_scan: mask outside [0, 1]", _scan(lambda i, w, kw: kw.update(mask=torch_full(2.0)))),
+        ("memory_scan: non-finite q", _scan(lambda i, w, kw: i[0].__setitem__((0, 0, 0, 0), float("nan")))),
     ]
 
 
@@ -86,6 +234,8 @@ def collect() -> list[tuple[str, str, str]]:
     for what, fn in _cases():
         try:
             fn()
+        except ModuleNotFoundError as err:  # a broken case, not a rejected input
+            raise AssertionError(f"case {what!r} could not run: {err}") from err
         except Exception as err:  # noqa: BLE001 - recording what each case raises
             rows.append((what, type(err).__name__, str(err).splitlines()[0]))
         else:
@@ -98,7 +248,7 @@ def main() -> int:
     lines = ["# Rejected inputs", "",
              "What titans-ts refuses, and the message it gives (first line). Generated by "
              "`python docs/make_rejected_inputs.py`, which runs every case; "
-             "`tests/test_rejected_inputs.py` runs the same cases. Nothing is dropped, filled or "
+             "`tests/api/test_rejected_inputs.py` runs the same cases. Nothing is dropped, filled or "
              "reordered silently: missing values are allowed (NaN / null become unobserved steps) "
              "and gaps can be made explicit with `titans_ts.datasets.fill_gaps`.", "",
              "| input | error | message |", "|---|---|---|"]

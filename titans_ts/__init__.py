@@ -2,6 +2,17 @@
 
 Behrouz, Zhong, Mirrokni, "Titans: Learning to Memorize at Test Time" (arXiv 2501.00663).
 
+    >>> import torch
+    >>> from titans_ts import TitansNet, MAC, MAG, MAL, LMM
+    >>> net = TitansNet(seq_len=96, horizon=24, variant="mag", window=8)
+    >>> net(torch.randn(2, 96, 7)).shape
+    torch.Size([2, 24, 7])
+
+``TitansNet`` is the forecasting network (built from a ``TitansConfig``); ``LMM``, ``MAC``,
+``MAG`` and ``MAL`` are the paper's blocks over token sequences; ``NeuralMemory`` is the memory
+layer and ``memory_scan`` its functional op. ``TitansForecaster`` (frames), ``TitansEstimator``
+(GluonTS) and ``titans-ts fit`` (recipes) train it.
+
 Heavy pieces (Lightning, GluonTS) are imported on first use, so ``import titans_ts`` stays fast.
 """
 
@@ -12,6 +23,13 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
+    "TitansConfig": ("titans_ts.config", "TitansConfig"),
+    "MemoryConfig": ("titans_ts.config", "MemoryConfig"),
+    "TitansNet": ("titans_ts.network", "TitansNet"),
+    "LMM": ("titans_ts.blocks", "LMM"),
+    "MAC": ("titans_ts.blocks", "MAC"),
+    "MAG": ("titans_ts.blocks", "MAG"),
+    "MAL": ("titans_ts.blocks", "MAL"),
     "memory_scan": ("titans_ts.kernels.memory_scan", "memory_scan"),
     "NeuralMemory": ("titans_ts.memory", "NeuralMemory"),
     "MemoryState": ("titans_ts.memory", "MemoryState"),

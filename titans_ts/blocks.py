@@ -1,4 +1,4 @@
-"""Titans blocks over a token sequence [N, T, D]: LMM, MAC, MAG, MAL (titans-math.md section 4).
+"""Titans blocks over a token sequence [N, T, D]: LMM, MAC, MAG, MAL (docs/titans-math.md section 4).
 
 Every block is causal along T (token t never sees tokens > t), takes and returns a per-block
 memory state so long series can be streamed, and accepts an observed mask [N, T] (unobserved
@@ -27,18 +27,21 @@ Choices the paper leaves open, made here:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Mapping, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import VARIANTS, MemoryConfig, TitansConfig
 from .memory import MemoryState, NeuralMemory
 
 __all__ = ["RMSNorm", "MLP", "Attention", "LMMBlock", "MACBlock", "MAGBlock", "MALBlock",
-           "NoMemoryBlock", "make_block", "VARIANTS"]
+           "NoMemoryBlock", "make_block", "VARIANTS", "LMM", "MAC", "MAG", "MAL"]
 
-VARIANTS = ("lmm", "mac", "mag", "mal", "none")  # "none": no sequence mixing (ablation)
+_D = TitansConfig  # the one set of defaults: block arguments default to the configuration's
+
+MemorySettings = Union[MemoryConfig, Mapping, None]
 
 
 class RMSNorm(nn.Module):
@@ -115,43 +118,60 @@ class Attention(nn.Module):
         return self.out(o.transpose(1, 2).reshape(N, T, D))
 
 
-def _memory(dim: int, memory_kwargs: dict[str, Any] | None) -> NeuralMemory:
-    return NeuralMemory(dim, **(memory_kwargs or {}))
+def _memory(dim: int, memory: MemorySettings) -> NeuralMemory:
+    return NeuralMemory(dim, **MemoryConfig.from_dict(memory).to_dict())
 
 
 class LMMBlock(nn.Module):
-    """Memory only (the paper's time-series configuration)."""
+    """Memory only (the paper's time-series configuration):
+    ``x += Memory(norm(x)); x += MLP(norm(x))``.
 
-    def __init__(self, dim: int, memory_kwargs: dict | None = None, mlp_expansion: float = 2.0,
-                 dropout: float = 0.0, **_: Any) -> None:
+        >>> import torch
+        >>> from titans_ts import LMM
+        >>> block = LMM(32, memory={"heads": 2, "chunk_size": 8})
+        >>> y, state = block(torch.randn(4, 20, 32))      # [N, T, D] tokens
+        >>> y2, _ = block(torch.randn(4, 5, 32), state)   # continue the stream
+    """
+
+    def __init__(self, dim: int, memory: MemorySettings = None,
+                 mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1, self.norm2 = RMSNorm(dim), RMSNorm(dim)
-        self.memory = _memory(dim, memory_kwargs)
+        self.memory = _memory(dim, memory)
         self.mlp = MLP(dim, mlp_expansion, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True):
-        m, state = self.memory(self.norm1(x), state, mask, return_state)
+    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True,
+                surprise_clamp: float | None = None):
+        m, state = self.memory(self.norm1(x), state, mask, return_state, surprise_clamp)
         x = x + self.drop(m)
         x = x + self.drop(self.mlp(self.norm2(x)))
         return x, state
 
 
 class MALBlock(nn.Module):
-    """Memory as a layer, then sliding-window attention."""
+    """Memory as a layer, then sliding-window attention (Eq. 29-31).
 
-    def __init__(self, dim: int, memory_kwargs: dict | None = None, mlp_expansion: float = 2.0,
-                 dropout: float = 0.0, attn_heads: int = 4, window: int | None = None,
-                 n_persistent: int = 4, **_: Any) -> None:
+        >>> import torch
+        >>> from titans_ts import MAL
+        >>> block = MAL(32, memory={"heads": 2}, attn_heads=4, window=8, n_persistent=2)
+        >>> y, state = block(torch.randn(4, 20, 32))
+    """
+
+    def __init__(self, dim: int, memory: MemorySettings = None,
+                 mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+                 attn_heads: int = _D.attn_heads, window: int | None = _D.window,
+                 n_persistent: int = _D.n_persistent) -> None:
         super().__init__()
         self.norm1, self.norm2, self.norm3 = RMSNorm(dim), RMSNorm(dim), RMSNorm(dim)
-        self.memory = _memory(dim, memory_kwargs)
+        self.memory = _memory(dim, memory)
         self.attn = Attention(dim, attn_heads, window, n_persistent, dropout)
         self.mlp = MLP(dim, mlp_expansion, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True):
-        m, state = self.memory(self.norm1(x), state, mask, return_state)
+    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True,
+                surprise_clamp: float | None = None):
+        m, state = self.memory(self.norm1(x), state, mask, return_state, surprise_clamp)
         x = x + self.drop(m)
         x = x + self.drop(self.attn(self.norm2(x)))
         x = x + self.drop(self.mlp(self.norm3(x)))
@@ -159,47 +179,65 @@ class MALBlock(nn.Module):
 
 
 class MAGBlock(nn.Module):
-    """Sliding-window attention and memory in parallel, combined by a non-linear gate."""
+    """Sliding-window attention and memory in parallel, combined by a non-linear gate
+    (Eq. 26-28).
 
-    def __init__(self, dim: int, memory_kwargs: dict | None = None, mlp_expansion: float = 2.0,
-                 dropout: float = 0.0, attn_heads: int = 4, window: int | None = None,
-                 n_persistent: int = 4, **_: Any) -> None:
+        >>> import torch
+        >>> from titans_ts import MAG
+        >>> block = MAG(32, memory={"heads": 2}, attn_heads=4, window=8, n_persistent=2)
+        >>> y, state = block(torch.randn(4, 20, 32))
+    """
+
+    def __init__(self, dim: int, memory: MemorySettings = None,
+                 mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+                 attn_heads: int = _D.attn_heads, window: int | None = _D.window,
+                 n_persistent: int = _D.n_persistent) -> None:
         super().__init__()
         self.norm1, self.norm2 = RMSNorm(dim), RMSNorm(dim)
-        self.memory = _memory(dim, memory_kwargs)
+        self.memory = _memory(dim, memory)
         self.attn = Attention(dim, attn_heads, window, n_persistent, dropout)
         self.norm_attn, self.norm_mem = RMSNorm(dim), RMSNorm(dim)
         self.proj = nn.Linear(dim, dim)
         self.mlp = MLP(dim, mlp_expansion, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True):
+    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True,
+                surprise_clamp: float | None = None):
         h = self.norm1(x)
         a = self.attn(h)
-        m, state = self.memory(h, state, mask, return_state)
+        m, state = self.memory(h, state, mask, return_state, surprise_clamp)
         x = x + self.drop(self.proj(self.norm_attn(a) * torch.sigmoid(self.norm_mem(m))))
         x = x + self.drop(self.mlp(self.norm2(x)))
         return x, state
 
 
 class MACBlock(nn.Module):
-    """Memory as context: per segment, retrieve -> attend -> write -> retrieve and gate."""
+    """Memory as context (Eq. 21-25): per segment, retrieve -> attend -> write -> retrieve and
+    gate.
 
-    def __init__(self, dim: int, memory_kwargs: dict | None = None, mlp_expansion: float = 2.0,
-                 dropout: float = 0.0, attn_heads: int = 4, segment_len: int = 16,
-                 n_persistent: int = 4, **_: Any) -> None:
+        >>> import torch
+        >>> from titans_ts import MAC
+        >>> block = MAC(32, memory={"heads": 2}, attn_heads=4, segment_len=8, n_persistent=2)
+        >>> y, state = block(torch.randn(4, 20, 32))     # segments of 8, 8 and 4 tokens
+    """
+
+    def __init__(self, dim: int, memory: MemorySettings = None,
+                 mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+                 attn_heads: int = _D.attn_heads, segment_len: int = _D.segment_len,
+                 n_persistent: int = _D.n_persistent) -> None:
         super().__init__()
         if segment_len < 1:
             raise ValueError(f"segment_len must be >= 1, got {segment_len}")
         self.segment_len = segment_len
         self.norm1, self.norm2 = RMSNorm(dim), RMSNorm(dim)
-        self.memory = _memory(dim, memory_kwargs)
+        self.memory = _memory(dim, memory)
         self.attn = Attention(dim, attn_heads, None, n_persistent, dropout)
         self.proj = nn.Linear(dim, dim)
         self.mlp = MLP(dim, mlp_expansion, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True):
+    def forward(self, x, state: MemoryState | None = None, mask=None, return_state: bool = True,
+                surprise_clamp: float | None = None):
         h = self.norm1(x)
         outs = []
         for s in range(0, x.shape[1], self.segment_len):
@@ -209,7 +247,7 @@ class MACBlock(nn.Module):
             y = self.attn(seg, prefix=retrieved)
             last = s + self.segment_len >= x.shape[1]
             # write y, read M*_t(y_t); the state is needed for the next segment
-            m, state = self.memory(y, state, seg_mask, return_state or not last)
+            m, state = self.memory(y, state, seg_mask, return_state or not last, surprise_clamp)
             outs.append(y * torch.sigmoid(m))
         x = x + self.drop(self.proj(torch.cat(outs, dim=1)))
         x = x + self.drop(self.mlp(self.norm2(x)))
@@ -219,21 +257,36 @@ class MACBlock(nn.Module):
 class NoMemoryBlock(nn.Module):
     """The LMM block with its memory removed (feature mixing only): the "no memory" ablation."""
 
-    def __init__(self, dim: int, mlp_expansion: float = 2.0, dropout: float = 0.0, **_: Any) -> None:
+    def __init__(self, dim: int, mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = RMSNorm(dim)
         self.mlp = MLP(dim, mlp_expansion, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, state=None, mask=None, return_state: bool = True):
+    def forward(self, x, state=None, mask=None, return_state: bool = True, surprise_clamp=None):
         return x + self.drop(self.mlp(self.norm(x))), state
 
 
-_BLOCKS = {"lmm": LMMBlock, "mac": MACBlock, "mag": MAGBlock, "mal": MALBlock, "none": NoMemoryBlock}
+# the paper's names
+LMM, MAC, MAG, MAL = LMMBlock, MACBlock, MAGBlock, MALBlock
 
 
-def make_block(variant: str, dim: int, **kwargs: Any) -> nn.Module:
-    """A block of the given variant ("lmm", "mac", "mag", "mal"; "none" for the ablation)."""
-    if variant not in _BLOCKS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    return _BLOCKS[variant](dim, **kwargs)
+def make_block(variant: str, dim: int, memory: MemorySettings = None,
+               mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+               attn_heads: int = _D.attn_heads, window: int | None = _D.window,
+               n_persistent: int = _D.n_persistent, segment_len: int = _D.segment_len) -> nn.Module:
+    """A block of the given variant ("lmm", "mac", "mag", "mal"; "none" for the ablation), given
+    the settings of every variant: each block receives those it uses."""
+    common = dict(mlp_expansion=mlp_expansion, dropout=dropout)
+    if variant == "none":
+        return NoMemoryBlock(dim, **common)
+    if variant == "lmm":
+        return LMMBlock(dim, memory, **common)
+    attn = dict(attn_heads=attn_heads, n_persistent=n_persistent)
+    if variant == "mac":
+        return MACBlock(dim, memory, segment_len=segment_len, **attn, **common)
+    if variant == "mag":
+        return MAGBlock(dim, memory, window=window, **attn, **common)
+    if variant == "mal":
+        return MALBlock(dim, memory, window=window, **attn, **common)
+    raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")

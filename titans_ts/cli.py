@@ -2,19 +2,35 @@
 
     titans-ts quickstart                      the README's main job (ETTh1, exact protocol)
     titans-ts fit | validate | test | predict --config recipes/ltsf/ETTh1_96_96.yaml
-    titans-ts benchmark run RECIPE... [--seeds 0 1 2] [--tag T] [--set key=value]
-    titans-ts benchmark report
     titans-ts data list | path NAME | verify [NAME ...] | download NAME
     titans-ts baselines DATASET [--seq-len 96] [--horizons 96 192 336 720]
     titans-ts tune --config RECIPE --space SPACE --n-trials N [--storage URL] [--study-name NAME]
+    titans-ts benchmark online DATASET --out FILE.jsonl [--horizons 24 48 96] [--seeds 0 1 2]
+
+A failure prints one line (``titans-ts: error: ...``) and exits with status 2; add --debug to
+any command for the Python traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+
+from titans_ts.online.config import MODES as ONLINE_MODES
 
 __all__ = ["main"]
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a positive integer (0 epochs or batches would train nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value} (0 would train nothing)")
+    return value
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -36,7 +52,7 @@ def _data(args: argparse.Namespace) -> int:
     if args.data_cmd == "verify":
         names = args.names or [n for n in D.CATALOGUE]
         bad = 0
-        for name in names:
+        for name in names:  # every file is reported; one bad file does not stop the others
             try:
                 path = D.find_file(name, root=args.root, verify=True)
                 status = "ok" if D.dataset_info(name).sha256 else "not pinned"
@@ -45,7 +61,11 @@ def _data(args: argparse.Namespace) -> int:
                 print(f"{name:<20} {'missing':<10}")
                 bad += bool(args.names)
             except D.ChecksumError as err:
-                print(f"{name:<20} {'MISMATCH':<10} {err}")
+                word = "MISMATCH" if "does not match" in str(err) else "CORRUPT"
+                print(f"{name:<20} {word:<10} {err}")
+                bad += 1
+            except (OSError, KeyError) as err:
+                print(f"{name:<20} {'UNREADABLE':<10} {err}")
                 bad += 1
         return 1 if bad else 0
     if args.data_cmd == "download":
@@ -82,21 +102,25 @@ def _quickstart(args: argparse.Namespace) -> int:
     protocol (L = 96, H = 96), its test MSE / MAE beside the reference baselines, and a plot."""
     import tempfile
 
-    import yaml
-
     from titans_ts import datasets as D
     from titans_ts.baselines import evaluate_baseline
-    from titans_ts.benchmark import REPO, apply_sets, train_and_test
     from titans_ts.plotting import plot_test_forecast
+    from titans_ts.recipes import packaged_recipe, set_dotted, train_and_test
 
-    recipe = REPO / "recipes" / "ltsf" / "ETTh1_96_96.yaml"
-    cfg = yaml.safe_load(recipe.read_text())
-    # the full recipe with a short budget: a few epochs of a few batches
-    cfg = apply_sets(cfg, [f"trainer.max_epochs={args.epochs}", f"trainer.limit_train_batches={args.batches}"])
+    # the quick recipe (shipped in the package: recipes/quick/ETTh1_96_96.yaml), its budget
+    # shortened further only when asked
+    cfg = packaged_recipe("ETTh1_96_96_quick")
+    over = {}
+    if args.epochs is not None:
+        over["trainer.max_epochs"] = args.epochs
+    if args.batches is not None:
+        over["trainer.limit_train_batches"] = args.batches
+    cfg = set_dotted(cfg, over)
     if args.root:
         cfg["data"]["root"] = args.root
-    print(f"titans-ts quickstart: ETTh1, L=96, H=96, exact protocol; Titans LMM, "
-          f"{args.epochs} epochs x {args.batches} batches", flush=True)
+    budget = f"{cfg['trainer']['max_epochs']} epochs" + (f" x {args.batches} batches" if args.batches else "")
+    print(f"titans-ts quickstart: ETTh1, L=96, H=96, exact protocol; Titans LMM (quick recipe), {budget}",
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="titans-ts-quickstart-") as tmp:
         model, dm, _, res, fit_s = train_and_test(cfg, tmp)
         out = plot_test_forecast(model, dm, args.plot)
@@ -105,27 +129,61 @@ def _quickstart(args: argparse.Namespace) -> int:
     season = D.dataset_info("ETTh1").season
     sn = evaluate_baseline(test, "seasonal_naive", season=season)
     print(f"{'model':<28} {'test MSE':>9} {'test MAE':>9}")
-    print(f"{'titans-ts LMM (short run)':<28} {res['test_mse']:>9.4f} {res['test_mae']:>9.4f}   "
+    print(f"{'titans-ts LMM (quick recipe)':<28} {res['test_mse']:>9.4f} {res['test_mae']:>9.4f}   "
           f"({fit_s:.0f} s training, {len(test)} test windows, "
           f"{sum(p.numel() for p in model.parameters())} parameters)")
     print(f"{f'seasonal naive (m={season})':<28} {sn['mse']:>9.4f} {sn['mae']:>9.4f}")
     print(f"{'repeat last value':<28} {last['mse']:>9.4f} {last['mae']:>9.4f}")
     print(f"forecast plot: {out}")
-    print("full benchmark: titans-ts benchmark run recipes/ltsf/ETTh1_96_*.yaml (see docs/benchmarks.md)")
+    print("full benchmark (from a checkout of the repository): python benchmarks/ltsf.py run "
+          "recipes/ltsf/ETTh1_96_*.yaml (see docs/benchmarks.md)")
     return 0
 
 
-def _benchmark(args: argparse.Namespace) -> int:
-    from titans_ts.benchmark import render_report, run_many
+def _benchmark_online(args: argparse.Namespace) -> int:
+    """``titans-ts benchmark online``: the online protocol, every mode, records appended to --out."""
+    import json
+    from pathlib import Path
 
-    if args.bench_cmd == "run":
-        run_many(args.recipes, args.seeds, args.set or [], args.tag, plot_first=not args.no_plot)
-        if not args.no_report:
-            render_report()
-        return 0
-    text = render_report(args.out)
-    if args.print:
-        print(text)
+    from titans_ts.datasets.online import ONLINE_LOOKBACK
+    from titans_ts.online import OnlineConfig, run_online
+
+    out = Path(args.out)
+    done = set()
+    if out.exists():
+        for line in out.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done.add((r["dataset"], r["horizon"], r["seq_len"], r["seed"], r.get("tag", "main"), r["mode"]))
+    cfg = OnlineConfig()
+    if args.max_epochs is not None:
+        cfg.max_epochs = args.max_epochs
+    if args.config:
+        over = json.loads(args.config)
+        for key, val in over.items():
+            if not hasattr(cfg, key):
+                raise ValueError(f"unknown online setting {key!r}; settings: {sorted(vars(cfg))}")
+            setattr(cfg, key, {**getattr(cfg, key), **val} if isinstance(val, dict) else val)
+    seq_len = args.seq_len or ONLINE_LOOKBACK.get(args.dataset)
+    if seq_len is None:
+        raise ValueError(f"no default look-back for {args.dataset!r}: pass --seq-len")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for H in args.horizons:
+        for seed in args.seeds:
+            todo = tuple(m for m in args.modes if (args.dataset, H, seq_len, seed, args.tag, m) not in done)
+            if not todo:
+                print(f"skip (recorded): {args.dataset} L={seq_len} H={H} seed {seed} [{args.tag}]")
+                continue
+            t0 = time.perf_counter()
+            recs = run_online(args.dataset, H, seq_len, seed, modes=todo, root=args.root,
+                              cfg=cfg, online_lrs=tuple(args.online_lrs),
+                              log=print if args.verbose else None)
+            total = round(time.perf_counter() - t0, 1)
+            with open(out, "a") as fh:
+                for r in recs:
+                    fh.write(json.dumps({**r, "tag": args.tag, "run_seconds": total}) + "\n")
+            print(f"{args.dataset} L={seq_len} H={H} seed {seed} ({total:.0f} s): " + ", ".join(
+                f"{r['mode']} {r['mse']:.4f}" for r in recs), flush=True)
     return 0
 
 
@@ -163,24 +221,37 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--root", default=None)
     b.set_defaults(func=_baselines)
 
-    bm = sub.add_parser("benchmark", help="train + test recipes on the exact protocol; render the report")
+    bm = sub.add_parser("benchmark", help="benchmarks that ship with the package")
     bsub = bm.add_subparsers(dest="bench_cmd", required=True)
-    br = bsub.add_parser("run", help="run recipes x seeds (recorded runs are skipped)")
-    br.add_argument("recipes", nargs="+")
-    br.add_argument("--seeds", type=int, nargs="+", default=[0])
-    br.add_argument("--tag", default="main", help="result file name; use one per ablation")
-    br.add_argument("--set", action="append", help="override a recipe value: model.memory.depth=1")
-    br.add_argument("--no-plot", action="store_true")
-    br.add_argument("--no-report", action="store_true")
-    bp = bsub.add_parser("report", help="write docs/benchmarks.md from the recorded runs")
-    bp.add_argument("--out", default=None)
-    bp.add_argument("--print", action="store_true")
-    bm.set_defaults(func=_benchmark)
+    bo = bsub.add_parser(
+        "online", help="online forecasting on the no-leak protocol (Proceed's), every mode",
+        description="Train on the online split (20:5:75, scaler on the training rows), then stream "
+        "through validation and test one step at a time with delayed feedback; modes frozen, "
+        "carried, online_gd, carried+online_gd compared on one trained model. Appends one JSON "
+        "line per (dataset, horizon, look-back, mode, seed) to --out; modes already recorded there are skipped.")
+    bo.add_argument("dataset")
+    bo.add_argument("--horizons", type=int, nargs="+", default=[24, 48, 96])
+    bo.add_argument("--seq-len", type=int, default=None,
+                    help="look-back (default: the one Proceed's scripts use: 336 ETTh2, 512 ETTm1 / weather)")
+    bo.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    bo.add_argument("--modes", nargs="+", default=list(ONLINE_MODES), choices=list(ONLINE_MODES))
+    bo.add_argument("--online-lrs", type=float, nargs="+", default=[1e-5, 1e-4],
+                    help="learning rates of the online_gd modes (chosen on the validation stream)")
+    bo.add_argument("--max-epochs", type=int, default=None,
+                    help="backbone epochs (default: OnlineConfig.max_epochs, 6)")
+    bo.add_argument("--config", default=None,
+                    help='JSON overrides of OnlineConfig, e.g. \'{"network": {"variant": "none"}}\'')
+    bo.add_argument("--tag", default="main", help="a name for these settings in the records")
+    bo.add_argument("--out", required=True, help="JSON-lines file the records are appended to")
+    bo.add_argument("--root", default=None, help="data folder searched before $TITANS_TS_DATA")
+    bo.add_argument("--verbose", action="store_true")
+    bm.set_defaults(func=_benchmark_online)
 
     q = sub.add_parser("quickstart", help="the README's main job: a short Titans run on ETTh1")
     q.add_argument("--root", default=None)
-    q.add_argument("--epochs", type=int, default=3)
-    q.add_argument("--batches", type=int, default=40, help="training batches per epoch")
+    q.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default: the quick recipe's 5)")
+    q.add_argument("--batches", type=_positive_int, default=None,
+                   help="training batches per epoch (default: every batch)")
     q.add_argument("--plot", default="titans-ts-quickstart.png", help="where the forecast plot goes")
     q.set_defaults(func=_quickstart)
     t = sub.add_parser(
@@ -188,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tune a recipe with optuna (TPE, median pruning on val_loss). Start the same "
         "command several times, here or on machines sharing the storage, for parallel workers: "
         "--n-trials is the study's total, which the workers together run exactly; re-running "
-        "resumes the study. Search-space format: titans_ts/tuning.py; example: "
+        "resumes the study. Search-space format: titans_ts/tuning/space.py; example: "
         "recipes/sweeps/etth1_lmm.yaml.")
     t.add_argument("--config", required=True, help="the recipe to tune (recipes/ltsf/...yaml)")
     t.add_argument("--space", required=True, help="search-space YAML: dotted recipe key -> spec")
@@ -215,18 +286,41 @@ def build_parser() -> argparse.ArgumentParser:
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        from titans_ts.lightning_cli import run_lightning_cli
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: its message (a KeyError's without the quotes), whitespace
+    folded, and its type when the message alone would not say what failed."""
+    msg = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+    if isinstance(err, OSError) and err.strerror:  # without the "[Errno N]" prefix
+        msg = f"{err.filename}: {err.strerror}" if err.filename and str(err.filename) not in err.strerror \
+            else err.strerror
+    msg = " ".join(str(msg).split())
+    known = (ValueError, KeyError, OSError, ImportError)
+    return msg if msg and isinstance(err, known) else f"{type(err).__name__}: {msg}"
 
-        return run_lightning_cli(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``titans-ts`` command. A failure prints one line, ``titans-ts: error: ...``, on stderr
+    and returns 2; ``--debug`` (anywhere on the command line) shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     try:
+        if argv and argv[0] in LIGHTNING_COMMANDS:
+            from titans_ts.lightning_cli import run_lightning_cli
+
+            return run_lightning_cli(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"titans-ts: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("titans-ts: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the command line reports every failure the same way
+        if debug:
+            raise
+        print(f"titans-ts: error: {_one_line(err)} (--debug shows the traceback)", file=sys.stderr)
         return 2
 
 

@@ -4,9 +4,14 @@ count are linked into the model)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import pickle
 import sys
-from typing import Sequence
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -14,7 +19,30 @@ from .data_module import LTSFDataModule
 from .lightning_module import TitansLightningModule
 from .training import quiet_lightning
 
-__all__ = ["TitansCLI", "run_lightning_cli", "build_from_recipe"]
+__all__ = ["TitansCLI", "CLIUsageError", "run_lightning_cli", "build_from_recipe"]
+
+_SPECIAL_CKPT = ("best", "last", "hpc", "registry")
+
+
+class CLIUsageError(ValueError):
+    """The command line was rejected (the parser's one-line reason)."""
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A (nested) configuration as {dotted key: value}."""
+    if hasattr(node, "as_dict"):
+        node = node.as_dict()
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def _explicit_model_keys(argv: Sequence[str]) -> list[str]:
+    """The ``--model.KEY`` settings given on the command line (dotted, without ``model.``)."""
+    return [a[len("--model."):].split("=", 1)[0] for a in argv if a.startswith("--model.")]
 
 
 class TitansCLI(LightningCLI):
@@ -22,6 +50,65 @@ class TitansCLI(LightningCLI):
         parser.link_arguments("data.seq_len", "model.seq_len")
         parser.link_arguments("data.horizon", "model.horizon")
         parser.link_arguments("data.n_channels", "model.n_channels", apply_on="instantiate")
+        # an ensemble's members each get their own order of the training windows
+        parser.link_arguments("model.ensemble", "data.streams")
+
+    def parse_arguments(self, parser, args) -> None:
+        """The parser's errors as one line (:class:`CLIUsageError`), not a page of usage."""
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                super().parse_arguments(parser, args)
+        except SystemExit as exit_:
+            if not exit_.code:
+                sys.stderr.write(err.getvalue())
+                raise
+            lines = [ln.strip() for ln in err.getvalue().splitlines() if ln.strip()]
+            start = max((i for i, ln in enumerate(lines) if ln.startswith("error:")), default=None)
+            reason = (" ".join(lines[start:])[len("error:"):].strip() if start is not None
+                      else lines[-1] if lines else "invalid arguments")
+            raise CLIUsageError(f"{reason} (titans-ts {sys.argv[1] if len(sys.argv) > 1 else ''} --help "
+                                f"lists the options)") from None
+        sys.stderr.write(err.getvalue())
+
+    def _parse_ckpt_path(self) -> None:
+        """A checkpoint fixes the network: its settings replace the configuration's. A missing or
+        unreadable checkpoint is one clear error; a ``--model.KEY`` given on the command line
+        that the checkpoint contradicts is an error (it would be dropped silently); settings of
+        the configuration file it replaces are listed on stderr."""
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if not ckpt:
+            return super()._parse_ckpt_path()
+        if str(ckpt) not in _SPECIAL_CKPT and "://" not in str(ckpt):
+            path = Path(ckpt)
+            if not path.is_file():
+                raise FileNotFoundError(2, f"--ckpt_path {ckpt}: no such checkpoint file"
+                                        + (" (it is a folder)" if path.is_dir() else ""))
+            if not zipfile.is_zipfile(path):
+                raise ValueError(f"--ckpt_path {ckpt} is not a readable checkpoint (truncated, corrupt or "
+                                 f"not written by torch.save)")
+        before = _flat(self.config[sub]["model"])
+        try:
+            super()._parse_ckpt_path()
+        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+            raise ValueError(f"--ckpt_path {ckpt} is not a readable checkpoint: "
+                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        after = _flat(self.config[sub]["model"])
+        changed = {k: (before.get(k), v) for k, v in after.items()
+                   if before.get(k) is not None and before.get(k) != v}
+        explicit = _explicit_model_keys(sys.argv[1:])
+        clash = [k for k in changed if any(k == e or k.startswith(e + ".") for e in explicit)]
+        if clash:
+            listed = ", ".join(f"--model.{k}={changed[k][0]!r} (the checkpoint's: {changed[k][1]!r})"
+                               for k in clash)
+            raise ValueError(f"--ckpt_path {ckpt} was trained with other model settings than the command "
+                             f"line gives: {listed}. A checkpoint fixes the network; drop those "
+                             f"arguments, or train a new checkpoint with them")
+        if changed:
+            listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            sys.stderr.write(f"titans-ts: note: the model settings of --ckpt_path {ckpt} replace the "
+                             f"configuration's: {listed}\n")
 
 
 def _cli(args: Sequence[str], run: bool = True) -> TitansCLI:

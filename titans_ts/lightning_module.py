@@ -8,76 +8,87 @@ short last batch weighs what it should).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 
-from .network import TitansNet
+from .config import TitansConfig, check_keys
+from .heads import POINT_LOSSES, pinball_loss, point_loss, student_t_nll
+from .memory import wants_weight_decay
+from .network import EnsembleNet, TitansNet
 
-__all__ = ["TitansLightningModule", "point_loss", "pinball_loss", "student_t_nll"]
+__all__ = ["TitansLightningModule", "point_loss", "pinball_loss", "student_t_nll", "POINT_LOSSES",
+           "TRAINING_SETTINGS"]
 
-POINT_LOSSES = ("mse", "mae", "huber")
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if mask is None:
-        return x.mean()
-    m = mask.to(x.dtype)
-    while m.dim() < x.dim():
-        m = m.unsqueeze(-1)
-    m = m.expand_as(x)
-    return (x * m).sum() / m.sum().clamp_min(1.0)
+#: the Lightning module's own (training) settings; every other ``model:`` key of a recipe is a
+#: network setting of :class:`titans_ts.config.TitansConfig`
+TRAINING_SETTINGS = ("loss", "lr", "weight_decay", "scheduler", "warmup_epochs", "optimizer", "ensemble")
 
 
-def point_loss(pred, target, mask=None, kind: str = "mse", delta: float = 1.0) -> torch.Tensor:
-    """MSE / MAE / Huber over observed points."""
-    if kind == "mse":
-        err = (pred - target) ** 2
-    elif kind == "mae":
-        err = (pred - target).abs()
-    elif kind == "huber":
-        err = F.huber_loss(pred, target, reduction="none", delta=delta)
-    else:
-        raise ValueError(f"loss must be one of {POINT_LOSSES}, got {kind!r}")
-    return _masked_mean(err, mask)
+#: observed values beyond this magnitude overflow float32 in the loss or RevIN's variance
+#: (squares of ~1e19 exceed float32's 3.4e38), whatever the memory does
+DATA_MAGNITUDE_LIMIT = 1e15
 
 
-def pinball_loss(q_pred, target, quantiles: Sequence[float], mask=None) -> torch.Tensor:
-    """Mean pinball loss over quantile levels and observed points; q_pred [..., Q]."""
-    qs = torch.as_tensor(quantiles, dtype=q_pred.dtype, device=q_pred.device)
-    diff = target.unsqueeze(-1) - q_pred
-    loss = torch.maximum(qs * diff, (qs - 1) * diff)
-    return _masked_mean(loss, mask)
-
-
-def student_t_nll(dist: torch.distributions.StudentT, target, mask=None) -> torch.Tensor:
-    return _masked_mean(-dist.log_prob(target), mask)
+def _nonfinite_loss_message(loss, batch, epoch: int, batch_idx: int) -> str:
+    """Why the training loss is not finite: the data (non-finite or huge observed values) is
+    checked first; only data of ordinary magnitude points at the memory diverging."""
+    where = f"training loss is {loss.item()} at epoch {epoch}, batch {batch_idx}"
+    biggest, bad = 0.0, []
+    for key in ("past", "future"):
+        x = batch.get(key)
+        if x is None:
+            continue
+        m = batch.get(f"{key}_mask")
+        x = x.detach().double() if m is None else torch.where(m.bool(), x.detach().double(), 0.0)
+        if not torch.isfinite(x).all():
+            bad.append(key)
+        finite = torch.where(torch.isfinite(x), x, 0.0)
+        biggest = max(biggest, float(finite.abs().max()) if finite.numel() else 0.0)
+    if bad:
+        return (f"{where}: the batch's observed {' and '.join(bad)} values are not finite (inf or NaN "
+                f"where the mask says observed); fix the data (NaN with mask 0 marks a missing value).")
+    if biggest > DATA_MAGNITUDE_LIMIT:
+        return (f"{where}: the data's magnitude is the cause (observed values up to {biggest:.3g}; "
+                f"squares of values this large overflow float32 in the loss and the normalisation). "
+                f"Standardise the data or change its units (the benchmark data module scales "
+                f"every channel; TitansForecaster scales every series itself).")
+    return (f"{where}. The data's magnitude is ordinary (observed values up to {biggest:.3g}), so the "
+            "likeliest cause is the neural memory's inner updates diverging over a long "
+            "context (many memory chunks): lower model.memory.max_lr (the cap on the inner "
+            "learning rate, e.g. 0.02 instead of 0.1), lower memory.chunk_size, or set "
+            "memory.surprise_clamp; a lower outer lr can also help.")
 
 
 class TitansLightningModule(pl.LightningModule):
-    """Training wrapper. Network arguments are those of :class:`TitansNet`.
+    """Training wrapper around :class:`TitansNet`.
 
     Args:
+        seq_len, horizon: context and forecast lengths (a recipe links them from its data).
         loss: for the point head, "mse", "mae" or "huber" (the quantile head trains on the pinball
             loss, the Student-t head on its negative log-likelihood).
-        optimizer: "adamw" (default) or "sgd" (momentum 0.9).
-        lr, weight_decay: learning rate and decoupled weight decay.
+        lr, weight_decay: learning rate and decoupled weight decay (matrices only; parameters
+            marked with :func:`titans_ts.memory.no_weight_decay` and vectors are not decayed).
         scheduler: "cosine" (to 0 over ``max_epochs``), "onecycle", or "none".
         warmup_epochs: linear warm-up epochs before the cosine schedule.
+        optimizer: "adamw" (default) or "sgd" (momentum 0.9).
+        ensemble: how many networks to train side by side (1: one :class:`TitansNet`; more: an
+            :class:`titans_ts.network.EnsembleNet` whose forecast is the members' mean, point and
+            quantile heads). Each member trains on its own loss; given a list of ``ensemble``
+            batches per step (``LTSFDataModule(streams=ensemble)``, which recipes link to this
+            setting) member ``k`` trains on batch ``k``, its own order of the training windows,
+            as an independently trained network would.
+        **network: the network's settings, the fields of :class:`titans_ts.config.TitansConfig`
+            (tokenizer, patch_len, d_model, n_layers, variant, memory, attention, RevIN, head,
+            cycle_len, ...).
     """
 
-    def __init__(self, seq_len: int = 96, horizon: int = 96, n_channels: int | None = None,
-                 tokenizer: str = "patch", patch_len: int = 16, stride: int = 8,
-                 d_model: int = 64, n_layers: int = 2, variant: str = "lmm",
-                 memory: dict | None = None, attn_heads: int = 4, window: int | None = None,
-                 n_persistent: int = 4, segment_len: int = 16, mlp_expansion: float = 2.0,
-                 dropout: float = 0.1, head: str = "point",
-                 quantiles: Sequence[float] = (0.1, 0.5, 0.9), revin: bool = True,
-                 revin_affine: bool = False, loss: str = "mse", lr: float = 1e-3,
-                 weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0,
-                 optimizer: str = "adamw", cycle_len: int = 0, revin_center: str = "mean") -> None:
+    def __init__(self, seq_len: int = TitansConfig.seq_len, horizon: int = TitansConfig.horizon,
+                 loss: str = "mse", lr: float = 1e-3, weight_decay: float = 1e-4,
+                 scheduler: str = "cosine", warmup_epochs: int = 0, optimizer: str = "adamw",
+                 ensemble: int = 1, **network) -> None:
         super().__init__()
         if loss not in POINT_LOSSES:
             raise ValueError(f"loss must be one of {POINT_LOSSES}, got {loss!r}")
@@ -85,11 +96,16 @@ class TitansLightningModule(pl.LightningModule):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
         if scheduler not in ("cosine", "onecycle", "none"):
             raise ValueError(f"scheduler must be 'cosine', 'onecycle' or 'none', got {scheduler!r}")
-        self.save_hyperparameters()
-        self.net = TitansNet(seq_len, horizon, n_channels, tokenizer, patch_len, stride, d_model,
-                             n_layers, variant, memory, attn_heads, window, n_persistent,
-                             segment_len, mlp_expansion, dropout, head, quantiles, revin,
-                             revin_affine, cycle_len, revin_center)
+        check_keys(network, TitansConfig.fields(), "model")
+        config = TitansConfig(seq_len=seq_len, horizon=horizon, **network)
+        self.config = config
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+            raise ValueError(f"ensemble must be a positive integer (networks trained side by side), got {ensemble!r}")
+        training = dict(loss=loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+                        warmup_epochs=warmup_epochs, optimizer=optimizer, ensemble=ensemble)
+        # plain values only: the checkpoint loads with weights_only=True and rebuilds this module
+        self.save_hyperparameters({**config.to_dict(), **training})
+        self.net = TitansNet(config) if ensemble == 1 else EnsembleNet(config, ensemble)
         self._sums: dict[str, torch.Tensor] = {}
 
     def forward(self, past, past_mask=None, time_index=None):
@@ -97,30 +113,43 @@ class TitansLightningModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ losses
     def _loss(self, out, batch):
-        target, mask = batch["future"], batch.get("future_mask")
-        kind = self.hparams.head
-        if kind == "point":
-            return point_loss(out, target, mask, self.hparams.loss)
-        if kind == "quantile":
-            return pinball_loss(out, target, self.hparams.quantiles, mask)
-        return student_t_nll(out, target, mask)
+        return self.net.head.loss(out, batch["future"], batch.get("future_mask"), self.hparams.loss)
 
     def _step(self, batch):
         out = self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
         return out, self._loss(out, batch)
 
+    def _train_loss(self, batch):
+        """The training loss. An ensemble's is the sum of its members' own losses (so each member's
+        gradient is its own loss's, as if it trained alone), member ``k`` on ``batch[k]`` when the
+        step brings one batch per member (its own window order), else every member on the one
+        batch; a single network's is its loss."""
+        k = len(self.net.members) if isinstance(self.net, EnsembleNet) else 1
+        if isinstance(batch, (list, tuple)):
+            if len(batch) != k:
+                raise ValueError(f"a training step brought {len(batch)} batches; the module takes one batch, "
+                                 f"or one per ensemble member ({k}): set data.streams to model.ensemble")
+            if k == 1:
+                batch = batch[0]
+        if k == 1:
+            return self._step(batch)[1]
+        batches = list(batch) if isinstance(batch, (list, tuple)) else [batch] * k
+        losses = []
+        for member, b in zip(self.net.members, batches):
+            out = member(b["past"], b.get("past_mask"), time_index=b.get("time_index"))
+            losses.append(self._loss(out, b))
+        return torch.stack(losses).sum()
+
     def training_step(self, batch, batch_idx):
-        _, loss = self._step(batch)
+        loss = self._train_loss(batch)
+        first = batch[0] if isinstance(batch, (list, tuple)) else batch
         if not torch.isfinite(loss):
             # stop here: one optimiser step on a non-finite loss makes every parameter NaN
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}. "
-                "The likeliest cause is the neural memory's inner updates diverging over a long "
-                "context (many memory chunks): lower model.memory.max_lr (the cap on the inner "
-                "learning rate, e.g. 0.02 instead of 0.1), lower memory.chunk_size, or set "
-                "memory.surprise_clamp; a lower outer lr can also help.")
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch["past"].shape[0])
+            raise FloatingPointError(_nonfinite_loss_message(loss, first, self.current_epoch, batch_idx))
+        # an ensemble logs its members' mean loss (the sum is what trains them)
+        k = len(self.net.members) if isinstance(self.net, EnsembleNet) else 1
+        self.log("train_loss", loss.detach() / k, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=first["past"].shape[0])
         return loss
 
     def _accumulate(self, prefix, out, batch):
@@ -160,8 +189,7 @@ class TitansLightningModule(pl.LightningModule):
         self._emit("test")
 
     def predict_step(self, batch, batch_idx, dataloader_idx=0):
-        out = self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
-        return self.net.point_forecast(out) if self.hparams.head == "point" else out
+        return self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -175,14 +203,30 @@ class TitansLightningModule(pl.LightningModule):
             torch.set_rng_state(rng["torch"])
 
     # ------------------------------------------------------------------ optimiser
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """The trainer's gradient clipping; an ensemble's members are clipped one by one (each as
+        if it trained alone), not by the norm of all their gradients together."""
+        if not isinstance(self.net, EnsembleNet) or not gradient_clip_val:
+            return self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        strategy = type(self.trainer.strategy).__name__ if self._trainer is not None else ""
+        if "FSDP" in strategy or "DeepSpeed" in strategy:
+            # sharded parameters: a member's norm needs the strategy's own clipping, which clips
+            # all parameters together
+            raise ValueError(f"an ensemble clips its members one by one, which {strategy} (sharded "
+                             "parameters) does not support; train it with DDP or one device, or set "
+                             "gradient_clip_val to None")
+        for member in self.net.members:
+            params = [p for p in member.parameters() if p.grad is not None]
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     def configure_optimizers(self) -> Any:
         decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            # vectors, the memory's learned initial weights and the position / cycle tables
-            table = "init_weights" in name or name.endswith(("pos", "cycle"))
-            (no_decay if p.dim() < 2 or table else decay).append(p)
+        for p in self.parameters():
+            if p.requires_grad:
+                (decay if wants_weight_decay(p) else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": self.hparams.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         if self.hparams.optimizer == "sgd":
@@ -204,8 +248,6 @@ class TitansLightningModule(pl.LightningModule):
             if epoch < warm:
                 return (epoch + 1) / (warm + 1)
             span = max(1, epochs - warm)
-            import math
-
             return 0.5 * (1 + math.cos(math.pi * min(epoch - warm, span) / span))
 
         s = torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -1,4 +1,4 @@
-"""``NeuralMemory``: the Titans long-term memory layer (LMM), titans-math.md sections 1-3.
+"""``NeuralMemory``: the Titans long-term memory layer (LMM), docs/titans-math.md sections 1-3.
 
 The layer only projects, convolves, gates and normalises; the memory itself is the functional op
 :func:`titans_ts.kernels.memory_scan.memory_scan` (backend chosen by device).
@@ -21,26 +21,78 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from titans_ts.config import MemoryConfig as _M
 from titans_ts.fused import causal_conv_silu, gated_rms_norm, l2_normalize
 from titans_ts.kernels.memory_scan import memory_scan
 from titans_ts.kernels.memory_scan.common import activation_fn
 
-__all__ = ["NeuralMemory", "MemoryState"]
+__all__ = ["NeuralMemory", "MemoryState", "no_weight_decay", "wants_weight_decay"]
+
+
+def no_weight_decay(p: nn.Parameter) -> nn.Parameter:
+    """Mark a parameter the optimiser must not decay (a learned initial state, a table of
+    positions or of a cycle); returns it. Vectors (norm scales, biases) are never decayed."""
+    p._no_weight_decay = True
+    return p
+
+
+def wants_weight_decay(p: nn.Parameter) -> bool:
+    """Whether the optimiser's weight decay applies to ``p``: matrices not marked with
+    :func:`no_weight_decay`."""
+    return p.dim() >= 2 and not getattr(p, "_no_weight_decay", False)
 
 
 class MemoryState(NamedTuple):
     """Everything a stream needs to continue exactly: the memory's weights and momentum (tuples of
-    [B, H, d_out, d_in] fp32 tensors) and the causal convolution's last ``kernel - 1`` inputs
-    ([B, kernel - 1, 3 * H * head_dim])."""
+    [N, H, d_out, d_in] fp32 tensors) and the causal convolution's last ``kernel - 1`` inputs
+    ([N, kernel - 1, 3 * H * head_dim], None before the first token), for N sequences.
+
+    States of several calls batch together (:meth:`cat`) and split apart again
+    (:meth:`split`), so sequences read at different times share one forward pass."""
 
     weights: tuple[torch.Tensor, ...]
     momentum: tuple[torch.Tensor, ...]
     conv: torch.Tensor | None
 
+    @property
+    def rows(self) -> int:
+        """N, the number of sequences the state holds."""
+        return self.weights[0].shape[0]
+
     def detach(self) -> "MemoryState":
         return MemoryState(tuple(w.detach() for w in self.weights),
                            tuple(s.detach() for s in self.momentum),
                            None if self.conv is None else self.conv.detach())
+
+    def contiguous(self) -> "MemoryState":
+        """The same state in its own (non-broadcast) storage."""
+        return MemoryState(tuple(w.contiguous() for w in self.weights),
+                           tuple(m.contiguous() for m in self.momentum),
+                           None if self.conv is None else self.conv.contiguous())
+
+    def select(self, rows: slice | torch.Tensor) -> "MemoryState":
+        """The state of some of the sequences (a slice or an index tensor of rows)."""
+        return MemoryState(tuple(w[rows].contiguous() for w in self.weights),
+                           tuple(m[rows].contiguous() for m in self.momentum),
+                           None if self.conv is None else self.conv[rows].contiguous())
+
+    @staticmethod
+    def cat(states: "list[MemoryState]") -> "MemoryState":
+        """One state holding the rows of ``states`` in order. A state with no convolution history
+        (it has read nothing yet) counts as a zero history beside states that have one."""
+        ref = next((s.conv for s in states if s.conv is not None), None)
+        conv = None if ref is None else torch.cat(
+            [s.conv if s.conv is not None else ref.new_zeros(s.rows, *ref.shape[1:]) for s in states])
+        return MemoryState(tuple(torch.cat(ws) for ws in zip(*[s.weights for s in states])),
+                           tuple(torch.cat(ms) for ms in zip(*[s.momentum for s in states])), conv)
+
+    def split(self, n: int) -> "list[MemoryState]":
+        """``n`` states of ``rows // n`` consecutive rows each (the inverse of :meth:`cat` for
+        equal parts)."""
+        if n < 1 or self.rows % n:
+            raise ValueError(f"cannot split a state of {self.rows} rows into {n} equal parts")
+        k = self.rows // n
+        return [self.select(slice(i * k, (i + 1) * k)) for i in range(n)]
 
 
 class NeuralMemory(nn.Module):
@@ -65,11 +117,13 @@ class NeuralMemory(nn.Module):
         backend: memory_scan backend ("auto", "chunked", "triton", "reference").
     """
 
-    def __init__(self, dim: int, heads: int = 4, head_dim: int | None = None, depth: int = 2,
-                 expansion: float = 2.0, activation: str = "silu", chunk_size: int = 64,
-                 conv_kernel: int = 4, momentum: bool = True, forgetting: bool = True,
-                 max_lr: float = 0.1, residual_memory: bool = False,
-                 surprise_clamp: float | None = None, backend: str = "auto") -> None:
+    def __init__(self, dim: int, heads: int = _M.heads, head_dim: int | None = _M.head_dim,
+                 depth: int = _M.depth, expansion: float = _M.expansion,
+                 activation: str = _M.activation, chunk_size: int = _M.chunk_size,
+                 conv_kernel: int = _M.conv_kernel, momentum: bool = _M.momentum,
+                 forgetting: bool = _M.forgetting, max_lr: float = _M.max_lr,
+                 residual_memory: bool = _M.residual_memory,
+                 surprise_clamp: float | None = _M.surprise_clamp, backend: str = _M.backend) -> None:
         super().__init__()
         if dim < 1 or heads < 1:
             raise ValueError(f"dim and heads must be positive, got dim={dim}, heads={heads}")
@@ -95,7 +149,8 @@ class NeuralMemory(nn.Module):
         hidden = max(1, int(round(head_dim * expansion)))
         dims = [head_dim] + [hidden] * (depth - 1) + [head_dim]
         self.init_weights = nn.ParameterList(
-            [nn.Parameter(torch.empty(heads, dims[i + 1], dims[i])) for i in range(depth)])
+            [no_weight_decay(nn.Parameter(torch.empty(heads, dims[i + 1], dims[i])))
+             for i in range(depth)])
         self.out_gate = nn.Linear(dim, inner, bias=False)
         self.norm_weight = nn.Parameter(torch.ones(head_dim))
         self.out_proj = nn.Linear(inner, dim, bias=False)
@@ -139,14 +194,16 @@ class NeuralMemory(nn.Module):
         return y, prev[:, prev.shape[1] - (k - 1):]
 
     def forward(self, x: torch.Tensor, state: MemoryState | None = None,
-                mask: torch.Tensor | None = None,
-                return_state: bool = True) -> tuple[torch.Tensor, MemoryState | None]:
+                mask: torch.Tensor | None = None, return_state: bool = True,
+                surprise_clamp: float | None = None) -> tuple[torch.Tensor, MemoryState | None]:
         """Args:
             x: [B, T, dim].
             state: a :class:`MemoryState` from a previous call to continue a stream (None: the
                 learned initial memory).
             mask: [B, T] observed mask; unobserved tokens write nothing into the memory.
             return_state: False skips the final state (returned as None).
+            surprise_clamp: this call's soft clamp on the surprise norm (None: the layer's own
+                ``surprise_clamp``), e.g. for a stream carried far beyond the training length.
 
         Returns ``(out [B, T, dim], state)``.
         """
@@ -174,7 +231,8 @@ class NeuralMemory(nn.Module):
         y, final = memory_scan(q, k, v, alpha, eta, theta, weights=weights,
                                momentum=momentum, chunk_size=self.chunk_size,
                                activation=self.activation, mask=mask, backend=self.backend,
-                               surprise_clamp=self.surprise_clamp, output_final_state=return_state)
+                               surprise_clamp=self.surprise_clamp if surprise_clamp is None else surprise_clamp,
+                               output_final_state=return_state)
         if self.residual_memory:
             y = y + q
         # gated RMSNorm per head, then the output projection

@@ -25,21 +25,27 @@ into the memory, and RevIN statistics use observed values only.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import VARIANTS, RMSNorm, make_block
+from .blocks import RMSNorm, make_block
+from .config import HEADS, REVIN_CENTERS, TOKENIZERS, TitansConfig
+from .heads import make_head
+from .memory import no_weight_decay
 
-__all__ = ["TitansNet", "RevIN", "HEADS", "TOKENIZERS"]
-
-HEADS = ("point", "quantile", "student_t")
-TOKENIZERS = ("patch", "variate")
+__all__ = ["TitansNet", "EnsembleNet", "RevIN", "HEADS", "TOKENIZERS"]
 
 
-REVIN_CENTERS = ("mean", "last")
+def masked_moments(x: torch.Tensor, mask: torch.Tensor | None):
+    """Per window and channel, the mean and (biased) variance over the observed steps of
+    ``x`` [B, L, C]: ``[B, 1, C]`` each."""
+    if mask is None:
+        return x.mean(1, keepdim=True), x.var(1, keepdim=True, unbiased=False)
+    m = mask.to(x.dtype)
+    n = m.sum(1, keepdim=True).clamp_min(1.0)
+    mean = (x * m).sum(1, keepdim=True) / n
+    return mean, (((x - mean) * m) ** 2).sum(1, keepdim=True) / n
 
 
 class RevIN(nn.Module):
@@ -69,14 +75,7 @@ class RevIN(nn.Module):
 
     def normalize(self, x: torch.Tensor, mask: torch.Tensor | None):
         """x [B, L, C] -> (normalised x, (center, std)) with statistics [B, 1, C]."""
-        if mask is None:
-            mean = x.mean(1, keepdim=True)
-            var = x.var(1, keepdim=True, unbiased=False)
-        else:
-            m = mask.to(x.dtype)
-            n = m.sum(1, keepdim=True).clamp_min(1.0)
-            mean = (x * m).sum(1, keepdim=True) / n
-            var = (((x - mean) * m) ** 2).sum(1, keepdim=True) / n
+        mean, var = masked_moments(x, mask)
         std = torch.sqrt(var + self.eps)
         if self.center == "last":
             mean = _last_observed(x, mask)
@@ -118,81 +117,70 @@ def _last_observed(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 class TitansNet(nn.Module):
     """Titans backbone for multivariate forecasting.
 
-    Args:
-        seq_len: context length L.
-        horizon: forecast length H.
-        n_channels: number of channels C (needed for ``revin_affine``; otherwise any C works).
-        tokenizer: "patch" or "variate".
-        patch_len, stride: patching (tokenizer "patch").
-        d_model: token width.
-        n_layers: number of blocks.
-        variant: "lmm", "mac", "mag" or "mal".
-        memory: keyword arguments of :class:`titans_ts.NeuralMemory` (heads, depth, expansion,
-            chunk_size, momentum, forgetting, max_lr, ...).
-        attn_heads, window, n_persistent, segment_len: attention options (MAC / MAG / MAL).
-        mlp_expansion, dropout: block MLP width and dropout.
-        head: "point", "quantile" or "student_t".
-        quantiles: levels of the quantile head.
-        revin, revin_affine, revin_center: instance normalisation; ``revin_center`` "mean" or
-            "last" (see :class:`RevIN`).
-        cycle_len: period (in steps) of a learned per-channel cycle (0: none). Needs
-            ``n_channels``, and ``time_index`` in :meth:`forward` (the absolute position of the
-            first context step, e.g. its row in the file): a model can learn where in a day or
-            a year a window sits even when the context is shorter than the period.
+    Built from a :class:`titans_ts.config.TitansConfig`, or from its settings (``seq_len`` and
+    ``horizon`` may come first, positionally), validated the same way; see that class for every
+    setting:
+
+        >>> import torch
+        >>> from titans_ts import TitansNet
+        >>> net = TitansNet(seq_len=96, horizon=24, variant="mac", segment_len=4,
+        ...                 memory={"heads": 2, "depth": 2})
+        >>> net(torch.randn(8, 96, 3)).shape          # [B, L, C] context -> [B, H, C] forecast
+        torch.Size([8, 24, 3])
+
+    ``cycle_len`` > 0 adds a learned per-channel cycle: :meth:`forward` then needs
+    ``time_index`` (the absolute position of each window's first context step, e.g. its row in
+    the file), so the model knows where in a day or a year a window sits even when the context is
+    shorter than the period.
     """
 
-    def __init__(self, seq_len: int, horizon: int, n_channels: int | None = None,
-                 tokenizer: str = "patch", patch_len: int = 16, stride: int = 8,
-                 d_model: int = 64, n_layers: int = 2, variant: str = "lmm",
-                 memory: dict | None = None, attn_heads: int = 4, window: int | None = None,
-                 n_persistent: int = 4, segment_len: int = 16, mlp_expansion: float = 2.0,
-                 dropout: float = 0.1, head: str = "point",
-                 quantiles: Sequence[float] = (0.1, 0.5, 0.9), revin: bool = True,
-                 revin_affine: bool = False, cycle_len: int = 0, revin_center: str = "mean") -> None:
+    def __init__(self, config: TitansConfig | int | None = None, horizon: int | None = None,
+                 **settings) -> None:
         super().__init__()
-        for name, val, allowed in (("tokenizer", tokenizer, TOKENIZERS), ("variant", variant, VARIANTS),
-                                   ("head", head, HEADS)):
-            if val not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {val!r}")
-        if seq_len < 1 or horizon < 1:
-            raise ValueError(f"seq_len and horizon must be positive, got {seq_len}, {horizon}")
-        quantiles = tuple(float(q) for q in quantiles)
-        if head == "quantile" and (not quantiles or not all(0 < q < 1 for q in quantiles)):
-            raise ValueError(f"quantiles must be levels in (0, 1), got {quantiles}")
-        self.seq_len, self.horizon, self.tokenizer = seq_len, horizon, tokenizer
-        self.head_kind, self.quantiles = head, quantiles
-        self.revin = RevIN(n_channels, revin_affine, center=revin_center) if revin else None
-        if not isinstance(cycle_len, int) or isinstance(cycle_len, bool) or cycle_len < 0:
-            raise ValueError(f"cycle_len must be a non-negative integer (0: no cycle), got {cycle_len!r}")
-        if cycle_len and not n_channels:
-            raise ValueError("cycle_len > 0 needs n_channels (the cycle is learned per channel)")
-        self.cycle_len = cycle_len
-        self.cycle = nn.Parameter(torch.zeros(cycle_len, n_channels)) if cycle_len else None
-        memory = dict(memory or {})
-        memory.setdefault("heads", 4)
-        if tokenizer == "patch":
-            if patch_len < 1 or stride < 1:
-                raise ValueError("patch_len and stride must be positive")
-            self.patch_len, self.stride = patch_len, stride
-            self.n_tokens = max(0, (seq_len - patch_len)) // stride + 2 if seq_len >= patch_len else 1
-            self.embed = nn.Linear(2 * patch_len, d_model)
+        if not isinstance(config, TitansConfig):  # TitansNet(seq_len, horizon, **settings)
+            if config is not None:
+                settings["seq_len"] = config
+            if horizon is not None:
+                settings["horizon"] = horizon
+            config = None
+        elif horizon is not None or settings:
+            raise ValueError("give either a TitansConfig or settings, not both "
+                             "(config.replace(...) makes a changed copy)")
+        config = TitansConfig.from_dict(config, **settings)
+        self.config = config
+        c = config
+        self.seq_len, self.horizon, self.tokenizer = c.seq_len, c.horizon, c.tokenizer
+        self.head = make_head(c.head, c.quantiles)
+        self.revin = RevIN(c.n_channels, c.revin_affine, center=c.revin_center) if c.revin else None
+        self.cycle_len = c.cycle_len
+        self.cycle = (no_weight_decay(nn.Parameter(torch.zeros(c.cycle_len, c.n_channels)))
+                      if c.cycle_len else None)
+        d_model = c.d_model
+        if c.tokenizer == "patch":
+            self.patch_len, self.stride = c.patch_len, c.stride
+            L, P = c.seq_len, c.patch_len
+            self.n_tokens = max(0, (L - P)) // c.stride + 2 if L >= P else 1
+            self.embed = nn.Linear(2 * P, d_model)
+            self.pos = no_weight_decay(nn.Parameter(torch.randn(self.n_tokens, d_model) * 0.02))
         else:
             self.n_tokens = None
-            self.embed = nn.Linear(2 * seq_len, d_model)
-        self.pos = nn.Parameter(torch.randn(self.n_tokens or 1, d_model) * 0.02) if tokenizer == "patch" else None
+            self.embed = nn.Linear(2 * c.seq_len, d_model)
+            self.pos = None
         self.blocks = nn.ModuleList([
-            make_block(variant, d_model, memory_kwargs=memory, mlp_expansion=mlp_expansion,
-                       dropout=dropout, attn_heads=attn_heads, window=window,
-                       n_persistent=n_persistent, segment_len=segment_len)
-            for _ in range(n_layers)
+            make_block(c.variant, d_model, memory=c.memory, mlp_expansion=c.mlp_expansion,
+                       dropout=c.dropout, attn_heads=c.attn_heads, window=c.window,
+                       n_persistent=c.n_persistent, segment_len=c.segment_len)
+            for _ in range(c.n_layers)
         ])
         self.norm = RMSNorm(d_model)
-        self.drop = nn.Dropout(dropout)
-        self.k_out = {"point": 1, "quantile": len(quantiles), "student_t": 3}[head]
-        if tokenizer == "patch":
-            self.proj = nn.Linear(self.n_tokens * d_model, horizon * self.k_out)
+        self.drop = nn.Dropout(c.dropout)
+        self.k_out = self.head.n_outputs
+        if c.tokenizer == "patch":
+            self.proj = nn.Linear(self.n_tokens * d_model, c.horizon * self.k_out)
         else:
-            self.proj = nn.Linear(d_model, horizon * self.k_out)
+            self.proj = nn.Linear(d_model, c.horizon * self.k_out)
+        # created last: a network without it draws the same initial weights as before it existed
+        self.linear = nn.Linear(c.seq_len, c.horizon) if c.linear_skip else None
 
     # ------------------------------------------------------------------ tokenisers
     def _patches(self, x: torch.Tensor, m: torch.Tensor):
@@ -221,7 +209,7 @@ class TitansNet(nn.Module):
 
     def forward(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
                 states: list | None = None, return_states: bool = False,
-                time_index: torch.Tensor | None = None):
+                time_index: torch.Tensor | None = None, surprise_clamp: float | None = None):
         """Args:
             past: [B, L, C] context; past_mask: [B, L, C] observed mask (None = all observed).
             time_index: [B] integer position of each window's first context step (needed, and
@@ -230,6 +218,8 @@ class TitansNet(nn.Module):
                 learned initial memory) to start the memories from, e.g. what an earlier call
                 returned after reading older data (test-time memorisation across windows).
             return_states: also return the blocks' final memory states.
+            surprise_clamp: this call's soft clamp on the memories' surprise norm (None: each
+                memory's own setting), e.g. for states carried far beyond the training length.
 
         Returns the forecast: [B, H, C] (point), [B, H, C, Q] (quantile), or a
         ``torch.distributions.StudentT`` with batch shape [B, H, C] (student_t); with
@@ -260,7 +250,8 @@ class TitansNet(nn.Module):
             raise ValueError(f"states must hold one entry per block ({len(self.blocks)}), got {len(states)}")
         finals = []
         for i, block in enumerate(self.blocks):
-            h, st = block(h, None if states is None else states[i], tok_mask, return_state=return_states)
+            h, st = block(h, None if states is None else states[i], tok_mask, return_state=return_states,
+                          surprise_clamp=surprise_clamp)
             finals.append(st)
         h = self.norm(h)
         if self.tokenizer == "patch":
@@ -268,12 +259,16 @@ class TitansNet(nn.Module):
         else:
             out = self.proj(h).view(B, C, self.horizon, self.k_out)
         out = out.permute(0, 2, 1, 3)  # [B, H, C, k]
+        if self.linear is not None:  # the linear path shifts the location (first output)
+            lin = self.linear(x.transpose(1, 2)).transpose(1, 2).unsqueeze(-1)  # [B, H, C, 1]
+            out = torch.cat([out[..., :1] + lin, out[..., 1:]], -1)
         if self.cycle is not None:
             # the first output is the location (point, lowest quantile, Student-t loc): adding
             # the cycle there shifts every head's whole forecast
             out = torch.cat([out[..., :1] + self.cycle_at(time_index, L, self.horizon).unsqueeze(-1),
                              out[..., 1:]], -1)
-        return (self._head(out, stats), finals) if return_states else self._head(out, stats)
+        forecast = self.head(out, self.revin, stats)
+        return (forecast, finals) if return_states else forecast
 
     def _check_time_index(self, time_index, B: int, C: int) -> torch.Tensor:
         if time_index is None:
@@ -288,33 +283,56 @@ class TitansNet(nn.Module):
             raise ValueError(f"the learned cycle has {self.cycle.shape[1]} channels, past has {C}")
         return time_index
 
-    def _head(self, out: torch.Tensor, stats):
-        if self.head_kind == "point":
-            y = out[..., 0]
-            return self.revin.denormalize(y, stats) if self.revin is not None else y
-        if self.head_kind == "quantile":
-            # monotone by construction: the lowest level, then cumulative softplus increments
-            base, steps = out[..., :1], F.softplus(out[..., 1:])
-            q = torch.cat([base, base + torch.cumsum(steps, -1)], -1)
-            return self.revin.denormalize(q, stats) if self.revin is not None else q
-        loc, raw_scale, raw_df = out.unbind(-1)
-        scale = F.softplus(raw_scale) + 1e-3
-        df = 2.0 + F.softplus(raw_df)
-        if self.revin is not None:
-            mean, std = stats
-            loc = self.revin.denormalize(loc, stats)
-            scale = scale * self.revin.denormalize_scale(std).view(std.shape[0], 1, std.shape[2])
-        return torch.distributions.StudentT(df, loc, scale)
-
     def point_forecast(self, output) -> torch.Tensor:
         """[B, H, C] point forecast of any head's output (median for quantiles and Student-t)."""
-        if self.head_kind == "point":
-            return output
-        if self.head_kind == "quantile":
-            j = min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
-            return output[..., j]
-        return output.loc
+        return self.head.point(output)
 
     @staticmethod
     def count_parameters(module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class EnsembleNet(nn.Module):
+    """``size`` :class:`TitansNet` members built from one configuration (each with its own random
+    initialisation and dropout draws), trained side by side on their own losses
+    (:class:`titans_ts.lightning_module.TitansLightningModule` with ``ensemble=size``); the forecast
+    is the members' mean, per step and channel (per quantile level for the quantile head: the
+    mean of monotone quantiles is monotone). A deep ensemble: ``size`` times the compute and
+    parameters of one network for a lower error (docs/benchmarks/time_to_accuracy.md).
+
+    It reads windows only: no memory state is carried across windows (``states`` /
+    ``return_states`` are refused), and the Student-t head is refused (a mean of Student-t
+    parameters is not a mixture).
+    """
+
+    def __init__(self, config: TitansConfig, size: int) -> None:
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+            raise ValueError(f"an ensemble needs an integer size >= 2, got {size!r} (1: a single TitansNet)")
+        if config.head not in ("point", "quantile"):
+            raise ValueError(f"an ensemble averages point or quantile forecasts; head={config.head!r} is not "
+                             f"supported (use head='point' or 'quantile', or ensemble=1)")
+        self.config = config
+        self.seq_len, self.horizon = config.seq_len, config.horizon
+        self.members = nn.ModuleList(TitansNet(config) for _ in range(size))
+
+    @property
+    def head(self):
+        return self.members[0].head
+
+    def member_forecasts(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
+                         time_index: torch.Tensor | None = None, surprise_clamp: float | None = None) -> list:
+        """Each member's forecast (what :meth:`TitansNet.forward` returns) of the same windows."""
+        return [m(past, past_mask, time_index=time_index, surprise_clamp=surprise_clamp) for m in self.members]
+
+    def forward(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
+                states: list | None = None, return_states: bool = False,
+                time_index: torch.Tensor | None = None, surprise_clamp: float | None = None):
+        if states is not None or return_states:
+            raise ValueError("an ensemble forecasts each window from the members' learned initial "
+                             "memories; it carries no memory state across windows (states / "
+                             "return_states need a single TitansNet, ensemble=1)")
+        return torch.stack(self.member_forecasts(past, past_mask, time_index, surprise_clamp), 0).mean(0)
+
+    def point_forecast(self, output) -> torch.Tensor:
+        return self.head.point(output)

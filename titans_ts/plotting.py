@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .atomic import save_figure
+
 __all__ = ["plot_test_forecast", "plot_forecast_frame"]
 
 
@@ -48,19 +50,18 @@ def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple
             ax.plot(range(L), item["past"][:, ch], color="0.4", lw=1, label="context")
             ax.plot(range(L, L + H), item["future"][:, ch], color="k", lw=1, label="truth")
             ax.plot(range(L, L + H), pred, color="tab:red", lw=1.2, label="titans-ts")
-            if getattr(net, "head_kind", "point") == "quantile":
-                q = out_[0, :, ch].cpu()
+            band = net.head.band_levels
+            if band is not None:
+                q = net.head.quantiles(out_, band)[0, :, ch].cpu()
                 ax.fill_between(range(L, L + H), q[:, 0], q[:, -1], color="tab:red", alpha=0.2,
-                                label=f"{net.quantiles[0]:g}-{net.quantiles[-1]:g} quantiles")
+                                label=f"{band[0]:g}-{band[1]:g} quantiles")
             start = test.timestamps[test.window_start(w)] if test.timestamps is not None else w
             ax.set_title(f"{datamodule.dataset} test window {w} (from {start}), channel "
                          f"{test.columns[ch]}, scaled", fontsize=9)
             ax.axvline(L - 0.5, color="0.7", lw=0.8, ls="--")
         axes[0, 0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    out = save_figure(fig, out, dpi=110)
     plt.close(fig)
     return out
 
@@ -91,8 +92,7 @@ def plot_forecast_frame(history, forecast, out: str | os.PathLike | None = None,
     axes[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110)
+        save_figure(fig, out, dpi=110)
     return fig
 
 

@@ -25,6 +25,7 @@ _QUIET_WARNINGS = (
     r".*The number of training batches .* is smaller than the logging interval.*",
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*`validation_step` but have no `val_dataloader`.*",  # validation switched off on purpose
 )
 
 

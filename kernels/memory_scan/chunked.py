@@ -1,4 +1,4 @@
-"""Chunk-parallel memory scan in PyTorch: the closed form of titans-math.md section 2.
+"""Chunk-parallel memory scan in PyTorch: the closed form of docs/titans-math.md section 2.
 
 Inside a chunk of ``b`` tokens every momentary surprise is taken at the chunk-start weights, so for
 each memory layer ``l`` (input activations ``h``, back-propagated inner-loss errors ``delta``)
@@ -47,8 +47,14 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .common import activation_backward, activation_fn, compute_dtype, mul_activation_grad2_, \
-    soft_clamp_scale, soft_clamp_scale_grad
+from .common import (
+    activation_backward,
+    activation_fn,
+    compute_dtype,
+    mul_activation_grad2_,
+    soft_clamp_scale,
+    soft_clamp_scale_grad,
+)
 
 __all__ = ["memory_scan_chunked", "chunk_gate_coefficients", "chunk_forward", "chunk_backward"]
 

@@ -126,13 +126,24 @@ def _shape(t: torch.Tensor) -> str:
 
 def validate_inputs(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, activation, mask,
                     check_ranges: bool = True):
-    """Check shapes, dtypes and gate ranges; return (weights, momentum) broadcast to [B, H, ...]."""
+    """Check shapes, dtypes, values and gate ranges; return (weights, momentum, mask) with
+    weights and momentum broadcast to [B, H, ...].
+
+    Dtypes: q, k and v share one floating dtype; the gates are floating point; the weights and
+    the momentum of every layer share one floating dtype (the state's). ``mask`` is bool, or
+    numbers in [0, 1]: 0 / False leaves a token unwritten, 1 / True writes it, and a fraction
+    ``m`` writes it with the inner learning rate ``m * theta_t`` (a partial write; the gates
+    alpha and eta act as usual). With ``check_ranges`` (outside ``torch.compile``), the values are
+    checked too, in one device synchronisation: gates in range, mask in [0, 1], and q, k, v,
+    weights and momentum finite (an inf / NaN there makes every later output NaN)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
             got = _shape(t) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{name} must be a 4-D tensor [B, T, H, d], got {got}")
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"q, k and v must share one dtype; got q {q.dtype}, k {k.dtype}, v {v.dtype}")
     B, T, H, dk = k.shape
     if q.shape != k.shape:
         raise ValueError(f"q and k must have the same shape [B, T, H, d_k]; q is {_shape(q)}, k is {_shape(k)}")
@@ -145,14 +156,6 @@ def validate_inputs(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, a
             raise ValueError(f"{name} must be [B, T, H] = [{B}, {T}, {H}], got {got}")
         if not g.is_floating_point():
             raise TypeError(f"{name} must be floating point, got {g.dtype}")
-    if check_ranges and T > 0 and not torch.compiler.is_compiling():
-        with torch.no_grad():
-            for name, g, lo, hi in (("alpha", alpha, 0.0, 1.0), ("eta", eta, 0.0, 1.0),
-                                    ("theta", theta, 0.0, math.inf)):
-                gmin, gmax = float(g.min()), float(g.max())
-                if not (gmin >= lo and gmax <= hi):  # also catches NaN
-                    rng = f"[{lo}, {hi}]" if hi != math.inf else f">= {lo}"
-                    raise ValueError(f"{name} must lie in {rng}; got values in [{gmin:.4g}, {gmax:.4g}]")
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if activation not in ACTIVATIONS:
@@ -162,11 +165,17 @@ def validate_inputs(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, a
     weights = tuple(weights)
     if len(weights) == 0:
         raise ValueError("weights must hold at least one layer")
+    given = [(f"weights[{i}]", w) for i, w in enumerate(weights)]
     full = []
     d_in = dk
     for i, w in enumerate(weights):
         if not isinstance(w, torch.Tensor) or w.dim() not in (3, 4):
             raise ValueError(f"weights[{i}] must be [B, H, d_out, d_in] or [H, d_out, d_in]")
+        if not w.is_floating_point():
+            raise TypeError(f"weights[{i}] must be a floating-point tensor, got {w.dtype}")
+        if w.dtype != weights[0].dtype:
+            raise TypeError(f"every memory layer's weights must share one dtype; weights[0] is "
+                            f"{weights[0].dtype}, weights[{i}] {w.dtype}")
         if w.dim() == 3:
             w = w.unsqueeze(0).expand(B, *w.shape)
         if w.shape[:2] != (B, H) or w.shape[-1] != d_in:
@@ -186,6 +195,12 @@ def validate_inputs(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, a
             raise ValueError(f"momentum must have one tensor per memory layer ({len(full)}), got {len(momentum)}")
         mom = []
         for i, (s, w) in enumerate(zip(momentum, full)):
+            if not isinstance(s, torch.Tensor) or not s.is_floating_point():
+                got = s.dtype if isinstance(s, torch.Tensor) else type(s).__name__
+                raise TypeError(f"momentum[{i}] must be a floating-point tensor, got {got}")
+            if s.dtype != w.dtype:
+                raise TypeError(f"momentum[{i}] must have the weights' dtype {w.dtype}, got {s.dtype}")
+            given.append((f"momentum[{i}]", s))
             if s.dim() == 3:
                 s = s.unsqueeze(0).expand(B, *s.shape)
             if s.shape != w.shape:
@@ -193,8 +208,43 @@ def validate_inputs(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, a
             mom.append(s)
         momentum = tuple(mom)
     if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.is_complex():
+            raise TypeError(f"mask must be a bool or real tensor, got {type(mask).__name__}")
         if mask.shape == (B, T):
             mask = mask[:, :, None].expand(B, T, H)
         elif mask.shape != (B, T, H):
             raise ValueError(f"mask must be [B, T] or [B, T, H] = [{B}, {T}, {H}], got {_shape(mask)}")
+    if check_ranges and T > 0 and not torch.compiler.is_compiling():
+        _check_values(q, k, v, alpha, eta, theta, given, mask)
     return tuple(full), momentum, mask
+
+
+def _check_values(q, k, v, alpha, eta, theta, states, mask) -> None:
+    """Gate ranges, mask range and finiteness of the inputs, read in one synchronisation."""
+    with torch.no_grad():
+        gates = (("alpha", alpha, 0.0, 1.0), ("eta", eta, 0.0, 1.0), ("theta", theta, 0.0, math.inf))
+        checks = [x for _, g, _, _ in gates for x in (g.amin(), g.amax())]
+        named = [("q", q), ("k", k), ("v", v)] + list(states)
+        checks += [torch.isfinite(t).all() for _, t in named]
+        if mask is not None and mask.dtype != torch.bool:
+            checks += [mask.amin(), mask.amax()]
+        vals = torch.stack([c.to(device=q.device, dtype=torch.float32) for c in checks]).tolist()
+    for j, (name, _, lo, hi) in enumerate(gates):
+        gmin, gmax = vals[2 * j], vals[2 * j + 1]
+        if not (gmin >= lo and gmax <= hi):  # also catches NaN
+            rng = f"[{lo}, {hi}]" if hi != math.inf else f">= {lo}"
+            nan = (" (NaN: the values the gate is computed from are not finite)"
+                   if gmin != gmin or gmax != gmax else "")
+            raise ValueError(f"{name} must lie in {rng}; got values in [{gmin:.4g}, {gmax:.4g}]{nan}")
+    for (name, _), ok in zip(named, vals[6:6 + len(named)]):
+        if not ok:
+            raise ValueError(f"{name} holds non-finite values (inf / NaN): the memory would return NaN "
+                             f"for this token and every later one. Check the data and the layers "
+                             f"before the memory (a non-finite input, or a state carried from a "
+                             f"diverged scan)")
+    if mask is not None and mask.dtype != torch.bool:
+        mmin, mmax = vals[-2], vals[-1]
+        if not (mmin >= 0.0 and mmax <= 1.0):
+            raise ValueError(f"mask must be bool or hold numbers in [0, 1] (0: not written, 1: written, "
+                             f"a fraction m: written with inner learning rate m * theta); got values "
+                             f"in [{mmin:.4g}, {mmax:.4g}]")

@@ -61,7 +61,7 @@ def memory_scan(
     surprise_clamp: float | None = None,
     output_final_state: bool = True,
 ):
-    """Run the Titans neural long-term memory over a sequence (titans-math.md sections 1-2).
+    """Run the Titans neural long-term memory over a sequence (docs/titans-math.md sections 1-2).
 
     For each token ``t`` and head, with chunk-start weights ``W_c`` (refreshed every
     ``chunk_size`` tokens, counted from the start of this call):
@@ -85,7 +85,10 @@ def memory_scan(
         momentum: initial surprise, same shapes as ``weights``; zeros if None.
         chunk_size: tokens per chunk (gradients inside a chunk use the chunk-start weights).
         activation: hidden activation of a deep memory: "silu", "gelu", "relu", "tanh", "identity".
-        mask: [B, T] or [B, T, H]; 0 / False means "not observed": theta = 0, nothing written.
+        mask: [B, T] or [B, T, H], bool or numbers in [0, 1]; 0 / False means "not observed":
+            theta = 0, nothing written (the gates still forget and decay the momentum); a
+            fraction ``m`` writes the token with the inner learning rate ``m * theta_t`` (a
+            partial write). Values outside [0, 1] are refused.
         backend: "auto" (triton for CUDA tensors when it supports the configuration: depth 1-2,
             power-of-two chunk >= 16, no surprise clamp, and tile widths checked on a GPU, see
             ``triton.GPU_CHECKED``; else chunked), "reference" (per-token
@@ -95,6 +98,11 @@ def memory_scan(
             (over all layers) is ``tau * tanh(||u_t|| / tau)`` (off in the paper's contract).
         output_final_state: False skips computing the final state (returned as None) when only
             the outputs are needed.
+
+    q, k and v share one floating dtype; the weights and momentum of every layer another (the
+    state's). Gate ranges, the mask's range and the finiteness of q, k, v and the initial state
+    are checked (one device synchronisation; skipped under ``torch.compile``): an inf or NaN
+    there is an error, not a NaN output.
 
     Returns:
         ``y`` [B, T, H, d_v] in q's dtype, and the final state ``(weights_T, momentum_T)``: tuples

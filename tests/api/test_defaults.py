@@ -1,0 +1,184 @@
+"""Data-aware defaults (titans_ts.defaults): the rules, and both front-ends applying them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from gluonts.dataset.common import ListDataset
+
+from titans_ts import TitansForecaster
+from titans_ts import defaults as dd
+from titans_ts.gluonts import TitansEstimator
+
+pytestmark = pytest.mark.filterwarnings("ignore:.M. is deprecated:FutureWarning")
+
+SMALL_NET = dict(patch_len=8, stride=4, d_model=16, batch_size=16,
+                 memory=dict(heads=2, depth=1, expansion=1.0, chunk_size=4))
+
+
+@pytest.mark.parametrize("freq, periods", [
+    ("h", (24, 168)), ("15min", (96, 672)), ("10min", (144, 1008)), ("2h", (12, 84)),
+    ("D", (7, 365)), ("B", (5, 260)), ("W-MON", (52,)), ("MS", (12,)), ("ME", (12,)),
+    ("QS", (4,)), ("YS", ()), ("Y", ()), (None, ()), ("not-a-freq", ()),
+])
+def test_seasonal_periods(freq, periods):
+    assert dd.seasonal_periods(freq) == periods
+
+
+def test_context_length_follows_the_longest_season_the_data_show_twice():
+    # monthly, horizon 18 (the M3 / M1 monthly sets): two horizons, longer than the year
+    assert dd.data_defaults("MS", 18, [115] * 10, 32).context_length == 36
+    # long hourly series: a week and a quarter (longer than the week, so the step a week before
+    # every forecast step is in the context)
+    long_hourly = dd.data_defaults("h", 48, [17420] * 7, 32)
+    assert long_hourly.useful_seasons == (24, 168) and long_hourly.context_length == 210
+    # NN5: 791 daily values hold two weeks but not two years beside the horizon
+    nn5 = dd.data_defaults("D", 56, [735] * 111, 32)
+    assert nn5.useful_seasons == (7,) and nn5.context_length == 112
+    # short hourly series (10 days): the daily season only
+    assert dd.data_defaults("h", 24, [240] * 5, 32).context_length == 48
+    # short yearly series: bounded by the typical training length, at least the horizon
+    assert dd.data_defaults("YS", 6, [20, 21, 15], 32).context_length == 12
+    assert dd.data_defaults("YS", 6, [14, 15], 32).context_length == 8
+    # series too short to keep a window beside a validation tail train whole: all 9 steps count
+    too_short = dd.data_defaults("YS", 6, [9, 9], 32)
+    assert too_short.context_length == 9 and too_short.validation == "none"
+    assert dd.data_defaults("YS", 6, [9, 20], 32).validation == "last 6 steps of 1 of 2 series"
+    assert dd.data_defaults("YS", 4, [4], 32).context_length == 4  # at least the horizon
+    # a season whose context would pass 1024 steps is left out: a week of 10-minute data
+    assert dd.data_defaults("10min", 96, [52696], 32).context_length == 192
+    # a context the user chose is kept
+    assert dd.data_defaults("h", 48, [17420], 32, context=96).context_length == 96
+
+
+def test_the_configuration_carries_the_robust_settings():
+    from titans_ts.config import TitansConfig
+
+    cfg = TitansConfig()
+    assert (cfg.dropout, cfg.revin_center) == (dd.ROBUST["dropout"], dd.ROBUST["revin_center"])
+
+
+def test_cycle_for_one_series_only():
+    assert dd.data_defaults("h", 24, [2000], 32).cycle_len == 24
+    assert dd.data_defaults("h", 24, [2000, 2000], 32).cycle_len == 0
+    assert dd.data_defaults("YS", 4, [200], 32).cycle_len == 0
+
+
+def test_training_budget_grows_with_the_windows_within_bounds():
+    few = dd.data_defaults("MS", 6, [30] * 3, 32)
+    assert few.n_windows == 3 * (30 - 6 - 6)
+    epochs, per_epoch, patience = dd.training_budget(few.n_windows, 32)
+    assert epochs * per_epoch >= dd.MIN_STEPS and per_epoch == 2 and patience * per_epoch >= dd.PATIENCE_STEPS
+    mid = dd.training_budget(32 * 100, 32)  # 100 batches of windows: ten passes, 1000 steps
+    assert mid == (20, 50, 5)
+    assert dd.training_budget(10 ** 7, 32)[0] * 50 == dd.MAX_STEPS
+    # GluonTS's loaders cycle over the data: epochs of exactly 50 batches
+    assert dd.training_budget(10, 32, cyclic=True)[1] == 50
+    with pytest.raises(ValueError, match="at least one series"):
+        dd.data_defaults("h", 24, [], 32)
+
+
+def _hourly(n_series, T, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)
+    return pd.concat([pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2024-01-01", periods=T, freq="h"),
+                                    "y": 5 + np.sin(2 * np.pi * t / 24) + 0.1 * rng.standard_normal(T)})
+                      for i in range(n_series)], ignore_index=True)
+
+
+def test_forecaster_takes_its_lengths_from_the_data_and_keeps_them(tmp_path):
+    f = TitansForecaster(h=12, max_epochs=1, limit_train_batches=2, **SMALL_NET)
+    assert f.context_length is None and f.cycle_len is None and f.dropout == 0.2 and f.loss == "mae"
+    f.fit(_hourly(1, 400))
+    # 388 training steps hold two weeks beside the horizon: a week and a quarter of context, and
+    # the daily cycle for a single series
+    assert f.context_length_ == 210 and f.cycle_len_ == 24
+    assert f.model_.net.cycle_len == 24 and f.model_.hparams["seq_len"] == 210
+    assert f.chosen_defaults_["useful_seasons"] == [24, 168] and f.chosen_defaults_["max_epochs"] == 1
+    assert f.get_params()["context_length"] is None  # the parameter is left as given
+    out = f.predict()
+    assert len(out) == 12 and np.isfinite(out["y_hat"]).all()
+    f.save(tmp_path / "m.pt")
+    g = TitansForecaster.load(tmp_path / "m.pt")
+    assert (g.context_length_, g.cycle_len_) == (210, 24)
+    np.testing.assert_allclose(g.predict()["y_hat"], out["y_hat"], rtol=1e-6)
+    # a panel: no shared cycle; short series: the daily season only (1.25 days)
+    p = TitansForecaster(h=12, max_epochs=1, limit_train_batches=2, **SMALL_NET).fit(_hourly(3, 120))
+    assert p.cycle_len_ == 0 and p.context_length_ == 30
+    # given values win over the data's
+    q = TitansForecaster(h=12, context_length=36, cycle_len=0, max_epochs=1, limit_train_batches=2,
+                         **SMALL_NET).fit(_hourly(1, 400))
+    assert (q.context_length_, q.cycle_len_) == (36, 0)
+
+
+def test_forecaster_budget_when_not_given():
+    f = TitansForecaster(h=12, context_length=24, limit_train_batches=1, max_epochs=None, **SMALL_NET)
+    f.fit(_hourly(2, 80))
+    chosen = f.chosen_defaults_
+    # 2 x 33 training windows (ends 24 .. 56: a full context, the target before the tail) of
+    # batch 16: 600 steps (the floor), here in epochs of the one batch asked for, stopped early
+    # on the validation tail after 250 steps without progress
+    assert chosen["n_windows"] == 66 and chosen["steps"] == 600 and chosen["budget"] == "data-aware"
+    assert chosen["max_epochs"] == 600 and chosen["patience"] == 250 and chosen["batches_per_epoch"] == 1
+    assert 1 <= f.n_epochs_ <= 600
+
+
+def _gluonts_monthly(n=12, T=60, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)
+    return ListDataset([{"start": pd.Period("2000-01", freq="M"), "item_id": str(i),
+                         "target": 10 + 3 * np.sin(2 * np.pi * t / 12 + i) + rng.standard_normal(T)}
+                        for i in range(n)], freq="M")
+
+
+def test_estimator_takes_its_lengths_from_the_data():
+    est = TitansEstimator(freq="ME", prediction_length=6, num_samples=10, batch_size=16, d_model=16,
+                          memory={"heads": 2, "chunk_size": 4}, num_batches_per_epoch=2,
+                          trainer_kwargs={"max_epochs": 2})
+    assert est.dropout == 0.2 and est.revin_center == "mean"
+    predictor = est.train(_gluonts_monthly())
+    chosen = est.chosen_defaults_
+    # 60 - 6 (validation tail) steps per series: the year fits twice, two horizons < 1.25 years
+    assert chosen["context_length"] == 15 == est.context_length
+    assert predictor.prediction_net.hparams["model_kwargs"]["seq_len"] == 15
+    assert chosen["validation"] == "last 6 steps of every series" and chosen["budget"] == "given"
+    assert 1 <= chosen["epochs_run"] <= 2
+    forecasts = list(predictor.predict(_gluonts_monthly()))
+    assert len(forecasts) == 12 and np.isfinite(forecasts[0].mean).all()
+    # no early stopping: every step trains, nothing is validated
+    est2 = TitansEstimator(freq="ME", prediction_length=6, context_length=12, early_stopping=False,
+                           num_samples=10, batch_size=16, d_model=16, memory={"heads": 2, "chunk_size": 4},
+                           num_batches_per_epoch=2, trainer_kwargs={"max_epochs": 1})
+    est2.train(_gluonts_monthly())
+    assert est2.chosen_defaults_["validation"] == "none" and est2.context_length == 12
+
+
+def test_forecaster_trains_series_too_short_for_the_tail_whole():
+    df = _hourly(3, 120)
+    short = df[df["unique_id"] == "s2"].head(16)  # h + 1 = 13 <= 16 < h + 1 + h = 25
+    df = pd.concat([df[df["unique_id"] != "s2"], short], ignore_index=True)
+    f = TitansForecaster(h=12, context_length=24, max_epochs=1, limit_train_batches=2, **SMALL_NET).fit(df)
+    assert len(f.predict()) == 36
+    # the short series holds no validation window: no score in the report
+    rep = f.validation_report_.set_index("unique_id")
+    assert np.isnan(rep.loc["s2", "model"]) and np.isfinite(rep.loc[["s0", "s1"], "model"]).all()
+    with pytest.raises(ValueError, match=r"shorter than h \+ 1 \(\+ val_size for early stopping\) = 25 rows: 's2'"):
+        TitansForecaster(h=12, context_length=24, val_size=12, max_epochs=1, **SMALL_NET).fit(df)
+
+
+def test_estimator_budget_in_its_own_epochs_and_short_series(monkeypatch):
+    monkeypatch.setattr(dd, "MIN_STEPS", 4)
+    monkeypatch.setattr(dd, "MAX_STEPS", 4)
+    monkeypatch.setattr(dd, "PATIENCE_STEPS", 2)
+    est = TitansEstimator(freq="ME", prediction_length=6, num_samples=10, batch_size=16, d_model=16,
+                          memory={"heads": 2, "chunk_size": 4}, num_batches_per_epoch=2)
+    est.train(_gluonts_monthly(T=40))
+    chosen = est.chosen_defaults_
+    # 4 steps in epochs of the estimator's 2 batches; patience 2 steps = 1 epoch
+    assert (chosen["max_epochs"], chosen["num_batches_per_epoch"], chosen["patience"]) == (2, 2, 1)
+    assert chosen["budget"] == "data-aware" and chosen["cycle_len"] == 0
+    # series of 10 values at horizon 6 cannot keep a training window beside a tail: they train
+    # whole, and nothing is validated
+    est.train(_gluonts_monthly(n=4, T=10))
+    assert est.chosen_defaults_["validation"] == "none" and est.chosen_defaults_["patience"] is None

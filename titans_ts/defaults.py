@@ -1,0 +1,208 @@
+"""Data-aware defaults: the settings a user who gives only the frequency and the horizon gets.
+
+One set of rules, used by :class:`titans_ts.TitansForecaster` and
+:class:`titans_ts.gluonts.TitansEstimator` for every setting left at ``None``:
+
+* **Seasonal periods** from the frequency (:func:`seasonal_periods`): a day and a week of
+  sub-daily data (hourly: 24, 168; 15-minute: 96, 672), a week and a year of daily data (7,
+  365), a year of weekly (52), monthly (12) and quarterly (4) data; none for yearly data,
+  integer steps or an unknown frequency. A multiple (``"2h"``) divides the periods it can.
+* **Useful seasons** (:func:`useful_seasons`): a period is useful when the typical (median)
+  training series holds at least two of its cycles beside the horizon: a context can then show
+  one whole cycle and the model has seen it repeat. NN5's 735 training days make the week useful,
+  not the year.
+* **Context length** (:func:`context_length`): the longer of two horizons (what the GluonTS
+  models and the Monash backtest use) and one and a quarter of the longest useful season (a
+  context *longer* than the season, so that the step one season before each forecast step is in
+  it: a week and a day of hourly data); never longer than the typical training series, since
+  contexts beyond the data are padding. A season whose context would exceed 1024 steps is not
+  used (a week of 10-minute or finer data, a day of 1-minute data): such contexts cost memory
+  and time out of proportion for a default; give ``context_length`` to go further.
+* **Learned cycle** (:func:`cycle_length`): the shortest useful season (the daily cycle of
+  hourly data), only for data that are one series (its channels), because the cycle is one
+  pattern per channel shared by every series (CycleNet's); a panel of unrelated series gets
+  none.
+* **Training budget** (:func:`training_budget`): about ten passes over the training windows,
+  at least 600 and at most 3000 optimiser steps, in epochs of at most 50 batches so that early
+  stopping on the validation tail (the last horizon of every series, held out of training)
+  checks often; it stops after 250 steps (5 epochs of 50 batches) without improvement and keeps
+  the best epoch's weights.
+* **Robust settings** (:data:`ROBUST`): dropout 0.2 and RevIN centred on the context's mean,
+  the values the validation selection of the benchmark recipes (docs/benchmarks.md,
+  'Configuration selection') chose most often; the point head's loss ``"mae"`` (the median:
+  the scale-free errors forecasters are judged on, MASE and sMAPE, reward it and it is robust to
+  outliers).
+
+Every choice, with its reason, is returned by :func:`data_defaults` (and kept on the fitted
+model as ``chosen_defaults_``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["seasonal_periods", "useful_seasons", "context_length", "cycle_length",
+           "training_budget", "budget_steps", "epochs_for", "batches_per_epoch", "tail_sizes", "MAX_SEASON_CONTEXT",
+           "data_defaults", "DataDefaults", "ROBUST", "MIN_STEPS", "MAX_STEPS", "PASSES",
+           "BATCHES_PER_EPOCH", "PATIENCE_STEPS"]
+
+#: settings the benchmark recipes' validation selection chose most often
+ROBUST = {"dropout": 0.2, "revin_center": "mean", "loss": "mae"}
+PASSES = 10             # passes over the training windows
+MIN_STEPS, MAX_STEPS = 600, 3000
+BATCHES_PER_EPOCH = 50  # an epoch, for early stopping's checks
+PATIENCE_STEPS = 250    # steps without a better validation loss before stopping
+MAX_SEASON_CONTEXT = 1024  # longest context a season may ask for (a week of 15-minute data fits)
+
+_DAY, _WEEK = 86_400, 7 * 86_400
+# periods per frequency unit that is not a fixed duration (pandas offset names)
+_CALENDAR = {"D": (7, 365), "B": (5, 260), "C": (5, 260), "W": (52,), "M": (12,), "MS": (12,),
+             "ME": (12,), "BM": (12,), "BMS": (12,), "BME": (12,), "SM": (24,), "SMS": (24,),
+             "SME": (24,), "Q": (4,), "QS": (4,), "QE": (4,), "BQ": (4,), "BQS": (4,), "BQE": (4,),
+             "A": (), "AS": (), "Y": (), "YS": (), "YE": (), "BA": (), "BAS": (), "BY": (),
+             "BYS": (), "BYE": ()}
+
+
+def seasonal_periods(freq: Any) -> tuple[int, ...]:
+    """Steps per natural season of ``freq``, shortest first (see the module's notes).
+
+    >>> seasonal_periods("h"), seasonal_periods("15min"), seasonal_periods("D"), seasonal_periods("MS")
+    ((24, 168), (96, 672), (7, 365), (12,))
+    """
+    if freq is None or not isinstance(freq, str):
+        return ()
+    import pandas as pd
+    from pandas.tseries.frequencies import to_offset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas-1 aliases ("M", "Y") parse, with a warning
+        try:
+            offset = to_offset(freq)
+        except (TypeError, ValueError):
+            return ()
+    n = max(int(getattr(offset, "n", 1)), 1)
+    name = offset.name.split("-")[0]
+    if name == "D":  # a Day is a Tick in pandas, but its seasons are calendar ones
+        base = _CALENDAR["D"]
+    elif isinstance(offset, pd.offsets.Tick):
+        step = pd.Timedelta(offset).total_seconds()
+        base = tuple(int(p // step) for p in (_DAY, _WEEK) if step < p and p % step == 0)
+        return tuple(p for p in base if p >= 2)
+    else:
+        base = _CALENDAR.get(name, ())
+    return tuple(p // n for p in base if p % n == 0 and p // n >= 2)
+
+
+def useful_seasons(periods: Sequence[int], typical_length: int, horizon: int) -> tuple[int, ...]:
+    """The periods whose two cycles fit in a typical training series beside the horizon."""
+    return tuple(p for p in periods if 2 * p + horizon <= typical_length)
+
+
+def context_length(horizon: int, seasons: Sequence[int], typical_length: int) -> int:
+    """max(2 horizon, 1.25 x the longest useful season of at most ``MAX_SEASON_CONTEXT`` steps),
+    at most the typical training length (and at least the horizon)."""
+    fits = [p for p in seasons if math.ceil(1.25 * p) <= MAX_SEASON_CONTEXT]
+    L = max(2 * horizon, math.ceil(1.25 * max(fits)) if fits else 0)
+    return int(max(1, min(L, max(horizon, typical_length))))
+
+
+def cycle_length(seasons: Sequence[int], n_series: int) -> int:
+    """The shortest useful season for data that are one series; 0 for a panel."""
+    return int(seasons[0]) if seasons and n_series == 1 else 0
+
+
+def budget_steps(n_windows: int, batch_size: int) -> int:
+    """Optimiser steps: ``PASSES`` passes over the windows, within [``MIN_STEPS``, ``MAX_STEPS``]."""
+    return int(min(MAX_STEPS, max(MIN_STEPS, math.ceil(PASSES * max(n_windows, 1) / batch_size))))
+
+
+def batches_per_epoch(limit: int | float, n_batches: int) -> int:
+    """Batches an epoch runs under Lightning's ``limit_train_batches`` (a count, or a fraction
+    of the ``n_batches`` available)."""
+    return min(limit, n_batches) if isinstance(limit, int) else max(1, int(limit * n_batches))
+
+
+def epochs_for(steps: int, per_epoch: int) -> tuple[int, int]:
+    """(max_epochs, patience in epochs) for ``steps`` optimiser steps in epochs of ``per_epoch``
+    batches."""
+    per_epoch = max(1, int(per_epoch))
+    return int(math.ceil(steps / per_epoch)), int(math.ceil(PATIENCE_STEPS / per_epoch))
+
+
+def training_budget(n_windows: int, batch_size: int,
+                    cyclic: bool = False) -> tuple[int, int, int]:
+    """(max_epochs, batches per epoch, patience in epochs): ``PASSES`` passes over the windows
+    in [``MIN_STEPS``, ``MAX_STEPS``] optimiser steps, epochs of at most ``BATCHES_PER_EPOCH``
+    batches (exactly that many where batches cycle over the data, ``cyclic``: GluonTS's loaders),
+    patience ``PATIENCE_STEPS`` steps."""
+    steps = budget_steps(n_windows, batch_size)
+    per_epoch = BATCHES_PER_EPOCH if cyclic else \
+        min(BATCHES_PER_EPOCH, max(1, math.ceil(max(n_windows, 1) / batch_size)))
+    epochs, patience = epochs_for(steps, per_epoch)
+    return epochs, int(per_epoch), patience
+
+
+@dataclass(frozen=True)
+class DataDefaults:
+    """The data-aware choices for one training set, with the facts they rest on."""
+
+    context_length: int
+    cycle_len: int
+    steps: int
+    max_epochs: int
+    num_batches_per_epoch: int
+    patience: int
+    seasons: tuple[int, ...]
+    useful_seasons: tuple[int, ...]
+    typical_length: int
+    n_series: int
+    n_windows: int
+    validation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seasons"], d["useful_seasons"] = list(self.seasons), list(self.useful_seasons)
+        return d
+
+
+def tail_sizes(lengths: Sequence[int], horizon: int, val_size: int) -> list[int]:
+    """The validation tail each series can hold: ``val_size`` where ``horizon + 1`` steps stay
+    beside it for training, else 0 (the series trains whole)."""
+    return [int(val_size) if int(n) >= horizon + 1 + val_size else 0 for n in lengths]
+
+
+def data_defaults(freq: Any, horizon: int, lengths: Sequence[int], batch_size: int,
+                  val_size: int | Sequence[int] | None = None, context: int | None = None,
+                  cyclic: bool = False) -> DataDefaults:
+    """The defaults for training series of ``lengths`` steps (before any validation tail is
+    held out) at ``freq`` and ``horizon``. ``val_size`` steps are held out of each series for
+    early stopping (one number, or one per series: :func:`tail_sizes`; None: the horizon where
+    a series can hold it; 0: none); ``context`` is a context length the user chose;
+    ``cyclic``: see :func:`training_budget`."""
+    lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
+    if lengths.size == 0:
+        raise ValueError("data_defaults needs at least one series length")
+    if val_size is None:
+        val_size = tail_sizes(lengths, horizon, horizon)
+    tails = np.broadcast_to(np.asarray(val_size, dtype=np.int64), lengths.shape)
+    val = int(tails.max())
+    typical = int(np.median(lengths - tails))
+    periods = seasonal_periods(freq)
+    useful = useful_seasons(periods, typical, horizon)
+    L = context_length(horizon, useful, typical) if context is None else int(context)
+    # training windows: every end with at least one past step and a whole target before the tail
+    n_windows = int(np.clip(lengths - tails - horizon, 0, None).sum())
+    max_epochs, per_epoch, patience = training_budget(n_windows, batch_size, cyclic)
+    return DataDefaults(
+        context_length=L, cycle_len=cycle_length(useful, len(lengths)),
+        steps=budget_steps(n_windows, batch_size), max_epochs=max_epochs,
+        num_batches_per_epoch=per_epoch, patience=patience, seasons=periods,
+        useful_seasons=useful, typical_length=typical, n_series=int(lengths.size),
+        n_windows=n_windows,
+        validation=("none" if not val else f"last {val} steps of every series" if tails.min()
+                    else f"last {val} steps of {int((tails > 0).sum())} of {lengths.size} series"))

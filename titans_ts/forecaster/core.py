@@ -1,0 +1,501 @@
+"""``TitansForecaster``: an sklearn-style estimator on pandas / polars frames.
+
+    from titans_ts import TitansForecaster
+    fc = TitansForecaster(h=24, context_length=96).fit(df)      # long or wide, pandas or polars
+    fc.predict()                                                # the next 24 steps of every series
+    fc.update(new_rows)                                         # memorise new data, no retraining
+    fc.predict()                                                # continues from the latest data
+
+One global model is trained on every series (windows of ``context_length`` past steps and ``h``
+future steps; series shorter than a full window are left-padded with unobserved steps). Missing
+values are explicit: NaN / null become unobserved steps (masked in the input, the loss and the
+memory writes); nothing is filled or dropped.
+
+**Memory across windows.** Every forecast runs the backbone's neural memory at test time over the
+last ``context_length`` steps (it memorises them, then is read). With ``test_time_memory=True``
+each series also carries a Titans memory *across* windows (:class:`titans_ts.online.StreamMemory`,
+the carried mode of ``titans-ts benchmark online``): every window of the history whose target has
+fully arrived is written into it with the error the forecast made there, oldest first, and each
+forecast reads it for a correction. ``update`` writes the windows the new rows complete, without
+touching a trained parameter. It pays where the series drift away from the training data
+(docs/benchmarks/online.md: the online benchmark's test streams) and costs one backbone forecast
+per history step at ``fit`` / ``update`` (docs/benchmarks/test_time_memory.md).
+
+The parts: this module (parameters, fit, predict, update), :mod:`.guard` (the model against
+the naive forecasts on the validation tail: ``validation_report_``, ``naive_fallback``), :mod:`.evaluation`
+(cross-validation, score), :mod:`.persistence` (save, load), :mod:`.memory_store` (the carried
+states), ``titans_ts.tuning`` (``tune``), and ``titans_ts.datasets`` (frames in and out, windows).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from ..config import TitansConfig
+from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
+from ..datasets.frames import SeriesCollection, from_frame
+from ..datasets.windows import SeriesWindows, window_loader
+from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
+from . import guard, state
+from .inference import forecast_arrays, scaled_inputs
+from .scaling import series_stats
+from .validation import check_levels, check_params, check_quantiles, plain
+
+__all__ = ["TitansForecaster", "NETWORK_SETTINGS", "TRAINING_PARAMS"]
+
+# the forecaster sets these itself: seq_len = context_length, horizon = h, channels from the data
+_DERIVED = ("seq_len", "horizon", "n_channels")
+#: the network settings (:class:`titans_ts.config.TitansConfig` fields) the forecaster takes
+NETWORK_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
+_NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, None))
+                     for f in NETWORK_SETTINGS}
+# the forecaster's own default of a network setting: a learned cycle chosen from the data (None)
+_NETWORK_DEFAULTS["cycle_len"] = None
+#: the forecaster's own parameters, with their defaults
+TRAINING_PARAMS = dict(
+    h=24, context_length=None, loss=ROBUST["loss"], lr=1e-3, weight_decay=1e-4, batch_size=64,
+    max_epochs=None, patience=None, limit_train_batches=None, val_size=None, naive_fallback=False,
+    test_time_memory=False,
+    memory_pace=(-8.0, -4.0, -5.0),
+    freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None, seed=0,
+    accelerator="cpu", verbose=False)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) if not isinstance(a, np.ndarray) else np.array_equal(a, b)
+    except (TypeError, ValueError):
+        return a is b
+
+
+class TitansForecaster(BaseEstimator):
+    """A Titans forecaster with the ``fit`` / ``predict`` interface of scikit-learn.
+
+    Args:
+        h: forecast horizon (steps); ``predict(h=...)`` may ask for fewer.
+        context_length: past steps the network reads (L). None: chosen from the data at ``fit``
+            (:mod:`titans_ts.defaults`: the longer of ``2 h`` and 1.25 x the longest season the
+            series are long enough to show twice, e.g. 210 for long hourly series; at most the
+            typical series' length). The choice is ``context_length_``.
+        loss: point-head loss: "mse", "mae" (the default: the median, which the scale-free
+            errors MASE / sMAPE reward, robust to outliers) or "huber".
+        lr, weight_decay, batch_size: training.
+        max_epochs, patience: None: a budget sized to the number of training windows (about ten
+            passes, 600 to 3000 steps, epochs of at most 50 batches) and early stopping after
+            250 steps without a better validation loss on the last ``h`` steps of every series
+            (``val_size=0`` disables it); the best epoch's weights are kept.
+        limit_train_batches: cap on training batches per epoch (None: at most 50, the data-aware
+            budget's epochs, or every window when ``max_epochs`` is given; 1.0: every window).
+        val_size: steps per series held out for early stopping (None: ``h``, and a series too
+            short to keep ``h + 1`` steps beside it trains whole; 0: none). On it,
+            ``fit`` also scores the model against the seasonal naive and repeat-last forecasts
+            (``validation_report_``, one row per series) and warns when the model does not beat
+            the better naive (see :mod:`.guard`).
+        naive_fallback: ``predict`` forecasts each series the model lost on in
+            ``validation_report_`` with that series' better naive (point replaced, quantiles
+            shifted by the same difference); may be switched after ``fit`` without refitting.
+        test_time_memory: keep each series' memory state across windows (see module docs).
+        memory_pace: the carried memory's (forgetting, momentum, inner learning rate) gate logits:
+            how fast it learns and forgets (the default is the slow pace the online benchmark's
+            validation streams chose most: it remembers the drift, not the noise).
+        freq: pandas frequency alias; inferred from the data if None.
+        id_col, time_col, target_col: column names of long frames (``time_col`` None: ``ds``,
+            or ``date`` in wide frames).
+        covariates: extra numeric columns of a long frame used as past inputs (their future
+            values are not needed and not forecast).
+        seed: seed of initialisation, shuffling and dropout.
+        accelerator: Lightning accelerator ("cpu", "gpu", "auto").
+        verbose: progress bar and Lightning's messages.
+        **network: the network's settings, the fields of :class:`titans_ts.config.TitansConfig`
+            but the lengths and channel count, with its defaults: ``variant`` ("lmm", "mac",
+            "mag", "mal", "none"), ``tokenizer``, ``patch_len`` / ``stride`` (None: derived from
+            ``context_length``; a patch longer than the context is clipped to it), ``d_model``,
+            ``n_layers``, ``memory`` (a mapping of :class:`titans_ts.config.MemoryConfig`
+            fields), ``attn_heads``, ``window``, ``n_persistent``, ``segment_len``,
+            ``mlp_expansion``, ``dropout``, ``head`` ("point", "quantile" or "student_t"),
+            ``quantiles`` (the quantile head's levels; for "student_t", those ``predict``
+            reports), ``revin``, ``revin_affine``, ``revin_center``, and ``cycle_len`` (the
+            period in steps of a learned cycle per channel, e.g. 24 for a daily cycle of hourly
+            data; each step's phase is its time counted in ``freq`` steps from 1970-01-01; None,
+            the default: the frequency's shortest season the data show twice when the data are
+            one series, none for a panel of series, whose channels would share one cycle).
+            ``dropout`` defaults to the configuration's 0.2 (the value the benchmark recipes'
+            selection chose most).
+
+    Every data-aware choice of ``fit`` and the facts it rests on are in ``chosen_defaults_``.
+    """
+
+    def __init__(self, h: int = 24, context_length: int | None = None, loss: str = ROBUST["loss"],
+                 lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 64,
+                 max_epochs: int | None = None, patience: int | None = None,
+                 limit_train_batches: int | float | None = None,
+                 val_size: int | None = None, naive_fallback: bool = False, test_time_memory: bool = False,
+                 memory_pace: Sequence[float] = (-8.0, -4.0, -5.0), freq: str | None = None,
+                 id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
+                 covariates: Sequence[str] | None = None, seed: int = 0, accelerator: str = "cpu",
+                 verbose: bool = False, **network: Any) -> None:
+        unknown = sorted(set(network) - set(NETWORK_SETTINGS))
+        if unknown:
+            raise TypeError(f"TitansForecaster got unknown parameter(s) {unknown}; parameters are "
+                            f"{sorted(self._get_param_names())}")
+        self.h = h
+        self.context_length = context_length
+        self.loss = loss
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.limit_train_batches = limit_train_batches
+        self.val_size = val_size
+        self.naive_fallback = naive_fallback
+        self.test_time_memory = test_time_memory
+        self.memory_pace = memory_pace
+        self.freq = freq
+        self.id_col = id_col
+        self.time_col = time_col
+        self.target_col = target_col
+        self.covariates = covariates
+        self.seed = seed
+        self.accelerator = accelerator
+        self.verbose = verbose
+        for name, default in _NETWORK_DEFAULTS.items():
+            setattr(self, name, network.get(name, default))
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        # scikit-learn reads the parameters off __init__'s signature; the network's settings
+        # come through **network, so they are listed from the configuration
+        return sorted(set(TRAINING_PARAMS) | set(NETWORK_SETTINGS))
+
+    def set_params(self, **params: Any) -> "TitansForecaster":
+        """Set parameters (scikit-learn's contract). Changing a parameter of a fitted forecaster
+        (anything but ``verbose`` and ``naive_fallback``, which only choose what ``predict``
+        reports) un-fits it: its trained state belongs to the old values, so ``predict`` /
+        ``save`` then ask for ``fit`` again instead of mixing the two."""
+        before = self.get_params(deep=False)
+        super().set_params(**params)
+        after = self.get_params(deep=False)
+        changed = sorted(k for k in after if k not in ("verbose", "naive_fallback")
+                         and not _same(before.get(k), after[k]))
+        if changed and hasattr(self, "model_"):
+            for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                delattr(self, name)
+            self._unfitted_by = changed
+        return self
+
+    # ------------------------------------------------------------------ checks
+    def _lengths(self) -> tuple[Any, int]:
+        """(context length, cycle length) in use: the fitted choices, else the parameters (a
+        context left to the data is checked as ``2 h`` and a cycle left to it as none)."""
+        L = getattr(self, "context_length_", None)
+        if L is None:
+            L = self.context_length if self.context_length is not None else (
+                2 * self.h if isinstance(self.h, (int, np.integer)) else self.h)
+        cycle = getattr(self, "cycle_len_", None)
+        return L, (cycle if cycle is not None else (self.cycle_len or 0))
+
+    def _config(self, n_inputs: int | None = None) -> TitansConfig:
+        """The network's configuration (validated), for ``n_inputs`` channels."""
+        L, cycle = self._lengths()
+        net = {name: plain(getattr(self, name)) for name in NETWORK_SETTINGS}
+        net["cycle_len"] = cycle
+        if net["patch_len"] is not None and isinstance(L, (int, np.integer)) and L >= 1:
+            net["patch_len"] = min(net["patch_len"], int(L))
+        net["quantiles"] = tuple(net["quantiles"]) if net["quantiles"] is not None else None
+        return TitansConfig.from_dict(net, seq_len=L, horizon=self.h, n_channels=n_inputs)
+
+    def _check_params(self) -> None:
+        check_params(self)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            changed = getattr(self, "_unfitted_by", None)
+            why = (f" Its parameters {changed} changed after fit, which discards the trained "
+                   f"state; call 'fit' again." if changed else " Call 'fit' with a data frame first.")
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet.{why}")
+
+    def _collection(self, df: Any) -> SeriesCollection:
+        freq = getattr(self, "freq_", None)
+        return from_frame(df, id_col=self.id_col, time_col=self.time_col, target_col=self.target_col,
+                          covariates=self.covariates, freq=freq if freq is not None else self.freq)
+
+    @staticmethod
+    def _inputs(coll: SeriesCollection) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per series [T, C + K] values (targets then covariates) and masks."""
+        if coll.covariates is None:
+            return [v.astype(np.float32) for v in coll.values], [m.copy() for m in coll.masks]
+        vals = [np.concatenate([v, c], 1).astype(np.float32) for v, c in zip(coll.values, coll.covariates)]
+        return vals, [~np.isnan(v) for v in vals]
+
+    def _firsts(self, index: list, freq: Any) -> list[int] | None:
+        return first_steps(index, freq) if self._lengths()[1] else None
+
+    # ------------------------------------------------------------------ fit
+    def _module(self, n_inputs: int):
+        from ..lightning_module import TitansLightningModule
+
+        net = self._config(n_inputs).to_dict()
+        return TitansLightningModule(loss=self.loss, lr=float(self.lr), weight_decay=float(self.weight_decay),
+                                     scheduler="cosine", **net)
+
+    def _train_windows(self, values, masks, val_sizes):
+        """Training and validation window ends; ``val_sizes``: each series' held-out tail."""
+        L, h = self.context_length_, self.h
+        train, val = [], []
+        for i, (v, vs) in enumerate(zip(values, val_sizes)):
+            T = v.shape[0]
+            t_end = T - vs
+            first = max(1, min(L, t_end - h))
+            train += [(i, e) for e in range(first, t_end - h + 1)]
+            if vs:
+                val += [(i, e) for e in range(max(t_end, 1), T - h + 1)]
+        val_size = max(val_sizes, default=0)
+        if val and not any(masks[i][e:e + h].any() for i, e in val):
+            warnings.warn(f"no observed target value in the validation steps (the last {val_size} of "
+                          f"every series): early stopping is off and best_val_loss_ is None",
+                          UserWarning, stacklevel=3)
+            val = []
+        return train, val
+
+    def _budget(self, chosen, n_train: int, validated: bool) -> dict:
+        """max_epochs, batches per epoch and patience: the parameters where given, else the
+        data-aware budget (:mod:`titans_ts.defaults`, sized to the ``n_train`` windows) in
+        epochs of the batches actually run. A given ``max_epochs`` keeps whole passes over the
+        windows unless ``limit_train_batches`` says otherwise."""
+        n_batches = max(1, -(-n_train // self.batch_size))
+        limit = self.limit_train_batches
+        if limit is None:
+            limit = min(chosen.num_batches_per_epoch, n_batches) if self.max_epochs is None else 1.0
+        per_epoch = batches_per_epoch(limit, n_batches)
+        steps = budget_steps(n_train, self.batch_size)
+        epochs, patience = epochs_for(steps, per_epoch)
+        budget = {"max_epochs": self.max_epochs or epochs, "limit_train_batches": limit,
+                  "patience": patience if self.patience is None else self.patience}
+        self.chosen_defaults_ = {**chosen.to_dict(), **budget, "batches_per_epoch": per_epoch,
+                                 "n_windows": n_train, "steps": steps,
+                                 "budget": "data-aware" if self.max_epochs is None else "given",
+                                 "cycle_len": self.cycle_len_, "loss": self.loss,
+                                 "dropout": self.dropout, "revin_center": self.revin_center}
+        if not validated:
+            self.chosen_defaults_["validation"] = "none"
+        del self.chosen_defaults_["num_batches_per_epoch"]
+        return budget
+
+    def fit(self, df: Any, callbacks: list | None = None, trial: Any = None) -> "TitansForecaster":
+        """Train on every series of ``df`` (pandas or polars; long or wide). Returns ``self``.
+
+        ``callbacks`` are extra Lightning callbacks; ``trial`` (an optuna trial) adds median
+        pruning on the validation loss."""
+        import lightning.pytorch as pl
+
+        from ..training import make_trainer, quiet_lightning
+
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)  # a refit starts from its parameters, not the last fit's state
+        self._check_params()
+        coll = self._collection(df)
+        h = self.h
+        val_size = h if self.val_size is None else int(self.val_size)
+        if self.val_size is None:  # the default tail: series too short for it train whole
+            coll.check_min_length(h + 1, what="h + 1")
+        else:
+            coll.check_min_length(h + 1 + val_size, what="h + 1 (+ val_size for early stopping)")
+        coll.check_observed()
+        raw, masks = self._inputs(coll)
+        val_sizes = tail_sizes([v.shape[0] for v in raw], h, val_size)
+        chosen = data_defaults(coll.freq, h, [v.shape[0] for v in raw], self.batch_size,
+                               val_size=val_sizes, context=self.context_length)
+        self.context_length_ = L = chosen.context_length
+        self.cycle_len_ = chosen.cycle_len if self.cycle_len is None else int(self.cycle_len)
+
+        stats = series_stats(raw, masks)
+        values = scaled_inputs(raw, stats)
+        train_idx, val_idx = self._train_windows(values, [m[:, :coll.n_channels] for m in masks], val_sizes)
+        budget = self._budget(chosen, len(train_idx), bool(val_idx))
+        firsts = self._firsts(coll.index, coll.freq)
+        C = coll.n_channels
+        n_in = values[0].shape[1]
+        pl.seed_everything(self.seed, verbose=False)
+        module = self._module(n_in)
+
+        def windows(ends):
+            return SeriesWindows(values, L, h, ends, masks=masks, n_targets=C, first_index=firsts)
+
+        gen = torch.Generator().manual_seed(self.seed)
+        train_dl = window_loader(windows(train_idx), self.batch_size, True, generator=gen)
+        val_dl = window_loader(windows(val_idx), max(self.batch_size, 256), False) if val_idx else None
+        root = tempfile.mkdtemp(prefix="titans-ts-fit-")
+        try:
+            cbs = list(callbacks or [])
+            if trial is not None:
+                from ..tuning import pruning_callback
+
+                cbs.append(pruning_callback(trial, "val_loss"))
+            trainer = make_trainer(
+                max_epochs=budget["max_epochs"], patience=budget["patience"] if val_dl is not None else None,
+                root_dir=root, verbose=self.verbose, checkpoint=val_dl is not None, callbacks=cbs,
+                accelerator=self.accelerator, devices=1, gradient_clip_val=1.0,
+                limit_train_batches=budget["limit_train_batches"],
+                num_sanity_val_steps=0, **({} if val_dl is not None else {"limit_val_batches": 0}))
+            with quiet_lightning(self.verbose):
+                trainer.fit(module, train_dl, val_dl)
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            if best:
+                state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+                module.load_state_dict(state)
+            self.best_val_loss_ = (float(trainer.checkpoint_callback.best_model_score)
+                                   if best and trainer.checkpoint_callback.best_model_score is not None else None)
+            self.n_epochs_ = int(trainer.current_epoch)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        self.model_ = module.cpu().eval()
+        self.freq_ = coll.freq
+        self.n_targets_ = C
+        self.n_inputs_ = n_in
+        self.channels_ = list(coll.channels)
+        self.covariate_names_ = list(coll.covariate_names)
+        self.layout_ = coll.layout
+        self.flavour_ = coll.flavour
+        self.time_col_ = coll.time_col
+        self.id_dtype_ = coll.id_dtype
+        self.time_dtype_ = coll.time_dtype
+        self._set_history(coll, stats, trained_until=val_sizes)
+        guard.assess(self, values, masks, val_idx, firsts, warn=trial is None)  # (quiet in a search)
+        self.__dict__.pop("_unfitted_by", None)
+        return self
+
+    # ------------------------------------------------------------------ state
+    def _set_history(self, coll: SeriesCollection, stats=None, trained_until: int | list | None = None) -> None:
+        state.set_history(self, coll, stats, trained_until)
+
+    def _history_collection(self) -> SeriesCollection:
+        """The stored history as the series collection it was read from."""
+        return state.history_collection(self)
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, h: int | None = None, df: Any = None, levels: Sequence[float] | None = None,
+                quantiles: Sequence[float] | None = None) -> Any:
+        """Forecast the next ``h`` steps (default: the trained horizon) of every series.
+
+        Args:
+            h: steps to forecast, 1 .. the trained ``h``.
+            df: forecast from the end of these series instead of the stored history (same
+                columns as in ``fit``; any series ids; each series is read in the units of its
+                own history); the stored state is left unchanged.
+            levels: prediction-interval levels in percent (e.g. ``[80, 95]``) -> ``lo-80`` /
+                ``hi-80`` columns (probabilistic heads only).
+            quantiles: quantile levels to report (default: the estimator's ``quantiles`` for
+                probabilistic heads) -> ``q0.1`` ... columns.
+
+        Returns a frame in the flavour of the training data (pandas or polars): long frames get
+        ``unique_id``, ``ds`` and ``<target>_hat`` (plus quantile / interval columns); wide
+        frames one column per channel (plus ``<channel>_q0.1`` ...). Ids keep their type and
+        timestamps their zone. A series whose context holds no observed value is forecast as
+        NaN, with a warning; a forecast that would not be finite is an error.
+        """
+        self._check_fitted()
+        h = self.h if h is None else h
+        if not isinstance(h, (int, np.integer)) or isinstance(h, bool) or not 1 <= h <= self.h:
+            raise ValueError(f"h must be an integer in 1..{self.h} (the trained horizon), got {h!r}; "
+                             f"refit with a larger h for longer forecasts")
+        levels, quantiles = check_levels(levels), check_quantiles(quantiles)
+        if self.head == "point" and (levels or quantiles):
+            raise ValueError("levels / quantiles need a probabilistic head ('quantile' or 'student_t'); "
+                             "this forecaster was trained with head='point'")
+        if quantiles is None and self.head != "point":
+            quantiles = [] if levels else [float(q) for q in self.quantiles]
+        quantiles = quantiles or []
+        if df is None:
+            coll = self._history_collection()
+            hist = self.history_
+            values, masks, stats = hist["values"], hist["masks"], (hist["loc"], hist["scale"])
+            memory = self.memory_ if self.test_time_memory else None
+            firsts = hist.get("firsts")
+        else:
+            coll = self._check_new(self._collection(df), same_ids=False)
+            coll.check_observed()
+            values, masks = self._inputs(coll)
+            stats = series_stats(values, masks)
+            firsts = self._firsts(coll.index, self.freq_)
+            memory = state.memory_for(self, values, masks, stats, firsts)
+        point, qs = forecast_arrays(self, values, masks, stats, coll.ids, memory, firsts,
+                                    sorted(set(quantiles) | set(level_quantiles(levels))))
+        point, qs = guard.apply_fallback(self, coll.ids, values, masks, point, qs)
+        return forecast_frame(coll, point[:, :h], {q: a[:, :h] for q, a in qs.items()},
+                              quantiles, levels, h)
+
+    # ------------------------------------------------------------------ update
+    def _check_new(self, coll: SeriesCollection, same_ids: bool) -> SeriesCollection:
+        return state.check_new(self, coll, same_ids)
+
+    def update(self, df: Any) -> "TitansForecaster":
+        """Append newly observed rows (the steps right after each series' last timestamp) and
+        write them into the series' memories. No trained parameter changes. Returns ``self``.
+
+        Series not in ``df`` are left as they are; ``df`` may hold any subset of the known ids.
+        The new rows are read in the units each series was fitted in; rows that would make a
+        forecast non-finite are refused, and nothing is changed then."""
+        self._check_fitted()
+        state.update(self, self._check_new(self._collection(df), same_ids=True))
+        return self
+
+    # ------------------------------------------------------------------ the other parts
+    def plot(self, forecast: Any = None, df: Any = None, ids: Sequence[str] | None = None,
+             levels: Sequence[float] | None = None, out: str | os.PathLike | None = None,
+             history_steps: int | None = None, max_series: int = 4):
+        """History, forecast and intervals with matplotlib (returns the figure; saved if ``out``).
+
+        ``forecast`` defaults to ``predict(levels=levels)``; ``df`` to the stored history."""
+        from .evaluation import plot
+
+        return plot(self, forecast, df, ids, levels, out, history_steps, max_series)
+
+    def cross_validation(self, df: Any, n_windows: int = 1, step: int | None = None,
+                         refit: bool | int = False, h: int | None = None) -> Any:
+        """Rolling-origin evaluation on the end of every series (see
+        :func:`titans_ts.forecaster.evaluation.cross_validation`)."""
+        from .evaluation import cross_validation
+
+        return cross_validation(self, df, n_windows=n_windows, step=step, refit=refit, h=h)
+
+    def score(self, df: Any, metric: str = "mae", season: int = 1) -> float:
+        """The error of forecasting the last ``h`` steps of every series of ``df`` from the rest
+        (see :func:`titans_ts.forecaster.evaluation.score`). Lower is better."""
+        from .evaluation import score
+
+        return score(self, df, metric=metric, season=season)
+
+    def save(self, path: str | os.PathLike):
+        """Write the parameters, trained weights and history to one file that loads with
+        ``torch.load(weights_only=True)`` (see :mod:`titans_ts.forecaster.persistence`)."""
+        from .persistence import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TitansForecaster":
+        """Read a file written by :meth:`save`; the memory states are rebuilt from the saved
+        history, exactly as ``fit`` built them."""
+        from .persistence import load
+
+        return load(cls, path)
+
+    def tune(self, df: Any, space: dict | str | os.PathLike, n_trials: int = 20,
+             storage: str | None = None, study_name: str | None = None, refit: bool = True,
+             seed: int = 0):
+        """Search hyper-parameters with optuna and set the best ones on ``self`` (see
+        :func:`titans_ts.tuning.tune_forecaster`). Returns the study."""
+        from ..tuning import tune_forecaster
+
+        return tune_forecaster(self, df, space, n_trials=n_trials, storage=storage,
+                               study_name=study_name, refit=refit, seed=seed)

@@ -1,0 +1,131 @@
+"""Evaluation of a :class:`TitansForecaster`: rolling-origin cross-validation and scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..datasets.forecast_frames import as_pandas, head_rows, to_flavour, truth_rows
+from . import state
+from .inference import forecast_arrays
+from .scaling import series_stats
+
+__all__ = ["cross_validation", "score", "plot", "SCORES"]
+
+SCORES = ("mae", "mase", "mse", "rmse", "smape")
+
+
+def _fresh(est):
+    return type(est)(**est.get_params())
+
+
+def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
+                     refit: bool | int = False, h: int | None = None) -> Any:
+    """Rolling-origin evaluation on the end of every series.
+
+    Cutoffs: the last ``n_windows`` origins, ``step`` steps apart (default ``h``), the last one
+    ``h`` steps before the end. ``refit=False``: train once on the data before the first cutoff
+    and forecast every window from the history up to its cutoff (memory included);
+    ``refit=True``: retrain before every window on the data up to its cutoff; ``refit=k``:
+    retrain before windows 0, k, 2k, ... Returns the forecasts with ``cutoff`` and the true
+    values (column ``<target>``, or the channel names with ``_true`` appended for wide frames).
+    """
+    est._check_params()
+    h = est.h if h is None else h
+    step = h if step is None else step
+    if not isinstance(n_windows, (int, np.integer)) or n_windows < 1:
+        raise ValueError(f"n_windows must be a positive integer, got {n_windows!r}")
+    if not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"step must be a positive integer, got {step!r}")
+    if isinstance(refit, bool):
+        every = 1 if refit else 0
+    elif isinstance(refit, (int, np.integer)) and refit >= 1:
+        every = int(refit)
+    else:
+        raise ValueError(f"refit must be True, False or a positive integer k, got {refit!r}")
+    coll = est._collection(df)
+    back = h + (n_windows - 1) * step
+    coll.check_min_length(back + h + 1, what="h + (n_windows - 1) * step + h + 1")
+    pdf = as_pandas(df)
+    cut_frames = []
+    model = None
+    for w in range(n_windows):
+        trim = back - w * step  # steps removed from the end: the history ends at the cutoff
+        hist = head_rows(pdf, coll, trim)
+        if model is None or (every and w % every == 0):
+            model = _fresh(est).fit(hist)
+        # forecast from this window's history (memory rebuilt from it), trained parameters of
+        # the last refit
+        fc = as_pandas(model.predict(h=h, df=hist))
+        truth = truth_rows(pdf, coll, trim, h)
+        # each series' last time step before the cutoff, read as fit reads it (zone, integers)
+        hc = est._collection(hist)
+        fc["cutoff"] = hc.output_times(np.repeat(
+            np.asarray([idx[-1] for idx in hc.index], dtype=object), h))
+        if coll.layout == "wide":
+            for ch in coll.channels:
+                fc[f"{ch}_true"] = truth[ch].to_numpy()
+        else:
+            fc[est.target_col] = truth[est.target_col].to_numpy()
+        cut_frames.append(fc)
+    return to_flavour(pd.concat(cut_frames, ignore_index=True), coll.flavour)
+
+
+def score(est, df: Any, metric: str = "mae", season: int = 1) -> float:
+    """The error of forecasting the last ``h`` steps of every series of ``df`` from the rest (with
+    the trained parameters): ``metric`` one of "mae", "mse", "rmse", "smape", "mase". Lower is
+    better (unlike scikit-learn regressors' R^2)."""
+    from .. import metrics
+
+    est._check_fitted()
+    fns = {"mae": metrics.mae, "mse": metrics.mse, "rmse": metrics.rmse, "smape": metrics.smape}
+    if metric not in SCORES:
+        raise ValueError(f"metric must be one of {sorted(SCORES)}, got {metric!r}")
+    coll = est._check_new(est._collection(df), same_ids=False)
+    coll.check_min_length(est.h + 1, what="h + 1")
+    values, masks = est._inputs(coll)
+    h, C = est.h, est.n_targets_
+    hist_v = [v[:-h] for v in values]
+    hist_m = [m[:-h] for m in masks]
+    firsts = est._firsts(coll.index, est.freq_)
+    stats = series_stats(hist_v, hist_m)  # each series in the units of its own history
+    point, _ = forecast_arrays(est, hist_v, hist_m, stats, coll.ids,
+                               state.memory_for(est, hist_v, hist_m, stats, firsts), firsts)
+    y = np.stack([v[-h:, :C] for v in values])
+    m = np.stack([mk[-h:, :C] for mk in masks])
+    if metric == "mase":
+        vals = [metrics.mase(y[i][:, c], point[i][:, c], hist_v[i][:, c], season=season,
+                             mask=m[i][:, c]) for i in range(len(values)) for c in range(C)]
+        return float(np.mean(vals))
+    return float(fns[metric](np.nan_to_num(y), point, mask=m))
+
+
+def plot(est, forecast: Any = None, df: Any = None, ids=None, levels=None, out=None,
+         history_steps: int | None = None, max_series: int = 4):
+    """History, forecast and intervals of ``est`` with matplotlib (see ``TitansForecaster.plot``)."""
+    from ..datasets.frames import to_frame
+    from ..plotting import plot_forecast_frame
+
+    est._check_fitted()
+    if forecast is None:
+        forecast = est.predict(df=df, levels=levels if est.head != "point" else None)
+    fc = as_pandas(forecast)
+    hist = as_pandas(df) if df is not None else to_frame(est._history_collection(), "pandas")
+    steps = history_steps if history_steps is not None else 3 * est.context_length_
+    if est.layout_ == "wide":
+        ch = est.channels_[0]
+        hist = hist.assign(**{est.id_col: ch}).rename(columns={ch: "y"})[[est.id_col, est.time_col_, "y"]]
+        fc = fc.assign(**{est.id_col: ch}).rename(columns={ch: "y_hat"})
+        fc = fc.rename(columns={c: c[len(ch) + 1:] for c in fc.columns if c.startswith(ch + "_")})
+        target, point = "y", "y_hat"
+    else:
+        target, point = est.target_col, f"{est.target_col}_hat"
+    if ids is not None:
+        hist = hist[hist[est.id_col].isin(ids)]
+        fc = fc[fc[est.id_col].isin(ids)]
+    hist = hist.groupby(est.id_col, sort=False).tail(steps)
+    return plot_forecast_frame(hist, fc, out, id_col=est.id_col, time_col=est.time_col_,
+                               target_col=target, point_col=point, max_series=max_series,
+                               levels=tuple(levels) if levels else None)

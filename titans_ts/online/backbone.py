@@ -1,0 +1,82 @@
+"""The online runs' backbone: windows of given origins, training on the online split, forecasts."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..datasets.online import OnlineData
+from ..datasets.windows import FUTURE, FUTURE_MASK, PAST, PAST_MASK, TIME_INDEX, SeriesWindows, window_loader
+from .config import OnlineConfig
+
+__all__ = ["origin_batch", "train_backbone", "backbone_forecasts"]
+
+
+def origin_batch(values: torch.Tensor, origins, seq_len: int, horizon: int) -> dict:
+    """Windows of the given origins from a [T, C] tensor: ``past`` [B, L, C] (context rows
+    ``[t - L, t)``), ``future`` [B, H, C] (rows ``[t, t + H)``, where they exist), masks, and
+    ``time_index`` (the first context row)."""
+    origins = torch.as_tensor(np.asarray(origins), dtype=torch.long)
+    if len(origins) and int(origins.min()) < seq_len:
+        raise ValueError(f"origin {int(origins.min())} has fewer than seq_len={seq_len} rows before it")
+    ctx = origins[:, None] - seq_len + torch.arange(seq_len)
+    past = values[ctx]
+    out = {PAST: torch.nan_to_num(past), PAST_MASK: ~torch.isnan(past), TIME_INDEX: origins - seq_len}
+    fut = origins[:, None] + torch.arange(horizon)
+    if int(fut.max()) < values.shape[0]:
+        future = values[fut]
+        out[FUTURE_MASK] = ~torch.isnan(future)
+        out[FUTURE] = torch.nan_to_num(future)
+    return out
+
+
+def train_backbone(data: OnlineData, cfg: OnlineConfig, seed: int = 0, verbose: bool = False):
+    """The backbone trained on the training windows, early-stopped on the validation windows
+    (offline MSE), best checkpoint restored. Returns the Lightning module (eval mode, CPU)."""
+    import shutil
+    import tempfile
+
+    import lightning.pytorch as pl
+
+    from ..lightning_module import TitansLightningModule
+    from ..training import make_trainer, quiet_lightning
+
+    L, H = cfg.seq_len, cfg.horizon
+    pl.seed_everything(seed, verbose=False)
+    module = TitansLightningModule(L, H, n_channels=data.n_channels, lr=cfg.lr, **cfg.network)
+
+    def loader(split, shuffle):
+        ends = [(0, int(t)) for t in data.origins(split, L, H)]
+        ds = SeriesWindows([data.values], L, H, ends, first_index=[0])
+        return window_loader(ds, cfg.batch_size if shuffle else 512, shuffle, seed=seed)
+
+    limit = cfg.limit_train_batches
+    root = tempfile.mkdtemp(prefix="titans-online-")
+    try:
+        trainer = make_trainer(max_epochs=cfg.max_epochs, patience=cfg.patience, root_dir=root,
+                               verbose=verbose, accelerator="cpu", devices=1, gradient_clip_val=1.0,
+                               limit_train_batches=1.0 if limit is None else limit,
+                               num_sanity_val_steps=0)
+        with quiet_lightning(verbose):
+            trainer.fit(module, loader("train", True), loader("val", False))
+        best = trainer.checkpoint_callback.best_model_path
+        if best:
+            module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        module.fit_epochs_ = int(trainer.current_epoch)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return module.cpu().eval()
+
+
+@torch.no_grad()
+def backbone_forecasts(net, values: torch.Tensor, origins, seq_len: int, horizon: int,
+                       batch: int = 512) -> torch.Tensor:
+    """The backbone's point forecasts [N, H, C] of the windows of ``origins``."""
+    net.eval()
+    outs = []
+    origins = np.asarray(origins)
+    for a in range(0, len(origins), batch):
+        b = origin_batch(values, origins[a:a + batch], seq_len, horizon)
+        out = net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX])
+        outs.append(net.point_forecast(out))
+    return torch.cat(outs)
