@@ -236,6 +236,83 @@ def test_validation_of_options():
         memory_scan(*inputs, weights=W, mask=torch.ones(2, 5))
 
 
+@pytest.mark.parametrize("dk,dh,dv", [(16, 8, 16), (8, 16, 8), (8, 8, 12)])
+def test_both_state_layouts_match_autograd_and_reference(dk, dh, dv):
+    """Each layer stacks its weights and momentum on its narrower side ([W; S] when it scales
+    its outputs, [W^T; S^T] when it scales its inputs): both layouts, in either layer, == the
+    autograd twin == the fp64 per-token reference, final state and gradients included."""
+    inputs, W, S = make_inputs(T=21, dk=dk, dh=dh, dv=dv, depth=2, seed=dk + dh + dv)
+    ref_out, ref_grad = run(memory_scan_reference, inputs, W, S, torch.float64, 8)
+    auto_out, auto_grad = run(memory_scan_chunked, inputs, W, S, torch.float64, 8, backward="autograd")
+    for mode in ("recompute", "cache"):
+        out, grad = run(memory_scan_chunked, inputs, W, S, torch.float64, 8, backward=mode)
+        for a, b, c in zip(out + grad, auto_out + auto_grad, ref_out + ref_grad):
+            assert rel(a, b) < 1e-9 and rel(a, c) < 1e-9
+
+
+@pytest.mark.parametrize("last", [15, 6])
+def test_per_chunk_gate_coefficients_match_autograd(last):
+    """The scan's per-chunk gate coefficients and their hand-derived backward == the all-chunks
+    autograd version (the Triton backend's and the autograd twin's), at the log floors too
+    (alpha = 1, eta = 0) and for a padded final chunk."""
+    from titans_ts.kernels.memory_scan.chunked import (
+        COEF_KEYS,
+        _gates_backward,
+        _gates_forward,
+        chunk_gate_coefficients,
+    )
+
+    g = torch.Generator().manual_seed(last)
+    alpha = torch.rand(2, 3, 16, generator=g, dtype=torch.float64) * 0.3
+    eta = torch.rand(2, 3, 16, generator=g, dtype=torch.float64)
+    alpha[0, 0, 3], eta[0, 1, 5], alpha[1, 2, 7], eta[1, 0, 2] = 1.0, 0.0, 1 - 1e-31, 1e-31
+    leaves = [alpha.clone().requires_grad_(True), eta.clone().requires_grad_(True)]
+    ref = chunk_gate_coefficients(leaves[0][:, :, None], leaves[1][:, :, None], torch.tensor([last]))
+    ref = {key: val[:, :, 0] for key, val in ref.items()}
+    coef, saved = _gates_forward(alpha, eta, last)
+    dcoef = {key: torch.randn(val.shape, generator=g, dtype=torch.float64) for key, val in coef.items()}
+    ref_grads = torch.autograd.grad([ref[key] for key in COEF_KEYS], leaves,
+                                    [dcoef[key] for key in COEF_KEYS])
+    for key in COEF_KEYS:
+        torch.testing.assert_close(coef[key], ref[key].detach(), rtol=1e-12, atol=0.0)
+    for a, b in zip(_gates_backward(saved, dcoef), ref_grads):
+        assert rel(a, b) < 1e-12
+
+
+def test_state_buffers_reused_across_calls_change_nothing():
+    """The chunk-start states kept for the backward live in buffers reused from one call to the
+    next: repeated calls (and the pool switched off) give the same outputs, gradients and final
+    state, and a returned final state is never one of the reused buffers."""
+    from titans_ts.kernels.memory_scan import chunked
+
+    inputs, W, S = make_inputs(T=37, depth=2, seed=12)
+    pool = chunked._STATE_POOL
+    pool.clear()
+    first = run(memory_scan_chunked, inputs, W, S, torch.float32, 8, backward="cache")
+    assert pool._free, "the backward hands its state buffers back"
+    kept = [t.clone() for t in first[0]]
+    second = run(memory_scan_chunked, inputs, W, S, torch.float32, 8, backward="cache")
+    pool.enabled = False
+    try:
+        pool.clear()
+        third = run(memory_scan_chunked, inputs, W, S, torch.float32, 8, backward="cache")
+    finally:
+        pool.enabled = True
+    for a, b, c, d in zip(first[0] + first[1], second[0] + second[1], third[0] + third[1],
+                          kept + first[1]):
+        assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(a, d)
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu", "tanh", "relu", "identity"])
+def test_fused_second_derivative_matches_plain(activation):
+    from titans_ts.kernels.memory_scan.common import activation_grad2, mul_activation_grad2_
+
+    z = torch.linspace(-6, 6, 301, dtype=torch.float64)
+    x = torch.randn(301, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(mul_activation_grad2_(activation, x.clone(), z),
+                               x * activation_grad2(activation, z), rtol=1e-12, atol=1e-15)
+
+
 def test_dtypes_are_checked():
     inputs, W, S = make_inputs(T=6, depth=2)
     with pytest.raises(TypeError, match="q, k and v must share one dtype; got q torch.float64"):
