@@ -85,6 +85,17 @@ def test_selection_uses_validation_within_the_budget(tta):
     assert tta.time_to(curve, 0.35) is None
 
 
+def test_fixed_schedule_picks_the_epoch_on_mean_validation(tta):
+    """Seed 0's best epoch is its third, which seed 1 did not finish within the budget: only the
+    epochs every seed finished are candidates, and their mean validation MSE picks the second."""
+    recs = [{"curve": _curve([(30, 0.70, 0.40), (60, 0.69, 0.38), (90, 0.60, 0.37)])},
+            {"curve": _curve([(30, 0.72, 0.41), (60, 0.66, 0.36), (200, 0.50, 0.30)])}]
+    epoch, val, test = tta.fixed_schedule(recs, 100)
+    assert epoch == 1 and val == pytest.approx(0.675)
+    assert test.startswith("0.3700")
+    assert tta.fixed_schedule(recs, 10) is None
+
+
 def test_report_states_the_target_and_every_curve(tta):
     recs = []
     for model, params, pts in (("titans", 1000, [(40, 0.70, 0.380), (80, 0.69, 0.368)]),
