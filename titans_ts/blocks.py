@@ -37,7 +37,7 @@ from .config import VARIANTS, MemoryConfig, TitansConfig
 from .memory import MemoryState, NeuralMemory
 
 __all__ = ["RMSNorm", "MLP", "Attention", "LMMBlock", "MACBlock", "MAGBlock", "MALBlock",
-           "NoMemoryBlock", "make_block", "VARIANTS", "LMM", "MAC", "MAG", "MAL"]
+           "NoMemoryBlock", "AttentionBlock", "make_block", "VARIANTS", "LMM", "MAC", "MAG", "MAL"]
 
 _D = TitansConfig  # the one set of defaults: block arguments default to the configuration's
 
@@ -267,6 +267,26 @@ class NoMemoryBlock(nn.Module):
         return x + self.drop(self.mlp(self.norm(x))), state
 
 
+class AttentionBlock(nn.Module):
+    """The LMM block with its memory replaced by causal attention over the tokens (sliding-window
+    when ``window`` is set) with ``n_persistent`` learned tokens: ``x += Attn(norm(x));
+    x += MLP(norm(x))``. The attention-only twin of the memory (no state is carried: each
+    window is read on its own)."""
+
+    def __init__(self, dim: int, mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+                 attn_heads: int = _D.attn_heads, window: int | None = _D.window,
+                 n_persistent: int = _D.n_persistent) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(dim), RMSNorm(dim)
+        self.attn = Attention(dim, attn_heads, window, n_persistent, dropout)
+        self.mlp = MLP(dim, mlp_expansion, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, state=None, mask=None, return_state: bool = True, surprise_clamp=None):
+        x = x + self.drop(self.attn(self.norm1(x)))
+        return x + self.drop(self.mlp(self.norm2(x))), state
+
+
 # the paper's names
 LMM, MAC, MAG, MAL = LMMBlock, MACBlock, MAGBlock, MALBlock
 
@@ -275,14 +295,16 @@ def make_block(variant: str, dim: int, memory: MemorySettings = None,
                mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
                attn_heads: int = _D.attn_heads, window: int | None = _D.window,
                n_persistent: int = _D.n_persistent, segment_len: int = _D.segment_len) -> nn.Module:
-    """A block of the given variant ("lmm", "mac", "mag", "mal"; "none" for the ablation), given
-    the settings of every variant: each block receives those it uses."""
+    """A block of the given variant ("lmm", "mac", "mag", "mal"; "none" and "attention" for the
+    memory's twins), given the settings of every variant: each block receives those it uses."""
     common = dict(mlp_expansion=mlp_expansion, dropout=dropout)
     if variant == "none":
         return NoMemoryBlock(dim, **common)
     if variant == "lmm":
         return LMMBlock(dim, memory, **common)
     attn = dict(attn_heads=attn_heads, n_persistent=n_persistent)
+    if variant == "attention":
+        return AttentionBlock(dim, window=window, **attn, **common)
     if variant == "mac":
         return MACBlock(dim, memory, segment_len=segment_len, **attn, **common)
     if variant == "mag":

@@ -22,7 +22,8 @@ from typing import Any, Mapping, Optional, Tuple, Union
 __all__ = ["TitansConfig", "MemoryConfig", "VARIANTS", "TOKENIZERS", "HEADS", "REVIN_CENTERS",
            "ACTIVATIONS", "MEMORY_BACKENDS", "default_patching", "check_keys"]
 
-VARIANTS = ("lmm", "mac", "mag", "mal", "none")  # "none": no sequence mixing (the ablation)
+# "none": no sequence mixing (the ablation); "attention": attention in the memory's place (its twin)
+VARIANTS = ("lmm", "mac", "mag", "mal", "none", "attention")
 TOKENIZERS = ("patch", "variate")
 HEADS = ("point", "quantile", "student_t")
 REVIN_CENTERS = ("mean", "last")
@@ -178,11 +179,12 @@ class TitansConfig:
         patch_len, stride: patching (None: :func:`default_patching`).
         d_model: token width.
         n_layers: number of Titans blocks.
-        variant: "lmm" (memory only), "mac", "mag", "mal", or "none" (no memory: the ablation).
+        variant: "lmm" (memory only), "mac", "mag", "mal", "none" (no memory: the ablation) or
+            "attention" (causal attention in the memory's place: its attention-only twin).
         memory: :class:`MemoryConfig` (or a mapping of its fields).
-        attn_heads: attention heads (MAC / MAG / MAL).
-        window: sliding-window length of MAG / MAL attention (None: unlimited).
-        n_persistent: learned persistent tokens every attention query sees (MAC / MAG / MAL).
+        attn_heads: attention heads (MAC / MAG / MAL and the attention twin).
+        window: sliding-window length of MAG / MAL / attention-twin attention (None: unlimited).
+        n_persistent: learned persistent tokens every attention query sees (MAC / MAG / MAL / attention).
         segment_len: MAC segment length in tokens.
         mlp_expansion: hidden width of each block's feature MLP, as a multiple of ``d_model``.
         dropout: dropout on the embedding and every residual branch.
@@ -266,10 +268,10 @@ class TitansConfig:
         if self.cycle_len and not self.n_channels:
             raise ValueError("cycle_len > 0 needs n_channels (the cycle is learned per channel)")
         head_dim = self.memory.head_dim or self.d_model // self.memory.heads
-        if self.variant != "none" and head_dim < 1:
+        if self.variant not in ("none", "attention") and head_dim < 1:
             raise ValueError(f"d_model ({self.d_model}) is smaller than memory.heads "
                              f"({self.memory.heads}): give memory.head_dim or fewer heads")
-        if self.variant in ("mac", "mag", "mal") and self.d_model % self.attn_heads:
+        if self.variant in ("mac", "mag", "mal", "attention") and self.d_model % self.attn_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by attn_heads "
                              f"({self.attn_heads})")
 

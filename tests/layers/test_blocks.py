@@ -16,7 +16,7 @@ def _block(variant, **kw):
                       segment_len=4, dropout=0.0, **kw).eval()
 
 
-@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal", "none"])
+@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal", "none", "attention"])
 def test_block_is_causal(variant):
     blk = _block(variant)
     x = torch.randn(2, 13, 16)
@@ -37,6 +37,22 @@ def test_block_shapes_and_gradients(variant):
     assert y.shape == x.shape and state is not None
     y.pow(2).mean().backward()
     assert x.grad is not None and all(p.grad is not None for p in blk.parameters() if p.requires_grad)
+
+
+def test_attention_twin_is_the_lmm_block_with_attention_for_memory():
+    """The attention twin: x + Attn(norm x), then the MLP; no state; every parameter trains."""
+    blk = _block("attention").train()
+    assert not hasattr(blk, "memory") and blk.attn.window == 5 and blk.attn.persistent.shape == (2, 16)
+    x = torch.randn(3, 10, 16, requires_grad=True)
+    y, state = blk(x)
+    assert y.shape == x.shape and state is None
+    blk.eval()
+    with torch.no_grad():
+        h = x + blk.attn(blk.norm1(x))
+        torch.testing.assert_close(blk(x)[0], h + blk.mlp(blk.norm2(h)))
+    blk.train()
+    y.pow(2).mean().backward()
+    assert all(p.grad is not None for p in blk.parameters())
 
 
 def test_sliding_window_attention_mask():

@@ -40,6 +40,7 @@ def test_unknown_keys_are_errors_naming_the_allowed_ones():
     (dict(quantiles=(0.9, 0.1)), "quantiles must be levels"),
     (dict(cycle_len=24), "needs n_channels"),
     (dict(variant="mag", d_model=30, attn_heads=4), "divisible by attn_heads"),
+    (dict(variant="attention", d_model=30, attn_heads=4), "divisible by attn_heads"),
     (dict(memory={"max_lr": 0}), "memory.max_lr must be > 0"),
     (dict(memory={"activation": "softmax"}), "memory.activation must be one of"),
 ])

@@ -40,7 +40,7 @@ def test_shapes_forward_backward(tokenizer, head):
     assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal"])
+@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal", "attention"])
 def test_variants_run(variant):
     m = net(variant=variant)
     assert m(torch.randn(2, 32, 2)).shape == (2, 8, 2)
