@@ -187,8 +187,10 @@ def _twin_summary(abl: list[dict], main: list[dict]) -> list[str]:
         return []
     out = ["### The memory against its twins", "",
            "The main model (its memory, tag `main`) against a twin with the memory block replaced "
-           "(`twin-nomemory`: the no-memory block with a wider MLP, `model.mlp_expansion=5.1875`, "
-           "so the parameter count matches the main model's within 0.1 %), paired by seed. "
+           "(`twin-nomemory`: the no-memory block with a wider MLP, `model.mlp_expansion=5.1875`; "
+           "`twin-attention`: causal attention over the whole context, four heads and four persistent "
+           "tokens, in the memory's place, `model.variant=attention model.mlp_expansion=3.171875`; "
+           "each twin's parameter count matches the main model's within 0.1 %), paired by seed. "
            "Negative differences: the memory helps.", "",
            "| dataset | H | L | twin | seeds | main MSE | twin MSE | main - twin, per seed | "
            "mean | main s | twin s |", "|---|---|---|---|---|---|---|---|---|---|---|"]

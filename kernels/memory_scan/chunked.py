@@ -645,6 +645,11 @@ class _ChunkScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, *dWSn):
+        if ctx.states is None:
+            raise RuntimeError(
+                "a second backward through the chunked memory scan: its backward frees the chunk states it "
+                "saved, so one backward per forward even with retain_graph=True; run the forward again, or "
+                "use backend='reference' (plain autograd, slow) for a graph walked twice")
         L, activation, clamp, _, final, last = ctx.meta
         qc, kc, vc, tc, ac, ec = ctx.saved_tensors
         dWSn = list(dWSn) if final else None

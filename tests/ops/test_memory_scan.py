@@ -361,3 +361,17 @@ def test_non_finite_inputs_are_refused(which):
         name = r"momentum\[0\]"
     with pytest.raises(ValueError, match=rf"{name} holds non-finite values \(inf / NaN\)"):
         memory_scan(*inputs, weights=W, momentum=S)
+
+
+def test_a_second_backward_through_the_chunked_scan_is_a_clear_error():
+    """The chunked backward frees the chunk states it saved: a second walk of the graph
+    (retain_graph=True) says so instead of failing inside the op."""
+    inputs, W, S = make_inputs(T=21, depth=2)
+    inputs = [x.requires_grad_() for x in inputs]
+    y, _ = memory_scan(*inputs, weights=W, momentum=S, chunk_size=4, backend="chunked")
+    y.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="a second backward through the chunked memory scan"):
+        y.sum().backward()
+    y, _ = memory_scan(*inputs, weights=W, momentum=S, chunk_size=4, backend="reference")
+    y.sum().backward(retain_graph=True)
+    y.sum().backward()
