@@ -117,7 +117,7 @@ class TitansForecaster(BaseEstimator):
         verbose: progress bar and Lightning's messages.
         **network: the network's settings, the fields of :class:`titans_ts.config.TitansConfig`
             but the lengths and channel count, with its defaults: ``variant`` ("lmm", "mac",
-            "mag", "mal", "none"), ``tokenizer``, ``patch_len`` / ``stride`` (None: derived from
+            "mag", "mal", "none", "attention"), ``tokenizer``, ``patch_len`` / ``stride`` (None: derived from
             ``context_length``; a patch longer than the context is clipped to it), ``d_model``,
             ``n_layers``, ``memory`` (a mapping of :class:`titans_ts.config.MemoryConfig`
             fields), ``attn_heads``, ``window``, ``n_persistent``, ``segment_len``,
