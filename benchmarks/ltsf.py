@@ -178,10 +178,53 @@ def run_many(recipes: Sequence[str], seeds: Sequence[int], sets: Sequence[str] =
 OTHER_RECORDS = ("online.jsonl", "defaults.jsonl", "time_to_accuracy.jsonl")
 
 
-def _twin_summary(abl: list[dict], main: list[dict]) -> list[str]:
+def _twin_plot(abl: list[dict], main: list[dict], twins: list[str], path: Path) -> None:
+    """Test MSE and training seconds against the look-back, per dataset (a column each), for the
+    main (memory) model and each twin: means over each model's seeds at every look-back a twin ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = sorted({(r["dataset"], r["horizon"], r["seq_len"]) for r in abl if r["tag"] in twins})
+    datasets = sorted({d for d, _, _ in cells})
+    fig, axes = plt.subplots(2, len(datasets), figsize=(3.4 * len(datasets), 5.2), squeeze=False)
+    for j, d in enumerate(datasets):
+        for h in sorted({h for dd, h, _ in cells if dd == d}):
+            lengths = sorted({L for dd, hh, L in cells if (dd, hh) == (d, h)})
+            for tag, name in [("main", "memory")] + [(t, t.removeprefix("twin-").replace("nomemory", "no memory"))
+                                                     for t in twins]:
+                pool = main if tag == "main" else [r for r in abl if r["tag"] == tag]
+                xs, mse, secs = [], [], []
+                for L in lengths:
+                    rs = [r for r in pool if (r["dataset"], r["horizon"], r["seq_len"]) == (d, h, L)]
+                    if rs:
+                        xs.append(L)
+                        mse.append(statistics.mean(r["test_mse"] for r in rs))
+                        secs.append(statistics.mean(r["fit_seconds"] for r in rs))
+                label = name if len({hh for dd, hh, _ in cells if dd == d}) == 1 else f"{name}, H={h}"
+                axes[0, j].plot(xs, mse, marker="o", label=label)
+                axes[1, j].plot(xs, secs, marker="o", label=label)
+        axes[0, j].set_title(d)
+        axes[0, j].set_ylabel("test MSE (mean over seeds)")
+        axes[1, j].set_ylabel("training seconds (mean)")
+        ticks = sorted({L for dd, _, L in cells if dd == d})
+        for ax in axes[:, j]:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ticks, [str(L) for L in ticks])
+            ax.minorticks_off()
+            ax.set_xlabel("look-back L")
+        axes[0, j].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _twin_summary(abl: list[dict], main: list[dict], plot_dir: Path | None = None) -> list[str]:
     """The memory against its twins as the look-back grows: per dataset, horizon and look-back,
     the main (memory) model's MSE minus each twin's, paired by seed (negative: the memory helps),
-    and the training seconds of both."""
+    and the training seconds of both; with ``plot_dir``, a plot of both against the look-back."""
     twins = sorted({r["tag"] for r in abl if r["tag"].startswith("twin-")})
     if not twins:
         return []
@@ -209,6 +252,10 @@ def _twin_summary(abl: list[dict], main: list[dict]) -> list[str]:
                    f"{statistics.mean(mm[k]['fit_seconds'] for k in seeds):.0f} | "
                    f"{statistics.mean(tw[k]['fit_seconds'] for k in seeds):.0f} |")
     out.append("")
+    if plot_dir is not None:
+        _twin_plot(abl, main, twins, plot_dir / "twins.png")
+        out += ["![The memory against its twins: test MSE and training seconds against the look-back]"
+                "(benchmarks/plots/twins.png)", ""]
     return out
 
 
@@ -694,7 +741,7 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
                          f"{_ms([r['test_mse'] for r in rs])} | {_ms([r['test_mae'] for r in rs])} | "
                          f"{ref_txt} | {diffs} |")
         lines.append("")
-        lines += _twin_summary(abl, main)
+        lines += _twin_summary(abl, main, (Path(out).parent if out else REPO / "docs") / "benchmarks" / "plots")
     machines = sorted({r.get("machine", "?") for r in rows})
     lines += [f"Runs recorded on: {'; '.join(machines)}. Training times are wall-clock there "
               "(the machine was shared with other work while the sweeps ran, so they are upper "

@@ -358,3 +358,18 @@ def test_report_sets_a_rerun_published_model_beside_titans_ts(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     assert "rerun on this protocol" not in _illness_report(other, cut)
+
+
+def test_report_twin_section_pairs_seeds_and_plots_against_the_look_back(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    main = [_row("ETTh2", L, 96, s, 0.30 + 0.01 * s + (L > 96) * 0.02, 0.35) for L in (96, 336) for s in (0, 1)]
+    twin = [_row("ETTh2", L, 96, s, 0.30 + 0.01 * s, 0.35, tag="twin-nomemory", sets=["model.variant=none"])
+            for L in (96, 336) for s in (0, 1, 2)]  # seed 2: main has no run to pair it with
+    (res / "main.jsonl").write_text("\n".join(json.dumps(r) for r in main) + "\n")
+    (res / "twin-nomemory.jsonl").write_text("\n".join(json.dumps(r) for r in twin) + "\n")
+    text = render_report(tmp_path / "b.md", baselines=False, results=res)
+    assert "| ETTh2 | 96 | 336 | twin-nomemory | 0,1 | 0.3250 | 0.3050 | +0.0200 / +0.0200 | +0.0200 |" in text
+    assert "| ETTh2 | 96 | 96 | twin-nomemory | 0,1 | 0.3050 | 0.3050 | +0.0000 / +0.0000 | +0.0000 |" in text
+    assert "](benchmarks/plots/twins.png)" in text
+    assert (tmp_path / "benchmarks" / "plots" / "twins.png").stat().st_size > 0
