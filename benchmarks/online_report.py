@@ -15,6 +15,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from titans_ts.datasets.online import ONLINE_LOOKBACK  # the look-back of Proceed's public scripts
 from titans_ts.online.config import MODES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,8 +32,6 @@ PROCEED = {
                              "weather": (0.735, 0.979, 1.261)},
 }
 HORIZONS = (24, 48, 96)
-# the look-back of Proceed's public scripts per dataset (its paper says 512 throughout)
-SCRIPT_SEQ_LEN = {"ETTh2": 336, "ETTm1": 512, "weather": 512}
 
 
 def load(path: Path = RESULTS) -> list[dict]:
@@ -178,13 +177,13 @@ def _lookback_line(rows: list[dict]) -> str:
     lengths = defaultdict(set)
     for r in rows:
         lengths[r["dataset"]].add(r["seq_len"])
-    scripts = [d for d, Ls in sorted(lengths.items()) if SCRIPT_SEQ_LEN.get(d) in Ls]
-    short = [d for d, Ls in sorted(lengths.items()) if SCRIPT_SEQ_LEN.get(d) not in Ls]
+    scripts = [d for d, Ls in sorted(lengths.items()) if ONLINE_LOOKBACK.get(d) in Ls]
+    short = [d for d, Ls in sorted(lengths.items()) if ONLINE_LOOKBACK.get(d) not in Ls]
     text = ("- Look-back: Proceed's scripts use 336 for ETTh2 and 512 for ETTm1 and weather (its paper says "
             "512); the runner takes either (`--seq-len`).")
     if scripts:
         text += (" Recorded at the scripts' look-back (like for like with the published numbers): "
-                 + ", ".join(f"{d} (L = {SCRIPT_SEQ_LEN[d]})" for d in scripts) + ".")
+                 + ", ".join(f"{d} (L = {ONLINE_LOOKBACK[d]})" for d in scripts) + ".")
     if short:
         text += (" Recorded only at shorter look-backs (the CPU budget below): " + ", ".join(
             f"{d} (L = {', '.join(map(str, sorted(lengths[d])))})" for d in short)
@@ -231,8 +230,8 @@ def _reading(groups) -> list[str]:
         short = groups.get((tag, dataset, 96, H), {})
         if tag == "main" and L != 96 and g.get("frozen") and short.get("frozen"):
             pairs.append((dataset, L, H, statistics.mean(r["mse"] for r in short["frozen"]),
-                          statistics.mean(r["mse"] for r in g["frozen"]), _top_share(g["frozen"]),
-                          _top_share(short["frozen"])))
+                          statistics.mean(r["mse"] for r in g["frozen"]), _top_share(short["frozen"]),
+                          _top_share(g["frozen"])))
     if pairs:
         worse = sum(long > short for _, _, _, short, long, _, _ in pairs)
         out.append(f"- The backbone trained on this budget, `frozen` at L = 96 against the longer look-back "
@@ -240,7 +239,7 @@ def _reading(groups) -> list[str]:
                        f"{d} H={H} {short:.3f} vs {long:.3f} (L = {L})" for d, L, H, short, long, _, _ in pairs)
                    + ". The share of the squared error in the worst twentieth of the test stream (the stretch "
                    "with the largest level shifts), L = 96 vs the longer L: " + ", ".join(
-                       f"{d} H={H} {100 * ts:.0f} % vs {100 * tl:.0f} %" for d, L, H, _, _, tl, ts in pairs) + ".")
+                       f"{d} H={H} {100 * ts:.0f} % vs {100 * tl:.0f} %" for d, L, H, _, _, ts, tl in pairs) + ".")
     if sequential:
         ms = statistics.mean(r["ms_per_step"] for g in groups.values() for m in ("online_gd", "carried+online_gd")
                              for r in g.get(m, []))
