@@ -153,7 +153,7 @@ def test_carried_memory_with_several_channels_drifting_after_fit():
     f.update(tail)
     g.update(tail)
     gains = f.memory_.gain(0, f.stream_memory_)
-    assert gains.shape == (2,) and (gains > 0).all()
+    assert gains.shape == (2, 2) and (gains.sum(1) > 0).all()  # (main, level memory) per channel
     truth = np.stack([np.sin(2 * np.pi * np.arange(400, 406) / 12) + 2.0,
                       np.cos(2 * np.pi * np.arange(400, 406) / 12)], 1)
     err = {name: np.abs(m.predict()[["a", "b"]].to_numpy() - truth).mean() for name, m in (("mem", f), ("no", g))}
@@ -196,8 +196,8 @@ def test_carried_memory_stays_finite_on_a_long_stream():
     f.update(df.iloc[200:])  # a long stream at test time
     assert f.memory_.written[0] >= T - 200
     assert np.isfinite(f.predict()["y_hat"]).all()
-    weights, momentum = f.memory_.states[0]
-    assert all(torch.isfinite(w).all() for w in (*weights, *momentum))
+    weights, momentum, (second, count, level_w, level_s) = f.memory_.states[0]
+    assert all(torch.isfinite(w).all() for w in (*weights, *momentum, second, count, *level_w, *level_s))
 
 
 def test_update_rejects_gaps_and_unknown_series():

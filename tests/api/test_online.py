@@ -72,6 +72,7 @@ def test_every_mode_on_a_small_stream(trained):
     quiet = copy.deepcopy(mem)
     with torch.no_grad():
         quiet.gates.bias.view(3, -1)[2].fill_(-1e4)  # theta = 0: nothing written
+    quiet.level_lr = 0.0  # nor in the level memory
     r = evaluate_modes(module, quiet, data, cfg, modes=("frozen", "carried"))
     torch.testing.assert_close(r["carried"]["pred"], r["frozen"]["pred"], rtol=1e-5, atol=1e-5)
     # the sequential carried+online_gd with a zero learning rate is the batched carried mode
@@ -150,6 +151,126 @@ def test_stream_memory_settings_are_checked():
         StreamMemory(L, H, gains=())
     with pytest.raises(ValueError, match="gain_half_life"):
         StreamMemory(L, H, gain_half_life=0)
+    with pytest.raises(ValueError, match="level_window"):
+        StreamMemory(L, H, level_window=0)
+    with pytest.raises(ValueError, match="level_momentum"):
+        StreamMemory(L, H, level_momentum=1.5)
+    with pytest.raises(ValueError, match="level_half_life"):
+        StreamMemory(L, H, level_half_life=0.0)
+
+
+def test_gain_candidates_are_pairs_starting_with_no_correction():
+    mem = StreamMemory(L, H, gains=(0.0, 0.5, 1.0))
+    assert mem.candidates.shape == (9, 2) and mem.candidates[0].tolist() == [0.0, 0.0]
+    assert (mem.candidates.sum(1).diff() >= 0).all()  # fewest correction first
+    alone = StreamMemory(L, H, gains=(0.0, 0.5, 1.0), level=False)
+    assert alone.candidates.tolist() == [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]]
+
+
+def _level_reference(mem, xr, xw, resid, mask):
+    """The level memory written out token by token: the second moment summed afresh over the
+    written windows, a Cholesky whitening, one gradient step of ||m k - v||^2 by autograd."""
+    N, T, D = xw.shape
+    lam = 0.5 ** (1.0 / mem.level_half_life)
+    W = torch.zeros(N, D, dtype=torch.float64, requires_grad=True)
+    S = torch.zeros_like(W)
+    out = []
+    for t in range(T):
+        wts = torch.stack([lam ** (t - j) * mask[:, j].double() for j in range(t + 1)], 1)  # [N, t + 1]
+        x = xw[:, :t + 1].double()
+        second = torch.einsum("nj,nja,njb->nab", wts, x, x)
+        sigma = second / wts.sum(1).clamp_min(1.0)[:, None, None] + mem.level_ridge * torch.eye(D, dtype=torch.float64)
+        inv = torch.linalg.inv(torch.linalg.cholesky(sigma))
+        k = torch.einsum("nab,nb->na", inv, xw[:, t].double())
+        q = torch.einsum("nab,nb->na", inv, xr[:, t].double())
+        v = mem.clip(resid[:, t]).mean(-1).double()
+        with torch.enable_grad():  # create_graph: the outer gradients flow through the step too
+            grad, = torch.autograd.grad((((W * k).sum(-1) - v) ** 2).sum(), W, create_graph=True)
+        S = mem.level_momentum * S - mem.level_lr * mask[:, t].double()[:, None] * grad
+        W = (1 - mem.level_forget) * W + S
+        out.append((W * q).sum(-1))
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("block", [4096, 7])
+def test_the_level_memory_matches_its_token_by_token_reference(block):
+    torch.manual_seed(0)
+    mem = StreamMemory(L, H, dim=8, heads=2, level_lr=0.05, level_momentum=0.3, level_forget=0.01,
+                       level_half_life=20.0)
+    N, T = 3, 40
+    ctx_r, ctx_w = torch.randn(N, T, L), torch.randn(N, T, L)
+    yhat_r, yhat_w = torch.randn(N, T, H), torch.randn(N, T, H)
+    resid = torch.randn(N, T, H) * 2
+    mask = torch.rand(N, T) > 0.2
+    xr, xw = mem.level_summaries(ctx_r, yhat_r), mem.level_summaries(ctx_w, yhat_w)
+    got, (second, count, W, _) = mem._level_scan(xr, xw, resid, mask, None, block=block)
+    ref = _level_reference(mem, xr, xw, resid, mask)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-4, atol=1e-5)
+    # the state carries on: two halves give the one pass
+    a, state = mem._level_scan(xr[:, :25], xw[:, :25], resid[:, :25], mask[:, :25], None, block=block)
+    b, _ = mem._level_scan(xr[:, 25:], xw[:, 25:], resid[:, 25:], mask[:, 25:], state, block=block)
+    torch.testing.assert_close(torch.cat([a, b], 1), got, rtol=1e-5, atol=1e-6)
+    # and through the public scan and read: component 1 is the level memory's, the same at every step
+    feats = lambda ctx, yhat: mem.features(ctx, yhat)  # noqa: E731
+    corr, final = mem.scan(feats(ctx_r, yhat_r), feats(ctx_w, yhat_w), resid, mask)
+    torch.testing.assert_close(corr[:, :, 1], got[..., None].expand(N, T, H), rtol=1e-5, atol=1e-6)
+    last = mem.read(feats(ctx_r[:, -1], yhat_r[:, -1]), final)
+    torch.testing.assert_close(last[:, 1, 0], got[:, -1], rtol=1e-4, atol=1e-5)
+
+
+def test_the_level_memory_gradients_match_the_reference():
+    """Outer gradients (what online_gd's step sends back through the level correction) equal the
+    token-by-token reference's, with respect to the window summaries and the errors."""
+    torch.manual_seed(1)
+    mem = StreamMemory(L, H, dim=8, heads=2, level_lr=0.05, level_momentum=0.5, level_half_life=10.0)
+    N, T = 2, 12
+    xr = mem.level_summaries(torch.randn(N, T, L), torch.randn(N, T, H)).double().requires_grad_(True)
+    xw = mem.level_summaries(torch.randn(N, T, L), torch.randn(N, T, H)).double().requires_grad_(True)
+    resid = torch.randn(N, T, H, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(N, T, dtype=torch.bool)
+    w = torch.randn(N, T)
+    g1 = torch.autograd.grad((mem._level_scan(xr, xw, resid, mask, None)[0].double() * w).sum(), (xr, xw, resid))
+    g2 = torch.autograd.grad((_level_reference(mem, xr, xw, resid, mask) * w).sum(), (xr, xw, resid))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_the_level_memory_learns_a_level_error_the_main_memory_does_not():
+    """A backbone whose forecast sits 1 below the truth whenever the context ends above its mean
+    (and on it otherwise): the level memory learns that map along the stream, and the carried
+    forecast (gain pairs chosen along the stream) ends far below the frozen one's error."""
+    from titans_ts.online.streams import carried_forecast, scan_stream
+
+    torch.manual_seed(0)
+    mem = StreamMemory(L, H, dim=8, heads=2, level_lr=0.02)
+    N, T = 2, 3000
+    ctx = torch.randn(N, T + H, L)
+    yhat = torch.randn(N, T + H, H) * 0.3
+    offset = (ctx[..., -1] > ctx.mean(-1)).float()  # the error the backbone makes, in window units
+    target = yhat + offset[..., None] + 0.1 * torch.randn(N, T + H, H)
+    std = torch.ones(N, T + H)
+
+    def tokens(a, b):
+        return {"ctx": ctx[:, a:b], "yhat": yhat[:, a:b], "std": std[:, a:b], "forecast": yhat[:, a:b],
+                "target": target[:, a:b], "tmask": torch.ones(N, b - a, H, dtype=torch.bool),
+                "resid": target[:, a:b] - yhat[:, a:b], "observed": torch.ones(N, b - a, dtype=torch.bool),
+                "prev": torch.zeros(N, b - a, H)}
+
+    write, read = tokens(0, T), tokens(H, T + H)
+    read["prev"] = write["resid"]
+    with torch.no_grad():
+        corr, _ = scan_stream(mem, read, write, None, False)
+        pred, gain = carried_forecast(mem, read, corr, H)
+    late = slice(T // 2, None)
+    frozen = float(((read["forecast"] - read["target"])[:, late] ** 2).mean())
+    carried = float(((pred - read["target"])[:, late] ** 2).mean())
+    assert carried < 0.3 * frozen
+    assert float(gain[:, late, 1].mean()) > 0.5  # the level memory's correction is the one used
+    torch.manual_seed(0)
+    alone = StreamMemory(L, H, dim=8, heads=2, level=False)
+    with torch.no_grad():
+        p_alone, _ = carried_forecast(alone, read, scan_stream(alone, read, write, None, False)[0], H)
+    assert carried < 0.5 * float(((p_alone - read["target"])[:, late] ** 2).mean())
 
 
 def test_the_forecasters_carried_memory_is_the_benchmarks_carried_mode(trained):

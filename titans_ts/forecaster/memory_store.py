@@ -54,12 +54,12 @@ class SeriesMemory:
             raise ValueError(f"{len(start)} memory starts for {n} series")
         self.start = list(start) if start is not None else [0] * n
         self.anchors: list = list(anchors) if anchors is not None else [None] * n
-        self.states: list = [None] * n          # (weights, momentum) of [C, heads, d, d]
+        self.states: list = [None] * n          # StreamMemory states (C rows)
         self.errors: list = [None] * n          # [C, k <= H, H] normalised errors, oldest first
         self.next_write: list = [None] * n      # origin of the next window to write
         self.scales: list = [None] * n          # [C] channel scales (spread floors)
-        self.gain_errors: list = [None] * n     # [G, C] discounted squared error of each gain
-        self.pending: list = [{} for _ in range(n)]  # origin -> (forecast, correction) [C, H], read
+        self.gain_errors: list = [None] * n     # [G, C] discounted squared error of each gain pair
+        self.pending: list = [{} for _ in range(n)]  # origin -> (forecast [C, H], corrections [C, 2, H]), read
         self.written: list[int] = [0] * n       # windows written so far
 
     def __len__(self) -> int:
@@ -80,7 +80,7 @@ class SeriesMemory:
                     self.anchors[i] = (max(first_origin(T, seq_len, H), self.start[i]),
                                        torch.tensor(np.where(sd > 0, sd, 1.0), dtype=torch.float32))
                 self.next_write[i], self.scales[i] = self.anchors[i]
-                self.gain_errors[i] = torch.zeros(len(mem.gains), C)
+                self.gain_errors[i] = torch.zeros(len(mem.candidates), C)
             a = self.next_write[i]
             n = T - H - a + 1  # windows to write: origins a .. T - H
             for j0 in range(0, max(n, 0), CHUNK):
@@ -132,29 +132,30 @@ class SeriesMemory:
         wf = mem.features(w["ctx"], w["yhat"], prev)
         rf = mem.features(r["ctx"], r["yhat"], resid)
         corr, self.states[i] = mem.scan(rf, wf, resid, w["observed"], self.states[i])
-        corr = r["std"][..., None] * corr  # data units of the store
+        corr = r["std"][..., None, None] * corr  # data units of the store [C, m, 2, H]
         pending = self.pending[i]
         for j in range(m):
             pending[first + H + j] = (r["forecast"][:, j], corr[:, j])
         # the windows completed now, in time order: each gain's error on those that were read
         lam = 0.5 ** (1.0 / mem.gain_half_life)
-        gains = torch.tensor(mem.gains)[:, None, None]
+        gains = mem.candidates[:, None, :, None]  # [G, 1, 2, 1]
         acc = self.gain_errors[i]
         for j in range(m):
             got = pending.pop(first + j, None)
             if got is not None:
                 f, c = got
                 mask = w["tmask"][:, j].to(f.dtype)
-                acc = lam * acc + (((f + gains * c - w["target"][:, j]) * mask) ** 2).sum(-1)
+                acc = lam * acc + (((f + (gains * c).sum(-2) - w["target"][:, j]) * mask) ** 2).sum(-1)
         self.gain_errors[i] = acc
         self.errors[i] = allerr[:, -H:]
 
     def gain(self, i: int, mem) -> torch.Tensor:
-        """Per channel the read-out gain series ``i``'s next forecast uses [C] (before any
-        window of it was read: the smallest gain, no correction with the default gains)."""
+        """Per channel the read-out gain pair (main, level memory) series ``i``'s next forecast
+        uses [C, 2] (before any window of it was read: the first candidate, no correction with the
+        default gains)."""
         if self.gain_errors[i] is None:
-            return torch.full((self.errors[i].shape[0] if self.errors[i] is not None else 1,), min(mem.gains))
-        return torch.tensor(mem.gains)[self.gain_errors[i].argmin(0)]
+            return mem.candidates[0].expand(self.errors[i].shape[0] if self.errors[i] is not None else 1, 2)
+        return mem.candidates[self.gain_errors[i].argmin(0)]
 
     @torch.no_grad()
     def correction(self, i: int, mem, past: torch.Tensor, mask: torch.Tensor, forecast: torch.Tensor):
@@ -164,6 +165,6 @@ class SeriesMemory:
         written = self.errors[i]
         prev = None if written is None or written.shape[1] == 0 else written[:, -1]
         feats = mem.features(n["ctx"][0], n["yhat"][0], prev)
-        corr = mem.read(feats, self.states[i])  # [C, H]
-        gain = self.gain(i, mem).to(corr.dtype)[:, None]  # [C, 1]
-        return (gain * n["std"][0][:, None] * corr).T
+        corr = mem.read(feats, self.states[i])  # [C, 2, H]
+        gain = self.gain(i, mem).to(corr.dtype)  # [C, 2]
+        return (mem.corrected_forecast(torch.zeros_like(corr[:, 0]), n["std"][0], corr, gain)).T

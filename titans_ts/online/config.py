@@ -28,8 +28,11 @@ class OnlineConfig:
     # the CPU budget: at most this many batches per epoch (24 x 128 windows covers ETTh2's whole
     # training split; ETTm1 and weather see a fresh random quarter to a third of theirs each epoch)
     limit_train_batches: int | None = 24
+    # the stream memory (StreamMemory) and the level memory beside it (its settings written out so a
+    # record names them)
     memory: dict = field(default_factory=lambda: dict(dim=64, heads=4, depth=1, max_lr=0.5, chunk_size=1,
-                                                      soft_norm=True, learn_gates=False))
+                                                      soft_norm=True, learn_gates=False, level=True,
+                                                      level_window=24, level_lr=5e-4, level_half_life=693.0))
     # (forgetting, momentum, inner learning-rate) gate logits tried on the validation stream (the
     # read-out gain is chosen along the stream: StreamMemory.gains)
     paces: tuple = ((-8.0, -4.0, -4.0), (-8.0, -4.0, -5.0), (-10.0, -4.0, -4.0))

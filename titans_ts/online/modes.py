@@ -40,10 +40,11 @@ def _static_modes(mem: StreamMemory, stream: StreamInputs, horizon: int, scored:
         extra = {}
         if mode == "frozen":  # no error is carried: the initial memory read with no known error
             feats = mem.features(read["ctx"], read["yhat"])
-            pred = corrected(read, mem.read(feats.reshape(-1, mem.dim)).view(*feats.shape[:2], horizon))
+            pred = corrected(read, mem.read(feats.reshape(-1, feats.shape[-1])).view(*feats.shape[:2], 2, horizon))
         else:
             pred, gain = carried_forecast(mem, read, scan_stream(mem, read, write, None, False)[0], horizon)
-            extra["gain_mean"] = float(gain[:, a:].mean())
+            extra["gain_mean"] = float(gain[:, a:, 0].mean())
+            extra["level_gain_mean"] = float(gain[:, a:, 1].mean())
         ms = 1e3 * (time.perf_counter() - t0) / steps
         out[mode] = dict(metrics(pred[:, a:], sel), ms_per_step=ms, pred=pred[:, a:], **extra)
     return out
@@ -72,10 +73,10 @@ def _online_gd_run(module, mem: StreamMemory, values: torch.Tensor, stream: Stre
     state = mem.initial_state(C) if carried else None
     errors: list[torch.Tensor] = []  # the realised error of the window written at each token
     issued: dict[int, torch.Tensor] = {}  # the forecasts issued, until their window completes
-    issued_corr: dict[int, torch.Tensor] = {}  # and the corrections read for them [C, H]
-    gains = torch.tensor(mem.gains)
+    issued_corr: dict[int, torch.Tensor] = {}  # and the corrections read for them [C, 2, H] (data units)
+    cands = mem.candidates
     lam = 0.5 ** (1.0 / mem.gain_half_life)
-    acc = torch.zeros(len(mem.gains), C)  # discounted squared error of each gain (online_gain_choice)
+    acc = torch.zeros(len(cands), C)  # discounted squared error of each gain pair (online_gain_choice)
     preds = []
     t0 = time.perf_counter()
     for j, t in enumerate(range(first, last + 1)):
@@ -90,9 +91,9 @@ def _online_gd_run(module, mem: StreamMemory, values: torch.Tensor, stream: Stre
         mem.train()
         f = net.point_forecast(net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX]))  # [1, H, C]
         n = mem.normalise(b[PAST], b[PAST_MASK], f, b[FUTURE], b[FUTURE_MASK])
-        corr = mem.read(mem.features(n["ctx"][0], n["yhat"][0], prev_w), state)  # [C, H]
-        g = gains[acc.argmin(0)][:, None] if carried else 1.0
-        pred = f[0].T + g * n["std"][0][:, None] * corr
+        corr = mem.read(mem.features(n["ctx"][0], n["yhat"][0], prev_w), state)  # [C, 2, H]
+        g = cands[acc.argmin(0)] if carried else torch.ones(C, 2)
+        pred = mem.corrected_forecast(f[0].T, n["std"][0], corr, g)
         m = b[FUTURE_MASK][0].T.to(pred.dtype)
         loss = (((pred - b[FUTURE][0].T) * m) ** 2).sum() / m.sum().clamp_min(1.0)
         if lr > 0:
@@ -109,7 +110,8 @@ def _online_gd_run(module, mem: StreamMemory, values: torch.Tensor, stream: Stre
                 if w in issued_corr:  # the window's error under each gain, now that it is known
                     fw, cw = issued[w][0].T, issued_corr.pop(w)
                     mw = b[FUTURE_MASK][0].T.to(fw.dtype)
-                    se = torch.stack([(((fw + gi * cw - b[FUTURE][0].T) * mw) ** 2).sum(-1) for gi in mem.gains])
+                    se = torch.stack([(((fw + (gi[:, None] * cw).sum(1) - b[FUTURE][0].T) * mw) ** 2).sum(-1)
+                                      for gi in cands])
                     acc = lam * acc + se
                 nw = mem.normalise(b[PAST], b[PAST_MASK], issued.pop(w), b[FUTURE], b[FUTURE_MASK])
                 err = nw["resid"][0]
@@ -117,12 +119,12 @@ def _online_gd_run(module, mem: StreamMemory, values: torch.Tensor, stream: Stre
                 wf = mem.features(nw["ctx"][0], nw["yhat"][0], prev_w)[:, None]
                 rf = mem.features(nc["ctx"][0], nc["yhat"][0], err)[:, None]
                 corr_t, state = mem.scan(rf, wf, err[:, None], nw["observed"][0][:, None], state)
-                c_t = nc["std"][0][:, None] * corr_t[:, 0]
-                preds.append(fc[0].T + gains[acc.argmin(0)][:, None] * c_t)
+                c_t = nc["std"][0][:, None, None] * corr_t[:, 0]  # [C, 2, H]
+                preds.append(fc[0].T + (cands[acc.argmin(0)][..., None] * c_t).sum(1))
                 issued[t], issued_corr[t] = fc, c_t
             else:
                 rf = mem.features(nc["ctx"][0], nc["yhat"][0])
-                preds.append(fc[0].T + nc["std"][0][:, None] * mem.read(rf))
+                preds.append(fc[0].T + nc["std"][0][:, None] * mem.read(rf).sum(1))
     elapsed = time.perf_counter() - t0
     pred = torch.stack(preds, 1)  # [C, steps, H]
     a = scored - first

@@ -62,7 +62,7 @@ def choose_stream_memory(stream: StreamInputs, data: OnlineData, cfg: OnlineConf
             mem.gates.bias.view(3, -1).copy_(torch.tensor(pace, dtype=torch.float32)[:, None])
             pred, gain = carried_forecast(mem, read, scan_stream(mem, read, write, None, False)[0], H)
         se, cnt = squared_error(pred, read)
-        scores[tuple(pace)] = (float(se / cnt.clamp_min(1.0)), mem, float(gain.mean()))
+        scores[tuple(pace)] = (float(se / cnt.clamp_min(1.0)), mem, float(gain[..., 0].mean()))
     pace = min(scores, key=lambda k: scores[k][0])
     best_val, mem, gain_mean = scores[pace]
     if log:
@@ -153,5 +153,5 @@ def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MO
         ms = r["ms_per_step"] + (backbone_ms if mode in ("frozen", "carried") else 0.0)
         out.append({**common, "mode": mode, "mse": r["mse"], "mae": r["mae"],
                     "ms_per_step": round(ms, 4), "parts": stream_parts(r["pred"], read),
-                    **({"gain_mean": r["gain_mean"]} if "gain_mean" in r else {})})
+                    **{k: r[k] for k in ("gain_mean", "level_gain_mean") if k in r}})
     return out

@@ -45,12 +45,37 @@ whose errors are noise keeps the backbone's forecast; one that drifts takes the 
 
 The defaults are the settings the online benchmark runs (docs/benchmarks/online.md).
 
+**The level memory.** Beside that memory, which reads random projections of the whole window, a
+second Titans memory learns the window's *level* error: a linear map from six summaries of what is
+known when a window is forecast (a constant, the context's last value and the mean of its latest
+``level_window`` steps, the forecast's mean, first and last step, all normalised as above) to the
+mean of the window's normalised error, written with the same delayed feedback:
+
+    x_t      = [1, ctx_t[-1], mean(ctx_t[-w:]), mean(yhat_t), yhat_t[0], yhat_t[-1]]
+    Sigma_t  = sum_j lam^(t-j) x_j x_j^T / sum_j lam^(t-j) + eps I     over the written windows j <= t
+    k, q     = Sigma_t^(-1/2) x_{t-H},  Sigma_t^(-1/2) x_t                 (Cholesky whitening)
+    S_t      = eta S_{t-1} - theta grad ||m k - mean(r_{t-H})||^2,   m_t = (1 - alpha) m_{t-1} + S_t
+    level correction of window t = m_t q   (the same for every step of the horizon)
+
+The summaries are strongly correlated (the context's last value and its recent mean move
+together); whitening the keys by their running second moment (causal: only written windows count)
+is what lets plain gradient descent with a small inner learning rate fit such a map, where unit-norm
+keys (the paper's normalisation) leave the small directions unlearnt. At long horizons, where the
+error of the window ``H`` steps back says little about the next one, this is the memory that pays:
+it learns, along the stream, how the backbone's level forecast should be bent given where the
+context sits (docs/benchmarks/online.md). It starts empty (zero correction) and has no trained
+parameters.
+
+The read-out gains are then chosen per channel among the pairs ``(g, g_level)`` of ``gains`` (the
+main memory's and the level memory's), with the same follow-the-leader rule.
+
 A window whose target is not (fully) observed writes nothing (mask 0). With no writes at all the
 memory stays at its learned initial state ``M_0``: the "frozen" reading.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -64,7 +89,25 @@ from ..network import masked_moments
 
 __all__ = ["StreamMemory", "window_stats", "online_gain_choice"]
 
-StreamState = tuple  # type of a state: (weights, momentum), tuples of [N, heads, d_out, d_in] fp32 tensors
+
+def _discounted_cumsum(x: torch.Tensor, lam: float, init: torch.Tensor, block: int = 256):
+    """``y_t = lam * y_{t-1} + x_t`` along dim 1 of ``x`` [N, T, F] from ``y_{-1} = init`` [N, F],
+    in blocks (a lower-triangular matmul each). Returns ``y`` [N, T, F] and ``y_{T-1}`` [N, F]."""
+    out, carry = [], init
+    for a in range(0, x.shape[1], block):
+        c = x[:, a:a + block]
+        i = torch.arange(c.shape[1], dtype=x.dtype, device=x.device)
+        gap = i[:, None] - i[None, :]
+        decay = torch.where(gap >= 0, lam ** gap.clamp_min(0), torch.zeros_like(gap))
+        y = torch.einsum("ts,nsf->ntf", decay, c) + (lam ** (i + 1))[None, :, None] * carry[:, None, :]
+        carry = y[:, -1]
+        out.append(y)
+    return (torch.cat(out, 1) if out else x), carry
+
+# type of a state: (weights, momentum, level); weights and momentum: tuples of [N, heads, d_out, d_in]
+# fp32 tensors; level: the level memory's (second moment [N, D, D], count [N], weights, momentum)
+StreamState = tuple
+LEVEL_FEATURES = 6  # D: the level memory's key width (see the module docstring)
 
 
 def online_gain_choice(se: torch.Tensor, delay: int, half_life: float, acc: torch.Tensor | None = None):
@@ -119,6 +162,12 @@ class StreamMemory(nn.Module):
             initial, nearly constant values: a memory that learns at the pace it was given).
         gains, gain_half_life: the read-out gains chosen among along the stream, and the
             half-life (in windows) of the errors that choose (see the module docstring).
+        level: whether the level memory runs beside the main one (False: the main memory alone).
+        level_window: the context steps whose mean is one of the level memory's summaries.
+        level_lr, level_momentum, level_forget: the level memory's inner learning rate theta,
+            momentum decay eta and forgetting alpha (constants).
+        level_half_life: half-life, in written windows, of the second moment that whitens its keys.
+        level_ridge: eps added to that second moment (keys of directions never seen stay finite).
     """
 
     def __init__(self, seq_len: int, horizon: int, dim: int = 64, heads: int = 4, depth: int = 1,
@@ -126,13 +175,32 @@ class StreamMemory(nn.Module):
                  context_features: int | None = 96, spread_floor: float = 0.1,
                  value_clip: float = 5.0, gate_init: tuple[float, float, float] = (-8.0, -4.0, -4.0),
                  soft_norm: bool = True, learn_gates: bool = False,
-                 gains: tuple = (0.0, 0.25, 0.5, 1.0), gain_half_life: float = 4000.0) -> None:
+                 gains: tuple = (0.0, 0.25, 0.5, 1.0), gain_half_life: float = 4000.0,
+                 level: bool = True, level_window: int = 24, level_lr: float = 5e-4,
+                 level_momentum: float = 0.0, level_forget: float = 0.0, level_half_life: float = 693.0,
+                 level_ridge: float = 1e-3) -> None:
         super().__init__()
         if not gains or min(gains) < 0:
             raise ValueError(f"gains must be a non-empty sequence of gains >= 0, got {gains!r}")
         if not gain_half_life > 0:
             raise ValueError(f"gain_half_life must be > 0 (tokens), got {gain_half_life!r}")
+        if isinstance(level_window, bool) or not isinstance(level_window, int) or level_window < 1:
+            raise ValueError(f"level_window must be a positive integer (context steps), got {level_window!r}")
+        for name, value, lo, hi in (("level_lr", level_lr, 0.0, math.inf), ("level_momentum", level_momentum, 0.0, 1.0),
+                                    ("level_forget", level_forget, 0.0, 1.0)):
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
+        if not level_half_life > 0 or not level_ridge > 0:
+            raise ValueError(f"level_half_life and level_ridge must be > 0, got {level_half_life!r}, {level_ridge!r}")
         self.gains = tuple(float(g) for g in sorted(gains))
+        self.level = bool(level)
+        self.level_window, self.level_lr = level_window, float(level_lr)
+        self.level_momentum, self.level_forget = float(level_momentum), float(level_forget)
+        self.level_half_life, self.level_ridge = float(level_half_life), float(level_ridge)
+        # the candidate read-out gains: pairs (main, level), fewest correction first (ties and the
+        # start of a stream go to (0, 0)); without the level memory, its gain is 0
+        pairs = itertools.product(self.gains, self.gains if self.level else (0.0,))
+        self.candidates = torch.tensor(sorted(pairs, key=lambda p: (p[0] + p[1], p[1])), dtype=torch.float32)
         self.gain_half_life = float(gain_half_life)
         self.soft_norm = soft_norm
         self.spread_floor, self.value_clip = spread_floor, value_clip
@@ -217,18 +285,35 @@ class StreamMemory(nn.Module):
         return c * torch.tanh(residual / c)
 
     def features(self, ctx: torch.Tensor, yhat: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
-        """Features [..., dim] of a window: its normalised context [..., n_ctx] and forecast
-        [..., H], and ``prev`` [..., H], the newest realised error known when it is forecast
-        (that of the window H steps earlier, in that window's units; None / zeros: none known)."""
+        """Features of a window: its normalised context [..., n_ctx] and forecast [..., H], and
+        ``prev`` [..., H], the newest realised error known when it is forecast (that of the window
+        H steps earlier, in that window's units; None / zeros: none known). Returns
+        [..., dim + 6]: the main memory's features, then the level memory's summaries
+        (:meth:`level_summaries`; [..., dim] without the level memory)."""
         if prev is None:
             prev = torch.zeros_like(yhat)
         prev = self.clip(prev)
-        return F.silu(self.feature_map(torch.cat([ctx, yhat, prev], -1))) + self.prev_map(prev)
+        f = F.silu(self.feature_map(torch.cat([ctx, yhat, prev], -1))) + self.prev_map(prev)
+        return torch.cat([f, self.level_summaries(ctx, yhat).to(f.dtype)], -1) if self.level else f
+
+    def level_summaries(self, ctx: torch.Tensor, yhat: torch.Tensor) -> torch.Tensor:
+        """The level memory's keys before whitening [..., 6]: a constant, the context's last value,
+        the mean of its latest ``level_window`` steps, and the forecast's mean, first and last step
+        (all in the window's normalised units)."""
+        w = min(self.level_window, ctx.shape[-1])
+        return torch.stack([torch.ones_like(ctx[..., -1]), ctx[..., -1], ctx[..., -w:].mean(-1), yhat.mean(-1),
+                            yhat[..., 0], yhat[..., -1]], -1)
 
     def initial_state(self, rows: int, device=None) -> StreamState:
         W = tuple(w.float().unsqueeze(0).expand(rows, *w.shape).contiguous().to(device or w.device)
                   for w in self.init_weights)
-        return W, tuple(torch.zeros_like(w) for w in W)
+        return W, tuple(torch.zeros_like(w) for w in W), self._level_initial(rows, device or W[0].device)
+
+    def _level_initial(self, rows: int, device) -> tuple:
+        D = LEVEL_FEATURES
+        w = torch.zeros(rows, 1, 1, D, device=device)
+        return (torch.zeros(rows, D, D, dtype=torch.float64, device=device),
+                torch.zeros(rows, dtype=torch.float64, device=device), (w,), (torch.zeros_like(w),))
 
     # ------------------------------------------------------------------ the scan
     def scan(self, read_feats: torch.Tensor, write_feats: torch.Tensor, residual: torch.Tensor,
@@ -244,9 +329,17 @@ class StreamMemory(nn.Module):
             write_mask: [N, T] bool.
             state: the state to continue from (None: the learned initial memory).
 
-        Returns the corrections [N, T, H] (normalised units) and the final state.
+        Returns the corrections [N, T, 2, H] (normalised units; the main memory's, then the level
+        memory's, zero without it) and the final state.
         """
         N, T, _ = read_feats.shape
+        if state is not None and len(state) == 3:
+            state, level_state = state[:2], state[2]
+        else:
+            level_state = None
+        level = self._level_scan(read_feats[..., self.dim:], write_feats[..., self.dim:], residual, write_mask,
+                                 level_state) if self.level else None
+        read_feats, write_feats = read_feats[..., :self.dim], write_feats[..., :self.dim]
         Hh, d = self.heads, self.head_dim
         q = self._norm(self.q(read_feats).view(N, T, Hh, d))
         k = self._norm(self.k(write_feats).view(N, T, Hh, d))
@@ -260,12 +353,58 @@ class StreamMemory(nn.Module):
         y, final = memory_scan(q, k, v, alpha, eta, theta, weights=weights, momentum=momentum,
                                chunk_size=self.chunk_size, mask=write_mask,
                                output_final_state=return_state)
-        return self.out(y.reshape(N, T, Hh * d)), final
+        main = self.out(y.reshape(N, T, Hh * d))
+        if level is None:
+            return torch.stack([main, torch.zeros_like(main)], 2), final
+        lc, level_final = level
+        corr = torch.stack([main, lc.to(main.dtype)[..., None].expand_as(main)], 2)
+        return corr, (None if final is None else (*final, level_final))
+
+    # ------------------------------------------------------------------ the level memory
+    def _whiten(self, x: torch.Tensor, second: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """Keys / queries ``x`` [..., D] whitened by the second moment ``second`` [..., D, D] of
+        the ``count`` (discounted) written windows, plus ``level_ridge`` (float64 inside)."""
+        D = x.shape[-1]
+        eye = torch.eye(D, dtype=torch.float64, device=x.device)
+        sigma = second / count.clamp_min(1.0)[..., None, None] + self.level_ridge * eye
+        chol = torch.linalg.cholesky(sigma)
+        return torch.linalg.solve_triangular(chol, x.double()[..., None], upper=False)[..., 0]
+
+    def _level_scan(self, xr: torch.Tensor, xw: torch.Tensor, residual: torch.Tensor, write_mask: torch.Tensor,
+                    state: tuple | None, block: int = 4096):
+        """The level memory over tokens: write window ``j`` (summaries ``xw[:, j]``, the mean of
+        its clipped normalised error), then read ``xr[:, j]``. Returns the corrections [N, T]
+        and the final state. Blocks of ``block`` tokens bound the memory a long stream needs."""
+        N, T, D = xw.shape
+        second, count, W, S = self._level_initial(N, xw.device) if state is None else state
+        lam = 0.5 ** (1.0 / self.level_half_life)
+        value = self.clip(residual).mean(-1)  # [N, T]
+        m = write_mask.to(torch.float64)
+        out = []
+        for a in range(0, T, block):
+            b = min(T, a + block)
+            x, mm = xw[:, a:b].double(), m[:, a:b]
+            outer = (x[..., :, None] * x[..., None, :] * mm[..., None, None]).reshape(N, b - a, D * D)
+            sec, sec_last = _discounted_cumsum(outer, lam, second.reshape(N, D * D))
+            cnt, cnt_last = _discounted_cumsum(mm[..., None], lam, count[:, None])
+            sec, cnt = sec.view(N, b - a, D, D), cnt[..., 0]
+            k = self._whiten(x, sec, cnt).float()[:, :, None]
+            q = self._whiten(xr[:, a:b], sec, cnt).float()[:, :, None]
+            gate = torch.ones(N, b - a, 1, device=xw.device)
+            y, (W, S) = memory_scan(q, k, value[:, a:b, None, None].float(), gate * self.level_forget,
+                                    gate * self.level_momentum, gate * self.level_lr, weights=W, momentum=S,
+                                    chunk_size=1, mask=write_mask[:, a:b])
+            out.append(y[:, :, 0, 0])
+            second, count = sec_last.view(N, D, D), cnt_last[:, 0]
+        y = torch.cat(out, 1) if out else xw.new_zeros(N, 0)
+        return y, (second, count, W, S)
 
     def read(self, feats: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
-        """The correction of windows with features [N, dim] read from ``state`` (the learned
-        initial memory if None) without writing: [N, H]."""
+        """The corrections of windows with features [N, dim (+ 6)] read from ``state`` (the
+        learned initial memory if None) without writing: [N, 2, H] (the main memory's, then the
+        level memory's)."""
         N = feats.shape[0]
+        level_feats, feats = feats[:, self.dim:], feats[:, :self.dim]
         q = self._norm(self.q(feats).view(N, self.heads, self.head_dim)).float()
         weights = (tuple(w.float().unsqueeze(0).expand(N, *w.shape) for w in self.init_weights)
                    if state is None else state[0])
@@ -274,4 +413,16 @@ class StreamMemory(nn.Module):
             h = torch.einsum("nhi,nhoi->nho", h, w)
             if i < len(weights) - 1:
                 h = F.silu(h)
-        return self.out(h.reshape(N, self.dim).to(feats.dtype))
+        main = self.out(h.reshape(N, self.dim).to(feats.dtype))
+        level = torch.zeros_like(main)
+        if self.level and state is not None and len(state) == 3:
+            second, count, W, _ = state[2]
+            q = self._whiten(level_feats, second, count).float()
+            level = level + torch.einsum("nd,nd->n", W[0][:, 0, 0], q)[:, None].to(main.dtype)
+        return torch.stack([main, level], 1)
+
+    def corrected_forecast(self, forecast: torch.Tensor, std: torch.Tensor, corr: torch.Tensor,
+                           gains: torch.Tensor) -> torch.Tensor:
+        """``forecast + std * (g corr_main + g_level corr_level)``: forecasts [..., H] (data units),
+        spreads [...], corrections [..., 2, H] and gain pairs [..., 2]."""
+        return forecast + std[..., None] * (gains[..., None] * corr).sum(-2)

@@ -91,26 +91,30 @@ def stream_tokens(inputs: StreamInputs, a: int, b: int, horizon: int) -> tuple[d
 
 
 def scan_stream(mem: StreamMemory, read: dict, write: dict, state=None, return_state=True):
-    """Corrections [N, T, H] of the read windows after writing the write windows token by token."""
+    """Corrections [N, T, 2, H] (main and level memory) of the read windows after writing the
+    write windows token by token."""
     rf = mem.features(read["ctx"], read["yhat"], read["prev"])
     wf = mem.features(write["ctx"], write["yhat"], write["prev"])
     return mem.scan(rf, wf, write["resid"], write["observed"], state, return_state)
 
 
 def corrected(read: dict, corr: torch.Tensor) -> torch.Tensor:
-    return read["forecast"] + read["std"][..., None] * corr
+    """The forecasts with both corrections ``corr`` [..., 2, H] applied in full."""
+    return read["forecast"] + read["std"][..., None] * corr.sum(-2)
 
 
 def carried_forecast(mem: StreamMemory, read: dict, corr: torch.Tensor, horizon: int):
-    """The carried forecasts of the read windows, each correction ``corr`` [C, T, H] scaled by the
-    gain chosen along the stream (:func:`online_gain_choice`: the read of token ``j`` is known
-    ``horizon`` tokens later). Returns the forecasts [C, T, H] and the gains used [C, T]."""
-    c = read["std"][..., None] * corr
-    m = read["tmask"].to(c.dtype)
-    se = torch.stack([(((read["forecast"] + g * c - read["target"]) * m) ** 2).sum(-1) for g in mem.gains])
+    """The carried forecasts of the read windows, the corrections ``corr`` [C, T, 2, H] scaled by
+    the gain pair chosen along the stream among ``mem.candidates`` (:func:`online_gain_choice`:
+    the read of token ``j`` is known ``horizon`` tokens later). Returns the forecasts [C, T, H]
+    and the gain pairs used [C, T, 2]."""
+    m = read["tmask"].to(corr.dtype)
+    cands = mem.candidates.to(corr.dtype)
+    se = torch.stack([(((mem.corrected_forecast(read["forecast"], read["std"], corr, g) - read["target"]) * m) ** 2)
+                      .sum(-1) for g in cands])
     choice, _ = online_gain_choice(se, horizon, mem.gain_half_life)
-    gain = torch.tensor(mem.gains, dtype=c.dtype)[choice]
-    return read["forecast"] + gain[..., None] * c, gain
+    gain = cands[choice]
+    return mem.corrected_forecast(read["forecast"], read["std"], corr, gain), gain
 
 
 def squared_error(pred, read):
@@ -167,7 +171,7 @@ def train_stream_memory(mem: StreamMemory, train: StreamInputs, val: StreamInput
             loss.backward()
             torch.nn.utils.clip_grad_norm_(mem.parameters(), 1.0)
             opt.step()
-            state = tuple(tuple(t.detach() for t in ts) for ts in final)
+            state = _detached(final)
             losses.append(float(loss.detach()))
         if not losses:  # no segment fitted this epoch's cut: nothing learnt, nothing to judge
             continue
@@ -184,6 +188,11 @@ def train_stream_memory(mem: StreamMemory, train: StreamInputs, val: StreamInput
     mem.load_state_dict(best_state)
     mem.eval()
     return {"history": history, "best_val": best}
+
+
+def _detached(state):
+    """A (nested tuple) stream state cut from the graph."""
+    return state.detach() if isinstance(state, torch.Tensor) else tuple(_detached(s) for s in state)
 
 
 @torch.no_grad()
