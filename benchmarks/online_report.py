@@ -87,16 +87,22 @@ def render(rows: list[dict], out: Path = OUT, plots: bool = True) -> str:
         "initial state).",
         "- `carried`: parameters fixed; each channel's stream memory is carried along the stream and, at "
         "origin t, written with the realised error of the window of origin t - H, then read for window t "
-        "(`titans_ts.online.StreamMemory`: a Titans memory whose surprise is the forecasting loss).",
+        "(`titans_ts.online.StreamMemory`: a Titans memory whose surprise is the forecasting loss). Beside "
+        "it runs a level memory: a Titans memory on six summaries of the window (a constant, the "
+        "context's last value and recent mean, the forecast's mean, first and last step), its keys "
+        "whitened by their running second moment, written with the mean of the window's error; it "
+        "corrects the forecast's level.",
         "- `online_gd`: one Adam step on every parameter per arriving target (batch 1, the window of "
         "origin t - H), memory never written; the learning rate chosen on the validation stream.",
         "- `carried+online_gd`: both.",
         "",
         "The stream memory's pace (its forgetting, momentum and inner learning-rate gate logits) is "
-        "chosen on the validation stream's carried MSE among three slow paces; the read-out gain is "
-        "chosen along the stream itself, per channel (follow-the-leader among 0, 0.25, 0.5 and 1 over "
+        "chosen on the validation stream's carried MSE among three slow paces (the level memory's "
+        "settings are fixed); the read-out gains are chosen along the stream itself, per channel "
+        "(follow-the-leader among the pairs of gains 0, 0.25, 0.5 and 1 for the two memories, over "
         "the discounted errors of the windows completed so far; no correction until the stream shows one "
-        "helps). `gain` is the mean gain used over the test stream.",
+        "helps). `gain` is the mean gain used over the test stream (main memory / level memory; "
+        "one number: a record from before the level memory).",
         "",
         "`ms / step` is the cost of one stream step on this machine (one thread): for `frozen` and "
         "`carried` the backbone forecasts the windows in batches and the memory runs over the whole "
@@ -133,6 +139,9 @@ def render(rows: list[dict], out: Path = OUT, plots: bool = True) -> str:
                    if means.get("carried") is not None and pub[0] is not None else "")
             cr = g.get("carried", [])
             gain = _ms([r["gain_mean"] for r in cr if "gain_mean" in r], 2)
+            levels = [r["level_gain_mean"] for r in cr if "level_gain_mean" in r]
+            if levels:
+                gain += " / " + _ms(levels, 2)
             paces = defaultdict(int)
             for r in cr:
                 paces[tuple(r["memory_pace"])] += 1

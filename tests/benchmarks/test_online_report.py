@@ -43,3 +43,15 @@ def test_two_look_backs_are_told_apart(tmp_path):
     # the backbone across look-backs, and the worst twentieth's share of the squared error (9/28, 21/40)
     assert "(worse at the longer one in 1 of 1 cells): ETTh2 H=96 5.000 vs 6.000 (L = 336)" in text
     assert "ETTh2 H=96 32 % vs 52 %" in text
+
+
+def test_the_gain_column_names_both_memories(tmp_path):
+    rep = _report()
+    rows = []
+    for seed in (0, 1):
+        rows += [_record("ETTh2", 96, 48, "frozen", seed, 3.0, [1.0] * 20),
+                 {**_record("ETTh2", 96, 48, "carried", seed, 2.5, [1.0] * 20), "gain_mean": 0.25 + 0.5 * seed,
+                  "level_gain_mean": 0.5}]
+    text = rep.render(rows, tmp_path / "online.md", plots=False)
+    row = next(line for line in text.splitlines() if line.startswith("| ETTh2 | 96 | 48 |"))
+    assert "| 0.50 ± 0.35 / 0.50 ± 0.00 |" in row
