@@ -321,12 +321,12 @@ def _plots(groups) -> list[str]:
                 if not rs:
                     continue
                 parts = [statistics.mean(p) for p in zip(*[r["parts"] for r in rs])]
-                ax.plot(range(1, len(parts) + 1), parts, marker=".", label=m)
+                ax.plot(range(1, len(parts) + 1), parts, marker=".", label=m, color=f"C{MODES.index(m)}")
             ax.set_yscale("log")
             ax.set_title(f"{dataset} L={L} H={key[3]}", fontsize=9)
             ax.set_xlabel("twentieth of the test stream", fontsize=8)
+            ax.legend(fontsize=7)  # each panel: the modes that ran there differ
         axes[0, 0].set_ylabel("MSE (log scale)", fontsize=8)
-        axes[0, 0].legend(fontsize=7)
         fig.tight_layout()
         PLOTS.mkdir(parents=True, exist_ok=True)
         name = f"online_{dataset}_{L}.png"
