@@ -48,7 +48,7 @@ def _build(recipe: str, seq_len: int | None):
 
 
 def _set_backend(model, backend: str) -> None:
-    from titans_ts.memory import NeuralMemory
+    from titans_ts.model.memory import NeuralMemory
 
     n = 0
     for m in model.modules():

@@ -288,7 +288,7 @@ LTSF_CHANNELS = {"ETTh1": 7, "ETTh2": 7, "ETTm1": 7, "ETTm2": 7, "weather": 21, 
 def module_from_recipe(cfg: dict, seq_len: int | None = None):
     """A recipe dict's ``TitansLightningModule``, built without reading its data (the channel
     count comes from ``LTSF_CHANNELS``); ``seq_len`` overrides the recipe's look-back."""
-    from titans_ts.lightning_module import TitansLightningModule
+    from titans_ts.model.lightning_module import TitansLightningModule
 
     data = cfg["data"]
     if data["dataset"] not in LTSF_CHANNELS:

@@ -68,7 +68,7 @@ def _lightning(*args):
 def _checkpoint_clash():
     import torch
 
-    from titans_ts.lightning_module import TitansLightningModule
+    from titans_ts.model.lightning_module import TitansLightningModule
 
     settings = yaml.safe_load(RECIPE.read_text())["model"]
     module = TitansLightningModule(seq_len=96, horizon=96, n_channels=7, **{**settings, "d_model": 16})

@@ -53,10 +53,10 @@ from gluonts.transform import (
     ValidationSplitSampler,
 )
 
-from .config import TitansConfig, check_keys
+from .model.config import TitansConfig, check_keys
 from .defaults import batches_per_epoch, data_defaults, epochs_for, tail_sizes
-from .memory import wants_weight_decay
-from .network import TitansNet
+from .model.memory import wants_weight_decay
+from .model.network import TitansNet
 from .training import quiet_lightning
 
 __all__ = ["TitansEstimator", "TitansGluonTSModule", "GLUONTS_HEADS", "SCHEDULERS",
@@ -216,7 +216,7 @@ class TitansEstimator(PyTorchLightningEstimator):
         train_sampler, validation_sampler: GluonTS instance samplers (defaults:
             ``ExpectedNumInstanceSampler(1.0, min_past=1, min_future=prediction_length)`` and
             ``ValidationSplitSampler(min_future=prediction_length)``).
-        **model: the network's settings, any field of :class:`titans_ts.config.TitansConfig` but
+        **model: the network's settings, any field of :class:`titans_ts.model.config.TitansConfig` but
             the lengths and channel count (``patch_len``, ``stride``, ``d_model``, ``n_layers``,
             ``variant``, ``memory``, ``attn_heads``, ``window``, ``n_persistent``,
             ``segment_len``, ``dropout``, ``revin``, ...), with the configuration's defaults
@@ -291,7 +291,7 @@ class TitansEstimator(PyTorchLightningEstimator):
         )
 
     def model_kwargs(self) -> Dict[str, Any]:
-        """The network's settings (:class:`titans_ts.config.TitansConfig` fields, plain values)."""
+        """The network's settings (:class:`titans_ts.model.config.TitansConfig` fields, plain values)."""
         return self.config.to_dict()
 
     def create_lightning_module(self) -> pl.LightningModule:

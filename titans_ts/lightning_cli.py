@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from lightning.pytorch.cli import LightningCLI
 
 from .data_module import LTSFDataModule
-from .lightning_module import TitansLightningModule
+from .model.lightning_module import TitansLightningModule
 from .training import quiet_lightning
 
 __all__ = ["TitansCLI", "CLIUsageError", "run_lightning_cli", "build_from_recipe"]

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from titans_ts.cli import main
-from titans_ts.lightning_module import TitansLightningModule
+from titans_ts.model.lightning_module import TitansLightningModule
 from titans_ts.online import OnlineConfig
 from titans_ts.tuning import open_storage
 

@@ -53,7 +53,7 @@ def test_context_length_follows_the_longest_season_the_data_show_twice():
 
 
 def test_the_configuration_carries_the_robust_settings():
-    from titans_ts.config import TitansConfig
+    from titans_ts.model.config import TitansConfig
 
     cfg = TitansConfig()
     assert (cfg.dropout, cfg.revin_center) == (dd.ROBUST["dropout"], dd.ROBUST["revin_center"])

@@ -128,7 +128,7 @@ def test_choosing_and_training_the_memory_with_a_horizon_longer_than_a_segment(t
 
 
 def test_online_gain_choice_follows_the_leader_with_delayed_feedback():
-    from titans_ts.online.stream_memory import online_gain_choice
+    from titans_ts.model.stream_memory import online_gain_choice
 
     se = torch.tensor([[[1.0, 1.0, 1.0, 1.0, 1.0]], [[0.0, 0.0, 5.0, 0.0, 0.0]]])  # [G=2, N=1, T=5]
     choice, (acc, pending) = online_gain_choice(se, delay=2, half_life=1e9)

@@ -220,7 +220,7 @@ def test_window_errors_and_drop_last_metrics_match_a_direct_computation():
     import torch
 
     from titans_ts.datasets.ltsf import WindowDataset
-    from titans_ts.network import TitansNet
+    from titans_ts.model.network import TitansNet
     from titans_ts.recipes import drop_last_metrics, window_errors
 
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from titans_ts.blocks import Attention, make_block
+from titans_ts.model.blocks import Attention, make_block
 
 MEM = dict(heads=2, depth=2, expansion=2.0, chunk_size=4)
 

@@ -88,7 +88,7 @@ def test_bad_shapes():
 def test_memory_states_batch_and_split_without_changing_any_stream():
     """Sequences streamed separately, or batched with MemoryState.cat and split back, continue
     identically (the forecaster batches series read at different times this way)."""
-    from titans_ts.memory import MemoryState
+    from titans_ts.model.memory import MemoryState
 
     torch.manual_seed(0)
     mem = NeuralMemory(16, heads=2, depth=2, chunk_size=4).eval()

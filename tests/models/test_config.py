@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from titans_ts.config import MemoryConfig, TitansConfig, default_patching
+from titans_ts.model.config import MemoryConfig, TitansConfig, default_patching
 
 MAC = dict(variant="mac", attn_heads=2, segment_len=4, n_persistent=3, d_model=16,
            memory={"heads": 2, "depth": 1, "chunk_size": 4}, revin_center="last", tokenizer="patch",
@@ -66,8 +66,8 @@ def test_every_front_end_builds_the_same_network_from_the_same_settings(tmp_path
     estimator, the Lightning module and a recipe become one and the same configuration."""
     from titans_ts import TitansForecaster
     from titans_ts.gluonts import TitansEstimator
-    from titans_ts.lightning_module import TitansLightningModule
-    from titans_ts.network import TitansNet
+    from titans_ts.model.lightning_module import TitansLightningModule
+    from titans_ts.model.network import TitansNet
     from titans_ts.recipes import build_in_dir, packaged_recipe, set_dotted
 
     want = TitansConfig.from_dict(MAC, seq_len=24, horizon=6, n_channels=1)

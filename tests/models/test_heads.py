@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from titans_ts.heads import PointHead, QuantileHead, StudentTHead, make_head
-from titans_ts.network import RevIN
+from titans_ts.model.heads import PointHead, QuantileHead, StudentTHead, make_head
+from titans_ts.model.network import RevIN
 
 
 def _raw(head, B=3, H=4, C=2):

@@ -13,11 +13,11 @@ import pytest
 import torch
 import yaml
 
-from titans_ts.config import TitansConfig
+from titans_ts.model.config import TitansConfig
 from titans_ts.datasets import WindowDataset
 from titans_ts.datasets.windows import collate_windows, window_loader
-from titans_ts.lightning_module import TitansLightningModule
-from titans_ts.network import EnsembleNet, TitansNet
+from titans_ts.model.lightning_module import TitansLightningModule
+from titans_ts.model.network import EnsembleNet, TitansNet
 from titans_ts.training import make_trainer
 
 MEM = dict(heads=2, depth=2, expansion=2.0, chunk_size=4)
@@ -187,9 +187,9 @@ DDP_SCRIPT = r'''
 import sys, torch, lightning.pytorch as pl
 sys.path.insert(0, sys.argv[1])
 from test_lightning import ToyData, SMALL
-from titans_ts.config import TitansConfig
-from titans_ts.lightning_module import TitansLightningModule
-from titans_ts.network import EnsembleNet, TitansNet
+from titans_ts.model.config import TitansConfig
+from titans_ts.model.lightning_module import TitansLightningModule
+from titans_ts.model.network import EnsembleNet, TitansNet
 from titans_ts.training import make_trainer
 
 

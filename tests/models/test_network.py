@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from titans_ts.lightning_module import TitansLightningModule, pinball_loss, point_loss
-from titans_ts.network import RevIN, TitansNet
+from titans_ts.model.lightning_module import TitansLightningModule, pinball_loss, point_loss
+from titans_ts.model.network import RevIN, TitansNet
 
 MEM = dict(heads=2, depth=2, expansion=2.0, chunk_size=4)
 

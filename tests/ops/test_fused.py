@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from titans_ts.fused import (
+from titans_ts.model.fused import (
     causal_conv_silu,
     causal_conv_silu_reference,
     gated_rms_norm,

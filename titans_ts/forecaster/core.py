@@ -40,7 +40,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from ..config import TitansConfig
+from ..model.config import TitansConfig
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import SeriesCollection, from_frame
 from ..datasets.windows import SeriesWindows, window_loader
@@ -54,7 +54,7 @@ __all__ = ["TitansForecaster", "NETWORK_SETTINGS", "TRAINING_PARAMS"]
 
 # the forecaster sets these itself: seq_len = context_length, horizon = h, channels from the data
 _DERIVED = ("seq_len", "horizon", "n_channels")
-#: the network settings (:class:`titans_ts.config.TitansConfig` fields) the forecaster takes
+#: the network settings (:class:`titans_ts.model.config.TitansConfig` fields) the forecaster takes
 NETWORK_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
 _NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, None))
                      for f in NETWORK_SETTINGS}
@@ -115,11 +115,11 @@ class TitansForecaster(BaseEstimator):
         seed: seed of initialisation, shuffling and dropout.
         accelerator: Lightning accelerator ("cpu", "gpu", "auto").
         verbose: progress bar and Lightning's messages.
-        **network: the network's settings, the fields of :class:`titans_ts.config.TitansConfig`
+        **network: the network's settings, the fields of :class:`titans_ts.model.config.TitansConfig`
             but the lengths and channel count, with its defaults: ``variant`` ("lmm", "mac",
             "mag", "mal", "none", "attention"), ``tokenizer``, ``patch_len`` / ``stride`` (None: derived from
             ``context_length``; a patch longer than the context is clipped to it), ``d_model``,
-            ``n_layers``, ``memory`` (a mapping of :class:`titans_ts.config.MemoryConfig`
+            ``n_layers``, ``memory`` (a mapping of :class:`titans_ts.model.config.MemoryConfig`
             fields), ``attn_heads``, ``window``, ``n_persistent``, ``segment_len``,
             ``mlp_expansion``, ``dropout``, ``head`` ("point", "quantile" or "student_t"),
             ``quantiles`` (the quantile head's levels; for "student_t", those ``predict``
@@ -242,7 +242,7 @@ class TitansForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _module(self, n_inputs: int):
-        from ..lightning_module import TitansLightningModule
+        from ..model.lightning_module import TitansLightningModule
 
         net = self._config(n_inputs).to_dict()
         return TitansLightningModule(loss=self.loss, lr=float(self.lr), weight_decay=float(self.weight_decay),

@@ -58,7 +58,7 @@ def history_collection(est) -> SeriesCollection:
 
 def stream_memory(est):
     """The carried memory's layer (its maps drawn from ``seed``; learning at ``memory_pace``)."""
-    from ..online.stream_memory import StreamMemory
+    from ..model.stream_memory import StreamMemory
 
     pace = tuple(float(x) for x in est.memory_pace)
     if len(pace) != 3:

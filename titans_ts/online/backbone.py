@@ -38,7 +38,7 @@ def train_backbone(data: OnlineData, cfg: OnlineConfig, seed: int = 0, verbose: 
 
     import lightning.pytorch as pl
 
-    from ..lightning_module import TitansLightningModule
+    from ..model.lightning_module import TitansLightningModule
     from ..training import make_trainer, quiet_lightning
 
     L, H = cfg.seq_len, cfg.horizon

@@ -12,7 +12,7 @@ from ..datasets.online import OnlineData
 from ..datasets.windows import FUTURE, FUTURE_MASK, PAST, PAST_MASK, TIME_INDEX
 from .backbone import backbone_forecasts, origin_batch
 from .config import MODES, OnlineConfig
-from .stream_memory import StreamMemory
+from ..model.stream_memory import StreamMemory
 from .streams import StreamInputs, carried_forecast, corrected, scan_stream, stream_tokens
 
 __all__ = ["evaluate_modes", "online_gd", "metrics", "stream_parts"]

@@ -15,7 +15,7 @@ GluonTS adapter (nothing else branches on the head's kind):
 * ``band_levels``: the (low, high) quantile levels a plot shades (None for a point head).
 
     >>> import torch
-    >>> from titans_ts.heads import make_head
+    >>> from titans_ts.model.heads import make_head
     >>> head = make_head("quantile", quantiles=(0.1, 0.5, 0.9))
     >>> out = head(torch.zeros(2, 4, 3, head.n_outputs))
     >>> head.point(out).shape, head.quantiles(out, [0.9]).shape

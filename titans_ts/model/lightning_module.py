@@ -23,7 +23,7 @@ __all__ = ["TitansLightningModule", "point_loss", "pinball_loss", "student_t_nll
            "TRAINING_SETTINGS"]
 
 #: the Lightning module's own (training) settings; every other ``model:`` key of a recipe is a
-#: network setting of :class:`titans_ts.config.TitansConfig`
+#: network setting of :class:`titans_ts.model.config.TitansConfig`
 TRAINING_SETTINGS = ("loss", "lr", "weight_decay", "scheduler", "warmup_epochs", "optimizer", "ensemble")
 
 
@@ -70,17 +70,17 @@ class TitansLightningModule(pl.LightningModule):
         loss: for the point head, "mse", "mae" or "huber" (the quantile head trains on the pinball
             loss, the Student-t head on its negative log-likelihood).
         lr, weight_decay: learning rate and decoupled weight decay (matrices only; parameters
-            marked with :func:`titans_ts.memory.no_weight_decay` and vectors are not decayed).
+            marked with :func:`titans_ts.model.memory.no_weight_decay` and vectors are not decayed).
         scheduler: "cosine" (to 0 over ``max_epochs``), "onecycle", or "none".
         warmup_epochs: linear warm-up epochs before the cosine schedule.
         optimizer: "adamw" (default) or "sgd" (momentum 0.9).
         ensemble: how many networks to train side by side (1: one :class:`TitansNet`; more: an
-            :class:`titans_ts.network.EnsembleNet` whose forecast is the members' mean, point and
+            :class:`titans_ts.model.network.EnsembleNet` whose forecast is the members' mean, point and
             quantile heads). Each member trains on its own loss; given a list of ``ensemble``
             batches per step (``LTSFDataModule(streams=ensemble)``, which recipes link to this
             setting) member ``k`` trains on batch ``k``, its own order of the training windows,
             as an independently trained network would.
-        **network: the network's settings, the fields of :class:`titans_ts.config.TitansConfig`
+        **network: the network's settings, the fields of :class:`titans_ts.model.config.TitansConfig`
             (tokenizer, patch_len, d_model, n_layers, variant, memory, attention, RevIN, head,
             cycle_len, ...).
     """

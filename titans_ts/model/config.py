@@ -5,7 +5,7 @@ module (and so ``titans-ts fit --config`` recipes, whose ``model:`` keys are the
 ``TitansForecaster`` and the GluonTS ``TitansEstimator``. Settings are validated once, here;
 an unknown key is an error that names the allowed ones.
 
-    >>> from titans_ts.config import TitansConfig
+    >>> from titans_ts.model.config import TitansConfig
     >>> cfg = TitansConfig.from_dict({"seq_len": 96, "horizon": 24, "variant": "mac",
     ...                               "segment_len": 8, "memory": {"depth": 2, "max_lr": 0.02}})
     >>> cfg.memory.max_lr, cfg.patch_len, cfg.stride
@@ -19,7 +19,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple, Union
 
-__all__ = ["TitansConfig", "MemoryConfig", "VARIANTS", "TOKENIZERS", "HEADS", "REVIN_CENTERS",
+__all__ = ["SettingsError", "TitansConfig", "MemoryConfig", "VARIANTS", "TOKENIZERS", "HEADS", "REVIN_CENTERS",
            "ACTIVATIONS", "MEMORY_BACKENDS", "default_patching", "check_keys"]
 
 # "none": no sequence mixing (the ablation); "attention": attention in the memory's place (its twin)
@@ -31,11 +31,20 @@ ACTIVATIONS = ("silu", "gelu", "relu", "tanh", "identity")
 MEMORY_BACKENDS = ("auto", "reference", "chunked", "triton")
 
 
+class SettingsError(ValueError):
+    """A setting that does not exist (a misspelt or unknown key, at any depth of a configuration).
+
+    Raised at construction by every front-end (``TitansConfig``, ``TrainingConfig``,
+    ``TitansForecaster``, ``TitansEstimator``, ``OnlineConfig``, ``StreamMemoryConfig`` and the
+    command line), with the unknown key and the allowed ones in its message. A ``ValueError``, so
+    code that caught ``ValueError`` before keeps working."""
+
+
 def check_keys(given: Mapping[str, Any], allowed, what: str) -> None:
-    """Raise a ``ValueError`` naming the unknown keys of ``given`` and the allowed ones."""
+    """Raise a :class:`SettingsError` naming the unknown keys of ``given`` and the allowed ones."""
     unknown = sorted(str(k) for k in given if k not in allowed)
     if unknown:
-        raise ValueError(f"unknown {what} setting(s) {unknown}; allowed: {sorted(allowed)}")
+        raise SettingsError(f"unknown {what} setting(s) {unknown}; allowed: {sorted(allowed)}")
 
 
 def _int(name: str, value: Any, low: int | None = 1, none: bool = False) -> int | None:

@@ -117,7 +117,7 @@ def _last_observed(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 class TitansNet(nn.Module):
     """Titans backbone for multivariate forecasting.
 
-    Built from a :class:`titans_ts.config.TitansConfig`, or from its settings (``seq_len`` and
+    Built from a :class:`titans_ts.model.config.TitansConfig`, or from its settings (``seq_len`` and
     ``horizon`` may come first, positionally), validated the same way; see that class for every
     setting:
 
@@ -295,7 +295,7 @@ class TitansNet(nn.Module):
 class EnsembleNet(nn.Module):
     """``size`` :class:`TitansNet` members built from one configuration (each with its own random
     initialisation and dropout draws), trained side by side on their own losses
-    (:class:`titans_ts.lightning_module.TitansLightningModule` with ``ensemble=size``); the forecast
+    (:class:`titans_ts.model.lightning_module.TitansLightningModule` with ``ensemble=size``); the forecast
     is the members' mean, per step and channel (per quantile level for the quantile head: the
     mean of monotone quantiles is monotone). A deep ensemble: ``size`` times the compute and
     parameters of one network for a lower error (docs/benchmarks/time_to_accuracy.md).

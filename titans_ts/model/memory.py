@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from titans_ts.config import MemoryConfig as _M
-from titans_ts.fused import causal_conv_silu, gated_rms_norm, l2_normalize
+from titans_ts.model.config import MemoryConfig as _M
+from titans_ts.model.fused import causal_conv_silu, gated_rms_norm, l2_normalize
 from titans_ts.kernels.memory_scan import memory_scan
 from titans_ts.kernels.memory_scan.common import activation_fn
 

@@ -82,10 +82,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..fused import l2_normalize
+from .fused import l2_normalize
 from ..kernels.memory_scan import memory_scan
-from ..memory import no_weight_decay
-from ..network import masked_moments
+from .memory import no_weight_decay
+from .network import masked_moments
 
 __all__ = ["StreamMemory", "window_stats", "online_gain_choice"]
 
