@@ -53,8 +53,8 @@ from gluonts.transform import (
     ValidationSplitSampler,
 )
 
-from .model.config import TitansConfig, check_keys
 from .defaults import batches_per_epoch, data_defaults, epochs_for, tail_sizes
+from .model.config import TitansConfig, check_keys
 from .model.memory import wants_weight_decay
 from .model.network import TitansNet
 from .training import quiet_lightning

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from titans_ts.model.config import TitansConfig
 from titans_ts.datasets import WindowDataset
 from titans_ts.datasets.windows import collate_windows, window_loader
+from titans_ts.model.config import TitansConfig
 from titans_ts.model.lightning_module import TitansLightningModule
 from titans_ts.model.network import EnsembleNet, TitansNet
 from titans_ts.training import make_trainer

@@ -40,11 +40,11 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from ..model.config import TitansConfig
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import SeriesCollection, from_frame
 from ..datasets.windows import SeriesWindows, window_loader
 from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
+from ..model.config import TitansConfig
 from . import guard, state
 from .inference import forecast_arrays, scaled_inputs
 from .scaling import series_stats

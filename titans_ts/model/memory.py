@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from titans_ts.model.config import MemoryConfig as _M
-from titans_ts.model.fused import causal_conv_silu, gated_rms_norm, l2_normalize
 from titans_ts.kernels.memory_scan import memory_scan
 from titans_ts.kernels.memory_scan.common import activation_fn
+from titans_ts.model.config import MemoryConfig as _M
+from titans_ts.model.fused import causal_conv_silu, gated_rms_norm, l2_normalize
 
 __all__ = ["NeuralMemory", "MemoryState", "no_weight_decay", "wants_weight_decay"]
 

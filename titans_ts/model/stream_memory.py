@@ -82,8 +82,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fused import l2_normalize
 from ..kernels.memory_scan import memory_scan
+from .fused import l2_normalize
 from .memory import no_weight_decay
 from .network import masked_moments
 

@@ -10,9 +10,9 @@ import torch
 
 from ..datasets.online import OnlineData
 from ..datasets.windows import FUTURE, FUTURE_MASK, PAST, PAST_MASK, TIME_INDEX
+from ..model.stream_memory import StreamMemory
 from .backbone import backbone_forecasts, origin_batch
 from .config import MODES, OnlineConfig
-from ..model.stream_memory import StreamMemory
 from .streams import StreamInputs, carried_forecast, corrected, scan_stream, stream_tokens
 
 __all__ = ["evaluate_modes", "online_gd", "metrics", "stream_parts"]

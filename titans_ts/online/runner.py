@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from ..datasets.online import OnlineData
+from ..model.stream_memory import StreamMemory
 from .backbone import backbone_forecasts, train_backbone
 from .config import MODES, OnlineConfig
 from .modes import evaluate_modes, metrics, online_gd, stream_parts
-from ..model.stream_memory import StreamMemory
 from .streams import StreamInputs, carried_forecast, scan_stream, squared_error, stream_tokens, train_stream_memory
 
 __all__ = ["choose_stream_memory", "run_online"]

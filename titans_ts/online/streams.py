@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from ..datasets.windows import FUTURE, FUTURE_MASK, PAST, PAST_MASK
+from ..model.stream_memory import StreamMemory, online_gain_choice
 from .backbone import origin_batch
 from .config import OnlineConfig
-from ..model.stream_memory import StreamMemory, online_gain_choice
 
 __all__ = ["StreamInputs", "stream_tokens", "scan_stream", "corrected", "carried_forecast", "squared_error",
            "stream_mse", "train_stream_memory"]
