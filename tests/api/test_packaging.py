@@ -60,7 +60,8 @@ def test_public_api_and_its_docstring_examples_run():
     from titans_ts import LMM, MAC, MAG, MAL, TitansNet  # noqa: F401
 
     assert {"TitansNet", "MAC", "MAG", "MAL", "LMM", "TitansConfig"} <= set(titans_ts.__all__)
-    for name in ("titans_ts", "titans_ts.model.config", "titans_ts.model.heads", "titans_ts.model.blocks", "titans_ts.model.network"):
+    for name in ("titans_ts", "titans_ts.model.config", "titans_ts.model.heads", "titans_ts.model.blocks",
+                 "titans_ts.model.network"):
         res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
         assert res.failed == 0, f"{name}: {res.failed} failing docstring example(s)"
         assert res.attempted > 0, f"{name} has no runnable example"
