@@ -63,6 +63,7 @@ class OnlineData:
         borders: {"train" | "val" | "test": (start, end)} target rows of each split.
         columns: channel names; timestamps: the rows' times.
         scaler: the fitted scaler.
+        season: the catalogue's season in rows (the seasonal naive's period; None: none known).
     """
 
     name: str
@@ -71,6 +72,7 @@ class OnlineData:
     columns: list
     timestamps: pd.DatetimeIndex
     scaler: StandardScaler
+    season: int | None = None
 
     @property
     def n_channels(self) -> int:
@@ -98,5 +100,6 @@ def online_data(name: str, root: str | os.PathLike | None = None, verify: bool =
     end = borders["test"][1]
     scaler = StandardScaler().fit(values[: borders["train"][1]])
     scaled = scaler.transform(values[:end]).astype(np.float32)
-    return OnlineData(dataset_info(name).name, scaled, borders, columns,
-                      pd.DatetimeIndex(frame["date"][:end]), scaler)
+    info = dataset_info(name)
+    return OnlineData(info.name, scaled, borders, columns, pd.DatetimeIndex(frame["date"][:end]), scaler,
+                      season=info.season)

@@ -157,13 +157,9 @@ def _benchmark_online(args: argparse.Namespace) -> int:
                 done.add((r["dataset"], r["horizon"], r["seq_len"], r["seed"], r.get("tag", "main"), r["mode"]))
     cfg = OnlineConfig()
     if args.max_epochs is not None:
-        cfg.max_epochs = args.max_epochs
+        cfg = cfg.with_overrides({"max_epochs": args.max_epochs})
     if args.config:
-        over = json.loads(args.config)
-        for key, val in over.items():
-            if not hasattr(cfg, key):
-                raise ValueError(f"unknown online setting {key!r}; settings: {sorted(vars(cfg))}")
-            setattr(cfg, key, {**getattr(cfg, key), **val} if isinstance(val, dict) else val)
+        cfg = cfg.with_overrides(json.loads(args.config))
     seq_len = args.seq_len or ONLINE_LOOKBACK.get(args.dataset)
     if seq_len is None:
         raise ValueError(f"no default look-back for {args.dataset!r}: pass --seq-len")

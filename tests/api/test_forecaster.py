@@ -110,7 +110,7 @@ def test_update_changes_forecast_not_parameters():
     f = TitansForecaster(test_time_memory=True, **TINY).fit(head)
     before_params = _params(f)
     before = f.predict()
-    mem_before = list(f.memory_.written)
+    mem_before = [r.written for r in f.memory_.series]
     f.update(tail)
     after = f.predict()
     assert not np.allclose(before["y_hat"], after["y_hat"])
@@ -120,7 +120,7 @@ def test_update_changes_forecast_not_parameters():
     for k, v in _params(f).items():
         assert torch.equal(v, before_params[k]), k
     # the new data reached the memory: more blocks memorised than before
-    assert all(b > a for a, b in zip(mem_before, f.memory_.written))
+    assert all(b > a for a, b in zip(mem_before, [r.written for r in f.memory_.series]))
     # the memory started where training ended: updating in two steps ends where one step does
     assert all(a[0] == 100 - 6 - 6 for a in f.memory_.anchors)  # T - val_size - h
     g = TitansForecaster(test_time_memory=True, **TINY).fit(head)
@@ -182,7 +182,7 @@ def test_update_without_carried_memory_still_moves_the_forecast():
     # the forecast after update is the forecast from the whole history, starting after it
     np.testing.assert_allclose(after["y_hat"], f.predict(df=df)["y_hat"], rtol=1e-6, atol=1e-6)
     assert after.groupby("unique_id")["ds"].min().iloc[0] == pd.Timestamp("2024-01-01") + pd.Timedelta(hours=130)
-    assert f.memory_.written == [0, 0]
+    assert [r.written for r in f.memory_.series] == [0, 0]
 
 
 def test_carried_memory_stays_finite_on_a_long_stream():
@@ -194,10 +194,12 @@ def test_carried_memory_stays_finite_on_a_long_stream():
     f = TitansForecaster(test_time_memory=True, lr=1e-2, **{**TINY, "memory": memory})
     f.fit(df.iloc[:200])
     f.update(df.iloc[200:])  # a long stream at test time
-    assert f.memory_.written[0] >= T - 200
+    assert f.memory_[0].written >= T - 200
     assert np.isfinite(f.predict()["y_hat"]).all()
-    weights, momentum, (second, count, level_w, level_s) = f.memory_.states[0]
-    assert all(torch.isfinite(w).all() for w in (*weights, *momentum, second, count, *level_w, *level_s))
+    st = f.memory_[0].state
+    lv = st.level
+    assert all(torch.isfinite(w).all() for w in (*st.weights, *st.momentum, lv.second, lv.count, *lv.weights,
+                                                 *lv.momentum))
 
 
 def test_update_rejects_gaps_and_unknown_series():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -12,6 +11,8 @@ import torch
 
 from titans_ts.datasets.online import OnlineData, online_borders
 from titans_ts.datasets.scaling import StandardScaler
+from titans_ts.model.config import SettingsError
+from titans_ts.model.stream_memory import GainSelector, StreamMemoryConfig
 from titans_ts.online import MODES, OnlineConfig, StreamMemory, evaluate_modes, train_backbone
 
 L, H = 16, 4
@@ -21,7 +22,7 @@ def _data(values: np.ndarray) -> OnlineData:
     T = len(values)
     borders = {"train": (0, 240), "val": (240, 300), "test": (300, T)}
     return OnlineData("synthetic", values.astype(np.float32), borders, ["a", "b"],
-                      pd.date_range("2024-01-01", periods=T, freq="h"), StandardScaler())
+                      pd.date_range("2024-01-01", periods=T, freq="h"), StandardScaler(), season=12)
 
 
 def _values(T=420, seed=0):
@@ -42,9 +43,7 @@ def trained():
                        memory=dict(dim=16, heads=2, depth=1, max_lr=0.2, chunk_size=1, context_features=16))
     data = _data(_values())
     module = train_backbone(data, cfg, seed=0)
-    mem = StreamMemory(L, H, **cfg.memory)
-    with torch.no_grad():  # a memory that visibly learns: a sizeable inner learning rate
-        mem.gates.bias.view(3, -1)[2].fill_(2.0)
+    mem = StreamMemory(L, H, cfg.memory, pace=(-8.0, -4.0, 2.0))  # visibly learning: a sizeable inner rate
     return cfg, data, module, mem
 
 
@@ -57,7 +56,7 @@ def test_online_borders_follow_proceed():
 
 def test_every_mode_on_a_small_stream(trained):
     cfg, data, module, mem = trained
-    res = evaluate_modes(module, mem, data, cfg, modes=MODES, online_lr=1e-3)
+    res = evaluate_modes(module, mem, data, L, H, modes=MODES, online_lr=1e-3)
     n_test = len(data.origins("test", L, H))
     for mode in MODES:
         r = res[mode]
@@ -69,15 +68,20 @@ def test_every_mode_on_a_small_stream(trained):
     assert not torch.allclose(res["online_gd"]["pred"], res["frozen"]["pred"])
     assert not torch.allclose(res["carried+online_gd"]["pred"], res["carried"]["pred"])
     # a memory that is never written is the frozen reading
-    quiet = copy.deepcopy(mem)
-    with torch.no_grad():
-        quiet.gates.bias.view(3, -1)[2].fill_(-1e4)  # theta = 0: nothing written
-    quiet.level_lr = 0.0  # nor in the level memory
-    r = evaluate_modes(module, quiet, data, cfg, modes=("frozen", "carried"))
+    quiet = StreamMemory(L, H, cfg.memory, pace=(-8.0, -4.0, -1e4), level_lr=0.0)  # nothing written, anywhere
+    r = evaluate_modes(module, quiet, data, L, H, modes=("frozen", "carried"))
     torch.testing.assert_close(r["carried"]["pred"], r["frozen"]["pred"], rtol=1e-5, atol=1e-5)
-    # the sequential carried+online_gd with a zero learning rate is the batched carried mode
-    z = evaluate_modes(module, mem, data, cfg, modes=("carried", "carried+online_gd"), online_lr=0.0)
+    # the online gradient step with a zero learning rate is the backbone (frozen, and the
+    # carried memory on top of it)
+    z = evaluate_modes(module, mem, data, L, H, modes=("frozen", "carried", "online_gd", "carried+online_gd"),
+                       online_lr=0.0)
+    torch.testing.assert_close(z["online_gd"]["pred"], z["frozen"]["pred"], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(z["carried+online_gd"]["pred"], z["carried"]["pred"], rtol=1e-4, atol=1e-4)
+    # the naive modes read the stream's own values
+    v = torch.from_numpy(data.values)
+    first = int(data.origins("test", L, H)[0])
+    torch.testing.assert_close(res["repeat_last"]["pred"][:, 0], v[first - 1][:, None].expand(2, H))
+    torch.testing.assert_close(res["seasonal_naive"]["pred"][:, 0], v[first - 12:first - 12 + H].T)
 
 
 @pytest.mark.parametrize("cut", [300, 333])
@@ -87,8 +91,8 @@ def test_no_leak_a_later_value_never_changes_an_earlier_forecast(trained, cut):
     cfg, data, module, mem = trained
     later = _values()
     later[cut:] += np.random.default_rng(1).standard_normal(later[cut:].shape) * 3
-    a = evaluate_modes(module, mem, data, cfg, modes=MODES, online_lr=1e-3)
-    b = evaluate_modes(module, mem, _data(later), cfg, modes=MODES, online_lr=1e-3)
+    a = evaluate_modes(module, mem, data, L, H, modes=MODES, online_lr=1e-3)
+    b = evaluate_modes(module, mem, _data(later), L, H, modes=MODES, online_lr=1e-3)
     first = int(data.origins("test", L, H)[0])
     k = cut - first + 1  # origins first .. cut
     for mode in MODES:
@@ -96,54 +100,61 @@ def test_no_leak_a_later_value_never_changes_an_earlier_forecast(trained, cut):
         assert not torch.equal(a[mode]["pred"][:, k:], b[mode]["pred"][:, k:]), mode
 
 
-def test_choosing_and_training_the_memory_with_a_horizon_longer_than_a_segment(trained):
-    """The memory's selection and outer training run (and stay finite) when H exceeds the
-    training segment (the first tokens' newest known errors lie before the stream)."""
-    from titans_ts.online import StreamInputs, backbone_forecasts, choose_stream_memory, train_stream_memory
+def test_the_pace_is_chosen_on_the_validation_stream_alone(trained):
+    """The memory's pace is the one of ``cfg.paces`` with the least carried MSE on the validation
+    part of the stream, and that part is the stream built over the validation origins alone."""
+    from titans_ts.online import StreamInputs, backbone_forecasts, choose_stream_memory
 
     cfg, data, module, _ = trained
-    cfg = copy.deepcopy(cfg)
-    cfg.segment, cfg.streams, cfg.memory_epochs = 2, 8, 2
-    cfg.paces = ((-8.0, -4.0, -3.0), (-4.0, -4.0, -4.0))
+    cfg = cfg.with_overrides({"paces": ((-8.0, -4.0, -3.0), (-4.0, -4.0, -4.0))})
     values = torch.from_numpy(data.values)
     so = data.stream_origins(L, H)
-    fc_train = backbone_forecasts(module.net, values, np.arange(L, data.borders["train"][1] - H + 1), L, H)
-    fc_stream = backbone_forecasts(module.net, values, np.arange(int(so[0]) - H, int(so[-1]) + 1), L, H)
     first = int(so[0]) - H
-    stream = StreamInputs.build(StreamMemory(L, H, **cfg.memory), values, first, int(so[-1]), fc_stream, L, H)
-    mem, info = choose_stream_memory(stream, data, cfg, seed=0, values=values, fc_train=fc_train)
+    fc_stream = backbone_forecasts(module.net, values, np.arange(first, int(so[-1]) + 1), L, H)
+    stream = StreamInputs.build(StreamMemory(L, H, cfg.memory), values, first, int(so[-1]), fc_stream, L, H)
+    mem, info = choose_stream_memory(stream, data, cfg, seed=0)
     assert np.isfinite(info["val"]) and info["pace"] in [list(p) for p in cfg.paces]
-    assert 0.0 <= info["val_gain_mean"] <= max(mem.gains) and isinstance(mem, StreamMemory)
-    # the outer training itself (truncated back-propagation through the training stream)
-    tuned = StreamMemory(L, H, **cfg.memory)
+    assert mem.config.pace == tuple(info["pace"])
+    assert 0.0 <= info["val_gain_mean"] <= max(mem.config.gains)
     va_last = data.borders["val"][1] - H
-    train_in = StreamInputs.build(tuned, values, L, data.borders["train"][1] - H, fc_train, L, H)
+    alone = StreamInputs.build(mem, values, first, va_last, fc_stream[: va_last - first + 1], L, H)
     val_in = stream.prefix(va_last)
-    # the validation part of the stream is the stream built over the validation origins alone
-    alone = StreamInputs.build(tuned, values, first, va_last, fc_stream[: va_last - first + 1], L, H)
     assert len(val_in) == len(alone) and all(torch.equal(getattr(val_in, k), getattr(alone, k))
                                              for k in StreamInputs.FIELDS)
-    hist = train_stream_memory(tuned, train_in, val_in, H, cfg, seed=0)
-    assert len(hist["history"]) >= 2 and np.isfinite(hist["best_val"])
+    # a later test stream does not change the choice
+    later = data.values.copy()
+    later[data.borders["test"][0]:] += 5.0
+    fc_later = backbone_forecasts(module.net, torch.from_numpy(later), np.arange(first, int(so[-1]) + 1), L, H)
+    other = StreamInputs.build(mem, torch.from_numpy(later), first, int(so[-1]), fc_later, L, H)
+    assert choose_stream_memory(other, _data(later), cfg, seed=0)[1] == info
 
 
-def test_online_gain_choice_follows_the_leader_with_delayed_feedback():
-    from titans_ts.model.stream_memory import online_gain_choice
-
+def test_gain_selector_follows_the_leader_with_delayed_feedback():
+    sel = GainSelector((0.0, 1.0), half_life=1e9, level=False)
     se = torch.tensor([[[1.0, 1.0, 1.0, 1.0, 1.0]], [[0.0, 0.0, 5.0, 0.0, 0.0]]])  # [G=2, N=1, T=5]
-    choice, (acc, pending) = online_gain_choice(se, delay=2, half_life=1e9)
+    choice, (acc, pending) = sel.choose(se, delay=2)
     # token j sees the errors of tokens <= j - 2; ties go to gain 0 (no correction)
     assert choice.tolist() == [[0, 0, 1, 1, 0]]
     torch.testing.assert_close(acc, torch.tensor([[4.0], [5.0]]))
     assert pending.shape == (2, 1, 1)  # the last read is not known yet
+    # the step by step rule (accumulate, best) is the batched one
+    run = sel.initial(1)
+    for j in range(5):
+        assert sel.best(run).tolist() == [sel.candidates[choice[0, j]].tolist()]
+        if j >= 1:
+            run = sel.accumulate(run, se[:, :, j - 1])
     # causal: errors that become known after token j never change its choice
     later = se.clone()
     later[:, :, 3:] = torch.tensor([[[0.0]], [[9.0]]])
-    assert torch.equal(online_gain_choice(later, 2, 1e9)[0], choice)
+    assert torch.equal(sel.choose(later, 2)[0], choice)
     # a short half-life forgets: the old error of gain 1 no longer counts against it
     se2 = torch.tensor([[[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]], [[9.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])
-    assert online_gain_choice(se2, 1, 1e9)[0][0, -1] == 0
-    assert online_gain_choice(se2, 1, 0.5)[0][0, -1] == 1
+    assert sel.choose(se2, 1)[0][0, -1] == 0
+    assert GainSelector((0.0, 1.0), half_life=0.5, level=False).choose(se2, 1)[0][0, -1] == 1
+    # errors: the squared error of each candidate's corrected forecast, summed over the horizon
+    f, c, y = torch.zeros(1, 3), torch.ones(1, 2, 3), torch.full((1, 3), 2.0)
+    torch.testing.assert_close(sel.errors(f, 2.0, c, y, torch.ones(1, 3, dtype=torch.bool)),
+                               torch.tensor([[12.0], [0.0]]))
 
 
 def test_stream_memory_settings_are_checked():
@@ -156,22 +167,45 @@ def test_stream_memory_settings_are_checked():
     with pytest.raises(ValueError, match="level_momentum"):
         StreamMemory(L, H, level_momentum=1.5)
     with pytest.raises(ValueError, match="level_half_life"):
-        StreamMemory(L, H, level_half_life=0.0)
+        StreamMemoryConfig(level_half_life=0.0)
+    with pytest.raises(ValueError, match="pace"):
+        StreamMemoryConfig(pace=(1.0, 2.0))
+    with pytest.raises(ValueError, match="divisible"):
+        StreamMemoryConfig(dim=10, heads=4)
+    # unknown keys, at every depth, the same exception at construction
+    for build in (lambda: StreamMemory(L, H, dept=1), lambda: StreamMemoryConfig.from_dict({"dept": 1}),
+                  lambda: OnlineConfig(memory={"dept": 1}), lambda: OnlineConfig(network={"memory": {"dept": 1}}),
+                  lambda: OnlineConfig().with_overrides({"memory": {"dept": 1}}),
+                  lambda: OnlineConfig().with_overrides({"memry": {}})):
+        with pytest.raises(SettingsError, match="dept|memry"):
+            build()
+    # the memory has no trained parameter
+    assert not any(p.requires_grad for p in StreamMemory(L, H).parameters())
 
 
-def test_gain_candidates_are_pairs_starting_with_no_correction():
-    mem = StreamMemory(L, H, gains=(0.0, 0.5, 1.0))
-    assert mem.candidates.shape == (9, 2) and mem.candidates[0].tolist() == [0.0, 0.0]
-    assert (mem.candidates.sum(1).diff() >= 0).all()  # fewest correction first
-    alone = StreamMemory(L, H, gains=(0.0, 0.5, 1.0), level=False)
-    assert alone.candidates.tolist() == [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]]
+def test_modes_are_checked_and_splits_must_hold_a_window(trained):
+    from titans_ts.online.runner import check_stream_fits
+
+    cfg, data, module, mem = trained
+    with pytest.raises(ValueError, match=r"unknown online mode\(s\) \['bogus'\]"):
+        evaluate_modes(module, mem, data, L, H, modes=("frozen", "bogus"))
+    with pytest.raises(ValueError, match="distinct"):
+        evaluate_modes(module, mem, data, L, H, modes=("frozen", "frozen"))
+    with pytest.raises(ValueError, match=r"seq_len=250 and horizon=4 leave no window in the train"):
+        check_stream_fits(data, 250, H)
+
+
+def test_the_backbone_records_the_epochs_it_ran(trained):
+    cfg, data, module, _ = trained
+    assert module.fit_epochs_ == cfg.max_epochs == 1
 
 
 def _level_reference(mem, xr, xw, resid, mask):
     """The level memory written out token by token: the second moment summed afresh over the
     written windows, a Cholesky whitening, one gradient step of ||m k - v||^2 by autograd."""
     N, T, D = xw.shape
-    lam = 0.5 ** (1.0 / mem.level_half_life)
+    c = mem.config
+    lam = 0.5 ** (1.0 / c.level_half_life)
     W = torch.zeros(N, D, dtype=torch.float64, requires_grad=True)
     S = torch.zeros_like(W)
     out = []
@@ -179,15 +213,15 @@ def _level_reference(mem, xr, xw, resid, mask):
         wts = torch.stack([lam ** (t - j) * mask[:, j].double() for j in range(t + 1)], 1)  # [N, t + 1]
         x = xw[:, :t + 1].double()
         second = torch.einsum("nj,nja,njb->nab", wts, x, x)
-        sigma = second / wts.sum(1).clamp_min(1.0)[:, None, None] + mem.level_ridge * torch.eye(D, dtype=torch.float64)
+        sigma = second / wts.sum(1).clamp_min(1.0)[:, None, None] + c.level_ridge * torch.eye(D, dtype=torch.float64)
         inv = torch.linalg.inv(torch.linalg.cholesky(sigma))
         k = torch.einsum("nab,nb->na", inv, xw[:, t].double())
         q = torch.einsum("nab,nb->na", inv, xr[:, t].double())
         v = mem.clip(resid[:, t]).mean(-1).double()
         with torch.enable_grad():  # create_graph: the outer gradients flow through the step too
             grad, = torch.autograd.grad((((W * k).sum(-1) - v) ** 2).sum(), W, create_graph=True)
-        S = mem.level_momentum * S - mem.level_lr * mask[:, t].double()[:, None] * grad
-        W = (1 - mem.level_forget) * W + S
+        S = c.level_momentum * S - c.level_lr * mask[:, t].double()[:, None] * grad
+        W = (1 - c.level_forget) * W + S
         out.append((W * q).sum(-1))
     return torch.stack(out, 1)
 
@@ -203,7 +237,7 @@ def test_the_level_memory_matches_its_token_by_token_reference(block):
     resid = torch.randn(N, T, H) * 2
     mask = torch.rand(N, T) > 0.2
     xr, xw = mem.level_summaries(ctx_r, yhat_r), mem.level_summaries(ctx_w, yhat_w)
-    got, (second, count, W, _) = mem._level_scan(xr, xw, resid, mask, None, block=block)
+    got, _ = mem._level_scan(xr, xw, resid, mask, None, block=block)
     ref = _level_reference(mem, xr, xw, resid, mask)
     torch.testing.assert_close(got.double(), ref, rtol=1e-4, atol=1e-5)
     # the state carries on: two halves give the one pass
@@ -301,7 +335,7 @@ def test_the_forecasters_carried_memory_is_the_benchmarks_carried_mode(trained):
     two = SeriesMemory(1, anchors=[(first, torch.ones(C))])
     for stop in (200, end):
         two.write(module.net, mem, [data.values[:stop]], [~np.isnan(data.values[:stop])], None, L, H, C, [0])
-    torch.testing.assert_close(two.gain_errors[0], store.gain_errors[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(two[0].gain_errors, store[0].gain_errors, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(two.correction(0, mem, past, torch.ones_like(past, dtype=torch.bool), fc[-1]), corr,
                                rtol=1e-4, atol=1e-5)
 

@@ -73,7 +73,7 @@ def test_scale_equivariance_with_the_carried_memory_and_constant_series():
     for a in (1.0, 1e-6, 1e6):
         f = TitansForecaster(test_time_memory=True, **TINY).fit(data.assign(y=data["y"] * a))
         got = f.predict()["y_hat"].to_numpy() / a
-        assert f.memory_.written[0] > 0 and np.isfinite(got).all()
+        assert f.memory_[0].written > 0 and np.isfinite(got).all()
         if ref is None:
             ref = got
         np.testing.assert_allclose(got, ref, rtol=2e-5)
@@ -122,16 +122,41 @@ def test_integer_time_steps_continue_as_integers_and_float_steps_are_refused(tmp
 # ----------------------------------------------------------------------- 4. non-finite values
 
 
+def test_a_failed_update_restores_every_part_of_the_carried_memory(monkeypatch):
+    """An update that fails after the memory was written (here: the check of the next forecast)
+    leaves each series' whole memory record as it was: state, errors, gain errors, pending reads."""
+    import titans_ts.forecaster.state as state
+
+    data = _long(T=130)
+    f = TitansForecaster(test_time_memory=True, **TINY).fit(data.groupby("unique_id").head(100))
+    before = f.predict()
+    records = [(r.written, r.next_write, r.gain_errors.clone(), dict(r.pending), r.errors.clone(), r.state)
+               for r in f.memory_.series]
+
+    def fail(*_args, **_kw):
+        raise RuntimeError("check failed")
+
+    monkeypatch.setattr(state, "_check_after_update", fail)
+    with pytest.raises(RuntimeError, match="check failed"):
+        f.update(data.groupby("unique_id").tail(30))
+    for r, (written, nxt, gains, pending, errors, st) in zip(f.memory_.series, records):
+        assert (r.written, r.next_write) == (written, nxt) and r.state is st
+        assert torch.equal(r.gain_errors, gains) and torch.equal(r.errors, errors)
+        assert r.pending.keys() == pending.keys()
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(f.predict(), before)
+
+
 def test_non_finite_inputs_are_refused_and_no_non_finite_forecast_is_returned():
     data = _long(T=90)
     f = TitansForecaster(test_time_memory=True, **TINY).fit(data.groupby("unique_id").head(80))
     before = f.predict()
-    written = list(f.memory_.written)
+    written = [r.written for r in f.memory_.series]
     huge = data.groupby("unique_id").tail(10).assign(y=1e30)
     with pytest.raises(DataValidationError, match=r"non-finite: their new values reach .*e\+\d+ times "
                        r"the spread.*Nothing was updated"):
         f.update(huge)
-    assert f.memory_.written == written and len(f.history_["values"][0]) == 80
+    assert [r.written for r in f.memory_.series] == written and len(f.history_["values"][0]) == 80
     pd.testing.assert_frame_equal(f.predict(), before)  # nothing changed
     bad = data.copy()
     bad.loc[3, "y"] = -np.inf

@@ -67,8 +67,8 @@ def stream_memory(est):
     g = torch.random.get_rng_state()
     torch.manual_seed(est.seed)
     try:
-        # the online benchmark's settings (StreamMemory's defaults), at the forecaster's pace
-        return StreamMemory(est.context_length_, est.h, gate_init=pace).eval()
+        # the online benchmark's settings (StreamMemoryConfig's defaults), at the forecaster's pace
+        return StreamMemory(est.context_length_, est.h, pace=pace).eval()
     finally:
         torch.random.set_rng_state(g)
 
@@ -135,8 +135,7 @@ def update(est, coll: SeriesCollection) -> None:
     _check_continues(est, coll, pos)  # every series before changing any
     touched = [pos[sid] for sid in coll.ids]
     _check_magnitude(est, coll.ids, values, [(hist["loc"][k], hist["scale"][k]) for k in touched])
-    saved = {k: (hist["values"][k], hist["masks"][k], hist["index"][k], store.states[k], store.errors[k],
-                 store.next_write[k], store.scales[k], store.written[k]) for k in touched}
+    saved = {k: (hist["values"][k], hist["masks"][k], hist["index"][k], store[k].snapshot()) for k in touched}
     for n, k in enumerate(touched):
         hist["values"][k] = np.concatenate([hist["values"][k], values[n]])
         hist["masks"][k] = np.concatenate([hist["masks"][k], masks[n]])
@@ -147,10 +146,9 @@ def update(est, coll: SeriesCollection) -> None:
         memorise(est, store, hist["values"], hist["masks"], stats, hist.get("firsts"), touched)
         _check_after_update(est, touched, stats)
     except BaseException:
-        for k, (v, m, idx, st, err, nw, sc, wr) in saved.items():
+        for k, (v, m, idx, record) in saved.items():
             hist["values"][k], hist["masks"][k], hist["index"][k] = v, m, idx
-            store.states[k], store.errors[k], store.next_write[k] = st, err, nw
-            store.scales[k], store.written[k] = sc, wr
+            store.series[k] = record
         raise
 
 
@@ -179,12 +177,7 @@ def _check_after_update(est, touched: list[int], stats: Stats) -> None:
     sub = ([stats[0][k] for k in touched], [stats[1][k] for k in touched])
     scaled = scaled_inputs(vals, sub)
     firsts = None if hist.get("firsts") is None else [hist["firsts"][k] for k in touched]
-    memory = None
-    if est.test_time_memory:
-        memory = SeriesMemory(len(touched))
-        for j, k in enumerate(touched):
-            for name in ("states", "errors", "next_write", "scales", "written"):
-                getattr(memory, name)[j] = getattr(est.memory_, name)[k]
+    memory = SeriesMemory.of([est.memory_[k] for k in touched]) if est.test_time_memory else None
     outs = network_outputs(est, scaled, [hist["masks"][k] for k in touched], memory, firsts)
     point = np.concatenate([est.model_.net.head.point(o).numpy() for o in outs])
     bad = [j for j in range(len(touched)) if not np.isfinite(point[j]).all()]

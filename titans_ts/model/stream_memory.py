@@ -31,8 +31,8 @@ through the value map, so the surprise is the Titans surprise of the forecasting
 runs online gradient descent with momentum and forgetting on the forecast's own errors. A matrix
 memory (depth 1) starts empty (zero), so the frozen reading leaves the backbone's forecast unchanged;
 a deeper memory starts from random weights (it could not learn from zero). The gates
-``alpha, eta, theta`` are data dependent (from ``f_{t-H}``), as in the paper; by default their maps
-start nearly constant (at ``gate_init``) and are not trained, so the memory learns at a pace chosen
+``alpha, eta, theta`` are data dependent (from ``f_{t-H}``), as in the paper; their maps start
+nearly constant (at the logits ``pace``) and are never trained, so the memory learns at a pace chosen
 on validation data.
 
 **How much of the correction to apply** is itself learnt along the stream: each channel keeps,
@@ -40,7 +40,7 @@ for every candidate read-out gain ``g`` in ``gains`` (0: none), the discounted s
 ``yhat + g s c`` would have made on the windows completed so far (half-life ``gain_half_life``
 windows), and each forecast uses the gain with the least (ties: the smallest gain; at the start of
 a stream, no correction). Errors are counted only once a window's target has fully arrived, as
-for the writes: follow-the-leader with delayed feedback (:func:`online_gain_choice`). A stream
+for the writes: follow-the-leader with delayed feedback (:class:`GainSelector`). A stream
 whose errors are noise keeps the backbone's forecast; one that drifts takes the memory's.
 
 The defaults are the settings the online benchmark runs (docs/benchmarks/online.md).
@@ -75,19 +75,26 @@ memory stays at its learned initial state ``M_0``: the "frozen" reading.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..kernels.memory_scan import memory_scan
+from .config import check_keys
 from .fused import l2_normalize
 from .memory import no_weight_decay
 from .network import masked_moments
 
-__all__ = ["StreamMemory", "window_stats", "online_gain_choice"]
+__all__ = ["StreamMemory", "StreamMemoryConfig", "StreamState", "LevelState", "GainSelector", "window_stats"]
+
+LEVEL_FEATURES = 6  # D: the level memory's key width (see the module docstring)
 
 
 def _discounted_cumsum(x: torch.Tensor, lam: float, init: torch.Tensor, block: int = 256):
@@ -104,49 +111,29 @@ def _discounted_cumsum(x: torch.Tensor, lam: float, init: torch.Tensor, block: i
         out.append(y)
     return (torch.cat(out, 1) if out else x), carry
 
-# type of a state: (weights, momentum, level); weights and momentum: tuples of [N, heads, d_out, d_in]
-# fp32 tensors; level: the level memory's (second moment [N, D, D], count [N], weights, momentum)
-StreamState = tuple
-LEVEL_FEATURES = 6  # D: the level memory's key width (see the module docstring)
+
+# ---------------------------------------------------------------------------------- settings
 
 
-def online_gain_choice(se: torch.Tensor, delay: int, half_life: float, acc: torch.Tensor | None = None):
-    """Follow-the-leader among read-out gains with delayed feedback.
-
-    Args:
-        se: [G, N, T] squared error the forecast read at token ``j`` makes with each of G gains
-            (row n: one stream); it becomes known ``delay`` tokens later (at token ``j + delay``).
-        half_life: of the discount of older errors, in tokens.
-        acc: [G, N] discounted errors carried in from earlier tokens (None: zeros).
-
-    Returns ``choice`` [N, T] (the gain index each token's read uses: the least discounted error
-    over the reads known by then; ties go to the lower index) and ``pending``: what a stream that
-    continues needs, ``(acc [G, N], se of the last min(delay, T) reads, not yet known)``.
-    """
-    G, N, T = se.shape
-    lam = 0.5 ** (1.0 / half_life)
-    acc = se.new_zeros(G, N) if acc is None else acc.clone()
-    choice = torch.empty(N, T, dtype=torch.long)
-    for j in range(T):
-        choice[:, j] = acc.argmin(0)
-        k = j - delay + 1  # the read of token k is known from token j + 1 on
-        if k >= 0:
-            acc = lam * acc + se[:, :, k]
-    return choice, (acc, se[:, :, max(0, T - delay + 1):] if delay > 1 else se[:, :, T:])
+def _check(name: str, value: Any, ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"StreamMemoryConfig.{name} must be {what}, got {value!r}")
 
 
-def window_stats(past: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
-    """Per window and channel, the observed context's mean and spread ``[B, 1, C]`` (RevIN's
-    statistics: ``sqrt(var + eps)``)."""
-    mean, var = masked_moments(past, mask)
-    return mean, torch.sqrt(var + eps)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-class StreamMemory(nn.Module):
-    """The stream memory (see the module docstring).
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
-    Args:
-        seq_len, horizon: the windows' context and forecast lengths.
+
+@dataclass(frozen=True)
+class StreamMemoryConfig:
+    """The stream memory's settings, validated at construction (an unknown key is a
+    :class:`~titans_ts.model.config.SettingsError`). The defaults are the online benchmark's.
+
+    Attributes:
         dim: feature width (split into ``heads`` heads).
         heads, depth, expansion: the memory MLP (per head; depth 2 = one hidden layer).
         max_lr: cap on the inner learning rate theta.
@@ -156,12 +143,12 @@ class StreamMemory(nn.Module):
         spread_floor: a window's spread is at least this fraction of the channel's scale.
         value_clip: the normalised errors the memory writes are soft-clipped to this size
             (``c * tanh(r / c)``): one wild window cannot throw the memory far.
-        gate_init: initial logits of the forgetting, momentum and inner learning-rate gates.
-        soft_norm: keys and queries keep a magnitude below 1 instead of unit norm (see _norm).
-        learn_gates: whether outer training may change the gates' maps (False: they keep their
-            initial, nearly constant values: a memory that learns at the pace it was given).
+        pace: the logits of the forgetting, momentum and inner learning-rate gates (their maps
+            start nearly constant there and are never trained: the pace the memory learns at).
+        soft_norm: keys and queries keep a magnitude below 1 instead of unit norm
+            (:meth:`StreamMemory._norm`).
         gains, gain_half_life: the read-out gains chosen among along the stream, and the
-            half-life (in windows) of the errors that choose (see the module docstring).
+            half-life (in windows) of the errors that choose (:class:`GainSelector`).
         level: whether the level memory runs beside the main one (False: the main memory alone).
         level_window: the context steps whose mean is one of the level memory's summaries.
         level_lr, level_momentum, level_forget: the level memory's inner learning rate theta,
@@ -170,61 +157,234 @@ class StreamMemory(nn.Module):
         level_ridge: eps added to that second moment (keys of directions never seen stay finite).
     """
 
-    def __init__(self, seq_len: int, horizon: int, dim: int = 64, heads: int = 4, depth: int = 1,
-                 expansion: float = 2.0, max_lr: float = 0.5, chunk_size: int = 1,
-                 context_features: int | None = 96, spread_floor: float = 0.1,
-                 value_clip: float = 5.0, gate_init: tuple[float, float, float] = (-8.0, -4.0, -4.0),
-                 soft_norm: bool = True, learn_gates: bool = False,
-                 gains: tuple = (0.0, 0.25, 0.5, 1.0), gain_half_life: float = 4000.0,
-                 level: bool = True, level_window: int = 24, level_lr: float = 5e-4,
-                 level_momentum: float = 0.0, level_forget: float = 0.0, level_half_life: float = 693.0,
-                 level_ridge: float = 1e-3) -> None:
-        super().__init__()
-        if not gains or min(gains) < 0:
-            raise ValueError(f"gains must be a non-empty sequence of gains >= 0, got {gains!r}")
-        if not gain_half_life > 0:
-            raise ValueError(f"gain_half_life must be > 0 (tokens), got {gain_half_life!r}")
-        if isinstance(level_window, bool) or not isinstance(level_window, int) or level_window < 1:
-            raise ValueError(f"level_window must be a positive integer (context steps), got {level_window!r}")
-        for name, value, lo, hi in (("level_lr", level_lr, 0.0, math.inf), ("level_momentum", level_momentum, 0.0, 1.0),
-                                    ("level_forget", level_forget, 0.0, 1.0)):
-            if not lo <= value <= hi:
-                raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
-        if not level_half_life > 0 or not level_ridge > 0:
-            raise ValueError(f"level_half_life and level_ridge must be > 0, got {level_half_life!r}, {level_ridge!r}")
+    dim: int = 64
+    heads: int = 4
+    depth: int = 1
+    expansion: float = 2.0
+    max_lr: float = 0.5
+    chunk_size: int = 1
+    context_features: int | None = 96
+    spread_floor: float = 0.1
+    value_clip: float = 5.0
+    pace: tuple[float, float, float] = (-8.0, -4.0, -4.0)
+    soft_norm: bool = True
+    gains: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
+    gain_half_life: float = 4000.0
+    level: bool = True
+    level_window: int = 24
+    level_lr: float = 5e-4
+    level_momentum: float = 0.0
+    level_forget: float = 0.0
+    level_half_life: float = 693.0
+    level_ridge: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "heads", "depth", "chunk_size", "level_window"):
+            value = getattr(self, name)
+            _check(name, value, _is_int(value) and value >= 1, "a positive integer")
+            object.__setattr__(self, name, int(value))
+        cf = self.context_features
+        _check("context_features", cf, cf is None or (_is_int(cf) and cf >= 1), "a positive integer or None")
+        _check("dim", self.dim, self.dim % self.heads == 0, f"divisible by heads ({self.heads})")
+        for name in ("expansion", "max_lr", "value_clip", "gain_half_life", "level_half_life", "level_ridge"):
+            value = getattr(self, name)
+            _check(name, value, _is_real(value) and value > 0, "a finite number > 0")
+        for name in ("spread_floor", "level_lr"):
+            value = getattr(self, name)
+            _check(name, value, _is_real(value) and value >= 0, "a finite number >= 0")
+        for name in ("level_momentum", "level_forget"):
+            value = getattr(self, name)
+            _check(name, value, _is_real(value) and 0 <= value <= 1, "in [0, 1]")
+        for name in ("soft_norm", "level"):
+            _check(name, getattr(self, name), isinstance(getattr(self, name), bool), "True or False")
+        pace = tuple(self.pace) if not isinstance(self.pace, (str, bytes)) and hasattr(self.pace, "__len__") else ()
+        _check("pace", self.pace, len(pace) == 3 and all(_is_real(p) for p in pace),
+               "three finite gate logits (forgetting, momentum, inner learning rate)")
+        object.__setattr__(self, "pace", tuple(float(p) for p in pace))
+        gains = tuple(self.gains) if not isinstance(self.gains, (str, bytes)) and hasattr(self.gains, "__len__") else ()
+        _check("gains", self.gains, len(gains) > 0 and all(_is_real(g) and g >= 0 for g in gains),
+               "a non-empty sequence of gains >= 0")
+        object.__setattr__(self, "gains", tuple(sorted(float(g) for g in gains)))
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | StreamMemoryConfig | None = None) -> StreamMemoryConfig:
+        """From a mapping of settings (the others default); unknown keys are refused."""
+        if d is None:
+            return cls()
+        if isinstance(d, cls):
+            return d
+        if not isinstance(d, Mapping):
+            raise TypeError(f"stream memory settings must be a mapping or a StreamMemoryConfig, got {type(d).__name__}")
+        check_keys(d, cls.fields(), "stream memory")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> StreamMemoryConfig:
+        """A copy with ``changes`` (unknown keys are refused)."""
+        check_keys(changes, self.fields(), "stream memory")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (tuples as lists), as the online records keep them."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+# ---------------------------------------------------------------------------------- states
+
+
+@dataclass
+class LevelState:
+    """The level memory's state for N streams: the discounted second moment of the written
+    windows' summaries ``second`` [N, D, D] and their discounted count ``count`` [N] (float64),
+    and the memory's weights / momentum (one-tuples of [N, 1, 1, D], fp32)."""
+
+    second: torch.Tensor
+    count: torch.Tensor
+    weights: tuple[torch.Tensor, ...]
+    momentum: tuple[torch.Tensor, ...]
+
+
+@dataclass
+class StreamState:
+    """Where N streams' memories stand: the main memory's weights and momentum (tuples of
+    [N, heads, d_out, d_in] fp32 tensors, one per layer) and the level memory's state (None
+    without the level memory)."""
+
+    weights: tuple[torch.Tensor, ...]
+    momentum: tuple[torch.Tensor, ...]
+    level: LevelState | None = None
+
+
+# ---------------------------------------------------------------------------------- read-out gains
+
+
+class GainSelector:
+    """How much of each correction a forecast applies, chosen along the stream itself.
+
+    The candidates are the pairs ``(g, g_level)`` of ``gains`` (the main memory's gain and the
+    level memory's; the level gain is 0 without the level memory), ordered fewest correction
+    first, so ties and the start of a stream go to ``(0, 0)``: no correction. For every stream
+    (row) the selector keeps the discounted squared error each candidate would have made on the
+    windows completed so far (half-life ``half_life`` windows) and each forecast uses the
+    candidate with the least: follow-the-leader with delayed feedback. This class is the one place
+    of that arithmetic: the online benchmark's modes and the forecaster's store both use it.
+    """
+
+    def __init__(self, gains, half_life: float, level: bool = True) -> None:
         self.gains = tuple(float(g) for g in sorted(gains))
-        self.level = bool(level)
-        self.level_window, self.level_lr = level_window, float(level_lr)
-        self.level_momentum, self.level_forget = float(level_momentum), float(level_forget)
-        self.level_half_life, self.level_ridge = float(level_half_life), float(level_ridge)
-        # the candidate read-out gains: pairs (main, level), fewest correction first (ties and the
-        # start of a stream go to (0, 0)); without the level memory, its gain is 0
-        pairs = itertools.product(self.gains, self.gains if self.level else (0.0,))
+        pairs = itertools.product(self.gains, self.gains if level else (0.0,))
         self.candidates = torch.tensor(sorted(pairs, key=lambda p: (p[0] + p[1], p[1])), dtype=torch.float32)
-        self.gain_half_life = float(gain_half_life)
-        self.soft_norm = soft_norm
-        self.spread_floor, self.value_clip = spread_floor, value_clip
-        if dim % heads:
-            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+        self.half_life = float(half_life)
+        self.discount = 0.5 ** (1.0 / self.half_life)
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    @staticmethod
+    def apply(forecast: torch.Tensor, std: torch.Tensor, corr: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """``forecast + std * (g corr_main + g_level corr_level)``: forecasts [..., H] (data units),
+        spreads [...] (or a number), corrections [..., 2, H] and gain pairs [..., 2]."""
+        if isinstance(std, torch.Tensor):
+            std = std[..., None]
+        return forecast + std * (gains[..., None] * corr).sum(-2)
+
+    def errors(self, forecast: torch.Tensor, std, corr: torch.Tensor, target: torch.Tensor,
+               mask: torch.Tensor) -> torch.Tensor:
+        """The squared error [G, ...] (summed over the horizon) each candidate's forecast makes on
+        the windows of ``forecast`` / ``target`` / ``mask`` [..., H]."""
+        m = mask.to(corr.dtype)
+        cands = self.candidates.to(corr.dtype)
+        return torch.stack([(((self.apply(forecast, std, corr, g) - target) * m) ** 2).sum(-1) for g in cands])
+
+    def initial(self, rows: int) -> torch.Tensor:
+        """The discounted errors [G, rows] of streams with no completed window."""
+        return torch.zeros(len(self), rows)
+
+    def accumulate(self, acc: torch.Tensor, se: torch.Tensor) -> torch.Tensor:
+        """The discounted errors ``acc`` [G, N] after one more completed window's ``se`` [G, N]."""
+        return self.discount * acc + se
+
+    def best(self, acc: torch.Tensor) -> torch.Tensor:
+        """Each stream's gain pair [N, 2] given its discounted errors ``acc`` [G, N]."""
+        return self.candidates[acc.argmin(0)]
+
+    def choose(self, se: torch.Tensor, delay: int, acc: torch.Tensor | None = None):
+        """Follow-the-leader over a whole stream at once.
+
+        Args:
+            se: [G, N, T] squared error the forecast read at token ``j`` makes with each of G
+                candidates (row n: one stream); it becomes known ``delay`` tokens later (at token
+                ``j + delay``).
+            acc: [G, N] discounted errors carried in from earlier tokens (None: zeros).
+
+        Returns ``choice`` [N, T] (the candidate index each token's read uses: the least
+        discounted error over the reads known by then; ties go to the lower index) and
+        ``pending``: what a stream that continues needs, ``(acc [G, N], se of the last
+        min(delay, T) reads, not yet known)``.
+        """
+        G, N, T = se.shape
+        acc = se.new_zeros(G, N) if acc is None else acc.clone()
+        choice = torch.empty(N, T, dtype=torch.long)
+        for j in range(T):
+            choice[:, j] = acc.argmin(0)
+            k = j - delay + 1  # the read of token k is known from token j + 1 on
+            if k >= 0:
+                acc = self.accumulate(acc, se[:, :, k])
+        return choice, (acc, se[:, :, max(0, T - delay + 1):] if delay > 1 else se[:, :, T:])
+
+
+def window_stats(past: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
+    """Per window and channel, the observed context's mean and spread ``[B, 1, C]`` (RevIN's
+    statistics: ``sqrt(var + eps)``)."""
+    mean, var = masked_moments(past, mask)
+    return mean, torch.sqrt(var + eps)
+
+
+# ---------------------------------------------------------------------------------- the memory
+
+
+class StreamMemory(nn.Module):
+    """The stream memory (see the module docstring).
+
+    Args:
+        seq_len, horizon: the windows' context and forecast lengths.
+        config: a :class:`StreamMemoryConfig` or a mapping of its fields (None: the defaults).
+        **settings: fields of :class:`StreamMemoryConfig` that override ``config``'s.
+
+    The settings are read from ``self.config`` when the memory runs; the layer's maps (feature,
+    key, query, value, read-out and gate maps) are drawn at construction from torch's generator
+    and never trained.
+    """
+
+    def __init__(self, seq_len: int, horizon: int, config: StreamMemoryConfig | Mapping | None = None,
+                 **settings: Any) -> None:
+        super().__init__()
+        cfg = StreamMemoryConfig.from_dict(config)
+        if settings:
+            cfg = cfg.replace(**settings)
+        self.config = cfg
+        self.selector = GainSelector(cfg.gains, cfg.gain_half_life, cfg.level)
         self.seq_len, self.horizon = seq_len, horizon
-        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
-        self.depth, self.max_lr, self.chunk_size = depth, max_lr, chunk_size
-        self.n_ctx = seq_len if context_features is None else min(seq_len, context_features)
-        self.feature_map = nn.Linear(self.n_ctx + 2 * horizon, dim)
-        self.prev_map = nn.Linear(horizon, dim, bias=False)  # the newest error, linearly
-        self.q = nn.Linear(dim, dim, bias=False)
-        self.k = nn.Linear(dim, dim, bias=False)
-        self.v = nn.Linear(horizon, dim, bias=False)
-        self.gates = nn.Linear(dim, 3 * heads)
-        self.out = nn.Linear(dim, horizon, bias=False)
-        d, hidden = self.head_dim, max(1, int(round(self.head_dim * expansion)))
-        dims = [d] + [hidden] * (depth - 1) + [d]
+        self.dim, self.heads, self.head_dim = cfg.dim, cfg.heads, cfg.dim // cfg.heads
+        self.n_ctx = seq_len if cfg.context_features is None else min(seq_len, cfg.context_features)
+        self.feature_map = nn.Linear(self.n_ctx + 2 * horizon, cfg.dim)
+        self.prev_map = nn.Linear(horizon, cfg.dim, bias=False)  # the newest error, linearly
+        self.q = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.k = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.v = nn.Linear(horizon, cfg.dim, bias=False)
+        self.gates = nn.Linear(cfg.dim, 3 * cfg.heads)
+        self.out = nn.Linear(cfg.dim, horizon, bias=False)
+        d, hidden = self.head_dim, max(1, int(round(self.head_dim * cfg.expansion)))
+        dims = [d] + [hidden] * (cfg.depth - 1) + [d]
         # the initial memory: empty (zero) for a matrix memory, so the frozen reading corrects
-        # nothing until training says otherwise; a deep memory needs non-zero weights to learn
+        # nothing; a deep memory needs non-zero weights to learn
         self.init_weights = nn.ParameterList(
-            [no_weight_decay(nn.Parameter(torch.randn(heads, dims[i + 1], dims[i]) / math.sqrt(dims[i])
-                                          * (0.0 if depth == 1 else 1.0)))
-             for i in range(depth)])
+            [no_weight_decay(nn.Parameter(torch.randn(cfg.heads, dims[i + 1], dims[i]) / math.sqrt(dims[i])
+                                          * (0.0 if cfg.depth == 1 else 1.0)))
+             for i in range(cfg.depth)])
         with torch.no_grad():
             # an untrained memory is already an online corrector: reading and writing through the
             # same key map, and the read-out inverting the value map (so M(k) ~ v reads back as
@@ -232,11 +392,24 @@ class StreamMemory(nn.Module):
             self.k.weight.copy_(self.q.weight)
             self.out.weight.copy_(torch.linalg.pinv(self.v.weight))
             self.gates.weight.mul_(0.1)
-            b = self.gates.bias.view(3, heads)
-            b[0].fill_(gate_init[0])  # forgetting logit (-8: alpha ~ 3e-4)
-            b[1].fill_(gate_init[1])  # momentum logit (-4: eta ~ 0.018)
-            b[2].fill_(gate_init[2])  # inner learning-rate logit (-4: theta ~ 0.018 max_lr)
-        self.gates.requires_grad_(learn_gates)
+            self.set_pace(cfg.pace)
+        self.requires_grad_(False)
+
+    def set_pace(self, pace) -> None:
+        """Set the gates' logits (forgetting, momentum, inner learning rate) to ``pace``
+        (-8: alpha ~ 3e-4; -4: eta ~ 0.018; -4: theta ~ 0.018 max_lr)."""
+        pace = tuple(float(p) for p in pace)
+        if len(pace) != 3:
+            raise ValueError(f"pace must be three gate logits (forgetting, momentum, inner learning rate), "
+                             f"got {pace!r}")
+        with torch.no_grad():
+            self.gates.bias.view(3, self.heads).copy_(torch.tensor(pace, dtype=torch.float32)[:, None])
+        self.config = dataclasses.replace(self.config, pace=pace)
+
+    @property
+    def candidates(self) -> torch.Tensor:
+        """The candidate gain pairs [G, 2] (:class:`GainSelector`)."""
+        return self.selector.candidates
 
     # ------------------------------------------------------------------ per-window quantities
     def normalise(self, past: torch.Tensor, past_mask: torch.Tensor | None, forecast: torch.Tensor,
@@ -257,7 +430,7 @@ class StreamMemory(nn.Module):
         [B, C] (whether the window's whole target is observed: only such windows are written).
         """
         mean, std = window_stats(past, past_mask)
-        std = torch.maximum(std, self.spread_floor * torch.as_tensor(scale, dtype=std.dtype).reshape(-1)
+        std = torch.maximum(std, self.config.spread_floor * torch.as_tensor(scale, dtype=std.dtype).reshape(-1)
                             .expand(std.shape[-1]).view(1, 1, -1))
         x = (past - mean) / std
         if past_mask is not None:
@@ -275,13 +448,13 @@ class StreamMemory(nn.Module):
         """Keys and queries: l2-normalised (the paper's), or with ``soft_norm`` scaled to
         ``x / sqrt(1 + |x|^2)``: norm below 1 (what keeps the inner step stable) but a magnitude
         the memory can read, so a correction can grow with the error it answers."""
-        if self.soft_norm:
+        if self.config.soft_norm:
             return x * torch.rsqrt(1.0 + (x * x).sum(-1, keepdim=True))
         return l2_normalize(x)
 
     def clip(self, residual: torch.Tensor) -> torch.Tensor:
         """The soft clip ``c * tanh(r / c)`` of normalised errors before the memory sees them."""
-        c = self.value_clip
+        c = self.config.value_clip
         return c * torch.tanh(residual / c)
 
     def features(self, ctx: torch.Tensor, yhat: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
@@ -294,26 +467,28 @@ class StreamMemory(nn.Module):
             prev = torch.zeros_like(yhat)
         prev = self.clip(prev)
         f = F.silu(self.feature_map(torch.cat([ctx, yhat, prev], -1))) + self.prev_map(prev)
-        return torch.cat([f, self.level_summaries(ctx, yhat).to(f.dtype)], -1) if self.level else f
+        return torch.cat([f, self.level_summaries(ctx, yhat).to(f.dtype)], -1) if self.config.level else f
 
     def level_summaries(self, ctx: torch.Tensor, yhat: torch.Tensor) -> torch.Tensor:
         """The level memory's keys before whitening [..., 6]: a constant, the context's last value,
         the mean of its latest ``level_window`` steps, and the forecast's mean, first and last step
         (all in the window's normalised units)."""
-        w = min(self.level_window, ctx.shape[-1])
+        w = min(self.config.level_window, ctx.shape[-1])
         return torch.stack([torch.ones_like(ctx[..., -1]), ctx[..., -1], ctx[..., -w:].mean(-1), yhat.mean(-1),
                             yhat[..., 0], yhat[..., -1]], -1)
 
     def initial_state(self, rows: int, device=None) -> StreamState:
+        """The state of ``rows`` streams before any write (the initial memory, zero momentum)."""
         W = tuple(w.float().unsqueeze(0).expand(rows, *w.shape).contiguous().to(device or w.device)
                   for w in self.init_weights)
-        return W, tuple(torch.zeros_like(w) for w in W), self._level_initial(rows, device or W[0].device)
+        return StreamState(W, tuple(torch.zeros_like(w) for w in W),
+                           self._level_initial(rows, device or W[0].device) if self.config.level else None)
 
-    def _level_initial(self, rows: int, device) -> tuple:
+    def _level_initial(self, rows: int, device) -> LevelState:
         D = LEVEL_FEATURES
         w = torch.zeros(rows, 1, 1, D, device=device)
-        return (torch.zeros(rows, D, D, dtype=torch.float64, device=device),
-                torch.zeros(rows, dtype=torch.float64, device=device), (w,), (torch.zeros_like(w),))
+        return LevelState(torch.zeros(rows, D, D, dtype=torch.float64, device=device),
+                          torch.zeros(rows, dtype=torch.float64, device=device), (w,), (torch.zeros_like(w),))
 
     # ------------------------------------------------------------------ the scan
     def scan(self, read_feats: torch.Tensor, write_feats: torch.Tensor, residual: torch.Tensor,
@@ -324,41 +499,41 @@ class StreamMemory(nn.Module):
         true, then is read with ``read_feats[:, j]``.
 
         Args:
-            read_feats, write_feats: [N, T, dim] features (N = series x channels).
+            read_feats, write_feats: [N, T, dim (+ 6)] features (N = series x channels).
             residual: [N, T, H] normalised realised errors of the written windows.
             write_mask: [N, T] bool.
             state: the state to continue from (None: the learned initial memory).
 
         Returns the corrections [N, T, 2, H] (normalised units; the main memory's, then the level
-        memory's, zero without it) and the final state.
+        memory's, zero without it) and the final :class:`StreamState` (None unless
+        ``return_state``).
         """
+        cfg = self.config
         N, T, _ = read_feats.shape
-        if state is not None and len(state) == 3:
-            state, level_state = state[:2], state[2]
-        else:
-            level_state = None
-        level = self._level_scan(read_feats[..., self.dim:], write_feats[..., self.dim:], residual, write_mask,
-                                 level_state) if self.level else None
+        level = None
+        if cfg.level:
+            level = self._level_scan(read_feats[..., self.dim:], write_feats[..., self.dim:], residual, write_mask,
+                                     None if state is None else state.level)
         read_feats, write_feats = read_feats[..., :self.dim], write_feats[..., :self.dim]
         Hh, d = self.heads, self.head_dim
         q = self._norm(self.q(read_feats).view(N, T, Hh, d))
         k = self._norm(self.k(write_feats).view(N, T, Hh, d))
         v = self.v(self.clip(residual)).view(N, T, Hh, d)
         g = torch.sigmoid(self.gates(write_feats).float()).view(N, T, 3, Hh)
-        alpha, eta, theta = g[:, :, 0], g[:, :, 1], self.max_lr * g[:, :, 2]
+        alpha, eta, theta = g[:, :, 0], g[:, :, 1], cfg.max_lr * g[:, :, 2]
         if state is None:
             weights, momentum = tuple(w.float() for w in self.init_weights), None
         else:
-            weights, momentum = state
+            weights, momentum = state.weights, state.momentum
         y, final = memory_scan(q, k, v, alpha, eta, theta, weights=weights, momentum=momentum,
-                               chunk_size=self.chunk_size, mask=write_mask,
-                               output_final_state=return_state)
+                               chunk_size=cfg.chunk_size, mask=write_mask, output_final_state=return_state)
         main = self.out(y.reshape(N, T, Hh * d))
         if level is None:
-            return torch.stack([main, torch.zeros_like(main)], 2), final
+            corr = torch.stack([main, torch.zeros_like(main)], 2)
+            return corr, (None if final is None else StreamState(*final))
         lc, level_final = level
         corr = torch.stack([main, lc.to(main.dtype)[..., None].expand_as(main)], 2)
-        return corr, (None if final is None else (*final, level_final))
+        return corr, (None if final is None else StreamState(*final, level_final))
 
     # ------------------------------------------------------------------ the level memory
     def _whiten(self, x: torch.Tensor, second: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -366,18 +541,21 @@ class StreamMemory(nn.Module):
         the ``count`` (discounted) written windows, plus ``level_ridge`` (float64 inside)."""
         D = x.shape[-1]
         eye = torch.eye(D, dtype=torch.float64, device=x.device)
-        sigma = second / count.clamp_min(1.0)[..., None, None] + self.level_ridge * eye
+        sigma = second / count.clamp_min(1.0)[..., None, None] + self.config.level_ridge * eye
         chol = torch.linalg.cholesky(sigma)
         return torch.linalg.solve_triangular(chol, x.double()[..., None], upper=False)[..., 0]
 
     def _level_scan(self, xr: torch.Tensor, xw: torch.Tensor, residual: torch.Tensor, write_mask: torch.Tensor,
-                    state: tuple | None, block: int = 4096):
+                    state: LevelState | None, block: int = 4096):
         """The level memory over tokens: write window ``j`` (summaries ``xw[:, j]``, the mean of
         its clipped normalised error), then read ``xr[:, j]``. Returns the corrections [N, T]
-        and the final state. Blocks of ``block`` tokens bound the memory a long stream needs."""
+        and the final :class:`LevelState`. Blocks of ``block`` tokens bound the memory a long
+        stream needs."""
+        cfg = self.config
         N, T, D = xw.shape
-        second, count, W, S = self._level_initial(N, xw.device) if state is None else state
-        lam = 0.5 ** (1.0 / self.level_half_life)
+        st = self._level_initial(N, xw.device) if state is None else state
+        second, count, W, S = st.second, st.count, st.weights, st.momentum
+        lam = 0.5 ** (1.0 / cfg.level_half_life)
         value = self.clip(residual).mean(-1)  # [N, T]
         m = write_mask.to(torch.float64)
         out = []
@@ -391,13 +569,13 @@ class StreamMemory(nn.Module):
             k = self._whiten(x, sec, cnt).float()[:, :, None]
             q = self._whiten(xr[:, a:b], sec, cnt).float()[:, :, None]
             gate = torch.ones(N, b - a, 1, device=xw.device)
-            y, (W, S) = memory_scan(q, k, value[:, a:b, None, None].float(), gate * self.level_forget,
-                                    gate * self.level_momentum, gate * self.level_lr, weights=W, momentum=S,
+            y, (W, S) = memory_scan(q, k, value[:, a:b, None, None].float(), gate * cfg.level_forget,
+                                    gate * cfg.level_momentum, gate * cfg.level_lr, weights=W, momentum=S,
                                     chunk_size=1, mask=write_mask[:, a:b])
             out.append(y[:, :, 0, 0])
             second, count = sec_last.view(N, D, D), cnt_last[:, 0]
         y = torch.cat(out, 1) if out else xw.new_zeros(N, 0)
-        return y, (second, count, W, S)
+        return y, LevelState(second, count, W, S)
 
     def read(self, feats: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         """The corrections of windows with features [N, dim (+ 6)] read from ``state`` (the
@@ -407,7 +585,7 @@ class StreamMemory(nn.Module):
         level_feats, feats = feats[:, self.dim:], feats[:, :self.dim]
         q = self._norm(self.q(feats).view(N, self.heads, self.head_dim)).float()
         weights = (tuple(w.float().unsqueeze(0).expand(N, *w.shape) for w in self.init_weights)
-                   if state is None else state[0])
+                   if state is None else state.weights)
         h = q
         for i, w in enumerate(weights):
             h = torch.einsum("nhi,nhoi->nho", h, w)
@@ -415,14 +593,8 @@ class StreamMemory(nn.Module):
                 h = F.silu(h)
         main = self.out(h.reshape(N, self.dim).to(feats.dtype))
         level = torch.zeros_like(main)
-        if self.level and state is not None and len(state) == 3:
-            second, count, W, _ = state[2]
-            q = self._whiten(level_feats, second, count).float()
-            level = level + torch.einsum("nd,nd->n", W[0][:, 0, 0], q)[:, None].to(main.dtype)
+        if self.config.level and state is not None and state.level is not None:
+            lv = state.level
+            q = self._whiten(level_feats, lv.second, lv.count).float()
+            level = level + torch.einsum("nd,nd->n", lv.weights[0][:, 0, 0], q)[:, None].to(main.dtype)
         return torch.stack([main, level], 1)
-
-    def corrected_forecast(self, forecast: torch.Tensor, std: torch.Tensor, corr: torch.Tensor,
-                           gains: torch.Tensor) -> torch.Tensor:
-        """``forecast + std * (g corr_main + g_level corr_level)``: forecasts [..., H] (data units),
-        spreads [...], corrections [..., 2, H] and gain pairs [..., 2]."""
-        return forecast + std[..., None] * (gains[..., None] * corr).sum(-2)

@@ -62,7 +62,7 @@ def train_backbone(data: OnlineData, cfg: OnlineConfig, seed: int = 0, verbose: 
         best = trainer.checkpoint_callback.best_model_path
         if best:
             module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-        module.fit_epochs_ = int(trainer.current_epoch)
+        module.fit_epochs_ = int(trainer.current_epoch)  # epochs run (Lightning counts them from 0 up)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return module.cpu().eval()

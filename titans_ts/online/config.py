@@ -2,22 +2,57 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import numbers
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-__all__ = ["MODES", "OnlineConfig"]
+from ..model.config import SettingsError, TitansConfig, check_keys
+from ..model.stream_memory import StreamMemoryConfig
 
-MODES = ("frozen", "carried", "online_gd", "carried+online_gd")
+__all__ = ["MODES", "MEMORY_MODES", "NAIVE_MODES", "SEQUENTIAL_MODES", "OnlineConfig", "check_modes"]
+
+#: the modes of one trained model: the stream memory's, the online gradient step's, both
+MEMORY_MODES = ("frozen", "carried", "online_gd", "carried+online_gd")
+#: the simple alternatives on the same stream (no model)
+NAIVE_MODES = ("repeat_last", "seasonal_naive")
+MODES = MEMORY_MODES + NAIVE_MODES
+#: the modes that step the backbone's parameters along the stream (one origin at a time)
+SEQUENTIAL_MODES = ("online_gd", "carried+online_gd")
+
+
+def check_modes(modes) -> tuple[str, ...]:
+    """``modes`` as a tuple, refusing unknown names and repeats (nothing is silently dropped)."""
+    if isinstance(modes, str):
+        modes = (modes,)
+    modes = tuple(modes)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown online mode(s) {unknown}; modes: {list(MODES)}")
+    if not modes or len(set(modes)) != len(modes):
+        raise ValueError(f"modes must be a non-empty list of distinct modes from {list(MODES)}, got {list(modes)}")
+    return modes
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"OnlineConfig.{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 @dataclass
 class OnlineConfig:
-    """Settings of one online run: the backbone and its training; the stream memory, the paces
-    its gates are chosen from on the validation stream, and its optional outer training."""
+    """Settings of one online run: the backbone and its training, and the stream memory with the
+    paces its gates are chosen from on the validation stream. Validated at construction (and by
+    :meth:`validate` after attributes were set directly); unknown keys at any depth are a
+    :class:`~titans_ts.model.config.SettingsError`."""
 
     seq_len: int = 96
     horizon: int = 24
-    # the last observed value as RevIN's centre: after a level break the forecast starts where
-    # the series is (the drifting test periods of this protocol need it)
+    # the network's settings (TitansConfig fields but the lengths and channels). The last observed
+    # value as RevIN's centre: after a level break the forecast starts where the series is (the
+    # drifting test periods of this protocol need it)
     network: dict = field(default_factory=lambda: dict(
         patch_len=16, stride=8, d_model=64, n_layers=1, dropout=0.2, revin_center="last",
         memory=dict(heads=4, depth=2, expansion=2.0, chunk_size=16, max_lr=0.02)))
@@ -28,31 +63,62 @@ class OnlineConfig:
     # the CPU budget: at most this many batches per epoch (24 x 128 windows covers ETTh2's whole
     # training split; ETTm1 and weather see a fresh random quarter to a third of theirs each epoch)
     limit_train_batches: int | None = 24
-    # the stream memory (StreamMemory) and the level memory beside it (its settings written out so a
-    # record names them)
-    memory: dict = field(default_factory=lambda: dict(dim=64, heads=4, depth=1, max_lr=0.5, chunk_size=1,
-                                                      soft_norm=True, learn_gates=False, level=True,
-                                                      level_window=24, level_lr=5e-4, level_half_life=693.0))
+    # the stream memory (a StreamMemoryConfig; a mapping of its fields is converted)
+    memory: StreamMemoryConfig = field(default_factory=StreamMemoryConfig)
     # (forgetting, momentum, inner learning-rate) gate logits tried on the validation stream (the
-    # read-out gain is chosen along the stream: StreamMemory.gains)
+    # read-out gain is chosen along the stream: GainSelector)
     paces: tuple = ((-8.0, -4.0, -4.0), (-8.0, -4.0, -5.0), (-10.0, -4.0, -4.0))
-    memory_lr: float = 3e-3
-    memory_epochs: int = 0   # outer training of the chosen memory (0: none); kept if it wins
-    memory_patience: int = 5
-    segment: int = 64
-    streams: int = 64
+    # the online_gd modes' learning rate when the run is given none to choose from
     online_lr: float = 1e-5
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Refuse settings that would train nothing (also after attributes were set directly)."""
-        from titans_ts.forecaster.validation import _limit_batches
-
-        # 0 would train on no batch (and used to mean "every batch")
-        self.limit_train_batches = _limit_batches(self.limit_train_batches)
-        for name in ("seq_len", "horizon", "batch_size", "max_epochs"):
+        """Refuse settings that would train nothing or that do not exist."""
+        for name in ("seq_len", "horizon", "batch_size", "max_epochs", "patience"):
+            setattr(self, name, _positive_int(name, getattr(self, name)))
+        if self.limit_train_batches is not None:
+            self.limit_train_batches = _positive_int("limit_train_batches", self.limit_train_batches)
+        for name in ("lr", "online_lr"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+                raise ValueError(f"OnlineConfig.{name} must be a number >= 0, got {value!r}")
+        if not isinstance(self.network, Mapping):
+            raise ValueError(f"OnlineConfig.network must be a mapping of TitansConfig settings, got {self.network!r}")
+        for key in ("seq_len", "horizon", "n_channels"):
+            if key in self.network:
+                raise SettingsError(f"OnlineConfig.network must not set {key!r}: the run sets it")
+        TitansConfig.from_dict({"seq_len": self.seq_len, "horizon": self.horizon, **self.network})
+        self.memory = StreamMemoryConfig.from_dict(self.memory)
+        paces = tuple(tuple(float(x) for x in p) for p in self.paces)
+        if not paces or any(len(p) != 3 for p in paces):
+            raise ValueError(f"OnlineConfig.paces must be a non-empty list of (forgetting, momentum, inner "
+                             f"learning rate) gate logits, got {self.paces!r}")
+        self.paces = paces
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> OnlineConfig:
+        """A copy with ``overrides`` applied: plain fields replaced, ``network`` and ``memory``
+        merged key by key (``{"memory": {"level": False}}`` changes only that setting)."""
+        check_keys(overrides, self.fields(), "online")
+        new = copy.deepcopy(self)
+        for key, value in overrides.items():
+            if key == "memory":
+                if not isinstance(value, Mapping):
+                    raise ValueError(f"OnlineConfig.memory overrides must be a mapping, got {value!r}")
+                new.memory = new.memory.replace(**value)
+            elif key == "network":
+                if not isinstance(value, Mapping):
+                    raise ValueError(f"OnlineConfig.network overrides must be a mapping, got {value!r}")
+                merged = {**new.network, **value}
+                if isinstance(value.get("memory"), Mapping) and isinstance(new.network.get("memory"), Mapping):
+                    merged["memory"] = {**new.network["memory"], **value["memory"]}
+                new.network = merged
+            else:
+                setattr(new, key, value)
+        new.validate()
+        return new

@@ -1,4 +1,14 @@
-"""The four online modes over the validation + test stream, scored on the test origins."""
+"""The online modes over the validation + test stream, scored on the test origins.
+
+* ``frozen`` / ``carried``: the trained backbone's forecasts, the stream memory never written /
+  carried along the stream (batched over the whole stream: no parameter changes);
+* ``online_gd``: before each forecast, one Adam step on the backbone's parameters with the loss of
+  the window completed there (batch 1), then the forecast with the stepped backbone;
+* ``carried+online_gd``: the same stepped backbone, its forecasts corrected by the carried memory
+  (written with the errors of the forecasts it actually issued);
+* ``repeat_last``: every step of the horizon is the newest known value;
+* ``seasonal_naive``: each step is the value one season earlier (the dataset's season).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +22,10 @@ from ..datasets.online import OnlineData
 from ..datasets.windows import FUTURE, FUTURE_MASK, PAST, PAST_MASK, TIME_INDEX
 from ..model.stream_memory import StreamMemory
 from .backbone import backbone_forecasts, origin_batch
-from .config import MODES, OnlineConfig
+from .config import MODES, check_modes
 from .streams import StreamInputs, carried_forecast, corrected, scan_stream, stream_tokens
 
-__all__ = ["evaluate_modes", "online_gd", "metrics", "stream_parts"]
+__all__ = ["evaluate_modes", "online_gd_forecasts", "naive_forecasts", "metrics", "stream_parts"]
 
 
 def metrics(pred: torch.Tensor, read: dict) -> dict:
@@ -26,8 +36,8 @@ def metrics(pred: torch.Tensor, read: dict) -> dict:
 
 
 @torch.no_grad()
-def _static_modes(mem: StreamMemory, stream: StreamInputs, horizon: int, scored: int, modes) -> dict:
-    """``frozen`` and / or ``carried`` over the whole stream at once (batched; no parameter changes)."""
+def _memory_modes(mem: StreamMemory, stream: StreamInputs, horizon: int, scored: int, modes) -> dict:
+    """``frozen`` and / or ``carried`` over the whole stream at once (no parameter changes)."""
     out = {}
     read, write = stream_tokens(stream, 0, len(stream) - horizon, horizon)
     a = stream.index(scored) - horizon
@@ -50,111 +60,103 @@ def _static_modes(mem: StreamMemory, stream: StreamInputs, horizon: int, scored:
     return out
 
 
-def online_gd(module, mem: StreamMemory, values: torch.Tensor, stream: StreamInputs, horizon: int,
-               seq_len: int, scored: int, lr: float, carried: bool, seed: int = 0) -> dict:
-    with torch.random.fork_rng():  # the updates' dropout draws are a function of ``seed`` alone
-        torch.manual_seed(seed)
-        return _online_gd_run(module, mem, values, stream, horizon, seq_len, scored, lr, carried)
-
-
-def _online_gd_run(module, mem: StreamMemory, values: torch.Tensor, stream: StreamInputs, horizon: int,
-                   seq_len: int, scored: int, lr: float, carried: bool) -> dict:
-    """The sequential modes: at each origin one Adam step (batch 1) on every parameter with the
-    loss of the window completed there, then the forecast (with the carried memory if
-    ``carried``, which is written with the error of the forecast actually issued for the
-    completed window). Works on copies: the given module and memory are left as they are."""
-    net = copy.deepcopy(module.net)
-    mem = copy.deepcopy(mem)
-    params = [p for p in list(net.parameters()) + list(mem.parameters()) if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    H, C = horizon, values.shape[1]
-    first = stream.first + H  # the first forecast origin (the one before writes origin first)
-    last = stream.first + len(stream) - 1
-    state = mem.initial_state(C) if carried else None
-    errors: list[torch.Tensor] = []  # the realised error of the window written at each token
-    issued: dict[int, torch.Tensor] = {}  # the forecasts issued, until their window completes
-    issued_corr: dict[int, torch.Tensor] = {}  # and the corrections read for them [C, 2, H] (data units)
-    cands = mem.candidates
-    lam = 0.5 ** (1.0 / mem.gain_half_life)
-    acc = torch.zeros(len(cands), C)  # discounted squared error of each gain pair (online_gain_choice)
-    preds = []
+def online_gd_forecasts(net, values: torch.Tensor, first: int, last: int, seq_len: int, horizon: int,
+                        lr: float, seed: int = 0) -> tuple[torch.Tensor, float]:
+    """The forecasts [n, H, C] of origins ``first .. last`` by a backbone stepped along the stream:
+    at origin ``t >= first + H``, one Adam step (batch 1, dropout on) with the loss of the window of
+    origin ``t - H`` (whose target has just fully arrived), then the forecast of window ``t``
+    (eval mode). The first ``H`` origins are forecast by the backbone as given. Works on a copy
+    of ``net``; the steps' dropout draws are a function of ``seed`` alone. Returns the forecasts
+    and the milliseconds per step."""
+    H = horizon
+    net = copy.deepcopy(net)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr) if lr > 0 else None
+    n = last - first + 1
+    head = backbone_forecasts(net, values, np.arange(first, min(first + H, last + 1)), seq_len, H)
+    out = [head]
     t0 = time.perf_counter()
-    for j, t in enumerate(range(first, last + 1)):
-        w = t - H  # the window whose target has just fully arrived
-        prev_w = errors[j - H] if carried and j >= H else None  # the error known when w was forecast
-        b = origin_batch(values, [w], seq_len, H)
-        if carried and w not in issued:  # before the stream's first forecast: what it would have been
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for t in range(first + H, last + 1):
+            if opt is not None:
+                b = origin_batch(values, [t - H], seq_len, H)
+                net.train()
+                f = net.point_forecast(net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX]))
+                m = b[FUTURE_MASK].to(f.dtype)
+                loss = (((f - b[FUTURE]) * m) ** 2).sum() / m.sum().clamp_min(1.0)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
             net.eval()
             with torch.no_grad():
-                issued[w] = net.point_forecast(net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX]))
-        net.train()
-        mem.train()
-        f = net.point_forecast(net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX]))  # [1, H, C]
-        n = mem.normalise(b[PAST], b[PAST_MASK], f, b[FUTURE], b[FUTURE_MASK])
-        corr = mem.read(mem.features(n["ctx"][0], n["yhat"][0], prev_w), state)  # [C, 2, H]
-        g = cands[acc.argmin(0)] if carried else torch.ones(C, 2)
-        pred = mem.corrected_forecast(f[0].T, n["std"][0], corr, g)
-        m = b[FUTURE_MASK][0].T.to(pred.dtype)
-        loss = (((pred - b[FUTURE][0].T) * m) ** 2).sum() / m.sum().clamp_min(1.0)
-        if lr > 0:
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        net.eval()
-        mem.eval()
-        with torch.no_grad():
-            cur = origin_batch(values, [t], seq_len, H)
-            fc = net.point_forecast(net(cur[PAST], cur[PAST_MASK], time_index=cur[TIME_INDEX]))
-            nc = mem.normalise(cur[PAST], cur[PAST_MASK], fc)
-            if carried:
-                if w in issued_corr:  # the window's error under each gain, now that it is known
-                    fw, cw = issued[w][0].T, issued_corr.pop(w)
-                    mw = b[FUTURE_MASK][0].T.to(fw.dtype)
-                    se = torch.stack([(((fw + (gi[:, None] * cw).sum(1) - b[FUTURE][0].T) * mw) ** 2).sum(-1)
-                                      for gi in cands])
-                    acc = lam * acc + se
-                nw = mem.normalise(b[PAST], b[PAST_MASK], issued.pop(w), b[FUTURE], b[FUTURE_MASK])
-                err = nw["resid"][0]
-                errors.append(err)
-                wf = mem.features(nw["ctx"][0], nw["yhat"][0], prev_w)[:, None]
-                rf = mem.features(nc["ctx"][0], nc["yhat"][0], err)[:, None]
-                corr_t, state = mem.scan(rf, wf, err[:, None], nw["observed"][0][:, None], state)
-                c_t = nc["std"][0][:, None, None] * corr_t[:, 0]  # [C, 2, H]
-                preds.append(fc[0].T + (cands[acc.argmin(0)][..., None] * c_t).sum(1))
-                issued[t], issued_corr[t] = fc, c_t
-            else:
-                rf = mem.features(nc["ctx"][0], nc["yhat"][0])
-                preds.append(fc[0].T + nc["std"][0][:, None] * mem.read(rf).sum(1))
-    elapsed = time.perf_counter() - t0
-    pred = torch.stack(preds, 1)  # [C, steps, H]
-    a = scored - first
-    read = stream.slice(H, H + len(preds))
-    sel = {k: v[:, a:] for k, v in read.items()}
-    return dict(metrics(pred[:, a:], sel), ms_per_step=1e3 * elapsed / len(preds), pred=pred[:, a:])
+                cur = origin_batch(values, [t], seq_len, H)
+                out.append(net.point_forecast(net(cur[PAST], cur[PAST_MASK], time_index=cur[TIME_INDEX])))
+    steps = max(1, n - H)
+    return torch.cat(out)[:n], 1e3 * (time.perf_counter() - t0) / steps
 
 
-def evaluate_modes(module, mem: StreamMemory, data: OnlineData, cfg: OnlineConfig,
-                   modes=MODES, online_lr: float | None = None, stream: StreamInputs | None = None,
-                   values: torch.Tensor | None = None) -> dict:
-    """Every mode over the validation + test stream, scored on the test origins. Returns
-    {mode: {"mse", "mae", "ms_per_step", "pred" [C, n_test, H]}} and the scored origins."""
-    L, H = cfg.seq_len, cfg.horizon
-    values = torch.from_numpy(data.values) if values is None else values
-    if stream is None:
-        so = data.stream_origins(L, H)
-        first = int(so[0]) - H
-        origins = np.arange(first, int(so[-1]) + 1)
-        stream = StreamInputs.build(mem, values, first, int(so[-1]),
-                                    backbone_forecasts(module.net, values, origins, L, H), L, H)
+def naive_forecasts(values: torch.Tensor, origins, horizon: int, mode: str, season: int | None = None) -> torch.Tensor:
+    """Forecasts [n, H, C] of the windows of ``origins`` from the rows before each origin:
+    ``repeat_last`` (the newest row at every step) or ``seasonal_naive`` (step ``h`` is the row
+    ``season * ceil((h + 1) / season)`` before its target row)."""
+    origins = torch.as_tensor(np.asarray(origins), dtype=torch.long)
+    h = torch.arange(horizon)
+    if mode == "repeat_last":
+        rows = origins[:, None] - 1 + 0 * h
+    elif mode == "seasonal_naive":
+        if season is None or season < 1:
+            raise ValueError(f"seasonal_naive needs a season >= 1, got {season!r}")
+        rows = origins[:, None] + h - season * ((h + season) // season)
+    else:
+        raise ValueError(f"unknown naive mode {mode!r}; naive modes: repeat_last, seasonal_naive")
+    if len(origins) and int(rows.min()) < 0:
+        raise ValueError(f"{mode}: origin {int(origins.min())} has too few rows before it (season {season})")
+    return values[rows]
+
+
+def evaluate_modes(module, mem: StreamMemory, data: OnlineData, seq_len: int, horizon: int, modes=MODES,
+                   online_lr: float = 1e-5, stream: StreamInputs | None = None, season: int | None = None,
+                   seed: int = 0) -> dict:
+    """Every mode of ``modes`` over the validation + test stream, scored on the test origins.
+    Returns {mode: {"mse", "mae", "ms_per_step", "pred" [C, n_test, H]}}. ``stream``: the
+    backbone's stream inputs (built here when None); ``season``: the seasonal naive's period
+    (the dataset's by default)."""
+    modes = check_modes(modes)
+    L, H = seq_len, horizon
+    values = torch.from_numpy(data.values)
+    so = data.stream_origins(L, H)
+    first, last = int(so[0]) - H, int(so[-1])
+    if stream is None and {"frozen", "carried"} & set(modes):
+        fc = backbone_forecasts(module.net, values, np.arange(first, last + 1), L, H)
+        stream = StreamInputs.build(mem, values, first, last, fc, L, H)
     scored = int(data.origins("test", L, H)[0])
     out = {}
     if {"frozen", "carried"} & set(modes):
-        out.update(_static_modes(mem, stream, H, scored, modes))
-    lr = cfg.online_lr if online_lr is None else online_lr
-    for mode in ("online_gd", "carried+online_gd"):
-        if mode in modes:
-            out[mode] = online_gd(module, mem, values, stream, H, L, scored, lr, carried=mode != "online_gd")
-    return {m: out[m] for m in modes if m in out}
+        out.update(_memory_modes(mem, stream, H, scored, modes))
+    if {"online_gd", "carried+online_gd"} & set(modes):
+        fc, ms = online_gd_forecasts(module.net, values, first, last, L, H, online_lr, seed=seed)
+        gd = StreamInputs.build(mem, values, first, last, fc, L, H)
+        a = gd.index(scored)
+        read = gd.slice(a, len(gd))
+        if "online_gd" in modes:
+            pred = read["forecast"]
+            out["online_gd"] = dict(metrics(pred, read), ms_per_step=ms, pred=pred)
+        if "carried+online_gd" in modes:
+            r = _memory_modes(mem, gd, H, scored, ("carried",))["carried"]
+            out["carried+online_gd"] = {**r, "ms_per_step": ms + r["ms_per_step"]}
+    naive = [m for m in modes if m in ("repeat_last", "seasonal_naive")]
+    if naive:
+        origins = np.arange(scored, last + 1)
+        b = origin_batch(values, origins, L, H)
+        read = {"target": b[FUTURE].permute(2, 0, 1), "tmask": b[FUTURE_MASK].permute(2, 0, 1)}  # [C, n, H]
+        for mode in naive:
+            t0 = time.perf_counter()
+            s = (season if season is not None else data.season) if mode == "seasonal_naive" else None
+            pred = naive_forecasts(values, origins, H, mode, s).permute(2, 0, 1)  # [C, n, H]
+            ms = 1e3 * (time.perf_counter() - t0) / max(1, len(origins))
+            out[mode] = dict(metrics(pred, read), ms_per_step=ms, pred=pred)
+    return {m: out[m] for m in modes}
 
 
 def stream_parts(pred: torch.Tensor, read: dict, parts: int = 20) -> list[float]:
