@@ -346,16 +346,41 @@ def test_the_command_runs_only_the_modes_not_yet_recorded(tmp_path, monkeypatch)
 
     calls = []
 
-    def fake(dataset, horizon, seq_len, seed, modes, **_kw):
-        calls.append((horizon, seed, modes))
-        return [{"dataset": dataset, "horizon": horizon, "seq_len": seq_len, "seed": seed, "mode": m,
-                 "mse": 1.0, "mae": 1.0, "ms_per_step": 1.0} for m in modes]
+    def fake(dataset, horizons, seq_len, seed, modes, backbone_horizon=None, **_kw):
+        calls.append((tuple(horizons), seed, modes, backbone_horizon))
+        return [{"dataset": dataset, "horizon": h, "seq_len": seq_len, "seed": seed, "mode": m,
+                 "mse": 1.0, "mae": 1.0, "ms_per_step": 1.0} for h in horizons for m in modes]
 
     monkeypatch.setattr(online, "run_online", fake)
     out = tmp_path / "records.jsonl"
-    args = ["benchmark", "online", "ETTh2", "--seq-len", "16", "--horizons", "4", "--seeds", "0", "--out", str(out)]
-    assert cli.main(args + ["--modes", "frozen", "carried"]) == 0
-    assert cli.main(args + ["--modes", "frozen", "carried", "online_gd"]) == 0
-    assert cli.main(args + ["--modes", "carried"]) == 0  # all recorded: nothing runs
-    assert calls == [(4, 0, ("frozen", "carried")), (4, 0, ("online_gd",))]
-    assert [json.loads(line)["mode"] for line in out.read_text().splitlines()] == ["frozen", "carried", "online_gd"]
+    args = ["benchmark", "online", "ETTh2", "--seq-len", "16", "--seeds", "0", "--out", str(out)]
+    assert cli.main(args + ["--horizons", "4", "--modes", "frozen", "carried"]) == 0
+    assert cli.main(args + ["--horizons", "4", "--modes", "frozen", "carried", "online_gd"]) == 0
+    assert cli.main(args + ["--horizons", "4", "--modes", "carried"]) == 0  # all recorded: nothing runs
+    # a horizon added later: only its modes run, on the backbone of the longest horizon asked for
+    assert cli.main(args + ["--horizons", "4", "8", "--modes", "frozen"]) == 0
+    assert calls == [((4,), 0, ("frozen", "carried"), 4), ((4,), 0, ("online_gd",), 4), ((8,), 0, ("frozen",), 8)]
+    assert [(json.loads(line)["horizon"], json.loads(line)["mode"]) for line in out.read_text().splitlines()] == \
+        [(4, "frozen"), (4, "carried"), (4, "online_gd"), (8, "frozen")]
+
+
+def test_one_backbone_serves_every_horizon_and_is_found_again_in_the_cache(trained, tmp_path, monkeypatch):
+    """Records of several horizons come from one backbone trained for the longest; a cached
+    backbone is loaded instead of trained again, and the records are the same."""
+    import titans_ts.datasets.online as dso
+    from titans_ts.online import run_online
+
+    cfg, data, _, _ = trained
+    monkeypatch.setattr(dso, "online_data", lambda name, root=None: data)
+    kw = dict(modes=("frozen", "carried", "repeat_last"), cfg=cfg, backbone_cache=tmp_path)
+    a = run_online("synthetic", (2, H), L, seed=0, **kw)
+    assert [(r["horizon"], r["mode"]) for r in a] == [(h, m) for h in (2, H) for m in kw["modes"]]
+    assert {r["backbone_horizon"] for r in a} == {H} and len(list(tmp_path.iterdir())) == 1
+    b = run_online("synthetic", (2, H), L, seed=0, **kw)
+    assert [r["mse"] for r in b] == [r["mse"] for r in a]
+    assert b[0]["backbone_seconds"] == a[0]["backbone_seconds"]  # the cached training's, not a new one
+    # read at H = 2, the backbone's forecasts are the first two steps of its H-step forecasts
+    short = [r for r in a if r["horizon"] == 2 and r["mode"] == "frozen"][0]
+    assert short["backbone_mse"] != [r for r in a if r["horizon"] == H and r["mode"] == "frozen"][0]["backbone_mse"]
+    with pytest.raises(ValueError, match="backbone_horizon"):
+        run_online("synthetic", (2, H), L, backbone_horizon=2, **kw)

@@ -56,13 +56,16 @@ class OnlineConfig:
     network: dict = field(default_factory=lambda: dict(
         patch_len=16, stride=8, d_model=64, n_layers=1, dropout=0.2, revin_center="last",
         memory=dict(heads=4, depth=2, expansion=2.0, chunk_size=16, max_lr=0.02)))
+    # training to convergence: epochs of at most ``limit_train_batches`` batches drawn at random
+    # from the training windows (a fresh draw each epoch: 32 x 128 covers ETTh2's whole training
+    # split at once, ETTm1's and weather's in three or four epochs), until the validation MSE has
+    # not improved for ``patience`` epochs (the learning rate follows a cosine over
+    # ``max_epochs``); the best epoch's weights are kept
     lr: float = 1e-3
     batch_size: int = 128
-    max_epochs: int = 6
-    patience: int = 3
-    # the CPU budget: at most this many batches per epoch (24 x 128 windows covers ETTh2's whole
-    # training split; ETTm1 and weather see a fresh random quarter to a third of theirs each epoch)
-    limit_train_batches: int | None = 24
+    max_epochs: int = 40
+    patience: int = 5
+    limit_train_batches: int | None = 32
     # the stream memory (a StreamMemoryConfig; a mapping of its fields is converted)
     memory: StreamMemoryConfig = field(default_factory=StreamMemoryConfig)
     # (forgetting, momentum, inner learning-rate) gate logits tried on the validation stream (the

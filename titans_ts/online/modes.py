@@ -65,7 +65,8 @@ def online_gd_forecasts(net, values: torch.Tensor, first: int, last: int, seq_le
     """The forecasts [n, H, C] of origins ``first .. last`` by a backbone stepped along the stream:
     at origin ``t >= first + H``, one Adam step (batch 1, dropout on) with the loss of the window of
     origin ``t - H`` (whose target has just fully arrived), then the forecast of window ``t``
-    (eval mode). The first ``H`` origins are forecast by the backbone as given. Works on a copy
+    (eval mode). A backbone trained for a longer horizon is read, and stepped, on its first ``H``
+    steps. The first ``H`` origins are forecast by the backbone as given. Works on a copy
     of ``net``; the steps' dropout draws are a function of ``seed`` alone. Returns the forecasts
     and the milliseconds per step."""
     H = horizon
@@ -82,7 +83,7 @@ def online_gd_forecasts(net, values: torch.Tensor, first: int, last: int, seq_le
             if opt is not None:
                 b = origin_batch(values, [t - H], seq_len, H)
                 net.train()
-                f = net.point_forecast(net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX]))
+                f = net.point_forecast(net(b[PAST], b[PAST_MASK], time_index=b[TIME_INDEX]))[:, :H]
                 m = b[FUTURE_MASK].to(f.dtype)
                 loss = (((f - b[FUTURE]) * m) ** 2).sum() / m.sum().clamp_min(1.0)
                 opt.zero_grad(set_to_none=True)
@@ -91,7 +92,7 @@ def online_gd_forecasts(net, values: torch.Tensor, first: int, last: int, seq_le
             net.eval()
             with torch.no_grad():
                 cur = origin_batch(values, [t], seq_len, H)
-                out.append(net.point_forecast(net(cur[PAST], cur[PAST_MASK], time_index=cur[TIME_INDEX])))
+                out.append(net.point_forecast(net(cur[PAST], cur[PAST_MASK], time_index=cur[TIME_INDEX]))[:, :H])
     steps = max(1, n - H)
     return torch.cat(out)[:n], 1e3 * (time.perf_counter() - t0) / steps
 

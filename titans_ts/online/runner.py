@@ -88,37 +88,66 @@ def check_stream_fits(data: OnlineData, seq_len: int, horizon: int) -> None:
             f"or horizon")
 
 
-def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MODES,
-               root=None, cfg: OnlineConfig | None = None, online_lrs=(1e-5, 1e-4), log=None) -> list[dict]:
-    """Train one model on ``dataset``'s online split and run every mode of ``modes`` over its
-    validation + test stream. Returns one record per mode (dataset, horizon, seq_len, mode,
-    seed, mse, mae, ms_per_step, and the run's settings and costs).
+def run_online(dataset: str, horizons, seq_len: int, seed: int = 0, modes=MODES, root=None,
+               cfg: OnlineConfig | None = None, online_lrs=(1e-5, 1e-4), log=None, backbone_cache=None,
+               backbone_horizon: int | None = None) -> list[dict]:
+    """Train one backbone on ``dataset``'s online split and run every mode of ``modes`` over its
+    validation + test stream at each of ``horizons`` (one or several). Returns one record per
+    horizon and mode (dataset, horizon, seq_len, mode, seed, mse, mae, ms_per_step, and the run's
+    settings and costs).
 
-    ``online_lrs``: the learning rates of the ``online_gd`` modes, the one with the lowest
-    ``online_gd`` MSE on the validation stream is used (chosen once, for both modes)."""
+    The backbone is trained once, for ``backbone_horizon`` (default: the longest of
+    ``horizons``), and read at the shorter ones (its first ``H`` steps); ``backbone_cache``: a
+    folder where trained backbones are kept and found again
+    (:func:`~titans_ts.online.backbone.train_backbone`). ``online_lrs``: the learning rates
+    of the ``online_gd`` modes; the one with the lowest ``online_gd`` MSE on the validation
+    stream is used (chosen per horizon, once for both modes)."""
     from ..datasets.online import online_data
-    from ..recipes import machine_description
 
     modes = check_modes(modes)
+    horizons = (horizons,) if isinstance(horizons, int) else tuple(horizons)
+    if not horizons or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in horizons):
+        raise ValueError(f"horizons must be positive integers, got {list(horizons)}")
+    horizons = tuple(sorted(set(horizons)))
     cfg = copy.deepcopy(cfg) if cfg is not None else OnlineConfig()
-    cfg.seq_len, cfg.horizon = seq_len, horizon
+    if backbone_horizon is not None and (isinstance(backbone_horizon, bool) or not isinstance(backbone_horizon, int)
+                                         or backbone_horizon < max(horizons)):
+        raise ValueError(f"backbone_horizon must be an integer >= the longest horizon {max(horizons)}, "
+                         f"got {backbone_horizon!r}")
+    cfg.seq_len, cfg.horizon = seq_len, backbone_horizon or max(horizons)
     cfg.validate()
-    L, H = seq_len, horizon
     data = online_data(dataset, root=root)
-    check_stream_fits(data, L, H)
-    values = torch.from_numpy(data.values)
+    check_stream_fits(data, seq_len, cfg.horizon)
     t0 = time.perf_counter()
-    module = train_backbone(data, cfg, seed=seed)
-    backbone_s = time.perf_counter() - t0
+    module = train_backbone(data, cfg, seed=seed, cache=backbone_cache)
+    loaded = time.perf_counter() - t0
+    if log:
+        log(f"  backbone (H = {cfg.horizon}): {module.fit_epochs_} epochs, {module.fit_seconds_:.0f} s "
+            f"(validation curve {module.val_curve_})")
+    out = []
+    for H in horizons:
+        out += _run_horizon(module, data, cfg, H, seed, modes, online_lrs, log)
+    for r in out:
+        r["backbone_load_seconds"] = round(loaded, 1)
+    return out
+
+
+def _run_horizon(module, data: OnlineData, cfg: OnlineConfig, H: int, seed: int, modes, online_lrs, log) -> list:
+    from ..recipes import machine_description
+
+    L = cfg.seq_len
+    values = torch.from_numpy(data.values)
     so = data.stream_origins(L, H)
     first, last = int(so[0]) - H, int(so[-1])
     tf = time.perf_counter()
     fc_stream = backbone_forecasts(module.net, values, np.arange(first, last + 1), L, H)
     backbone_ms = 1e3 * (time.perf_counter() - tf) / (last - first + 1)  # per window, batched
     t1 = time.perf_counter()
+    hcfg = copy.deepcopy(cfg)
+    hcfg.horizon = H
     # the per-window inputs depend on the memory's settings only, not on its weights
     stream = StreamInputs.build(StreamMemory(L, H, cfg.memory), values, first, last, fc_stream, L, H)
-    mem, hist = choose_stream_memory(stream, data, cfg, seed=seed, log=log)
+    mem, hist = choose_stream_memory(stream, data, hcfg, seed=seed, log=log)
     memory_s = time.perf_counter() - t1
     lr, chosen = (online_lrs[0] if online_lrs else cfg.online_lr), {}
     if len(online_lrs) > 1 and set(SEQUENTIAL_MODES) & set(modes):
@@ -128,20 +157,20 @@ def run_online(dataset: str, horizon: int, seq_len: int, seed: int = 0, modes=MO
     a = stream.index(int(data.origins("test", L, H)[0])) - H
     read = {k: v[:, a:] for k, v in stream.slice(H, n).items()}
     common = {
-        "dataset": data.name, "horizon": H, "seq_len": L, "seed": seed,
+        "dataset": data.name, "horizon": H, "seq_len": L, "seed": seed, "backbone_horizon": cfg.horizon,
         "test_origins": int(read["target"].shape[1]), "val_memory_mse": hist["val"],
         "val_backbone_mse": hist["val_backbone"], "memory_pace": hist["pace"],
         "val_gain_mean": hist["val_gain_mean"],
         "backbone_mse": metrics(read["forecast"], read)["mse"],
-        "backbone_seconds": round(backbone_s, 1), "memory_seconds": round(memory_s, 1),
-        "backbone_epochs": int(getattr(module, "fit_epochs_", -1)),
+        "backbone_seconds": round(module.fit_seconds_, 1), "memory_seconds": round(memory_s, 1),
+        "backbone_epochs": int(module.fit_epochs_), "backbone_val_curve": module.val_curve_,
         "online_lr": lr, "online_lr_val": chosen,
         "params": sum(p.numel() for p in module.parameters()),
         "memory_params": sum(p.numel() for p in mem.parameters()),
         "training": {"max_epochs": cfg.max_epochs, "limit_train_batches": cfg.limit_train_batches,
                      "batch_size": cfg.batch_size, "lr": cfg.lr, "patience": cfg.patience},
-        "network": cfg.network, "memory": cfg.memory.to_dict(), "machine": machine_description(),
-        "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+        "network": cfg.network, "memory": cfg.memory.to_dict(), "season": data.season,
+        "machine": machine_description(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
     }
     out = []
     for mode, r in res.items():
