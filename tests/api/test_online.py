@@ -307,7 +307,51 @@ def test_the_level_memory_learns_a_level_error_the_main_memory_does_not():
     assert carried < 0.5 * float(((p_alone - read["target"])[:, late] ** 2).mean())
 
 
-def test_the_forecasters_carried_memory_is_the_benchmarks_carried_mode(trained):
+def test_on_a_random_walk_the_stream_chooses_the_newest_value():
+    """A random walk forecast by a backbone that misses its level: with the fallback correction
+    the gains chosen along the stream move the forecast onto the newest value (repeat-last), and
+    the carried forecast ends no worse than repeat-last; the memory's own corrections alone cannot
+    get all the way."""
+    from titans_ts.online.streams import carried_forecast, scan_stream
+
+    torch.manual_seed(0)
+    N, T = 2, 3000
+    walk = torch.cumsum(torch.randn(N, T + 2 * H + L), -1)
+    idx = torch.arange(T + H)[:, None]
+    ctx_raw = walk[:, idx + torch.arange(L)]                   # [N, T + H, L]
+    target = walk[:, idx + L + torch.arange(H)]                # [N, T + H, H]
+    mean, std = ctx_raw.mean(-1), ctx_raw.std(-1) + 1e-3
+    forecast = mean[..., None].expand_as(target)             # the context's mean: off the level
+    ctx = (ctx_raw - mean[..., None]) / std[..., None]
+    yhat = (forecast - mean[..., None]) / std[..., None]
+    resid = (target - forecast) / std[..., None]
+
+    def tokens(a, b):
+        return {"ctx": ctx[:, a:b], "yhat": yhat[:, a:b], "std": std[:, a:b], "forecast": forecast[:, a:b],
+                "target": target[:, a:b], "tmask": torch.ones(N, b - a, H, dtype=torch.bool),
+                "resid": resid[:, a:b], "observed": torch.ones(N, b - a, dtype=torch.bool),
+                "prev": torch.zeros(N, b - a, H)}
+
+    write, read = tokens(0, T), tokens(H, T + H)
+    read["prev"] = write["resid"]
+    late = slice(T // 2, None)
+    last = read["ctx"][..., -1:] * read["std"][..., None] + mean[:, H:, None]
+    naive = float(((last - read["target"])[:, late] ** 2).mean())
+    out = {}
+    for fallback in ((0.0,), (0.0, 0.5, 1.0)):
+        torch.manual_seed(0)
+        mem = StreamMemory(L, H, dim=8, heads=2, fallback_gains=fallback)
+        with torch.no_grad():
+            pred, gain = carried_forecast(mem, read, scan_stream(mem, read, write, None, False)[0], H)
+        out[fallback] = (float(((pred - read["target"])[:, late] ** 2).mean()), gain)
+    with_fb, gain = out[(0.0, 0.5, 1.0)]
+    assert gain.shape[-1] == 3 and float(gain[:, late, 2].mean()) > 0.9
+    assert with_fb <= 1.02 * naive
+    assert out[(0.0,)][0] > 1.05 * naive  # the memories alone come near it, not onto it
+
+
+@pytest.mark.parametrize("fallback", [(0.0,), (0.0, 0.5, 1.0)])
+def test_the_forecasters_carried_memory_is_the_benchmarks_carried_mode(trained, fallback):
     """The forecaster's store (TitansForecaster(test_time_memory=True)) written with a stream's
     windows gives the forecast, and the read-out gain, of the benchmark's carried mode."""
     from titans_ts.forecaster.memory_store import SeriesMemory
@@ -315,6 +359,9 @@ def test_the_forecasters_carried_memory_is_the_benchmarks_carried_mode(trained):
     from titans_ts.online.streams import carried_forecast, scan_stream, stream_tokens
 
     cfg, data, module, mem = trained
+    if fallback != (0.0,):
+        torch.manual_seed(0)
+        mem = StreamMemory(L, H, cfg.memory, pace=(-8.0, -4.0, 2.0), fallback_gains=fallback)
     values = torch.from_numpy(data.values)
     first, end = 40, 330  # stream origins first .. end; the store sees the rows before end
     fc = backbone_forecasts(module.net, values, np.arange(first, end + 1), L, H)

@@ -58,7 +58,7 @@ class SeriesStream:
         errors: [C, k <= H, H] normalised errors of the last written windows, oldest first.
         next_write: origin of the next window to write (None before the first write).
         gain_errors: [G, C] discounted squared error of each gain pair (GainSelector).
-        pending: origin -> (forecast [C, H], corrections [C, 2, H]) of the windows read and not yet
+        pending: origin -> (forecast [C, H], corrections [C, K, H]) of the windows read and not yet
             complete (data units).
         written: windows written so far.
     """
@@ -145,12 +145,13 @@ class SeriesMemory:
                 rec.written += n
 
     def gain(self, i: int, mem: StreamMemory) -> torch.Tensor:
-        """Per channel the read-out gain pair (main, level memory) series ``i``'s next forecast
-        uses [C, 2] (before any window of it was read: the first candidate, no correction with the
+        """Per channel the read-out gains (main, level memory[, fallback]) series ``i``'s next
+        forecast uses [C, K] (before any window of it was read: the first candidate, no correction with the
         default gains)."""
         rec = self.series[i]
         if rec.gain_errors is None:
-            return mem.candidates[0].expand(rec.errors.shape[0] if rec.errors is not None else 1, 2)
+            return mem.candidates[0].expand(rec.errors.shape[0] if rec.errors is not None else 1,
+                                            mem.selector.components)
         return mem.selector.best(rec.gain_errors)
 
     @torch.no_grad()
@@ -163,8 +164,8 @@ class SeriesMemory:
         written = rec.errors
         prev = None if written is None or written.shape[1] == 0 else written[:, -1]
         feats = mem.features(n["ctx"][0], n["yhat"][0], prev)
-        corr = mem.read(feats, rec.state)  # [C, 2, H]
-        gain = self.gain(i, mem).to(corr.dtype)  # [C, 2]
+        corr = mem.with_fallback(mem.read(feats, rec.state), n["ctx"][0], n["yhat"][0])  # [C, K, H]
+        gain = self.gain(i, mem).to(corr.dtype)  # [C, K]
         return mem.selector.apply(torch.zeros_like(corr[:, 0]), n["std"][0], corr, gain).T
 
 
@@ -207,7 +208,7 @@ def _scan(rec: SeriesStream, mem: StreamMemory, x: dict, m: int, H: int, first: 
     wf = mem.features(w["ctx"], w["yhat"], prev)
     rf = mem.features(r["ctx"], r["yhat"], resid)
     corr, rec.state = mem.scan(rf, wf, resid, w["observed"], rec.state)
-    corr = r["std"][..., None, None] * corr  # data units of the store [C, m, 2, H]
+    corr = r["std"][..., None, None] * mem.with_fallback(corr, r["ctx"], r["yhat"])  # data units [C, m, K, H]
     for j in range(m):
         rec.pending[first + H + j] = (r["forecast"][:, j], corr[:, j])
     # the windows completed now, in time order: each gain's error on those that were read

@@ -149,6 +149,9 @@ class StreamMemoryConfig:
             (:meth:`StreamMemory._norm`).
         gains, gain_half_life: the read-out gains chosen among along the stream, and the
             half-life (in windows) of the errors that choose (:class:`GainSelector`).
+        fallback_gains: the gains of a third correction, the one that moves the forecast onto the
+            newest known value (``fallback_gains = (0, 1)`` lets the stream choose repeat-last
+            itself; ``(0,)``: no such correction).
         level: whether the level memory runs beside the main one (False: the main memory alone).
         level_window: the context steps whose mean is one of the level memory's summaries.
         level_lr, level_momentum, level_forget: the level memory's inner learning rate theta,
@@ -170,6 +173,7 @@ class StreamMemoryConfig:
     soft_norm: bool = True
     gains: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
     gain_half_life: float = 4000.0
+    fallback_gains: tuple[float, ...] = (0.0,)
     level: bool = True
     level_window: int = 24
     level_lr: float = 5e-4
@@ -205,6 +209,11 @@ class StreamMemoryConfig:
         _check("gains", self.gains, len(gains) > 0 and all(_is_real(g) and g >= 0 for g in gains),
                "a non-empty sequence of gains >= 0")
         object.__setattr__(self, "gains", tuple(sorted(float(g) for g in gains)))
+        fb = tuple(self.fallback_gains) if not isinstance(self.fallback_gains, (str, bytes)) and \
+            hasattr(self.fallback_gains, "__len__") else ()
+        _check("fallback_gains", self.fallback_gains, 0.0 in fb and all(_is_real(g) and 0 <= g <= 1 for g in fb),
+               "a sequence of gains in [0, 1] that includes 0")
+        object.__setattr__(self, "fallback_gains", tuple(sorted(float(g) for g in fb)))
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -264,29 +273,40 @@ class StreamState:
 class GainSelector:
     """How much of each correction a forecast applies, chosen along the stream itself.
 
-    The candidates are the pairs ``(g, g_level)`` of ``gains`` (the main memory's gain and the
-    level memory's; the level gain is 0 without the level memory), ordered fewest correction
-    first, so ties and the start of a stream go to ``(0, 0)``: no correction. For every stream
-    (row) the selector keeps the discounted squared error each candidate would have made on the
-    windows completed so far (half-life ``half_life`` windows) and each forecast uses the
-    candidate with the least: follow-the-leader with delayed feedback. This class is the one place
-    of that arithmetic: the online benchmark's modes and the forecaster's store both use it.
+    The candidates are the tuples ``(g, g_level[, g_fallback])`` of ``gains`` (the main memory's
+    gain and the level memory's; the level gain is 0 without the level memory) and of
+    ``fallback_gains`` (the gain of the correction onto the newest known value; the component is
+    absent when its only gain is 0), ordered fewest correction first, so ties and the start of a
+    stream go to all zeros: no correction. For every stream (row) the selector keeps the
+    discounted squared error each candidate would have made on the windows completed so far
+    (half-life ``half_life`` windows) and each forecast uses the candidate with the least:
+    follow-the-leader with delayed feedback. This class is the one place of that arithmetic: the
+    online benchmark's modes and the forecaster's store both use it.
     """
 
-    def __init__(self, gains, half_life: float, level: bool = True) -> None:
+    def __init__(self, gains, half_life: float, level: bool = True, fallback_gains=(0.0,)) -> None:
         self.gains = tuple(float(g) for g in sorted(gains))
-        pairs = itertools.product(self.gains, self.gains if level else (0.0,))
-        self.candidates = torch.tensor(sorted(pairs, key=lambda p: (p[0] + p[1], p[1])), dtype=torch.float32)
+        self.fallback_gains = tuple(float(g) for g in sorted(fallback_gains))
+        parts = [self.gains, self.gains if level else (0.0,)]
+        if self.fallback_gains != (0.0,):
+            parts.append(self.fallback_gains)
+        pairs = itertools.product(*parts)
+        self.candidates = torch.tensor(sorted(pairs, key=lambda p: (sum(p), *p[1:])), dtype=torch.float32)
         self.half_life = float(half_life)
         self.discount = 0.5 ** (1.0 / self.half_life)
+
+    @property
+    def components(self) -> int:
+        """How many corrections a candidate scales: 2 (main, level) or 3 (and the fallback)."""
+        return self.candidates.shape[1]
 
     def __len__(self) -> int:
         return len(self.candidates)
 
     @staticmethod
     def apply(forecast: torch.Tensor, std: torch.Tensor, corr: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
-        """``forecast + std * (g corr_main + g_level corr_level)``: forecasts [..., H] (data units),
-        spreads [...] (or a number), corrections [..., 2, H] and gain pairs [..., 2]."""
+        """``forecast + std * sum_k g_k corr_k``: forecasts [..., H] (data units), spreads [...] (or
+        a number), corrections [..., K, H] and gains [..., K]."""
         if isinstance(std, torch.Tensor):
             std = std[..., None]
         return forecast + std * (gains[..., None] * corr).sum(-2)
@@ -366,7 +386,7 @@ class StreamMemory(nn.Module):
         if settings:
             cfg = cfg.replace(**settings)
         self.config = cfg
-        self.selector = GainSelector(cfg.gains, cfg.gain_half_life, cfg.level)
+        self.selector = GainSelector(cfg.gains, cfg.gain_half_life, cfg.level, cfg.fallback_gains)
         self.seq_len, self.horizon = seq_len, horizon
         self.dim, self.heads, self.head_dim = cfg.dim, cfg.heads, cfg.dim // cfg.heads
         self.n_ctx = seq_len if cfg.context_features is None else min(seq_len, cfg.context_features)
@@ -408,8 +428,17 @@ class StreamMemory(nn.Module):
 
     @property
     def candidates(self) -> torch.Tensor:
-        """The candidate gain pairs [G, 2] (:class:`GainSelector`)."""
+        """The candidate gains [G, K] (:class:`GainSelector`)."""
         return self.selector.candidates
+
+    def with_fallback(self, corr: torch.Tensor, ctx: torch.Tensor, yhat: torch.Tensor) -> torch.Tensor:
+        """The corrections ``corr`` [..., 2, H] of windows with normalised context ``ctx``
+        [..., n_ctx] and forecast ``yhat`` [..., H], with the fallback correction appended when
+        the selector has one: ``ctx[-1] - yhat`` (normalised units), which moves the forecast onto
+        the newest known value. [..., K, H]."""
+        if self.selector.components == 2:
+            return corr
+        return torch.cat([corr, (ctx[..., -1:] - yhat).to(corr.dtype).unsqueeze(-2)], -2)
 
     # ------------------------------------------------------------------ per-window quantities
     def normalise(self, past: torch.Tensor, past_mask: torch.Tensor | None, forecast: torch.Tensor,

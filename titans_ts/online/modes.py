@@ -55,6 +55,8 @@ def _memory_modes(mem: StreamMemory, stream: StreamInputs, horizon: int, scored:
             pred, gain = carried_forecast(mem, read, scan_stream(mem, read, write, None, False)[0], horizon)
             extra["gain_mean"] = float(gain[:, a:, 0].mean())
             extra["level_gain_mean"] = float(gain[:, a:, 1].mean())
+            if gain.shape[-1] > 2:
+                extra["fallback_gain_mean"] = float(gain[:, a:, 2].mean())
         ms = 1e3 * (time.perf_counter() - t0) / steps
         out[mode] = dict(metrics(pred[:, a:], sel), ms_per_step=ms, pred=pred[:, a:], **extra)
     return out

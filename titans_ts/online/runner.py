@@ -178,5 +178,5 @@ def _run_horizon(module, data: OnlineData, cfg: OnlineConfig, H: int, seed: int,
         ms = r["ms_per_step"] + (backbone_ms if mode in ("frozen", "carried") else 0.0)
         out.append({**common, "mode": mode, "mse": r["mse"], "mae": r["mae"],
                     "ms_per_step": round(ms, 4), "parts": stream_parts(r["pred"], read),
-                    **{k: r[k] for k in ("gain_mean", "level_gain_mean") if k in r}})
+                    **{k: r[k] for k in ("gain_mean", "level_gain_mean", "fallback_gain_mean") if k in r}})
     return out

@@ -101,11 +101,12 @@ def corrected(read: dict, corr: torch.Tensor) -> torch.Tensor:
 
 
 def carried_forecast(mem: StreamMemory, read: dict, corr: torch.Tensor, horizon: int):
-    """The carried forecasts of the read windows, the corrections ``corr`` [C, T, 2, H] scaled by
-    the gain pair chosen along the stream (:meth:`GainSelector.choose`: the read of token ``j`` is
-    known ``horizon`` tokens later). Returns the forecasts [C, T, H] and the gain pairs used
-    [C, T, 2]."""
+    """The carried forecasts of the read windows, the corrections ``corr`` [C, T, 2, H] (and the
+    fallback onto the newest value, when the memory's selector has it) scaled by the gains chosen
+    along the stream (:meth:`GainSelector.choose`: the read of token ``j`` is known ``horizon``
+    tokens later). Returns the forecasts [C, T, H] and the gains used [C, T, K]."""
     sel = mem.selector
+    corr = mem.with_fallback(corr, read["ctx"], read["yhat"])
     se = sel.errors(read["forecast"], read["std"], corr, read["target"], read["tmask"])
     choice, _ = sel.choose(se, horizon)
     gain = sel.candidates.to(corr.dtype)[choice]
