@@ -23,7 +23,7 @@ from ..datasets.online import OnlineData
 from ..datasets.windows import FUTURE, FUTURE_MASK
 from ..model.stream_memory import StreamMemory
 from .backbone import backbone_forecasts, origin_batch, train_backbone
-from .config import MODES, SEQUENTIAL_MODES, OnlineConfig, check_modes
+from .config import MODES, NAIVE_MODES, SEQUENTIAL_MODES, OnlineConfig, check_modes
 from .modes import evaluate_modes, metrics, online_gd_forecasts, stream_parts
 from .streams import StreamInputs, carried_forecast, scan_stream, squared_error, stream_tokens
 
@@ -118,6 +118,8 @@ def run_online(dataset: str, horizons, seq_len: int, seed: int = 0, modes=MODES,
     cfg.validate()
     data = online_data(dataset, root=root)
     check_stream_fits(data, seq_len, cfg.horizon)
+    if set(modes) <= set(NAIVE_MODES):  # the naive forecasts need no model
+        return [r for H in horizons for r in _run_naive(data, cfg, H, seed, modes)]
     t0 = time.perf_counter()
     module = train_backbone(data, cfg, seed=seed, cache=backbone_cache)
     loaded = time.perf_counter() - t0
@@ -130,6 +132,20 @@ def run_online(dataset: str, horizons, seq_len: int, seed: int = 0, modes=MODES,
     for r in out:
         r["backbone_load_seconds"] = round(loaded, 1)
     return out
+
+
+def _run_naive(data: OnlineData, cfg: OnlineConfig, H: int, seed: int, modes) -> list:
+    """Records of the naive modes alone (no backbone is trained for them)."""
+    L = cfg.seq_len
+    res = evaluate_modes(None, None, data, L, H, modes=modes)
+    values = torch.from_numpy(data.values)
+    origins = np.arange(int(data.origins("test", L, H)[0]), int(data.stream_origins(L, H)[-1]) + 1)
+    b = origin_batch(values, origins, L, H)
+    read = {"target": b[FUTURE].permute(2, 0, 1), "tmask": b[FUTURE_MASK].permute(2, 0, 1)}
+    common = {"dataset": data.name, "horizon": H, "seq_len": L, "seed": seed, "test_origins": len(origins),
+              "season": data.season, "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    return [{**common, "mode": mode, "mse": r["mse"], "mae": r["mae"], "ms_per_step": round(r["ms_per_step"], 4),
+             "parts": stream_parts(r["pred"], read)} for mode, r in res.items()]
 
 
 def _run_horizon(module, data: OnlineData, cfg: OnlineConfig, H: int, seed: int, modes, online_lrs, log) -> list:
