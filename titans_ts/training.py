@@ -134,12 +134,15 @@ def fit_module(module: pl.LightningModule, train: Any, val: Any = None,
     and the trainer arguments must not be given; it fits and the best weights are restored the
     same way. ``ckpt_path`` resumes from a checkpoint.
 
-    The online backbone's training is this call::
+    The online backbone (``titans_ts.online.backbone.train_backbone``) trains through it so::
 
-        fit_module(module, train_loader, val_loader,
-                   TrainingConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
-                                  patience=cfg.patience, limit_train_batches=cfg.limit_train_batches),
-                   verbose=verbose, accelerator="cpu", devices=1)
+        training = TrainingConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
+                                  patience=cfg.patience, limit_train_batches=cfg.limit_train_batches)
+        module = TitansLightningModule.from_configs(TitansConfig.from_dict(
+            cfg.network, seq_len=L, horizon=H, n_channels=data.n_channels), training)
+        fitted = fit_module(module, train_loader, val_loader, training, verbose=verbose,
+                            accelerator="cpu", devices=1)
+        fitted.module, fitted.epochs   # best weights restored; epochs actually run
     """
     own_root = None
     if trainer is None:
