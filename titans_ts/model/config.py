@@ -380,10 +380,10 @@ def _limit_batches(value: Any) -> int | float | None:
 @dataclass(frozen=True)
 class TrainingConfig(_Settings):
     """Settings of the training of a network: the optimiser, its schedule and the budget. The one
-    place their defaults live; every front-end builds one (``TitansForecaster`` and
-    ``TitansEstimator`` from their parameters, the Lightning module and recipes from their
-    ``model:`` keys, the online backbone from ``OnlineConfig``) and trains through
-    :func:`titans_ts.training.fit_module` and :func:`titans_ts.model.optim.configure_optimizers`.
+    place their defaults live. ``TitansForecaster`` and ``TitansEstimator`` build one from their
+    parameters, the Lightning module (and so recipes) from its ``model:`` keys; they train
+    through :func:`titans_ts.training.fit_module` and
+    :func:`titans_ts.model.optim.configure_optimizers`.
 
     Args:
         lr: learning rate (> 0).
