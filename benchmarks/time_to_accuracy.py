@@ -187,7 +187,7 @@ def run_titans(recipe: str, seed: int, root: str | None, log, sets=()) -> dict:
     import lightning.pytorch as L
 
     from titans_ts.recipes import build_in_dir, load_recipe, window_errors
-    from titans_ts.training import quiet_lightning
+    from titans_ts.training import fit_module
 
     if root:
         os.environ["TITANS_TS_DATA"] = str(root)
@@ -228,8 +228,7 @@ def run_titans(recipe: str, seed: int, root: str | None, log, sets=()) -> dict:
         cli = build_in_dir(cfg, run_dir)
         clock = Clock()
         cli.trainer.callbacks.insert(0, clock)
-        with quiet_lightning(False):
-            cli.trainer.fit(cli.model, cli.datamodule)
+        fit_module(cli.model, cli.datamodule, trainer=cli.trainer)
         params = sum(p.numel() for p in cli.model.parameters())
     return {"recipe": str(Path(recipe).as_posix()), "sets": list(sets),
             "settings": {k: cfg[k] for k in ("model", "data")},

@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "TitansConfig": ("titans_ts.model.config", "TitansConfig"),
     "MemoryConfig": ("titans_ts.model.config", "MemoryConfig"),
+    "TrainingConfig": ("titans_ts.model.config", "TrainingConfig"),
     "SettingsError": ("titans_ts.model.config", "SettingsError"),
     "TitansNet": ("titans_ts.model.network", "TitansNet"),
     "LMM": ("titans_ts.model.blocks", "LMM"),

@@ -22,6 +22,15 @@ from titans_ts.online.config import MODES as ONLINE_MODES
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that takes no abbreviations (``--seed`` is not ``--seeds``): an option
+    is spelt out or refused. Its subcommands' parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def _positive_int(text: str) -> int:
     """argparse type: a positive integer (0 epochs or batches would train nothing)."""
     try:
@@ -196,8 +205,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="titans-ts", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="titans-ts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in LIGHTNING_COMMANDS:  # handled by Lightning's CLI (listed here for --help)
         sub.add_parser(name, help=f"Lightning CLI {name} (--config recipes/...; see --help)")

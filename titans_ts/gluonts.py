@@ -24,9 +24,6 @@ values are left out of the loss. The predictor is a plain ``PyTorchPredictor``: 
 # no ``from __future__ import annotations``: GluonTS's ``@validated`` builds pydantic models from
 # the annotations and needs them as real types, not strings
 
-import contextlib
-import math
-import tempfile
 import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -37,7 +34,8 @@ from gluonts.core.component import validated
 from gluonts.dataset.common import Dataset
 from gluonts.dataset.field_names import FieldName
 from gluonts.dataset.loader import as_stacked_batches
-from gluonts.itertools import Cyclic
+from gluonts.env import env
+from gluonts.itertools import Cached, Cyclic
 from gluonts.model.forecast_generator import QuantileForecastGenerator, SampleForecastGenerator
 from gluonts.torch.model.estimator import PyTorchLightningEstimator, TrainOutput
 from gluonts.torch.model.predictor import PyTorchPredictor
@@ -54,10 +52,10 @@ from gluonts.transform import (
 )
 
 from .defaults import batches_per_epoch, data_defaults, epochs_for, tail_sizes
-from .model.config import TitansConfig, check_keys
-from .model.memory import wants_weight_decay
+from .model.config import TitansConfig, TrainingConfig, check_keys
 from .model.network import TitansNet
-from .training import quiet_lightning
+from .model.optim import configure_optimizers
+from .training import fit_module
 
 __all__ = ["TitansEstimator", "TitansGluonTSModule", "GLUONTS_HEADS", "SCHEDULERS",
            "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES"]
@@ -100,8 +98,8 @@ class TitansGluonTSModule(pl.LightningModule):
     """
 
     @validated()
-    def __init__(self, model_kwargs: Dict[str, Any], num_samples: int = 100, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, scheduler: str = "cosine",
+    def __init__(self, model_kwargs: Dict[str, Any], num_samples: int = 100, lr: float = TrainingConfig.lr,
+                 weight_decay: float = TrainingConfig.weight_decay, scheduler: str = "cosine",
                  total_steps: Optional[int] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -114,6 +112,12 @@ class TitansGluonTSModule(pl.LightningModule):
         self.num_samples = num_samples
         self.lr, self.weight_decay = lr, weight_decay
         self.scheduler, self.total_steps = scheduler, total_steps
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        # the estimator's "cosine" is per optimiser step, down to lr / 20 over the run's steps
+        self.training_config = TrainingConfig(
+            lr=lr, weight_decay=weight_decay,
+            scheduler="cosine_steps" if scheduler == "cosine" and total_steps else "none")
 
     # ------------------------------------------------------------------ prediction
     def forward(self, past_target: torch.Tensor, past_observed_values: torch.Tensor):
@@ -150,22 +154,8 @@ class TitansGluonTSModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if p.requires_grad:
-                (decay if wants_weight_decay(p) else no_decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
-        if self.scheduler == "none" or not self.total_steps:
-            return opt
-        total = max(1, int(self.total_steps))
-
-        def factor(step: int) -> float:  # cosine from lr down to lr / 20 over the run
-            t = min(step, total) / total
-            return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        """:func:`titans_ts.model.optim.configure_optimizers` on ``training_config``."""
+        return configure_optimizers(self, self.training_config, self._trainer, total_steps=self.total_steps)
 
 
 def _check_freq(freq: str) -> str:
@@ -198,9 +188,11 @@ class TitansEstimator(PyTorchLightningEstimator):
         quantiles: levels of the quantile head (default 0.1, 0.2, ..., 0.9).
         num_samples: sample paths per forecast (student_t head; ``predict(num_samples=...)`` and
             ``backtest_metrics`` may ask for more).
-        lr, weight_decay: AdamW settings; ``scheduler`` "cosine" (per step, to lr / 20 over
-            ``max_epochs * num_batches_per_epoch`` steps) or "none".
-        batch_size, num_batches_per_epoch: training batches.
+        lr, weight_decay: AdamW settings (:class:`titans_ts.model.config.TrainingConfig`'s
+            defaults); ``scheduler`` "cosine" (per step, to lr / 20 over
+            ``max_epochs * num_batches_per_epoch`` steps: TrainingConfig's "cosine_steps") or "none".
+        batch_size, num_batches_per_epoch: training batches (32 windows: the estimator's own
+            default).
         trainer_kwargs: ``lightning.pytorch.Trainer`` arguments, merged over quiet defaults
             (``accelerator="cpu"``, no progress bar, model summary or logger; checkpoints go to a
             temporary folder that is removed after training unless ``default_root_dir`` is
@@ -232,7 +224,8 @@ class TitansEstimator(PyTorchLightningEstimator):
     @validated()
     def __init__(self, freq: str, prediction_length: int, context_length: Optional[int] = None,
                  head: str = "student_t", quantiles: Optional[List[float]] = None,
-                 num_samples: int = 100, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 num_samples: int = 100, lr: float = TrainingConfig.lr,
+                 weight_decay: float = TrainingConfig.weight_decay,
                  scheduler: str = "cosine", batch_size: int = 32, num_batches_per_epoch: int = 50,
                  trainer_kwargs: Optional[Dict[str, Any]] = None, verbose: bool = False,
                  early_stopping: bool = True,
@@ -248,10 +241,6 @@ class TitansEstimator(PyTorchLightningEstimator):
             raise ValueError(f"head must be one of {GLUONTS_HEADS}, got {head!r}")
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         check_keys(model, MODEL_SETTINGS, "TitansEstimator model")
         qs = DEFAULT_QUANTILES if quantiles is None else quantiles
         self._model_settings = {**model, "head": head, "quantiles": qs}
@@ -261,6 +250,7 @@ class TitansEstimator(PyTorchLightningEstimator):
               "enable_model_summary": verbose, "logger": False}
         tk.update(trainer_kwargs or {})
         _check_trainer_kwargs(tk)
+        self.training_config = _training_config(lr, weight_decay, scheduler, batch_size, tk)[0]
         super().__init__(trainer_kwargs=tk)
 
         self.prediction_length, self.context_length = prediction_length, context_length
@@ -344,9 +334,11 @@ class TitansEstimator(PyTorchLightningEstimator):
                     from_predictor: Optional[PyTorchPredictor] = None,
                     shuffle_buffer_length: Optional[int] = None, cache_data: bool = False,
                     ckpt_path: Optional[str] = None, **kwargs) -> TrainOutput:
-        """GluonTS's training loop, made quiet and tidy: Lightning's checkpoints go to a temporary
-        folder (removed afterwards) unless ``trainer_kwargs`` names a ``default_root_dir``, and
-        the estimator's ``trainer_kwargs`` are left as they were (GluonTS pops ``callbacks``)."""
+        """GluonTS's training pipeline, trained by :func:`titans_ts.training.fit_module` (the
+        forecaster's and the recipes' training path): quiet; Lightning's checkpoints go to a
+        temporary folder (removed afterwards) unless ``trainer_kwargs`` names a
+        ``default_root_dir``; the best epoch's weights are restored (on the validation loss, or on
+        the training loss without validation data); ``trainer_kwargs`` are left as they were."""
         lengths = _check_series(training_data, "training_data", self.prediction_length + 1)
         if validation_data is not None:
             _check_series(validation_data, "validation_data", self.prediction_length)
@@ -364,48 +356,76 @@ class TitansEstimator(PyTorchLightningEstimator):
         self.context_length = chosen.context_length
         self.config = TitansConfig.from_dict(self._model_settings, seq_len=self.context_length,
                                              horizon=H, n_channels=1)
+        kw = dict(self.trainer_kwargs)
+        if kw.get("max_steps") == -1:  # Lightning's "no step limit"
+            kw.pop("max_steps")
+        limit = kw.get("limit_train_batches")
+        per_epoch = (self.num_batches_per_epoch if limit is None else
+                     batches_per_epoch(limit, self.num_batches_per_epoch))
+        max_epochs, patience = epochs_for(chosen.steps, per_epoch)
+        budget = kw.get("max_epochs") is None and not kw.get("max_steps")
+        if budget:
+            kw["max_epochs"] = max_epochs
+        watch = validation_data is not None and self.early_stopping
+        self.chosen_defaults_ = {
+            **chosen.to_dict(), "context_length": self.context_length,
+            "cycle_len": self.config.cycle_len,  # the estimator reads no calendar
+            "max_epochs": kw.get("max_epochs"), "budget": "data-aware" if budget else "given",
+            "num_batches_per_epoch": per_epoch,
+            "validation": (chosen.validation if own_tail else
+                           "validation_data" if watch else "none"),
+            "patience": patience if watch else None}
+
+        # GluonTS's pipeline (PyTorchLightningEstimator.train_model), trained by the one helper
+        transformation = self.create_transformation()
         original = self.trainer_kwargs
-        with contextlib.ExitStack() as stack:
-            kw = dict(original)
-            if kw.get("max_steps") == -1:  # Lightning's "no step limit"
-                kw.pop("max_steps")
-            limit = kw.get("limit_train_batches")
-            per_epoch = (self.num_batches_per_epoch if limit is None else
-                         batches_per_epoch(limit, self.num_batches_per_epoch))
-            max_epochs, patience = epochs_for(chosen.steps, per_epoch)
-            budget = kw.get("max_epochs") is None and not kw.get("max_steps")
-            if budget:
-                kw["max_epochs"] = max_epochs
-            kw["callbacks"] = list(kw.get("callbacks") or [])
-            watch = validation_data is not None and self.early_stopping
-            if watch:
-                kw["callbacks"].append(pl.callbacks.EarlyStopping(
-                    monitor="val_loss", mode="min", patience=patience))
-            self.chosen_defaults_ = {
-                **chosen.to_dict(), "context_length": self.context_length,
-                "cycle_len": self.config.cycle_len,  # the estimator reads no calendar
-                "max_epochs": kw.get("max_epochs"), "budget": "data-aware" if budget else "given",
-                "num_batches_per_epoch": per_epoch,
-                "validation": (chosen.validation if own_tail else
-                               "validation_data" if watch else "none"),
-                "patience": patience if watch else None}
-            if kw.get("default_root_dir") is None:
-                kw["default_root_dir"] = stack.enter_context(
-                    tempfile.TemporaryDirectory(prefix="titans-gluonts-"))
-            stack.enter_context(quiet_lightning(self.verbose))
-            if not self.verbose:
-                stack.enter_context(warnings.catch_warnings())
-                warnings.filterwarnings("ignore", message=r".*validation_step.* no `val_dataloader`.*")
-            self.trainer_kwargs = kw
-            try:
-                out = super().train_model(training_data, validation_data,
-                                          from_predictor=from_predictor,
-                                          shuffle_buffer_length=shuffle_buffer_length,
-                                          cache_data=cache_data, ckpt_path=ckpt_path, **kwargs)
-                self.chosen_defaults_["epochs_run"] = int(out.trainer.current_epoch)
-                return out
-            finally:
-                self.trainer_kwargs = original
+        self.trainer_kwargs = kw  # the budget create_lightning_module sizes the schedule to
+        try:
+            with env._let(max_idle_transforms=max(len(training_data), 100)):
+                train_in = transformation.apply(training_data, is_train=True)
+                if cache_data:
+                    train_in = Cached(train_in)
+                module = self.create_lightning_module()
+                train_loader = self.create_training_data_loader(
+                    train_in, module, shuffle_buffer_length=shuffle_buffer_length)
+        finally:
+            self.trainer_kwargs = original
+        val_loader = None
+        if validation_data is not None:
+            with env._let(max_idle_transforms=max(len(validation_data), 100)):
+                val_in = transformation.apply(validation_data, is_train=True)
+                if cache_data:
+                    val_in = Cached(val_in)
+                val_loader = self.create_validation_data_loader(val_in, module)
+        if from_predictor is not None:
+            module.load_state_dict(from_predictor.network.state_dict())
+        training, rest = _training_config(self.lr, self.weight_decay, self.scheduler, self.batch_size, kw)
+        training = training.replace(patience=patience if watch else None)
+        callbacks = rest.pop("callbacks", None)
+        root = rest.pop("default_root_dir", None)
+        # the best epoch's weights: on the validation loss, or the training loss without validation
+        fitted = fit_module(module, train_loader, val_loader, training,
+                            monitor="train_loss" if val_loader is None else "val_loss",
+                            root_dir=root, verbose=self.verbose, callbacks=callbacks,
+                            ckpt_path=ckpt_path, **rest)
+        self.chosen_defaults_["epochs_run"] = fitted.epochs
+        return TrainOutput(transformation=transformation, trained_net=module, trainer=fitted.trainer,
+                           predictor=self.create_predictor(transformation, module))
+
+
+def _training_config(lr: float, weight_decay: float, scheduler: str, batch_size: int,
+                     trainer_kwargs: Dict[str, Any]) -> tuple:
+    """The estimator's :class:`TrainingConfig` (its optimiser settings, and the budget, clipping
+    and batch limit of ``trainer_kwargs``) and the other trainer arguments."""
+    rest = dict(trainer_kwargs)
+    epochs = rest.get("max_epochs")
+    training = TrainingConfig(
+        lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+        scheduler="cosine_steps" if scheduler == "cosine" else "none",
+        max_epochs=None if epochs in (None, -1) else rest.pop("max_epochs"),
+        gradient_clip_val=rest.pop("gradient_clip_val", None),
+        limit_train_batches=rest.pop("limit_train_batches", None))
+    return training, rest
 
 
 def _check_trainer_kwargs(tk: Dict[str, Any]) -> None:

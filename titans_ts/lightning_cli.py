@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import pickle
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -16,16 +17,43 @@ from typing import Any, Sequence
 from lightning.pytorch.cli import LightningCLI
 
 from .data_module import LTSFDataModule
-from .model.lightning_module import TitansLightningModule
+from .model.config import MemoryConfig, SettingsError, TitansConfig
+from .model.lightning_module import TRAINING_SETTINGS, TitansLightningModule
 from .training import quiet_lightning
 
-__all__ = ["TitansCLI", "CLIUsageError", "run_lightning_cli", "build_from_recipe"]
+__all__ = ["TitansCLI", "CLIUsageError", "CLISettingsError", "run_lightning_cli", "build_from_recipe"]
 
 _SPECIAL_CKPT = ("best", "last", "hpc", "registry")
+_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 class CLIUsageError(ValueError):
     """The command line was rejected (the parser's one-line reason)."""
+
+
+class CLISettingsError(CLIUsageError, SettingsError):
+    """An unknown (or abbreviated) setting on the command line or in a recipe: a
+    :class:`titans_ts.model.config.SettingsError`, as every front-end raises for one."""
+
+
+def _unknown_keys(reason: str) -> list[str]:
+    """The dotted keys a parser error says it does not know (none: another error)."""
+    keys = []
+    if reason.startswith("unrecognized arguments:"):
+        keys = [t[2:].split("=", 1)[0] for t in reason.split(":", 1)[1].split() if t.startswith("--")]
+    for group, option in re.findall(r"Group '([^']+)' does not accept option '([^']+)'", reason):
+        keys.append(f"{group}.{option}")
+    return keys
+
+
+def _allowed(key: str) -> str | None:
+    """The settings a recipe's ``model:`` section accepts where an unknown ``key`` sits there."""
+    parts = key.split(".")
+    if parts[:2] == ["model", "memory"] and len(parts) == 3:
+        return f"model.memory: {sorted(MemoryConfig.fields())}"
+    if parts[0] == "model" and len(parts) == 2:
+        return f"model: {sorted(set(TitansConfig.fields()) | set(TRAINING_SETTINGS))}"
+    return None
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -67,8 +95,14 @@ class TitansCLI(LightningCLI):
             start = max((i for i, ln in enumerate(lines) if ln.startswith("error:")), default=None)
             reason = (" ".join(lines[start:])[len("error:"):].strip() if start is not None
                       else lines[-1] if lines else "invalid arguments")
-            raise CLIUsageError(f"{reason} (titans-ts {sys.argv[1] if len(sys.argv) > 1 else ''} --help "
-                                f"lists the options)") from None
+            sub = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in _SUBCOMMANDS else "fit"
+            unknown = _unknown_keys(reason)
+            if unknown:  # (abbreviations are refused: an option is spelt out)
+                allowed = "; ".join(dict.fromkeys(a for a in map(_allowed, unknown) if a))
+                raise CLISettingsError(f"unknown setting(s) {unknown} ({reason}); "
+                                       + (f"allowed in {allowed}; " if allowed else "")
+                                       + f"titans-ts {sub} --help lists the options") from None
+            raise CLIUsageError(f"{reason} (titans-ts {sub} --help lists the options)") from None
         sys.stderr.write(err.getvalue())
 
     def _parse_ckpt_path(self) -> None:
@@ -127,7 +161,9 @@ def _cli(args: Sequence[str], run: bool = True) -> TitansCLI:
                          save_config_kwargs={"overwrite": True},
                          trainer_defaults={"enable_progress_bar": False, "enable_model_summary": False,
                                            "logger": False},
-                         parser_kwargs={"prog": "titans-ts"})
+                         # no abbreviations: --model.memory.dept is an error, not memory.depth
+                         parser_kwargs={"prog": "titans-ts", "allow_abbrev": False,
+                                        **{sub: {"allow_abbrev": False} for sub in _SUBCOMMANDS}})
     finally:
         sys.argv = saved
         if env_saved is None:

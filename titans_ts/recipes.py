@@ -120,22 +120,24 @@ def build_in_dir(cfg: Mapping, run_dir: str | os.PathLike):
 
 
 def train_and_test(cfg: Mapping, run_dir: str | os.PathLike):
-    """Train a recipe dict (checkpoints under ``run_dir``) and test its best checkpoint, loaded
-    with ``weights_only=True``. Returns ``(model, datamodule, trainer, metrics, fit seconds)``;
-    the metrics hold the test's and the tested checkpoint's validation MSE / MAE."""
-    from .training import quiet_lightning
+    """Train a recipe dict (checkpoints under ``run_dir``) with
+    :func:`titans_ts.training.fit_module` on the trainer the recipe configures (its budget,
+    clipping, early stopping and checkpointing), which restores the best checkpoint's weights
+    (loaded with ``weights_only=True``), and test them. Returns ``(model, datamodule, trainer,
+    metrics, fit seconds)``; the metrics hold the test's and the tested weights' validation
+    MSE / MAE."""
+    from .training import fit_module, quiet_lightning
 
     cli = build_in_dir(cfg, run_dir)
     model, dm, trainer = cli.model, cli.datamodule, cli.trainer
+    t0 = time.perf_counter()
+    fit_module(model, dm, trainer=trainer)
+    fit_s = time.perf_counter() - t0
     with quiet_lightning(False):
-        t0 = time.perf_counter()
-        trainer.fit(model, dm)
-        fit_s = time.perf_counter() - t0
-        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
-        res = trainer.test(model, dm, ckpt_path=ckpt or None, weights_only=True, verbose=False)[0]
-        # the selection metrics: the tested checkpoint on the validation split, in the test's
+        res = trainer.test(model, dm, verbose=False)[0]
+        # the selection metrics: the tested weights on the validation split, in the test's
         # units (val_loss is in the training loss's, which differs between recipes)
-        val = trainer.validate(model, dm, ckpt_path=ckpt or None, weights_only=True, verbose=False)[0]
+        val = trainer.validate(model, dm, verbose=False)[0]
     res = dict(res, val_mse=val["val_mse"], val_mae=val["val_mae"])
     return model, dm, trainer, res, fit_s
 

@@ -1,4 +1,12 @@
-"""Training glue shared by the CLI, the benchmark runner and the estimators.
+"""The one training path, shared by the forecaster, the GluonTS estimator, the recipe runner
+(``titans-ts fit`` recipes, the LTSF benchmark, the tuner) and the online backbone.
+
+:func:`fit_module` trains a Lightning module on given training and validation loaders (or a
+data module) with a :class:`titans_ts.model.config.TrainingConfig`: the trainer of
+:func:`make_trainer` (early stopping and best-checkpointing on the validation loss, gradient
+clipping, the budget), then the best checkpoint's weights restored into the module (loaded with
+``weights_only=True``). The optimiser is the modules' own ``configure_optimizers``, which every
+module takes from :func:`titans_ts.model.optim.configure_optimizers`.
 
 Quiet by default: no progress bar, no model summary, no logger and Lightning's informational
 messages silenced; everything Lightning writes goes under an explicitly chosen directory (a
@@ -10,13 +18,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import warnings
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import lightning.pytorch as pl
+import torch
 
-__all__ = ["make_trainer", "quiet_lightning", "LIGHTNING_LOGGERS"]
+from .model.config import TrainingConfig
+
+__all__ = ["fit_module", "FitResult", "make_trainer", "quiet_lightning", "LIGHTNING_LOGGERS", "TrainingConfig"]
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning")
 
@@ -56,7 +69,7 @@ def quiet_lightning(verbose: bool = False) -> Iterator[None]:
                 os.environ.pop("JSONARGPARSE_DEPRECATION_WARNINGS", None)
 
 
-def make_trainer(max_epochs: int = 10, patience: int | None = 3, root_dir: str | os.PathLike | None = None,
+def make_trainer(max_epochs: int | None = 10, patience: int | None = 3, root_dir: str | os.PathLike | None = None,
                  verbose: bool = False, log: bool = False, monitor: str = "val_loss",
                  checkpoint: bool = True, callbacks: list | None = None, **trainer_kwargs) -> pl.Trainer:
     """A CPU/GPU ``Trainer`` with early stopping on ``monitor`` and best-checkpointing.
@@ -67,6 +80,7 @@ def make_trainer(max_epochs: int = 10, patience: int | None = 3, root_dir: str |
         verbose: progress bar and model summary.
         log: write CSV logs under ``root_dir/logs``.
         patience: early-stopping patience in epochs (None disables early stopping).
+        max_epochs: None leaves the limit to Lightning (``max_steps``, or 1000 epochs).
     """
     root = str(root_dir) if root_dir is not None else tempfile.mkdtemp(prefix="titans-ts-")
     cbs = list(callbacks or [])
@@ -82,3 +96,82 @@ def make_trainer(max_epochs: int = 10, patience: int | None = 3, root_dir: str |
     kwargs.update(trainer_kwargs)
     with quiet_lightning(verbose):
         return pl.Trainer(**kwargs)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit_module` returns."""
+
+    module: Any
+    """The trained module, holding the best checkpoint's weights when a checkpoint was kept."""
+    epochs: int
+    """Epochs actually run (the trainer's ``current_epoch`` after fitting)."""
+    best_score: float | None
+    """The monitored value of the restored checkpoint (None: no checkpoint was kept)."""
+    trainer: pl.Trainer
+    """The trainer (its checkpoint folder is gone unless ``root_dir`` was given)."""
+
+
+def fit_module(module: pl.LightningModule, train: Any, val: Any = None,
+               training: TrainingConfig | None = None, *, trainer: pl.Trainer | None = None,
+               monitor: str = "val_loss", root_dir: str | os.PathLike | None = None,
+               verbose: bool = False, callbacks: list | None = None, ckpt_path: str | None = None,
+               **trainer_kwargs: Any) -> FitResult:
+    """Train ``module`` on the ``train`` loader (or a ``LightningDataModule``, with ``val`` None)
+    and the ``val`` loader, restore the best checkpoint's weights, and report the epochs run.
+
+    Without ``trainer``, one is built by :func:`make_trainer` from ``training``: its
+    ``max_epochs`` (None: the trainer's own limit, e.g. a ``max_steps`` in ``trainer_kwargs``),
+    ``patience`` (early stopping on ``monitor``; None: none), ``gradient_clip_val`` and
+    ``limit_train_batches`` (None: every batch); no sanity validation; the best ``monitor``
+    value checkpointed under ``root_dir`` (a temporary folder, removed afterwards, if None).
+    Without ``val``, only a ``monitor`` other than "val_loss" (e.g. "train_loss") is watched:
+    with the default, nothing is checkpointed or stopped early and the last weights are kept.
+    ``callbacks`` are added before early stopping and checkpointing; ``trainer_kwargs`` are
+    further ``lightning.pytorch.Trainer`` arguments (they win over the ones above).
+
+    With ``trainer`` (e.g. the one a recipe configures: its callbacks and budget), ``training``
+    and the trainer arguments must not be given; it fits and the best weights are restored the
+    same way. ``ckpt_path`` resumes from a checkpoint.
+
+    The online backbone (``titans_ts.online.backbone.train_backbone``) trains through it so::
+
+        training = TrainingConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
+                                  patience=cfg.patience, limit_train_batches=cfg.limit_train_batches)
+        module = TitansLightningModule.from_configs(TitansConfig.from_dict(
+            cfg.network, seq_len=L, horizon=H, n_channels=data.n_channels), training)
+        fitted = fit_module(module, train_loader, val_loader, training, verbose=verbose,
+                            accelerator="cpu", devices=1)
+        fitted.module, fitted.epochs   # best weights restored; epochs actually run
+    """
+    own_root = None
+    if trainer is None:
+        training = TrainingConfig() if training is None else training
+        watched = val is not None or monitor != "val_loss"
+        root = root_dir
+        if root is None:
+            root = own_root = tempfile.mkdtemp(prefix="titans-ts-fit-")
+        kwargs = dict(num_sanity_val_steps=0, gradient_clip_val=training.gradient_clip_val,
+                      limit_train_batches=training.limit_train_batches)
+        if val is None:
+            kwargs["limit_val_batches"] = 0
+        kwargs.update(trainer_kwargs)
+        trainer = make_trainer(max_epochs=training.max_epochs,
+                               patience=training.patience if watched else None, root_dir=root,
+                               verbose=verbose, monitor=monitor, checkpoint=watched,
+                               callbacks=callbacks, **kwargs)
+    elif training is not None or trainer_kwargs or callbacks or root_dir is not None:
+        raise ValueError("fit_module: give either a trainer, or the training settings (training, callbacks, "
+                         "root_dir, trainer arguments) to build one, not both")
+    try:
+        with quiet_lightning(verbose):
+            trainer.fit(module, train, val, ckpt_path=ckpt_path)
+        cb = trainer.checkpoint_callback
+        best = cb.best_model_path if cb is not None else ""
+        if best:
+            module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        score = float(cb.best_model_score) if best and cb.best_model_score is not None else None
+        return FitResult(module, int(trainer.current_epoch), score, trainer)
+    finally:
+        if own_root is not None:
+            shutil.rmtree(own_root, ignore_errors=True)

@@ -263,7 +263,7 @@ def test_frequency_alias_check_is_real():
     ({"context_length": -1}, r"^context_length must be a positive integer, got -1$"),
     ({"scheduler": "step"}, r"^scheduler must be one of \('cosine', 'none'\), got 'step'$"),
     ({"dropout": 1.5}, r"^dropout must be >= 0\.0 and < 1\.0, got 1\.5$"),
-    ({"lr": 0.0}, r"^lr must be positive, got 0\.0$"),
+    ({"lr": 0.0}, r"^lr must be > 0\.0, got 0\.0$"),  # TrainingConfig's check
     ({"batch_size": 0}, r"^batch_size must be a positive integer, got 0$"),
 ])
 def test_bad_arguments(kwargs, message):

@@ -108,3 +108,22 @@ def test_mac_reads_the_memory_as_it_was_before_each_segment():
         blk(x2)
         for w, w2 in zip(seen[1][1].weights, after_first.weights):
             torch.testing.assert_close(w, w2)
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal", "none", "attention"])
+def test_blocks_take_the_configurations_dropout(variant):
+    """A block built alone drops out at the configuration's rate (0.2), as the network's blocks
+    do; a network passes its configuration's rate to every block."""
+    from titans_ts.model.config import TitansConfig
+    from titans_ts.model.network import TitansNet
+
+    def rates(module):
+        return {m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)} | \
+            {m.dropout for m in module.modules() if isinstance(m, Attention)}
+
+    blk = make_block(variant, 16, memory=MEM, attn_heads=2, segment_len=4)
+    assert rates(blk) == {TitansConfig.dropout} == {0.2}
+    cfg = dict(seq_len=32, horizon=8, patch_len=8, stride=4, d_model=16, variant=variant, attn_heads=2,
+               segment_len=4, memory=MEM)
+    assert rates(TitansNet(TitansConfig(**cfg))) == {0.2}
+    assert rates(TitansNet(TitansConfig(**cfg, dropout=0.05))) == {0.05}

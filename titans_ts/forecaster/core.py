@@ -30,10 +30,8 @@ states), ``titans_ts.tuning`` (``tune``), and ``titans_ts.datasets`` (frames in 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,7 +42,7 @@ from ..datasets.forecast_frames import first_steps, forecast_frame, level_quanti
 from ..datasets.frames import SeriesCollection, from_frame
 from ..datasets.windows import SeriesWindows, window_loader
 from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
-from ..model.config import TitansConfig
+from ..model.config import MemoryConfig, SettingsError, TitansConfig, TrainingConfig, check_keys
 from . import guard, state
 from .inference import forecast_arrays, scaled_inputs
 from .scaling import series_stats
@@ -62,7 +60,8 @@ _NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, Non
 _NETWORK_DEFAULTS["cycle_len"] = None
 #: the forecaster's own parameters, with their defaults
 TRAINING_PARAMS = dict(
-    h=24, context_length=None, loss=ROBUST["loss"], lr=1e-3, weight_decay=1e-4, batch_size=64,
+    h=24, context_length=None, loss=ROBUST["loss"], lr=TrainingConfig.lr,
+    weight_decay=TrainingConfig.weight_decay, batch_size=TrainingConfig.batch_size,
     max_epochs=None, patience=None, limit_train_batches=None, val_size=None, naive_fallback=False,
     test_time_memory=False,
     memory_pace=(-8.0, -4.0, -5.0),
@@ -77,6 +76,18 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
+def _check_keys(network: dict) -> None:
+    """Unknown settings, at every depth, are a :class:`SettingsError` at construction (the values
+    are checked by ``fit``; nothing is stored changed)."""
+    unknown = sorted(set(network) - set(NETWORK_SETTINGS))
+    if unknown:
+        raise SettingsError(f"unknown TitansForecaster setting(s) {unknown}; allowed: "
+                            f"{sorted(set(TRAINING_PARAMS) | set(NETWORK_SETTINGS))}")
+    memory = network.get("memory")
+    if isinstance(memory, Mapping):
+        check_keys(memory, MemoryConfig.fields(), "memory")
+
+
 class TitansForecaster(BaseEstimator):
     """A Titans forecaster with the ``fit`` / ``predict`` interface of scikit-learn.
 
@@ -88,7 +99,9 @@ class TitansForecaster(BaseEstimator):
             typical series' length). The choice is ``context_length_``.
         loss: point-head loss: "mse", "mae" (the default: the median, which the scale-free
             errors MASE / sMAPE reward, robust to outliers) or "huber".
-        lr, weight_decay, batch_size: training.
+        lr, weight_decay, batch_size: training (:class:`titans_ts.model.config.TrainingConfig`,
+            whose defaults these are; AdamW with a cosine schedule over ``max_epochs`` and the
+            gradients' norm clipped to 1).
         max_epochs, patience: None: a budget sized to the number of training windows (about ten
             passes, 600 to 3000 steps, epochs of at most 50 batches) and early stopping after
             250 steps without a better validation loss on the last ``h`` steps of every series
@@ -135,7 +148,8 @@ class TitansForecaster(BaseEstimator):
     """
 
     def __init__(self, h: int = 24, context_length: int | None = None, loss: str = ROBUST["loss"],
-                 lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 64,
+                 lr: float = TrainingConfig.lr, weight_decay: float = TrainingConfig.weight_decay,
+                 batch_size: int = TrainingConfig.batch_size,
                  max_epochs: int | None = None, patience: int | None = None,
                  limit_train_batches: int | float | None = None,
                  val_size: int | None = None, naive_fallback: bool = False, test_time_memory: bool = False,
@@ -143,10 +157,7 @@ class TitansForecaster(BaseEstimator):
                  id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
                  covariates: Sequence[str] | None = None, seed: int = 0, accelerator: str = "cpu",
                  verbose: bool = False, **network: Any) -> None:
-        unknown = sorted(set(network) - set(NETWORK_SETTINGS))
-        if unknown:
-            raise TypeError(f"TitansForecaster got unknown parameter(s) {unknown}; parameters are "
-                            f"{sorted(self._get_param_names())}")
+        _check_keys(network)
         self.h = h
         self.context_length = context_length
         self.loss = loss
@@ -241,12 +252,19 @@ class TitansForecaster(BaseEstimator):
         return first_steps(index, freq) if self._lengths()[1] else None
 
     # ------------------------------------------------------------------ fit
-    def _module(self, n_inputs: int):
+    def _training(self, budget: dict | None = None) -> TrainingConfig:
+        """The training settings (validated): the parameters, and the budget of ``fit``."""
+        budget = budget or {}
+        return TrainingConfig(loss=self.loss, lr=self.lr, weight_decay=self.weight_decay,
+                              batch_size=self.batch_size, scheduler="cosine", gradient_clip_val=1.0,
+                              max_epochs=budget.get("max_epochs", self.max_epochs),
+                              patience=budget.get("patience", self.patience),
+                              limit_train_batches=budget.get("limit_train_batches", self.limit_train_batches))
+
+    def _module(self, n_inputs: int, training: TrainingConfig | None = None):
         from ..model.lightning_module import TitansLightningModule
 
-        net = self._config(n_inputs).to_dict()
-        return TitansLightningModule(loss=self.loss, lr=float(self.lr), weight_decay=float(self.weight_decay),
-                                     scheduler="cosine", **net)
+        return TitansLightningModule.from_configs(self._config(n_inputs), training or self._training())
 
     def _train_windows(self, values, masks, val_sizes):
         """Training and validation window ends; ``val_sizes``: each series' held-out tail."""
@@ -298,7 +316,7 @@ class TitansForecaster(BaseEstimator):
         pruning on the validation loss."""
         import lightning.pytorch as pl
 
-        from ..training import make_trainer, quiet_lightning
+        from ..training import fit_module
 
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)  # a refit starts from its parameters, not the last fit's state
@@ -326,7 +344,8 @@ class TitansForecaster(BaseEstimator):
         C = coll.n_channels
         n_in = values[0].shape[1]
         pl.seed_everything(self.seed, verbose=False)
-        module = self._module(n_in)
+        training = self._training(budget)
+        module = self._module(n_in, training)
 
         def windows(ends):
             return SeriesWindows(values, L, h, ends, masks=masks, n_targets=C, first_index=firsts)
@@ -334,30 +353,15 @@ class TitansForecaster(BaseEstimator):
         gen = torch.Generator().manual_seed(self.seed)
         train_dl = window_loader(windows(train_idx), self.batch_size, True, generator=gen)
         val_dl = window_loader(windows(val_idx), max(self.batch_size, 256), False) if val_idx else None
-        root = tempfile.mkdtemp(prefix="titans-ts-fit-")
-        try:
-            cbs = list(callbacks or [])
-            if trial is not None:
-                from ..tuning import pruning_callback
+        cbs = list(callbacks or [])
+        if trial is not None:
+            from ..tuning import pruning_callback
 
-                cbs.append(pruning_callback(trial, "val_loss"))
-            trainer = make_trainer(
-                max_epochs=budget["max_epochs"], patience=budget["patience"] if val_dl is not None else None,
-                root_dir=root, verbose=self.verbose, checkpoint=val_dl is not None, callbacks=cbs,
-                accelerator=self.accelerator, devices=1, gradient_clip_val=1.0,
-                limit_train_batches=budget["limit_train_batches"],
-                num_sanity_val_steps=0, **({} if val_dl is not None else {"limit_val_batches": 0}))
-            with quiet_lightning(self.verbose):
-                trainer.fit(module, train_dl, val_dl)
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            if best:
-                state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-                module.load_state_dict(state)
-            self.best_val_loss_ = (float(trainer.checkpoint_callback.best_model_score)
-                                   if best and trainer.checkpoint_callback.best_model_score is not None else None)
-            self.n_epochs_ = int(trainer.current_epoch)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+            cbs.append(pruning_callback(trial, "val_loss"))
+        fitted = fit_module(module, train_dl, val_dl, training, verbose=self.verbose, callbacks=cbs,
+                            accelerator=self.accelerator, devices=1)
+        self.best_val_loss_ = fitted.best_score
+        self.n_epochs_ = fitted.epochs
         self.model_ = module.cpu().eval()
         self.freq_ = coll.freq
         self.n_targets_ = C

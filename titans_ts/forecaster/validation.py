@@ -1,7 +1,8 @@
 """Checks of :class:`TitansForecaster`'s parameters and arguments, in one place.
 
 * :func:`check_params`: the forecaster's own parameters validated and normalised (NumPy scalars
-  become Python numbers, so a fitted model saves, reloads and checkpoints like any other);
+  become Python numbers, so a fitted model saves, reloads and checkpoints like any other); the
+  training ones through :class:`titans_ts.model.config.TrainingConfig`;
 * :func:`check_levels` / :func:`check_quantiles`: ``predict``'s interval levels and quantile
   levels, validated as the constructor validates ``quantiles``.
 """
@@ -13,10 +14,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+# (the online package's OnlineConfig imports the limit_train_batches check from here)
+from ..model.config import _limit_batches  # noqa: F401
+
 __all__ = ["check_params", "check_levels", "check_quantiles", "plain"]
 
-_POSITIVE_INTS = ("h", "batch_size")
-_OPTIONAL_POSITIVE_INTS = ("context_length", "max_epochs")  # None: chosen from the data
+_POSITIVE_INTS = ("h",)
+_OPTIONAL_POSITIVE_INTS = ("context_length",)  # None: chosen from the data
 
 
 def plain(value: Any) -> Any:
@@ -38,33 +42,6 @@ def _positive_int(name: str, value: Any, none: bool = False) -> int | None:
     return int(value)
 
 
-def _number(name: str, value: Any, low: float | None = None) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or value != value \
-            or (low is not None and value < low):
-        bound = f" >= {low}" if low is not None else ""
-        raise ValueError(f"{name} must be a number{bound}, got {value!r}")
-    return float(value)
-
-
-def _limit_batches(value: Any) -> int | float | None:
-    """None (the caller's default), a positive number of batches, or a fraction in (0, 1]."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"limit_train_batches must be None, a positive integer or a fraction in "
-                         f"(0, 1], got {value!r}")
-    if isinstance(value, numbers.Integral):
-        if value < 1:
-            raise ValueError(f"limit_train_batches={value!r} would train on no batch; use None for "
-                             f"the default, a positive number of batches, or a fraction in (0, 1] "
-                             f"(1.0: every window)")
-        return int(value)
-    if not 0 < value <= 1:
-        raise ValueError(f"limit_train_batches must be None, a positive integer or a fraction in "
-                         f"(0, 1], got {value!r}")
-    return float(value)
-
-
 def check_params(est) -> None:
     """Validate ``est``'s parameters and store them as plain Python values (NumPy integers and
     floats become ``int`` / ``float``: the same values, in a form every file format keeps)."""
@@ -74,12 +51,9 @@ def check_params(est) -> None:
         setattr(est, name, _positive_int(name, getattr(est, name)))
     for name in _OPTIONAL_POSITIVE_INTS:
         setattr(est, name, _positive_int(name, getattr(est, name), none=True))
-    est.lr = _number("lr", est.lr, low=0.0)
-    est.weight_decay = _number("weight_decay", est.weight_decay, low=0.0)
-    if est.patience is not None and (isinstance(est.patience, bool) or not isinstance(
-            est.patience, numbers.Integral) or est.patience < 0):
-        raise ValueError(f"patience must be None or an integer >= 0, got {est.patience!r}")
-    est.limit_train_batches = _limit_batches(est.limit_train_batches)
+    training = est._training()  # lr, weight_decay, loss, batch_size, max_epochs, patience, limit_train_batches
+    est.lr, est.weight_decay, est.batch_size = training.lr, training.weight_decay, training.batch_size
+    est.max_epochs, est.limit_train_batches = training.max_epochs, training.limit_train_batches
     if est.val_size is not None and (isinstance(est.val_size, bool) or not isinstance(
             est.val_size, numbers.Integral) or est.val_size < 0):
         raise ValueError(f"val_size must be None or an integer >= 0, got {est.val_size!r}")

@@ -57,7 +57,7 @@ class RMSNorm(nn.Module):
 class MLP(nn.Module):
     """Feature (channel) mixing: Linear -> GELU -> Linear (dropout sits on the residual branch)."""
 
-    def __init__(self, dim: int, expansion: float = 2.0, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, expansion: float = _D.mlp_expansion, dropout: float = _D.dropout) -> None:
         super().__init__()
         hidden = max(1, int(dim * expansion))
         self.fc1 = nn.Linear(dim, hidden)
@@ -72,7 +72,7 @@ class Attention(nn.Module):
     window, with ``n_persistent`` learned key/value tokens that every query sees."""
 
     def __init__(self, dim: int, heads: int = 4, window: int | None = None, n_persistent: int = 0,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = _D.dropout) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"attention dim {dim} must be divisible by heads {heads}")
@@ -134,7 +134,7 @@ class LMMBlock(nn.Module):
     """
 
     def __init__(self, dim: int, memory: MemorySettings = None,
-                 mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0) -> None:
+                 mlp_expansion: float = _D.mlp_expansion, dropout: float = _D.dropout) -> None:
         super().__init__()
         self.norm1, self.norm2 = RMSNorm(dim), RMSNorm(dim)
         self.memory = _memory(dim, memory)
@@ -159,7 +159,7 @@ class MALBlock(nn.Module):
     """
 
     def __init__(self, dim: int, memory: MemorySettings = None,
-                 mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+                 mlp_expansion: float = _D.mlp_expansion, dropout: float = _D.dropout,
                  attn_heads: int = _D.attn_heads, window: int | None = _D.window,
                  n_persistent: int = _D.n_persistent) -> None:
         super().__init__()
@@ -189,7 +189,7 @@ class MAGBlock(nn.Module):
     """
 
     def __init__(self, dim: int, memory: MemorySettings = None,
-                 mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+                 mlp_expansion: float = _D.mlp_expansion, dropout: float = _D.dropout,
                  attn_heads: int = _D.attn_heads, window: int | None = _D.window,
                  n_persistent: int = _D.n_persistent) -> None:
         super().__init__()
@@ -222,7 +222,7 @@ class MACBlock(nn.Module):
     """
 
     def __init__(self, dim: int, memory: MemorySettings = None,
-                 mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+                 mlp_expansion: float = _D.mlp_expansion, dropout: float = _D.dropout,
                  attn_heads: int = _D.attn_heads, segment_len: int = _D.segment_len,
                  n_persistent: int = _D.n_persistent) -> None:
         super().__init__()
@@ -257,7 +257,7 @@ class MACBlock(nn.Module):
 class NoMemoryBlock(nn.Module):
     """The LMM block with its memory removed (feature mixing only): the "no memory" ablation."""
 
-    def __init__(self, dim: int, mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, mlp_expansion: float = _D.mlp_expansion, dropout: float = _D.dropout) -> None:
         super().__init__()
         self.norm = RMSNorm(dim)
         self.mlp = MLP(dim, mlp_expansion, dropout)
@@ -273,7 +273,7 @@ class AttentionBlock(nn.Module):
     x += MLP(norm(x))``. The attention-only twin of the memory (no state is carried: each
     window is read on its own)."""
 
-    def __init__(self, dim: int, mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+    def __init__(self, dim: int, mlp_expansion: float = _D.mlp_expansion, dropout: float = _D.dropout,
                  attn_heads: int = _D.attn_heads, window: int | None = _D.window,
                  n_persistent: int = _D.n_persistent) -> None:
         super().__init__()
@@ -292,7 +292,7 @@ LMM, MAC, MAG, MAL = LMMBlock, MACBlock, MAGBlock, MALBlock
 
 
 def make_block(variant: str, dim: int, memory: MemorySettings = None,
-               mlp_expansion: float = _D.mlp_expansion, dropout: float = 0.0,
+               mlp_expansion: float = _D.mlp_expansion, dropout: float = _D.dropout,
                attn_heads: int = _D.attn_heads, window: int | None = _D.window,
                n_persistent: int = _D.n_persistent, segment_len: int = _D.segment_len) -> nn.Module:
     """A block of the given variant ("lmm", "mac", "mag", "mal"; "none" and "attention" for the

@@ -1,4 +1,5 @@
-"""The model configuration: one validated description of a Titans forecasting network.
+"""The settings: one validated description of a Titans forecasting network (:class:`TitansConfig`)
+and one of its training (:class:`TrainingConfig`).
 
 Every front-end builds its network from a :class:`TitansConfig`: ``TitansNet``, the Lightning
 module (and so ``titans-ts fit --config`` recipes, whose ``model:`` keys are these fields), the
@@ -10,6 +11,8 @@ an unknown key is an error that names the allowed ones.
     ...                               "segment_len": 8, "memory": {"depth": 2, "max_lr": 0.02}})
     >>> cfg.memory.max_lr, cfg.patch_len, cfg.stride
     (0.02, 16, 8)
+    >>> TrainingConfig(lr=3e-4).weight_decay
+    0.0001
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple, Union
 
-__all__ = ["SettingsError", "TitansConfig", "MemoryConfig", "VARIANTS", "TOKENIZERS", "HEADS", "REVIN_CENTERS",
-           "ACTIVATIONS", "MEMORY_BACKENDS", "default_patching", "check_keys"]
+__all__ = ["SettingsError", "TitansConfig", "MemoryConfig", "TrainingConfig", "VARIANTS", "TOKENIZERS", "HEADS",
+           "REVIN_CENTERS", "ACTIVATIONS", "MEMORY_BACKENDS", "POINT_LOSSES", "OPTIMIZERS", "SCHEDULERS",
+           "default_patching", "check_keys"]
 
 # "none": no sequence mixing (the ablation); "attention": attention in the memory's place (its twin)
 VARIANTS = ("lmm", "mac", "mag", "mal", "none", "attention")
@@ -29,6 +33,11 @@ HEADS = ("point", "quantile", "student_t")
 REVIN_CENTERS = ("mean", "last")
 ACTIVATIONS = ("silu", "gelu", "relu", "tanh", "identity")
 MEMORY_BACKENDS = ("auto", "reference", "chunked", "triton")
+POINT_LOSSES = ("mse", "mae", "huber")
+OPTIMIZERS = ("adamw", "sgd")
+# "cosine": per epoch, to 0 over max_epochs after warmup_epochs of linear warm-up; "cosine_steps":
+# per optimiser step, to lr / 20 over the run's steps (the GluonTS estimator's "cosine")
+SCHEDULERS = ("cosine", "cosine_steps", "onecycle", "none")
 
 
 class SettingsError(ValueError):
@@ -45,6 +54,19 @@ def check_keys(given: Mapping[str, Any], allowed, what: str) -> None:
     unknown = sorted(str(k) for k in given if k not in allowed)
     if unknown:
         raise SettingsError(f"unknown {what} setting(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Base of the settings dataclasses (a field-less dataclass itself, so that parsers which
+    read dataclasses, the CLI's, still see plain dataclasses): an unknown keyword is a :class:`SettingsError` naming the
+    allowed ones (not the ``TypeError`` of a plain dataclass), raised before anything is built."""
+
+    _what = "setting"
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        check_keys(kwargs, [f.name for f in dataclasses.fields(cls)], cls._what)
+        return super().__new__(cls)
 
 
 def _int(name: str, value: Any, low: int | None = 1, none: bool = False) -> int | None:
@@ -108,7 +130,7 @@ def default_patching(seq_len: int, patch_len: int | None = None,
 
 
 @dataclass(frozen=True)
-class MemoryConfig:
+class MemoryConfig(_Settings):
     """Settings of the neural long-term memory (:class:`titans_ts.NeuralMemory`).
 
     Args:
@@ -140,6 +162,13 @@ class MemoryConfig:
     residual_memory: bool = False
     surprise_clamp: Optional[float] = None
     backend: str = "auto"
+
+    _what = "memory"
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        """The setting names, in declaration order."""
+        return _FIELDS_MEMORY
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -177,7 +206,7 @@ _FIELDS_MEMORY = tuple(f.name for f in dataclasses.fields(MemoryConfig))
 
 
 @dataclass(frozen=True)
-class TitansConfig:
+class TitansConfig(_Settings):
     """Settings of a :class:`titans_ts.TitansNet` (context and horizon, tokeniser, blocks, head).
 
     Args:
@@ -230,6 +259,8 @@ class TitansConfig:
     revin_center: str = "mean"
     cycle_len: int = 0
     linear_skip: bool = False
+
+    _what = "model"
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -324,3 +355,117 @@ class TitansConfig:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(TitansConfig))
+
+
+def _limit_batches(value: Any) -> int | float | None:
+    """``limit_train_batches``: None (the caller's default), a positive number of batches, or a
+    fraction in (0, 1]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # (NumPy bools are not Real)
+        raise ValueError(f"limit_train_batches must be None, a positive integer or a fraction in "
+                         f"(0, 1], got {value!r}")
+    if isinstance(value, numbers.Integral):
+        if value < 1:
+            raise ValueError(f"limit_train_batches={value!r} would train on no batch; use None for "
+                             f"the default, a positive number of batches, or a fraction in (0, 1] "
+                             f"(1.0: every window)")
+        return int(value)
+    if not 0 < value <= 1:
+        raise ValueError(f"limit_train_batches must be None, a positive integer or a fraction in "
+                         f"(0, 1], got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TrainingConfig(_Settings):
+    """Settings of the training of a network: the optimiser, its schedule and the budget. The one
+    place their defaults live. ``TitansForecaster`` and ``TitansEstimator`` build one from their
+    parameters, the Lightning module (and so recipes) from its ``model:`` keys; they train
+    through :func:`titans_ts.training.fit_module` and
+    :func:`titans_ts.model.optim.configure_optimizers`.
+
+    Args:
+        lr: learning rate (> 0).
+        weight_decay: decoupled weight decay (>= 0), on the tensors that want it only
+            (:func:`titans_ts.model.memory.wants_weight_decay`: matrices, not vectors nor
+            parameters marked :func:`~titans_ts.model.memory.no_weight_decay`).
+        optimizer: "adamw" or "sgd" (momentum 0.9).
+        scheduler: "cosine" (per epoch, from ``lr`` to 0 over ``max_epochs``, after
+            ``warmup_epochs`` epochs of linear warm-up), "cosine_steps" (per optimiser step, from
+            ``lr`` to ``lr / 20`` over the run's steps: the GluonTS estimator's "cosine"),
+            "onecycle" (per step, 30 % warm-up) or "none".
+        warmup_epochs: linear warm-up epochs of the "cosine" schedule.
+        loss: the point head's loss, "mse", "mae" or "huber" (a quantile head trains on the
+            pinball loss, a Student-t head on its negative log-likelihood).
+        batch_size: training windows per batch.
+        max_epochs: epochs at most (None: the front-end's data-aware budget; for
+            :func:`~titans_ts.training.fit_module`, the trainer's own limit, e.g. its ``max_steps``).
+        patience: early stopping after this many epochs without a better validation loss (None:
+            the front-end's data-aware patience; for :func:`~titans_ts.training.fit_module`, no
+            early stopping).
+        gradient_clip_val: clip the gradients' norm to this (None or 0: no clipping).
+        limit_train_batches: batches per epoch at most, or a fraction in (0, 1] of them (None:
+            the front-end's default; every batch for :func:`~titans_ts.training.fit_module`).
+
+    The Lightning module (and so a recipe's ``model:`` keys) takes the optimiser's settings
+    (``lr``, ``weight_decay``, ``optimizer``, ``scheduler``, ``warmup_epochs``, ``loss``); a
+    recipe sets the batch size under ``data:`` and the budget, clipping and early stopping under
+    ``trainer:``.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+    loss: str = "mse"
+    batch_size: int = 64
+    max_epochs: Optional[int] = None
+    patience: Optional[int] = None
+    gradient_clip_val: Optional[float] = 1.0
+    limit_train_batches: Union[int, float, None] = None
+
+    _what = "training"
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        s(self, "lr", _float("lr", self.lr, low=0.0, low_open=True))
+        s(self, "weight_decay", _float("weight_decay", self.weight_decay, low=0.0))
+        s(self, "optimizer", _choice("optimizer", self.optimizer, OPTIMIZERS))
+        s(self, "scheduler", _choice("scheduler", self.scheduler, SCHEDULERS))
+        s(self, "warmup_epochs", _int("warmup_epochs", self.warmup_epochs, low=0))
+        s(self, "loss", _choice("loss", self.loss, POINT_LOSSES))
+        s(self, "batch_size", _int("batch_size", self.batch_size))
+        s(self, "max_epochs", _int("max_epochs", self.max_epochs, none=True))
+        s(self, "patience", _int("patience", self.patience, low=0, none=True))
+        s(self, "gradient_clip_val", _float("gradient_clip_val", self.gradient_clip_val, low=0.0,
+                                            none=True))
+        s(self, "limit_train_batches", _limit_batches(self.limit_train_batches))
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        """The setting names, in declaration order."""
+        return _FIELDS_TRAINING
+
+    @classmethod
+    def from_dict(cls, d: Union[Mapping[str, Any], "TrainingConfig", None] = None,
+                  **overrides: Any) -> "TrainingConfig":
+        """Build (and validate) from a mapping of settings; unknown keys are a
+        :class:`SettingsError` naming the allowed ones."""
+        if isinstance(d, TrainingConfig):
+            d = d.to_dict()
+        d = dict(d or {}, **overrides)
+        check_keys(d, _FIELDS_TRAINING, "training")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "TrainingConfig":
+        """A copy with ``changes`` applied (validated again)."""
+        return TrainingConfig.from_dict(self.to_dict(), **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values only."""
+        return {f: getattr(self, f) for f in _FIELDS_TRAINING}
+
+
+_FIELDS_TRAINING = tuple(f.name for f in dataclasses.fields(TrainingConfig))

@@ -31,10 +31,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import POINT_LOSSES
+
 __all__ = ["Head", "PointHead", "QuantileHead", "StudentTHead", "make_head", "POINT_LOSSES",
            "point_loss", "pinball_loss", "student_t_nll", "masked_mean"]
-
-POINT_LOSSES = ("mse", "mae", "huber")
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -8,23 +8,24 @@ short last batch weighs what it should).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
-from .config import TitansConfig, check_keys
+from .config import TitansConfig, TrainingConfig, check_keys
 from .heads import POINT_LOSSES, pinball_loss, point_loss, student_t_nll
-from .memory import wants_weight_decay
 from .network import EnsembleNet, TitansNet
+from .optim import configure_optimizers
 
 __all__ = ["TitansLightningModule", "point_loss", "pinball_loss", "student_t_nll", "POINT_LOSSES",
            "TRAINING_SETTINGS"]
 
-#: the Lightning module's own (training) settings; every other ``model:`` key of a recipe is a
-#: network setting of :class:`titans_ts.model.config.TitansConfig`
-TRAINING_SETTINGS = ("loss", "lr", "weight_decay", "scheduler", "warmup_epochs", "optimizer", "ensemble")
+#: the Lightning module's own settings: those of :class:`titans_ts.model.config.TrainingConfig`
+#: it reads, and ``ensemble``; every other ``model:`` key of a recipe is a network setting of
+#: :class:`titans_ts.model.config.TitansConfig`
+MODULE_TRAINING = ("loss", "lr", "weight_decay", "scheduler", "warmup_epochs", "optimizer")
+TRAINING_SETTINGS = (*MODULE_TRAINING, "ensemble")
 
 
 #: observed values beyond this magnitude overflow float32 in the loss or RevIN's variance
@@ -67,13 +68,9 @@ class TitansLightningModule(pl.LightningModule):
 
     Args:
         seq_len, horizon: context and forecast lengths (a recipe links them from its data).
-        loss: for the point head, "mse", "mae" or "huber" (the quantile head trains on the pinball
-            loss, the Student-t head on its negative log-likelihood).
-        lr, weight_decay: learning rate and decoupled weight decay (matrices only; parameters
-            marked with :func:`titans_ts.model.memory.no_weight_decay` and vectors are not decayed).
-        scheduler: "cosine" (to 0 over ``max_epochs``), "onecycle", or "none".
-        warmup_epochs: linear warm-up epochs before the cosine schedule.
-        optimizer: "adamw" (default) or "sgd" (momentum 0.9).
+        loss, lr, weight_decay, scheduler, warmup_epochs, optimizer: the training settings of
+            :class:`titans_ts.model.config.TrainingConfig` (its defaults; held as
+            ``training_config``; :meth:`from_configs` takes one); the trainer sets the budget.
         ensemble: how many networks to train side by side (1: one :class:`TitansNet`; more: an
             :class:`titans_ts.model.network.EnsembleNet` whose forecast is the members' mean, point and
             quantile heads). Each member trains on its own loss; given a list of ``ensemble``
@@ -86,27 +83,34 @@ class TitansLightningModule(pl.LightningModule):
     """
 
     def __init__(self, seq_len: int = TitansConfig.seq_len, horizon: int = TitansConfig.horizon,
-                 loss: str = "mse", lr: float = 1e-3, weight_decay: float = 1e-4,
-                 scheduler: str = "cosine", warmup_epochs: int = 0, optimizer: str = "adamw",
-                 ensemble: int = 1, **network) -> None:
+                 loss: str = TrainingConfig.loss, lr: float = TrainingConfig.lr,
+                 weight_decay: float = TrainingConfig.weight_decay,
+                 scheduler: str = TrainingConfig.scheduler, warmup_epochs: int = TrainingConfig.warmup_epochs,
+                 optimizer: str = TrainingConfig.optimizer, ensemble: int = 1, **network) -> None:
         super().__init__()
-        if loss not in POINT_LOSSES:
-            raise ValueError(f"loss must be one of {POINT_LOSSES}, got {loss!r}")
-        if optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
-        if scheduler not in ("cosine", "onecycle", "none"):
-            raise ValueError(f"scheduler must be 'cosine', 'onecycle' or 'none', got {scheduler!r}")
+        self.training_config = TrainingConfig(loss=loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+                                              warmup_epochs=warmup_epochs, optimizer=optimizer)
         check_keys(network, TitansConfig.fields(), "model")
+        # (``**network`` goes straight to TitansConfig: the CLI's parser reads the network's
+        # settings, ``--model.memory.depth`` and the others, off this call)
         config = TitansConfig(seq_len=seq_len, horizon=horizon, **network)
         self.config = config
         if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
             raise ValueError(f"ensemble must be a positive integer (networks trained side by side), got {ensemble!r}")
-        training = dict(loss=loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
-                        warmup_epochs=warmup_epochs, optimizer=optimizer, ensemble=ensemble)
+        training = {k: getattr(self.training_config, k) for k in MODULE_TRAINING}
         # plain values only: the checkpoint loads with weights_only=True and rebuilds this module
-        self.save_hyperparameters({**config.to_dict(), **training})
+        self.save_hyperparameters({**config.to_dict(), **training, "ensemble": ensemble})
         self.net = TitansNet(config) if ensemble == 1 else EnsembleNet(config, ensemble)
         self._sums: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_configs(cls, config: TitansConfig, training: TrainingConfig | None = None,
+                     ensemble: int = 1) -> "TitansLightningModule":
+        """The module of a network configuration and a training configuration (its optimiser
+        settings; the budget is the trainer's: :func:`titans_ts.training.fit_module`)."""
+        training = TrainingConfig() if training is None else training
+        return cls(**config.to_dict(), **{k: getattr(training, k) for k in MODULE_TRAINING},
+                   ensemble=ensemble)
 
     def forward(self, past, past_mask=None, time_index=None):
         return self.net(past, past_mask, time_index=time_index)
@@ -223,32 +227,5 @@ class TitansLightningModule(pl.LightningModule):
                 torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
 
     def configure_optimizers(self) -> Any:
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if p.requires_grad:
-                (decay if wants_weight_decay(p) else no_decay).append(p)
-        groups = [{"params": decay, "weight_decay": self.hparams.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        if self.hparams.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=self.hparams.lr, momentum=0.9)
-        else:
-            opt = torch.optim.AdamW(groups, lr=self.hparams.lr)
-        sched = self.hparams.scheduler
-        if sched == "none" or self.trainer is None:
-            return opt
-        epochs = max(1, self.trainer.max_epochs or 1)
-        if sched == "onecycle":
-            steps = self.trainer.estimated_stepping_batches
-            s = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=int(steps),
-                                                    pct_start=0.3)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "step"}}
-        warm = self.hparams.warmup_epochs
-
-        def factor(epoch: int) -> float:
-            if epoch < warm:
-                return (epoch + 1) / (warm + 1)
-            span = max(1, epochs - warm)
-            return 0.5 * (1 + math.cos(math.pi * min(epoch - warm, span) / span))
-
-        s = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}
+        """:func:`titans_ts.model.optim.configure_optimizers` on ``training_config``."""
+        return configure_optimizers(self, self.training_config, self._trainer)

@@ -39,7 +39,7 @@ def default_study_name(config: Any, space: Any = None) -> str:
 
 def _fit_trial(cfg: dict, trial: optuna.Trial, verbose: bool, monitor: str = "val_loss") -> float:
     """Train one recipe dict in a temporary folder with pruning; the best ``monitor`` value."""
-    from ..training import quiet_lightning
+    from ..training import fit_module
 
     run_dir = tempfile.mkdtemp(prefix="titans-tune-")
     try:
@@ -50,8 +50,7 @@ def _fit_trial(cfg: dict, trial: optuna.Trial, verbose: bool, monitor: str = "va
         trainer = cli.trainer
         trainer.callbacks.append(pruning_callback(trial, monitor))
         t0 = time.perf_counter()
-        with quiet_lightning(verbose):
-            trainer.fit(cli.model, cli.datamodule)
+        fit_module(cli.model, cli.datamodule, trainer=trainer, verbose=verbose)
         ckpt = trainer.checkpoint_callback
         score = ckpt.best_model_score if ckpt is not None and ckpt.monitor == monitor else None
         if score is None:
