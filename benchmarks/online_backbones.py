@@ -1,7 +1,7 @@
 """Choose the online backbone's width, depth and learning rate on the validation windows alone.
 
     python benchmarks/online_backbones.py ETTh2 --seq-len 336 \
-        --grid '[{}, {"lr": 5e-4}, {"lr": 2e-3}, {"network": {"d_model": 128}}]' \
+        --grid '[{}, {"training": {"lr": 5e-4}}, {"network": {"d_model": 128}}]' \
         --cache runs/online-backbones --out docs/benchmarks/results/online_backbones.jsonl
 
 Each entry of ``--grid`` is a set of ``OnlineConfig`` overrides (of ``--config``'s settings, or the
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
             for r in load(Path(args.out))}
     for over in json.loads(args.grid):
         merged = {**base_over, **over}
-        for key in ("network", "memory"):
+        for key in ("network", "memory", "training"):
             if isinstance(base_over.get(key), dict) and isinstance(over.get(key), dict):
                 merged[key] = {**base_over[key], **over[key]}
         key = (data.name, args.seq_len, args.horizon, args.seed, json.dumps(merged, sort_keys=True))
@@ -68,9 +68,7 @@ def run(args: argparse.Namespace) -> None:
                "overrides": merged, "val_mse": min(module.val_curve_), "epochs": module.fit_epochs_,
                "seconds": round(module.fit_seconds_, 1), "wall_seconds": round(time.perf_counter() - t0, 1),
                "params": sum(p.numel() for p in module.parameters()), "val_curve": module.val_curve_,
-               "network": cfg.network, "training": {"lr": cfg.lr, "batch_size": cfg.batch_size,
-                                                    "max_epochs": cfg.max_epochs, "patience": cfg.patience,
-                                                    "limit_train_batches": cfg.limit_train_batches},
+               "network": cfg.network, "training": cfg.training.to_dict(),
                "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
         with open(args.out, "a") as fh:
             fh.write(json.dumps(rec) + "\n")

@@ -166,7 +166,7 @@ def _benchmark_online(args: argparse.Namespace) -> int:
                 done.add((r["dataset"], r["horizon"], r["seq_len"], r["seed"], r.get("tag", "main"), r["mode"]))
     cfg = OnlineConfig()
     if args.max_epochs is not None:
-        cfg = cfg.with_overrides({"max_epochs": args.max_epochs})
+        cfg = cfg.with_overrides({"training": {"max_epochs": args.max_epochs}})
     if args.config:
         cfg = cfg.with_overrides(json.loads(args.config))
     seq_len = args.seq_len or ONLINE_LOOKBACK.get(args.dataset)

@@ -136,8 +136,7 @@ def fit_module(module: pl.LightningModule, train: Any, val: Any = None,
 
     The online backbone (``titans_ts.online.backbone.train_backbone``) trains through it so::
 
-        training = TrainingConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
-                                  patience=cfg.patience, limit_train_batches=cfg.limit_train_batches)
+        training = cfg.training   # OnlineConfig.training, a TrainingConfig
         module = TitansLightningModule.from_configs(TitansConfig.from_dict(
             cfg.network, seq_len=L, horizon=H, n_channels=data.n_channels), training)
         fitted = fit_module(module, train_loader, val_loader, training, verbose=verbose,

@@ -89,15 +89,15 @@ def test_settings_that_would_train_nothing_are_refused(capsys):
         main(["quickstart", "--batches", "0"])
     assert exit_.value.code == 2
     assert "argument --batches: expected a positive integer, got 0 (0 would train nothing)" in capsys.readouterr().err
-    with pytest.raises(ValueError, match=r"^OnlineConfig.limit_train_batches must be a positive integer, got 0$"):
-        OnlineConfig(limit_train_batches=0)
+    with pytest.raises(ValueError, match=r"limit_train_batches=0 would train on no batch"):
+        OnlineConfig(training={"limit_train_batches": 0})
     cfg = OnlineConfig()
-    cfg.limit_train_batches = 0  # set directly: validate() refuses it too
-    with pytest.raises(ValueError, match=r"^OnlineConfig.limit_train_batches must be a positive integer"):
+    cfg.training = {"max_epochs": 0}  # set directly: validate() refuses it too
+    with pytest.raises(ValueError, match=r"max_epochs must be a positive integer"):
         cfg.validate()
-    with pytest.raises(ValueError, match=r"^OnlineConfig.max_epochs must be a positive integer, got 0$"):
-        OnlineConfig(max_epochs=0)
-    assert OnlineConfig(limit_train_batches=None).limit_train_batches is None
+    with pytest.raises(ValueError, match=r"OnlineConfig.training.max_epochs must be a positive integer, got None"):
+        OnlineConfig(training={"max_epochs": None})
+    assert OnlineConfig(training={"limit_train_batches": None}).training.limit_train_batches is None
 
 
 def test_tune_with_a_storage_that_cannot_be_opened_is_one_line(tmp_path, capsys):

@@ -37,7 +37,7 @@ def _values(T=420, seed=0):
 @pytest.fixture(scope="module")
 def trained():
     torch.manual_seed(0)
-    cfg = OnlineConfig(seq_len=L, horizon=H, max_epochs=1, limit_train_batches=3, batch_size=32,
+    cfg = OnlineConfig(seq_len=L, horizon=H, training=dict(max_epochs=1, limit_train_batches=3, batch_size=32),
                        network=dict(patch_len=8, stride=4, d_model=16, n_layers=1, dropout=0.2,
                                     memory=dict(heads=2, depth=1, chunk_size=4)),
                        memory=dict(dim=16, heads=2, depth=1, max_lr=0.2, chunk_size=1, context_features=16))
@@ -197,7 +197,7 @@ def test_modes_are_checked_and_splits_must_hold_a_window(trained):
 
 def test_the_backbone_records_the_epochs_it_ran(trained):
     cfg, data, module, _ = trained
-    assert module.fit_epochs_ == cfg.max_epochs == 1
+    assert module.fit_epochs_ == cfg.training.max_epochs == 1
 
 
 def _level_reference(mem, xr, xw, resid, mask):

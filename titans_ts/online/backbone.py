@@ -7,7 +7,7 @@ import torch
 
 from ..datasets.online import OnlineData
 from ..datasets.windows import FUTURE, FUTURE_MASK, PAST, PAST_MASK, TIME_INDEX, SeriesWindows, window_loader
-from .config import OnlineConfig
+from .config import ONLINE_TRAINING, OnlineConfig
 
 __all__ = ["origin_batch", "train_backbone", "backbone_forecasts", "backbone_key"]
 
@@ -53,9 +53,14 @@ def backbone_key(data: OnlineData, cfg: OnlineConfig, seed: int) -> str:
     import hashlib
     import json
 
-    settings = {"network": cfg.network, "lr": cfg.lr, "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs,
-                "patience": cfg.patience, "limit_train_batches": cfg.limit_train_batches, "rows": data.values.shape,
+    t = cfg.training
+    settings = {"network": cfg.network, "lr": t.lr, "batch_size": t.batch_size, "max_epochs": t.max_epochs,
+                "patience": t.patience, "limit_train_batches": t.limit_train_batches, "rows": data.values.shape,
                 "borders": data.borders}
+    # settings the first records were made with are left out of the digest while they keep their defaults
+    extra = {k: v for k, v in t.to_dict().items() if k not in settings and v != getattr(ONLINE_TRAINING, k)}
+    if extra:
+        settings["training"] = extra
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{data.name}_L{cfg.seq_len}_H{cfg.horizon}_s{seed}_{digest}.pt"
 
@@ -69,20 +74,21 @@ def train_backbone(data: OnlineData, cfg: OnlineConfig, seed: int = 0, verbose: 
     ``cache``: a folder where trained backbones are kept (by :func:`backbone_key`): a backbone
     already there is loaded (``weights_only``) instead of trained again."""
     import os
-    import shutil
-    import tempfile
     import time
 
     import lightning.pytorch as pl
 
     from ..atomic import atomic_write
+    from ..model.config import TitansConfig
     from ..model.lightning_module import TitansLightningModule
-    from ..training import make_trainer, quiet_lightning
+    from ..training import fit_module
 
     L, H = cfg.seq_len, cfg.horizon
+    training = cfg.training
     path = None if cache is None else os.path.join(os.fspath(cache), backbone_key(data, cfg, seed))
     pl.seed_everything(seed, verbose=False)
-    module = TitansLightningModule(L, H, n_channels=data.n_channels, lr=cfg.lr, **cfg.network)
+    module = TitansLightningModule.from_configs(
+        TitansConfig.from_dict(cfg.network, seq_len=L, horizon=H, n_channels=data.n_channels), training)
     if path is not None and os.path.exists(path):
         saved = torch.load(path, map_location="cpu", weights_only=True)
         module.load_state_dict(saved["state_dict"])
@@ -93,25 +99,13 @@ def train_backbone(data: OnlineData, cfg: OnlineConfig, seed: int = 0, verbose: 
     def loader(split, shuffle):
         ends = [(0, int(t)) for t in data.origins(split, L, H)]
         ds = SeriesWindows([data.values], L, H, ends, first_index=[0])
-        return window_loader(ds, cfg.batch_size if shuffle else 512, shuffle, seed=seed)
+        return window_loader(ds, training.batch_size if shuffle else 512, shuffle, seed=seed)
 
-    limit = cfg.limit_train_batches
-    root = tempfile.mkdtemp(prefix="titans-online-")
     curve = _ValCurve()
     t0 = time.perf_counter()
-    try:
-        trainer = make_trainer(max_epochs=cfg.max_epochs, patience=cfg.patience, root_dir=root,
-                               verbose=verbose, accelerator="cpu", devices=1, gradient_clip_val=1.0,
-                               limit_train_batches=1.0 if limit is None else limit,
-                               num_sanity_val_steps=0, callbacks=[curve])
-        with quiet_lightning(verbose):
-            trainer.fit(module, loader("train", True), loader("val", False))
-        best = trainer.checkpoint_callback.best_model_path
-        if best:
-            module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-        module.fit_epochs_ = int(trainer.current_epoch)  # epochs run (Lightning counts them from 0 up)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    fitted = fit_module(module, loader("train", True), loader("val", False), training, verbose=verbose,
+                        callbacks=[curve], accelerator="cpu", devices=1)
+    module.fit_epochs_ = fitted.epochs  # epochs run
     module.fit_seconds_ = time.perf_counter() - t0
     module.val_curve_ = list(curve.values)
     if path is not None:

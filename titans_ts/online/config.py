@@ -8,10 +8,11 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..model.config import SettingsError, TitansConfig, check_keys
+from ..model.config import SettingsError, TitansConfig, TrainingConfig, check_keys
 from ..model.stream_memory import StreamMemoryConfig
 
-__all__ = ["MODES", "MEMORY_MODES", "NAIVE_MODES", "SEQUENTIAL_MODES", "OnlineConfig", "check_modes"]
+__all__ = ["MODES", "MEMORY_MODES", "NAIVE_MODES", "SEQUENTIAL_MODES", "ONLINE_TRAINING", "OnlineConfig",
+           "check_modes"]
 
 #: the modes of one trained model: the stream memory's, the online gradient step's, both
 MEMORY_MODES = ("frozen", "carried", "online_gd", "carried+online_gd")
@@ -33,6 +34,11 @@ def check_modes(modes) -> tuple[str, ...]:
     if not modes or len(set(modes)) != len(modes):
         raise ValueError(f"modes must be a non-empty list of distinct modes from {list(MODES)}, got {list(modes)}")
     return modes
+
+
+#: the online backbone's training (see OnlineConfig.training)
+ONLINE_TRAINING = TrainingConfig(lr=1e-3, batch_size=128, max_epochs=40, patience=5, limit_train_batches=32,
+                                 gradient_clip_val=1.0)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -60,12 +66,9 @@ class OnlineConfig:
     # from the training windows (a fresh draw each epoch: 32 x 128 covers ETTh2's whole training
     # split at once, ETTm1's and weather's in three or four epochs), until the validation MSE has
     # not improved for ``patience`` epochs (the learning rate follows a cosine over
-    # ``max_epochs``); the best epoch's weights are kept
-    lr: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 40
-    patience: int = 5
-    limit_train_batches: int | None = 32
+    # ``max_epochs``); the best epoch's weights are kept (a TrainingConfig; a mapping of its fields
+    # is converted, the others taking these defaults)
+    training: TrainingConfig = field(default_factory=lambda: ONLINE_TRAINING)
     # the stream memory (a StreamMemoryConfig; a mapping of its fields is converted)
     memory: StreamMemoryConfig = field(default_factory=StreamMemoryConfig)
     # (forgetting, momentum, inner learning-rate) gate logits tried on the validation stream (the
@@ -79,14 +82,18 @@ class OnlineConfig:
 
     def validate(self) -> None:
         """Refuse settings that would train nothing or that do not exist."""
-        for name in ("seq_len", "horizon", "batch_size", "max_epochs", "patience"):
+        for name in ("seq_len", "horizon"):
             setattr(self, name, _positive_int(name, getattr(self, name)))
-        if self.limit_train_batches is not None:
-            self.limit_train_batches = _positive_int("limit_train_batches", self.limit_train_batches)
-        for name in ("lr", "online_lr"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-                raise ValueError(f"OnlineConfig.{name} must be a number >= 0, got {value!r}")
+        if isinstance(self.training, Mapping):
+            self.training = ONLINE_TRAINING.replace(**self.training)
+        elif not isinstance(self.training, TrainingConfig):
+            raise ValueError(f"OnlineConfig.training must be a TrainingConfig or a mapping of its settings, "
+                             f"got {self.training!r}")
+        for name in ("max_epochs", "patience"):
+            _positive_int(f"training.{name}", getattr(self.training, name))
+        value = self.online_lr
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+            raise ValueError(f"OnlineConfig.online_lr must be a number >= 0, got {value!r}")
         if not isinstance(self.network, Mapping):
             raise ValueError(f"OnlineConfig.network must be a mapping of TitansConfig settings, got {self.network!r}")
         for key in ("seq_len", "horizon", "n_channels"):
@@ -114,6 +121,10 @@ class OnlineConfig:
                 if not isinstance(value, Mapping):
                     raise ValueError(f"OnlineConfig.memory overrides must be a mapping, got {value!r}")
                 new.memory = new.memory.replace(**value)
+            elif key == "training":
+                if not isinstance(value, Mapping):
+                    raise ValueError(f"OnlineConfig.training overrides must be a mapping, got {value!r}")
+                new.training = new.training.replace(**value)
             elif key == "network":
                 if not isinstance(value, Mapping):
                     raise ValueError(f"OnlineConfig.network overrides must be a mapping, got {value!r}")
