@@ -151,6 +151,11 @@ def test_gain_selector_follows_the_leader_with_delayed_feedback():
     se2 = torch.tensor([[[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]], [[9.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])
     assert sel.choose(se2, 1)[0][0, -1] == 0
     assert GainSelector((0.0, 1.0), half_life=0.5, level=False).choose(se2, 1)[0][0, -1] == 1
+    # a prior: the stronger correction must beat no correction by its weight (1 + 0.5 * 1 here)
+    acc = torch.tensor([[1.0], [0.7]])
+    assert sel.leader(acc).tolist() == [1]
+    assert GainSelector((0.0, 1.0), 1e9, level=False, prior=0.5).leader(acc).tolist() == [0]
+    assert GainSelector((0.0, 1.0), 1e9, level=False, prior=0.5).leader(torch.tensor([[1.0], [0.6]])).tolist() == [1]
     # errors: the squared error of each candidate's corrected forecast, summed over the horizon
     f, c, y = torch.zeros(1, 3), torch.ones(1, 2, 3), torch.full((1, 3), 2.0)
     torch.testing.assert_close(sel.errors(f, 2.0, c, y, torch.ones(1, 3, dtype=torch.bool)),
