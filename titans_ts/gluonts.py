@@ -54,6 +54,7 @@ from gluonts.transform import (
 )
 
 from .defaults import batches_per_epoch, data_defaults, epochs_for, tail_sizes
+from .integrity import stamp_checkpoint, verify_checkpoint
 from .model.config import TitansConfig, check_keys
 from .model.memory import wants_weight_decay
 from .model.network import TitansNet
@@ -148,6 +149,15 @@ class TitansGluonTSModule(pl.LightningModule):
         self.log("val_loss", loss, on_epoch=True, on_step=False, prog_bar=True,
                  batch_size=batch["past_target"].shape[0])
         return loss
+
+    # the content digests of checkpoints (titans_ts.integrity): written with every checkpoint,
+    # checked when one is read back (GluonTS reloads the best epoch's)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        stamp_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        where = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+        verify_checkpoint(checkpoint, where, parts=("state_dict", "rest"))
 
     def configure_optimizers(self):
         decay, no_decay = [], []

@@ -16,6 +16,8 @@ from typing import Iterator
 
 import lightning.pytorch as pl
 
+from .integrity import use_verified_io
+
 __all__ = ["make_trainer", "quiet_lightning", "LIGHTNING_LOGGERS"]
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning")
@@ -67,6 +69,9 @@ def make_trainer(max_epochs: int = 10, patience: int | None = 3, root_dir: str |
         verbose: progress bar and model summary.
         log: write CSV logs under ``root_dir/logs``.
         patience: early-stopping patience in epochs (None disables early stopping).
+
+    Checkpoints are written atomically and read back with their content digests checked
+    (:class:`titans_ts.integrity.VerifiedCheckpointIO`, unless ``plugins`` brings another reader).
     """
     root = str(root_dir) if root_dir is not None else tempfile.mkdtemp(prefix="titans-ts-")
     cbs = list(callbacks or [])
@@ -81,4 +86,6 @@ def make_trainer(max_epochs: int = 10, patience: int | None = 3, root_dir: str |
                   enable_checkpointing=checkpoint, log_every_n_steps=10)
     kwargs.update(trainer_kwargs)
     with quiet_lightning(verbose):
-        return pl.Trainer(**kwargs)
+        trainer = pl.Trainer(**kwargs)
+    use_verified_io(trainer)  # atomic checkpoint writes, digests checked at load
+    return trainer

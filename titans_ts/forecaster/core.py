@@ -44,6 +44,7 @@ from ..datasets.forecast_frames import first_steps, forecast_frame, level_quanti
 from ..datasets.frames import SeriesCollection, from_frame
 from ..datasets.windows import SeriesWindows, window_loader
 from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
+from ..integrity import load_checkpoint
 from ..model.config import TitansConfig
 from . import guard, state
 from .inference import forecast_arrays, scaled_inputs
@@ -350,9 +351,8 @@ class TitansForecaster(BaseEstimator):
             with quiet_lightning(self.verbose):
                 trainer.fit(module, train_dl, val_dl)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            if best:
-                state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-                module.load_state_dict(state)
+            if best:  # (its content digest checked: titans_ts.integrity)
+                module.load_state_dict(load_checkpoint(best)["state_dict"])
             self.best_val_loss_ = (float(trainer.checkpoint_callback.best_model_score)
                                    if best and trainer.checkpoint_callback.best_model_score is not None else None)
             self.n_epochs_ = int(trainer.current_epoch)
