@@ -42,6 +42,7 @@ from sklearn.exceptions import NotFittedError
 
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import SeriesCollection, from_frame
+from ..datasets.timeindex import in_zone_of
 from ..datasets.windows import SeriesWindows, window_loader
 from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
 from ..integrity import load_checkpoint
@@ -444,9 +445,17 @@ class TitansForecaster(BaseEstimator):
 
         Series not in ``df`` are left as they are; ``df`` may hold any subset of the known ids.
         The new rows are read in the units each series was fitted in; rows that would make a
-        forecast non-finite are refused, and nothing is changed then."""
+        forecast non-finite are refused, and nothing is changed then. Timestamps in another
+        zone than the series' are converted to its zone (the same instants); naive timestamps
+        for a zoned series, or zoned ones for a naive series, are refused."""
         self._check_fitted()
-        state.update(self, self._check_new(self._collection(df), same_ids=True))
+        coll = self._check_new(self._collection(df), same_ids=True)
+        # the rows' timestamps in each series' own zone (the same instants in another zone are
+        # converted; naive against zoned is refused): appended as they are, they would turn the
+        # history's index into one of mixed zones that no later call can use
+        known = dict(zip(self.history_["ids"], self.history_["index"]))
+        coll.index = [in_zone_of(known[sid], idx, sid, coll.time_col) for sid, idx in zip(coll.ids, coll.index)]
+        state.update(self, coll)
         return self
 
     # ------------------------------------------------------------------ the other parts
