@@ -35,6 +35,9 @@ __all__ = [
     "fill_gaps",
     "to_frame",
     "period_freq",
+    "restore_polars",
+    "polars_dtype_to_json",
+    "polars_dtype_from_json",
 ]
 
 _MAX_LISTED = 5
@@ -65,6 +68,9 @@ class SeriesCollection:
         id_col, time_col, target_col: column names used by the input (for output frames).
         id_dtype, time_dtype: the dtypes the id and time columns had (output frames give them
             back: integer ids stay integers, timestamps keep their zone and unit).
+        polars_dtypes: for polars input, the polars dtypes of the id and time columns (polars
+            frames out give them back: an ``Enum`` id stays an ``Enum``, a ``Date`` a ``Date``,
+            which the pandas dtypes they pass through cannot say).
     """
 
     ids: list[Any]
@@ -82,6 +88,7 @@ class SeriesCollection:
     target_col: str = "y"
     id_dtype: Any = None
     time_dtype: Any = None
+    polars_dtypes: dict | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -162,16 +169,60 @@ def period_freq(freq: str) -> str:
     return off.freqstr
 
 
-def _to_pandas(df: Any) -> tuple[pd.DataFrame, str]:
+def restore_polars(df: Any, dtypes: dict | None) -> Any:
+    """Polars frame ``df`` with its columns named in ``dtypes`` cast back to those dtypes (a
+    column whose cast fails, e.g. a Date column holding times of day, is left as it is)."""
+    if not dtypes:
+        return df
+    import polars as pl
+
+    casts = [pl.col(c).cast(t) for c, t in dtypes.items() if c in df.columns and df.schema[c] != t]
+    for cast in casts:
+        try:
+            df = df.with_columns(cast)
+        except (pl.exceptions.PolarsError, TypeError, ValueError):
+            pass
+    return df
+
+
+def polars_dtype_to_json(dtype: Any) -> dict:
+    """A polars dtype as plain data (for a saved file): its class name and parameters."""
+    out: dict[str, Any] = {"name": type(dtype).__name__ if not isinstance(dtype, type) else dtype.__name__}
+    for attr in ("time_unit", "time_zone"):
+        if getattr(dtype, attr, None) is not None:
+            out[attr] = getattr(dtype, attr)
+    if out["name"] == "Enum":
+        out["categories"] = [str(c) for c in dtype.categories.to_list()]
+    return out
+
+
+def polars_dtype_from_json(spec: Any) -> Any:
+    """The inverse of :func:`polars_dtype_to_json` (None for anything it did not write)."""
+    import polars as pl
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        return None
+    cls = getattr(pl, spec["name"], None)
+    if not (isinstance(cls, type) and issubclass(cls, pl.DataType)):
+        return None
+    kwargs = {k: spec[k] for k in ("time_unit", "time_zone", "categories") if k in spec}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError):
+        return None
+
+
+def _to_pandas(df: Any) -> tuple[pd.DataFrame, str, dict | None]:
+    """(the frame as pandas, its flavour, its polars schema if it was a polars frame)."""
     if isinstance(df, pd.DataFrame):
-        return df, "pandas"
+        return df, "pandas", None
     mod = type(df).__module__
     if mod.startswith("polars"):
         import polars as pl
 
         if isinstance(df, pl.LazyFrame):
             df = df.collect()
-        return df.to_pandas(), "polars"
+        return df.to_pandas(), "polars", dict(df.schema)
     raise DataValidationError(
         f"expected a pandas or polars DataFrame, got {type(df).__name__}; numpy arrays go through "
         f"from_array()"
@@ -236,7 +287,7 @@ def from_frame(
         freq: pandas alias to check against; inferred (and required to be shared) if None.
         layout: ``"long"``, ``"wide"`` or ``"auto"`` (long if ``id_col`` and ``target_col`` exist).
     """
-    pdf, flavour = _to_pandas(df)
+    pdf, flavour, schema = _to_pandas(df)
     if layout not in ("auto", "long", "wide"):
         raise DataValidationError(f"layout must be 'auto', 'long' or 'wide', got {layout!r}")
     if pdf.shape[0] == 0 or pdf.shape[1] == 0:
@@ -264,11 +315,16 @@ def from_frame(
                "numeric column per channel")
         )
     if layout == "long":
-        return _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq)
-    if covariates:
+        coll = _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq)
+    elif covariates:
         raise DataValidationError("covariates= applies to long frames; in a wide frame every "
                                   "non-timestamp column is a channel")
-    return _from_wide(pdf, flavour, time_col, freq)
+    else:
+        coll = _from_wide(pdf, flavour, time_col, freq)
+    if schema is not None:  # the polars dtypes of the id and time columns, for the frames out
+        coll.polars_dtypes = {c: schema[c] for c in (id_col, time_col) if c in schema
+                              and (c != id_col or layout == "long")}
+    return coll
 
 
 def _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq) -> SeriesCollection:
@@ -408,7 +464,7 @@ def fill_gaps(df: Any, freq: Any, *, id_col: str = "unique_id", time_col: str = 
     """Reindex every series of a long frame (or a wide frame) onto a regular ``freq`` grid (a
     pandas alias, or an integer step for integer time steps), with NaN in the inserted rows
     (which then count as unobserved). Returns the input's flavour; time zones are kept."""
-    pdf, flavour = _to_pandas(df)
+    pdf, flavour, schema = _to_pandas(df)
     pdf = pdf.copy()
     times, time_dtype = parse_time_column(pdf[time_col], time_col)
     integer = is_integer_index(times)
@@ -421,7 +477,7 @@ def fill_gaps(df: Any, freq: Any, *, id_col: str = "unique_id", time_col: str = 
 
     if id_col in pdf.columns:
         parts = []
-        for sid, part in pdf.groupby(id_col, sort=False):
+        for sid, part in pdf.groupby(id_col, sort=False, observed=True):  # (categories without rows: none)
             part = part.set_index(time_col).sort_index()
             part = part.reindex(grid(part.index))
             part[id_col] = sid
@@ -434,7 +490,7 @@ def fill_gaps(df: Any, freq: Any, *, id_col: str = "unique_id", time_col: str = 
     if flavour == "polars":
         import polars as pl
 
-        return pl.from_pandas(out)
+        return restore_polars(pl.from_pandas(out), {c: schema[c] for c in (id_col, time_col) if c in schema})
     return out
 
 
@@ -456,5 +512,5 @@ def to_frame(coll: SeriesCollection, flavour: str | None = None) -> Any:
     if flavour == "polars":
         import polars as pl
 
-        return pl.from_pandas(out)
+        return restore_polars(pl.from_pandas(out), coll.polars_dtypes)
     return out

@@ -62,3 +62,35 @@ def test_update_with_the_same_instants_in_utc_is_converted_to_the_models_zone(tm
                                                   r"on naive timestamps"):
         naive.update(conv(tail))
     assert len(naive.history_["index"][0]) == 80
+
+
+# ---------------------------------------------------------------------------- polars dtypes
+
+
+def test_polars_enum_ids_and_date_timestamps_come_back_with_their_dtype(tmp_path):
+    from titans_ts.datasets import fill_gaps, from_frame, to_frame
+
+    T = 60
+    days = pd.date_range("2024-01-01", periods=T, freq="D").date
+    df = pl.DataFrame({"unique_id": ["a"] * T + ["b"] * T, "ds": list(days) * 2,
+                       "y": np.r_[np.sin(np.arange(T)), np.cos(np.arange(T))] + 5})
+    df = df.with_columns(pl.col("unique_id").cast(pl.Enum(["a", "b", "c"])), pl.col("ds").cast(pl.Date))
+    want = {"unique_id": pl.Enum(["a", "b", "c"]), "ds": pl.Date}
+    back = to_frame(from_frame(df))
+    assert {c: back.schema[c] for c in want} == want
+    f = TitansForecaster(**TINY).fit(df)
+    for out in (f.predict(), f.cross_validation(df, n_windows=1),
+                TitansForecaster.load(f.save(tmp_path / "m.pt")).predict()):
+        assert {c: out.schema[c] for c in want} == want, out.schema
+    out = f.predict()
+    assert out["ds"][0] == days[-1] + pd.Timedelta(days=1)
+    assert len(df.join(out, on=["unique_id", "ds"], how="inner")) == 0  # joins (no overlap: future days)
+    assert len(out.join(f.predict(df=df), on=["unique_id", "ds"])) == len(out)
+    # zoned polars timestamps and integer ids keep theirs too
+    zoned = df.with_columns(pl.col("ds").cast(pl.Datetime("us", "Asia/Kolkata")), pl.col("unique_id").cast(pl.String)
+                            .replace({"a": "1", "b": "2"}).cast(pl.UInt16))
+    out = TitansForecaster(**TINY).fit(zoned).predict()
+    assert out.schema["ds"] == pl.Datetime("us", "Asia/Kolkata") and out.schema["unique_id"] == pl.UInt16
+    gappy = df.filter(pl.col("ds") != days[5])
+    filled = fill_gaps(gappy, "D")
+    assert {c: filled.schema[c] for c in want} == want and len(filled) == len(df)

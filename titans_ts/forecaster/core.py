@@ -370,6 +370,7 @@ class TitansForecaster(BaseEstimator):
         self.time_col_ = coll.time_col
         self.id_dtype_ = coll.id_dtype
         self.time_dtype_ = coll.time_dtype
+        self.polars_dtypes_ = coll.polars_dtypes
         self._set_history(coll, stats, trained_until=val_sizes)
         guard.assess(self, values, masks, val_idx, firsts, warn=trial is None)  # (quiet in a search)
         self.__dict__.pop("_unfitted_by", None)
@@ -381,7 +382,9 @@ class TitansForecaster(BaseEstimator):
 
     def _history_collection(self) -> SeriesCollection:
         """The stored history as the series collection it was read from."""
-        return state.history_collection(self)
+        coll = state.history_collection(self)
+        coll.polars_dtypes = getattr(self, "polars_dtypes_", None)  # (polars frames out: the input's dtypes)
+        return coll
 
     # ------------------------------------------------------------------ predict
     def predict(self, h: int | None = None, df: Any = None, levels: Sequence[float] | None = None,

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from ..atomic import atomic_write
+from ..datasets.frames import polars_dtype_from_json, polars_dtype_to_json
 from ..datasets.timeindex import dtype_from_name, dtype_name
 from ..integrity import LOAD_ERRORS, IntegrityError, content_digest, load_failure
 from .guard import report_from_json, report_to_json
@@ -44,8 +45,10 @@ _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
 #: so ``naive_fallback`` changes nothing)
 # context_length_ / cycle_len_ / chosen_defaults_: the data-aware choices (files written before
 # they existed had both lengths as parameters, which are then used)
+# polars_dtypes_: the polars dtypes of a polars frame's id and time columns (files written
+# before it give polars frames with the dtypes polars infers from pandas)
 _FITTED_OPTIONAL = {"validation_report_", "validation_season_", "context_length_", "cycle_len_",
-                    "chosen_defaults_"}
+                    "chosen_defaults_", "polars_dtypes_"}
 
 
 def _jsonable(obj):
@@ -86,7 +89,9 @@ def save(est, path: str | os.PathLike) -> Path:
                                   getattr(est, "validation_report_", None), est.id_col, _id),
                               "validation_season_": getattr(est, "validation_season_", None),
                               "context_length_": est.context_length_, "cycle_len_": est.cycle_len_,
-                              "chosen_defaults_": _jsonable(getattr(est, "chosen_defaults_", None))}),
+                              "chosen_defaults_": _jsonable(getattr(est, "chosen_defaults_", None)),
+                              "polars_dtypes_": None if getattr(est, "polars_dtypes_", None) is None else
+                              {c: polars_dtype_to_json(t) for c, t in est.polars_dtypes_.items()}}),
         "state_dict": {k: v.detach().clone() for k, v in est.model_.state_dict().items()},
         "stream_memory": {} if est.stream_memory_ is None else
         {k: v.detach().clone() for k, v in est.stream_memory_.state_dict().items()},
@@ -186,6 +191,11 @@ def _build(cls, payload, params, fitted, v1: bool):
     ids = fitted.pop("ids")
     for name in ("id_dtype_", "time_dtype_"):
         fitted[name] = dtype_from_name(fitted.get(name))
+    polars_dtypes = fitted.pop("polars_dtypes_", None)
+    if isinstance(polars_dtypes, dict):
+        polars_dtypes = {c: t for c, t in ((c, polars_dtype_from_json(spec)) for c, spec in polars_dtypes.items())
+                         if t is not None}
+    est.polars_dtypes_ = polars_dtypes or None
     report = fitted.pop("validation_report_", None)
     season = fitted.pop("validation_season_", None)
     for k, v in fitted.items():
