@@ -54,14 +54,15 @@ class SeriesCollection:
 
     Attributes:
         ids: series identifiers (with the id column's own types), in order of first appearance.
-        values: one float32 array per series, [T_i, C], NaN where missing.
+        values: one float64 array per series, [T_i, C], NaN where missing (the values as given:
+            models centre and scale them in float64 before any float32 arithmetic).
         masks: one bool array per series, [T_i, C], True where observed.
         index: one index per series: a DatetimeIndex in the data's zone, an integer index
             (integer time steps), or ``None`` (arrays without timestamps).
         freq: pandas frequency alias shared by every series, or the integer step of integer
             time steps (``None`` if unknown).
         channels: names of the C target channels.
-        covariates: optional per-series float32 arrays [T_i, K] of covariates (NaN where missing).
+        covariates: optional per-series float64 arrays [T_i, K] of covariates (NaN where missing).
         covariate_names: names of the K covariates.
         layout: ``"long"``, ``"wide"`` or ``"array"`` (how the input looked; outputs follow it).
         flavour: ``"pandas"``, ``"polars"`` or ``"numpy"``.
@@ -358,13 +359,13 @@ def _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq) -> 
     for sid, rows_a in zip(ids_in, groups):  # rows of different series may interleave; each keeps its order
         idx = times[rows_a]
         found[sid] = check_index(idx, sid, time_col, freq)
-        y = y_all[rows_a][:, None].astype(np.float32)
+        y = y_all[rows_a][:, None]  # float64: a level of 1e8 keeps its unit-size signal
         ids.append(sid)
         values.append(y)
         masks.append(~np.isnan(y))
         index.append(idx)
         if covariates:
-            covs.append(np.stack([c[rows_a] for c in cov_all], axis=1).astype(np.float32))
+            covs.append(np.stack([c[rows_a] for c in cov_all], axis=1))
     return SeriesCollection(
         ids=ids, values=values, masks=masks, index=index,
         freq=unify_freq(found, freq, integer=is_integer_index(times)),
@@ -421,7 +422,7 @@ def _from_wide(pdf, flavour, time_col, freq) -> SeriesCollection:
                                   f"it needs at least one numeric channel column")
     times, time_dtype = parse_time_column(pdf[time_col], time_col)
     f = check_index(times, "wide frame", time_col, freq)
-    vals = np.stack([_numeric(pdf[c], c) for c in channels], axis=1).astype(np.float32)
+    vals = np.stack([_numeric(pdf[c], c) for c in channels], axis=1)
     return SeriesCollection(
         ids=["series_0"], values=[vals], masks=[~np.isnan(vals)], index=[times],
         freq=unify_freq({"wide frame": f}, freq, integer=is_integer_index(times)), channels=channels,
@@ -450,9 +451,8 @@ def from_array(values: Any, start: Any = None, freq: str | None = None,
     if (start is None) != (freq is None):
         raise DataValidationError("give both start and freq for timestamps, or neither")
     index = pd.date_range(pd.Timestamp(start), periods=arr.shape[0], freq=freq) if start is not None else None
-    arr32 = arr.astype(np.float32)
     return SeriesCollection(
-        ids=[series_id], values=[arr32], masks=[~np.isnan(arr32)], index=[index],
+        ids=[series_id], values=[arr], masks=[~np.isnan(arr)], index=[index],
         freq=to_offset(freq).freqstr if freq else None,
         channels=list(channels) if channels is not None else [f"y{i}" for i in range(arr.shape[1])]
         if arr.shape[1] > 1 else ["y"],

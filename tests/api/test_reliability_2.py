@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from titans_ts import TitansForecaster
-from titans_ts.datasets import DataValidationError
+from titans_ts.datasets import DataValidationError, from_frame, to_frame
 
 TINY = dict(h=6, context_length=24, patch_len=8, stride=4, d_model=16, max_epochs=1,
             limit_train_batches=2, batch_size=16, memory=dict(heads=2, depth=1, expansion=1.0, chunk_size=4))
@@ -68,7 +68,7 @@ def test_update_with_the_same_instants_in_utc_is_converted_to_the_models_zone(tm
 
 
 def test_polars_enum_ids_and_date_timestamps_come_back_with_their_dtype(tmp_path):
-    from titans_ts.datasets import fill_gaps, from_frame, to_frame
+    from titans_ts.datasets import fill_gaps
 
     T = 60
     days = pd.date_range("2024-01-01", periods=T, freq="D").date
@@ -94,3 +94,27 @@ def test_polars_enum_ids_and_date_timestamps_come_back_with_their_dtype(tmp_path
     gappy = df.filter(pl.col("ds") != days[5])
     filled = fill_gaps(gappy, "D")
     assert {c: filled.schema[c] for c in want} == want and len(filled) == len(df)
+
+
+# ------------------------------------------------------------- a small signal on a large level
+
+
+def test_a_unit_signal_on_a_level_of_1e8_is_not_lost_to_float32():
+    """Values near 1e8 are 8 apart in float32: cast before centring, a signal of size 1 was
+    rounded away (the forecast minus the level came out as +-2e5). Centred in float64 first,
+    the forecast stays on the signal's scale, as it does at level 0."""
+    data = _long(n=1, T=200, level=0.0)
+    f0 = TitansForecaster(**TINY).fit(data)
+    f8 = TitansForecaster(**TINY).fit(data.assign(y=data["y"] + 1e8))
+    y0, y8 = f0.predict()["y_hat"].to_numpy(), f8.predict()["y_hat"].to_numpy() - 1e8
+    assert np.abs(y8).max() < 3 and np.abs(y8 - y0).max() < 1e-3, (y0, y8)
+    np.testing.assert_allclose(f8.predict(df=data.assign(y=data["y"] + 1e8))["y_hat"].to_numpy() - 1e8, y0,
+                               atol=1e-3)
+    assert f8.history_["values"][0].dtype == np.float64
+    np.testing.assert_array_equal(f8.history_["values"][0][:, 0], data["y"].to_numpy() + 1e8)
+    tail = _long(n=1, T=206, level=1e8).tail(6)
+    f8.update(tail)
+    np.testing.assert_array_equal(f8.history_["values"][0][-6:, 0], tail["y"].to_numpy())
+    # the frame layer gives the values back as they came in
+    back = to_frame(from_frame(data.assign(y=data["y"] + 1e8)))
+    np.testing.assert_array_equal(back["y"].to_numpy(), data["y"].to_numpy() + 1e8)

@@ -233,10 +233,11 @@ class TitansForecaster(BaseEstimator):
 
     @staticmethod
     def _inputs(coll: SeriesCollection) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per series [T, C + K] values (targets then covariates) and masks."""
+        """Per series [T, C + K] values (targets then covariates, float64: each series is centred
+        and scaled in float64 before the network's float32, :mod:`.scaling`) and masks."""
         if coll.covariates is None:
-            return [v.astype(np.float32) for v in coll.values], [m.copy() for m in coll.masks]
-        vals = [np.concatenate([v, c], 1).astype(np.float32) for v, c in zip(coll.values, coll.covariates)]
+            return [v.astype(np.float64) for v in coll.values], [m.copy() for m in coll.masks]
+        vals = [np.concatenate([v, c], 1).astype(np.float64) for v, c in zip(coll.values, coll.covariates)]
         return vals, [~np.isnan(v) for v in vals]
 
     def _firsts(self, index: list, freq: Any) -> list[int] | None:
