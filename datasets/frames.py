@@ -25,7 +25,15 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from .timeindex import check_index, is_integer_index, next_steps, parse_time_column, restore_dtype, unify_freq
+from .timeindex import (
+    check_index,
+    fmt,
+    is_integer_index,
+    next_steps,
+    parse_time_column,
+    restore_dtype,
+    unify_freq,
+)
 
 __all__ = [
     "DataValidationError",
@@ -299,7 +307,8 @@ def from_frame(
         raise DataValidationError(f"duplicate column names: {dup}")
     pdf = pdf.copy(deep=False)
     pdf.columns = cols
-    if layout == "auto":
+    auto = layout == "auto"
+    if auto:
         if id_col in cols and target_col not in cols:
             raise DataValidationError(
                 f"the frame has the series column {id_col!r} but no target column {target_col!r}; "
@@ -321,7 +330,7 @@ def from_frame(
         raise DataValidationError("covariates= applies to long frames; in a wide frame every "
                                   "non-timestamp column is a channel")
     else:
-        coll = _from_wide(pdf, flavour, time_col, freq)
+        coll = _from_wide(pdf, flavour, time_col, freq, id_col if auto else None)
     if schema is not None:  # the polars dtypes of the id and time columns, for the frames out
         coll.polars_dtypes = {c: schema[c] for c in (id_col, time_col) if c in schema
                               and (c != id_col or layout == "long")}
@@ -415,12 +424,30 @@ def _group_ids(col: pd.Series, id_col: str) -> tuple[list[Any], list[np.ndarray]
     return ids, np.split(order, bounds)
 
 
-def _from_wide(pdf, flavour, time_col, freq) -> SeriesCollection:
+def _check_not_stacked(times: pd.Index, time_col: str, id_col: str) -> None:
+    """A frame read as wide (it has no id column) whose time column goes back or repeats is
+    most likely several series one after another without their ids: say so."""
+    raw = times.asi8 if isinstance(times, pd.DatetimeIndex) else times.to_numpy()
+    back = np.flatnonzero(np.diff(raw) <= 0) if len(raw) > 1 else []
+    if len(back):
+        pos = int(back[0]) + 1
+        how = "repeats" if raw[pos] == raw[pos - 1] else "goes back"
+        raise DataValidationError(
+            f"column {time_col!r} {how} at row {pos} ({fmt(times[pos])} after {fmt(times[pos - 1])}): the "
+            f"frame has no id column {id_col!r}, so it was read as one wide series (one column per "
+            f"channel). If it holds several series one after another (a long frame), give their ids in "
+            f"a column {id_col!r} (or name it with id_col=); if it is one series, sort it by "
+            f"{time_col!r} and keep one row per timestamp")
+
+
+def _from_wide(pdf, flavour, time_col, freq, id_col: str | None = None) -> SeriesCollection:
     channels = [c for c in pdf.columns if c != time_col]
     if not channels:
         raise DataValidationError(f"wide frame has only the timestamp column {time_col!r}; "
                                   f"it needs at least one numeric channel column")
     times, time_dtype = parse_time_column(pdf[time_col], time_col)
+    if id_col is not None:  # (the layout was guessed)
+        _check_not_stacked(times, time_col, id_col)
     f = check_index(times, "wide frame", time_col, freq)
     vals = np.stack([_numeric(pdf[c], c) for c in channels], axis=1)
     return SeriesCollection(

@@ -118,3 +118,22 @@ def test_a_unit_signal_on_a_level_of_1e8_is_not_lost_to_float32():
     # the frame layer gives the values back as they came in
     back = to_frame(from_frame(data.assign(y=data["y"] + 1e8)))
     np.testing.assert_array_equal(back["y"].to_numpy(), data["y"].to_numpy() + 1e8)
+
+
+# --------------------------------------------------------------- a stacked frame without ids
+
+
+def test_several_series_stacked_without_their_id_column_are_told_so():
+    data = _long(n=2, T=60, start="2024-01-01").drop(columns="unique_id")
+    for frame in (data, pl.from_pandas(data)):
+        with pytest.raises(DataValidationError,
+                           match=r"column 'ds' goes back at row 60 \(2024-01-01 00:00:00 after 2024-01-03 "
+                                 r"11:00:00\): the frame has no id column 'unique_id', so it was read as one "
+                                 r"wide series.*several series one after another.*a column 'unique_id' "
+                                 r"\(or name it with id_col=\)"):
+            TitansForecaster(**TINY).fit(frame)
+    repeated = pd.concat([data.iloc[:30], data.iloc[29:60]], ignore_index=True)  # a repeated row
+    with pytest.raises(DataValidationError, match=r"column 'ds' repeats at row 30 .*no id column 'unique_id'"):
+        from_frame(repeated)
+    with pytest.raises(DataValidationError, match="is not sorted"):  # asked for wide: the plain message
+        from_frame(data, layout="wide")
