@@ -316,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "trainer.max_epochs=5 (applied before the trial's suggestions)")
     t.add_argument("--seed", type=int, default=0, help="sampler seed (trial k draws from seed and k)")
     t.add_argument("--timeout", type=float, default=None, help="start no trial after SECONDS")
+    t.add_argument("--heartbeat-grace", type=_positive_count, default=None, metavar="SECONDS",
+                   help="a running trial without a heartbeat (every 10 s) for this long belongs to a "
+                   "dead worker and is retried by another (default 30; longer for storages that are "
+                   "slow to write or machines whose clocks disagree)")
     t.add_argument("--verbose", action="store_true", help="Lightning and optuna messages")
     t.set_defaults(func=_tune)
     return p

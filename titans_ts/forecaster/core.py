@@ -505,10 +505,12 @@ class TitansForecaster(BaseEstimator):
 
     def tune(self, df: Any, space: dict | str | os.PathLike, n_trials: int = 20,
              storage: str | None = None, study_name: str | None = None, refit: bool = True,
-             seed: int = 0):
+             seed: int = 0, grace_period: int | None = None):
         """Search hyper-parameters with optuna and set the best ones on ``self`` (see
-        :func:`titans_ts.tuning.tune_forecaster`). Returns the study."""
-        from ..tuning import tune_forecaster
+        :func:`titans_ts.tuning.tune_forecaster`; ``grace_period`` None: its default,
+        ``titans_ts.tuning.GRACE_PERIOD``). Returns the study."""
+        from ..tuning import GRACE_PERIOD, tune_forecaster
 
         return tune_forecaster(self, df, space, n_trials=n_trials, storage=storage,
-                               study_name=study_name, refit=refit, seed=seed)
+                               study_name=study_name, refit=refit, seed=seed,
+                               grace_period=GRACE_PERIOD if grace_period is None else grace_period)
