@@ -68,7 +68,11 @@ def _feed(h, obj: Any) -> None:
             return
         t = t.cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        try:
+            raw = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        except (RuntimeError, TypeError):  # (a dtype without a byte view, e.g. quantised)
+            raw = repr(t.tolist()).encode()
+        h.update(raw)
     elif isinstance(obj, Mapping):
         keys = sorted(obj, key=lambda k: (type(k).__name__, repr(k)))
         h.update(f"{{{len(keys)}:".encode())

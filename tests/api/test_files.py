@@ -307,6 +307,10 @@ def test_cli_test_refuses_an_edited_checkpoint(tmp_path, data_root, capsys):
     recipe["data"]["root"] = str(data_root)
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(recipe))
+    from titans_ts.integrity import VerifiedCheckpointIO
+    from titans_ts.lightning_cli import build_from_recipe
+
+    assert isinstance(build_from_recipe(cfg).trainer.strategy.checkpoint_io, VerifiedCheckpointIO)
     assert main(["fit", "--config", str(cfg)]) == 0
     ckpt = next((tmp_path / "run" / "checkpoints").glob("epoch=*.ckpt"))
     _edit_checkpoint_weights(ckpt)
