@@ -163,7 +163,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
             os.unlink(tmp)
         if str(err).startswith("cannot write") or isinstance(err, KeyboardInterrupt):
             raise
-        cause = _os_error(err)
+        # an operating-system error, or one a writer wrapped (torch's zip writer: a RuntimeError)
+        cause = _os_error(err) if isinstance(err, (OSError, RuntimeError)) else None
         if cause is not None:
             raise _fail(cause, path, "") from err
         raise
