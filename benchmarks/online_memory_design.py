@@ -28,16 +28,15 @@ RESULTS = REPO / "docs" / "benchmarks" / "results" / "online_design.jsonl"
 def run(args: argparse.Namespace) -> list[dict]:
     import numpy as np
     import torch
+    from online_backbones import config_from  # noqa: E402  (the sibling script's reader of --config)
 
     from titans_ts.datasets.online import online_data
+    from titans_ts.datasets.windows import FUTURE, FUTURE_MASK
     from titans_ts.model.stream_memory import StreamMemory
     from titans_ts.online.backbone import backbone_forecasts, origin_batch, train_backbone
     from titans_ts.online.modes import metrics, naive_forecasts
     from titans_ts.online.runner import choose_stream_memory
     from titans_ts.online.streams import StreamInputs
-    from titans_ts.datasets.windows import FUTURE, FUTURE_MASK
-
-    from online_backbones import config_from  # noqa: E402  (the sibling script's reader of --config)
 
     base, _ = config_from(args.config)
     variants = json.loads(args.variants)

@@ -231,15 +231,20 @@ def _candidates(info: DatasetInfo, directory: Path) -> list[Path]:
     return out
 
 
-_VERIFIED: dict[tuple[str, int, int], str] = {}
+#: digests computed in this process, by file identity and state: loaders that open the same file
+#: again skip the re-read. The change time is part of the key (putting the modification time
+#: back, as ``touch -d`` or ``os.utime`` do, moves it), and ``titans-ts data verify`` never uses
+#: the cache (``rehash=True``).
+_VERIFIED: dict[tuple, str] = {}
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's content; a ``.gz`` file is hashed after decompression."""
+def sha256_of(path: str | os.PathLike, rehash: bool = False) -> str:
+    """SHA-256 of a file's content; a ``.gz`` file is hashed after decompression. ``rehash``:
+    read every byte again even if this process hashed the unchanged-looking file before."""
     path = Path(path)
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key in _VERIFIED:
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _VERIFIED and not rehash:
         return _VERIFIED[key]
     digest = hashlib.sha256()
     opener = gzip.open if path.suffix == ".gz" else open
@@ -262,10 +267,10 @@ def _readable(path: Path):
             f"it is truncated or corrupt: replace it (or give the uncompressed file)") from None
 
 
-def _verify(info: DatasetInfo, path: Path) -> None:
+def _verify(info: DatasetInfo, path: Path, rehash: bool = False) -> None:
     if not info.sha256:
         return
-    got = sha256_of(path)
+    got = sha256_of(path, rehash=rehash)
     if got not in info.sha256:
         raise ChecksumError(
             f"{path} does not match the catalogue checksum of {info.filename}: expected sha256 "
@@ -277,8 +282,9 @@ def _verify(info: DatasetInfo, path: Path) -> None:
 
 
 def find_file(name: str | DatasetInfo, root: str | os.PathLike | None = None,
-              verify: bool = True) -> Path:
-    """Locate a catalogue file on disk (no network), verifying its checksum.
+              verify: bool = True, rehash: bool = False) -> Path:
+    """Locate a catalogue file on disk (no network), verifying its checksum (``rehash``: read the
+    whole file again even if this process verified it before, as ``titans-ts data verify`` does).
 
     Raises:
         DataNotFoundError: naming the file, every place looked in, and how to get it.
@@ -291,7 +297,7 @@ def find_file(name: str | DatasetInfo, root: str | os.PathLike | None = None,
             looked.append(f"{cand} ({origin})")
             if cand.is_file():
                 if verify:
-                    _verify(info, cand)
+                    _verify(info, cand, rehash=rehash)
                 return cand
     if info.url:
         how = f"run `titans-ts data download {info.name}` (fetches {info.url} into {cache_dir()})"

@@ -24,7 +24,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 __all__ = ["parse_time_column", "is_integer_index", "check_index", "unify_freq", "next_steps",
-           "fmt", "restore_dtype", "dtype_name", "dtype_from_name", "MAX_LISTED"]
+           "fmt", "restore_dtype", "dtype_name", "dtype_from_name", "in_zone_of", "MAX_LISTED"]
 
 MAX_LISTED = 5
 
@@ -106,6 +106,34 @@ def dtype_from_name(name: str | None) -> Any:
         return pd.api.types.pandas_dtype(name)
     except TypeError:
         return None
+
+
+def in_zone_of(known: pd.Index | None, new: pd.Index | None, series: Any, time_col: str,
+               what: str = "update() rows") -> pd.Index | None:
+    """``new`` time steps as ``known``'s kind and zone: zoned timestamps are converted to
+    ``known``'s zone (the same instants); naive against zoned timestamps (either way), and
+    timestamps against integer steps, are an error (which wall clock naive ones read is
+    unknown)."""
+    if known is None or new is None:
+        return new
+    dated = isinstance(known, pd.DatetimeIndex), isinstance(new, pd.DatetimeIndex)
+    if dated[0] != dated[1]:
+        kinds = ("timestamps", "integer time steps")
+        raise _error(f"{what} of series {series!r} have {kinds[not dated[1]]} in {time_col!r}; the "
+                     f"forecaster was fitted on {kinds[not dated[0]]}")
+    if not dated[0] or (known.tz is None and new.tz is None):
+        return new
+    if known.tz is not None and new.tz is not None:
+        return new.tz_convert(known.tz)
+    if known.tz is None:
+        raise _error(f"{what} of series {series!r} have timestamps in zone {new.tz}; the forecaster "
+                     f"was fitted on naive timestamps (no zone). Pass naive timestamps on the fit data's "
+                     f"wall clock (e.g. df[{time_col!r}].dt.tz_convert(ZONE).dt.tz_localize(None)), or fit "
+                     f"again on zoned ones")
+    raise _error(f"{what} of series {series!r} have naive timestamps (no zone); the forecaster was "
+                 f"fitted on timestamps in zone {known.tz}. Give them their zone: "
+                 f"df[{time_col!r}].dt.tz_localize({str(known.tz)!r}) if they are that zone's wall "
+                 f"clock, .dt.tz_localize('UTC') if they are UTC (they are converted to {known.tz})")
 
 
 # ------------------------------------------------------------------------------- regularity

@@ -4,6 +4,8 @@
   tests then run on the GPU unchanged). The variable must be set before triton is imported.
 * Benchmark data is read in place from ``$TITANS_TS_DATA`` (CI points it at ../shared/data); when
   it is absent, data tests fail under CI and are skipped elsewhere.
+* Hypothesis runs derandomised (the same examples on every run, no example database), so the
+  fast lane is deterministic; ``HYPOTHESIS_PROFILE=explore`` draws fresh random examples.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch  # importing torch does not import triton
+from hypothesis import settings
+
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"

@@ -6,13 +6,22 @@
     forecasts = list(predictor.predict(test_ds))     # SampleForecast (student_t head)
                                                      # or QuantileForecast (quantile head)
 
-Univariate targets only (each series is one channel, C = 1). The pipeline is GluonTS's own:
+Univariate targets only (each series is one channel, C = 1), without covariates (for now: an
+entry with ``feat_dynamic_real``, ``past_feat_dynamic_real``, ``feat_dynamic_cat``,
+``feat_static_cat`` or ``feat_static_real`` is refused rather than having the field dropped
+without a word). The pipeline is GluonTS's own, after a check of every entry:
 
-    entry -> SelectFields(item_id, info, start, target) -> AsNumpyArray(target)
+    entry -> CheckEntries: refuses an empty or all-NaN target, +/-inf, covariate fields, and
+             (prediction) a context without an observed value; reads a ``start`` given as a
+             timestamp (or text) as a period of the estimator's ``freq``
+          -> SelectFields(item_id, info, start, target) -> AsNumpyArray(target, float64)
           -> AddObservedValuesIndicator (NaN -> 0, observed mask 0)
           -> InstanceSplitter (training: ExpectedNumInstanceSampler, validation:
              ValidationSplitSampler, prediction: TestSplitSampler), left-padding contexts shorter
              than ``context_length`` with value 0 and observed mask 0
+          -> each window centred and scaled by its observed context (mean and standard
+             deviation, in float64: a target of 1e30, or a unit-size signal on a level of 1e8,
+             reaches the float32 network as numbers of order one; forecasts are mapped back)
           -> TitansNet(past [B, L, 1], observed mask [B, L, 1])
 
 Missing and padded context values enter the network only through its observed mask; missing future
@@ -29,6 +38,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import lightning.pytorch as pl
 import numpy as np
+import pandas as pd
 import torch
 from gluonts.core.component import validated
 from gluonts.dataset.common import Dataset
@@ -45,6 +55,7 @@ from gluonts.transform import (
     ExpectedNumInstanceSampler,
     InstanceSampler,
     InstanceSplitter,
+    MapTransformation,
     SelectFields,
     TestSplitSampler,
     Transformation,
@@ -52,13 +63,14 @@ from gluonts.transform import (
 )
 
 from .defaults import batches_per_epoch, data_defaults, epochs_for, tail_sizes
+from .integrity import stamp_checkpoint, verify_checkpoint
 from .model.config import TitansConfig, TrainingConfig, check_keys
 from .model.network import TitansNet
 from .model.optim import configure_optimizers
 from .training import fit_module
 
-__all__ = ["TitansEstimator", "TitansGluonTSModule", "GLUONTS_HEADS", "SCHEDULERS",
-           "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES"]
+__all__ = ["TitansEstimator", "TitansGluonTSModule", "CheckEntries", "GLUONTS_HEADS", "SCHEDULERS",
+           "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES", "COVARIATE_FIELDS"]
 
 GLUONTS_HEADS = ("student_t", "quantile")
 SCHEDULERS = ("cosine", "none")
@@ -74,23 +86,43 @@ _DERIVED = ("seq_len", "horizon", "n_channels")
 MODEL_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
 
 
-def _window_scale(past: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-window scale [B]: mean |observed context|; windows without one (all missing or all 0)
-    take the batch mean of the others (1 if none has one)."""
-    m = mask.to(past.dtype)
-    s = (past.abs() * m).sum(1) / m.sum(1).clamp_min(1.0)
-    ok = s > 0
-    fallback = s[ok].mean() if bool(ok.any()) else torch.ones((), dtype=s.dtype, device=s.device)
-    return torch.where(ok, s, fallback).clamp_min(1e-8)
+#: the entry fields of covariates, which the estimator does not use yet (refused, not dropped)
+COVARIATE_FIELDS = (FieldName.FEAT_DYNAMIC_REAL, FieldName.PAST_FEAT_DYNAMIC_REAL, FieldName.FEAT_DYNAMIC_CAT,
+                    FieldName.FEAT_STATIC_CAT, FieldName.FEAT_STATIC_REAL)
+
+
+def _window_stats(past: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-window centre and scale [B] (float64) of the observed context: the mean and the
+    standard deviation, as :mod:`titans_ts.forecaster.scaling` scales a series (a constant
+    context: scale ``|centre|``, or 1 if that is 0; no observed value: centre 0, scale 1)."""
+    m = mask > 0
+    x = torch.where(m, past.to(torch.float64), 0.0)
+    n = m.sum(1)
+    centre = x.sum(1) / n.clamp_min(1)
+    lo = torch.where(m, x, torch.inf).amin(1)
+    hi = torch.where(m, x, -torch.inf).amax(1)
+    constant = (n > 0) & (hi == lo)
+    centre = torch.where(constant, lo, centre)
+    spread = torch.sqrt((torch.where(m, x - centre[:, None], 0.0) ** 2).sum(1) / n.clamp_min(1))
+    fallback = torch.where(centre.abs() > 0, centre.abs(), torch.ones_like(centre))
+    ok = torch.isfinite(spread) & (spread > 0) & ~constant
+    return centre, torch.where(ok, spread, fallback)
+
+
+def _scaled(x: torch.Tensor, mask: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(x - centre) / scale`` per window as float32 (computed in float64; 0 where unobserved)."""
+    z = (x.to(torch.float64) - centre[:, None]) / scale[:, None]
+    return torch.where(mask > 0, z, 0.0).to(torch.float32)
 
 
 class TitansGluonTSModule(pl.LightningModule):
     """The trained network: a :class:`TitansNet` on one channel, with the GluonTS batch layout.
 
     Training batches hold ``past_target`` / ``past_observed_values`` [B, L] and ``future_target`` /
-    ``future_observed_values`` [B, H]; the loss (Student-t negative log-likelihood or pinball loss)
-    counts observed future points only and is measured relative to each window's scale (mean
-    absolute observed context), so every series weighs alike whatever its units.
+    ``future_observed_values`` [B, H]. Each window is centred and scaled by its observed context
+    (:func:`_window_stats`, float64) before the float32 network, and its forecast mapped back; the
+    loss (Student-t negative log-likelihood or pinball loss) counts observed future points only,
+    in those scaled units, so every series weighs alike whatever its units or magnitude.
 
     As the predictor's network, ``forward(past_target, past_observed_values)`` returns
     ``num_samples`` sample paths [B, S, H] (student_t head) or ``((quantiles [B, H, Q],), None,
@@ -121,25 +153,24 @@ class TitansGluonTSModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ prediction
     def forward(self, past_target: torch.Tensor, past_observed_values: torch.Tensor):
-        past = past_target.to(torch.float32).unsqueeze(-1)
-        mask = past_observed_values.unsqueeze(-1) > 0
-        out = self.net(past, mask)
-        if self.head == "quantile":
-            return (out[:, :, 0, :],), None, None
-        samples = out.sample((self.num_samples,))  # [S, B, H, 1]
-        return samples[..., 0].permute(1, 0, 2).contiguous()
+        centre, scale = _window_stats(past_target, past_observed_values)
+        past = _scaled(past_target, past_observed_values, centre, scale).unsqueeze(-1)
+        out = self.net(past, past_observed_values.unsqueeze(-1) > 0)
+        if self.head == "quantile":  # [B, H, Q], back in the series' units
+            q = out[:, :, 0, :].to(torch.float64) * scale[:, None, None] + centre[:, None, None]
+            return (q,), None, None
+        samples = out.sample((self.num_samples,))[..., 0].permute(1, 0, 2)  # [B, S, H]
+        return (samples.to(torch.float64) * scale[:, None, None] + centre[:, None, None]).contiguous()
 
     # ------------------------------------------------------------------ training
     def _loss(self, batch) -> torch.Tensor:
-        past = batch["past_target"].to(torch.float32)
-        past_mask = batch["past_observed_values"]
-        future = batch["future_target"].to(torch.float32)
-        future_mask = batch["future_observed_values"]
+        past_mask, future_mask = batch["past_observed_values"], batch["future_observed_values"]
+        # everything in the window's scaled units: every series weighs alike whatever its units
+        centre, scale = _window_stats(batch["past_target"], past_mask)
+        past = _scaled(batch["past_target"], past_mask, centre, scale)
+        future = _scaled(batch["future_target"], future_mask, centre, scale)
         out = self.net(past.unsqueeze(-1), past_mask.unsqueeze(-1) > 0)
-        # the loss of y / scale: every series weighs alike whatever its units
-        future = torch.where(future_mask > 0, future, torch.zeros_like(future))
-        return self.net.head.loss(out, future.unsqueeze(-1), future_mask.unsqueeze(-1),
-                                  scale=_window_scale(past, past_mask))
+        return self.net.head.loss(out, future.unsqueeze(-1), future_mask.unsqueeze(-1))
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
@@ -152,6 +183,15 @@ class TitansGluonTSModule(pl.LightningModule):
         self.log("val_loss", loss, on_epoch=True, on_step=False, prog_bar=True,
                  batch_size=batch["past_target"].shape[0])
         return loss
+
+    # the content digests of checkpoints (titans_ts.integrity): written with every checkpoint,
+    # checked when one is read back (GluonTS reloads the best epoch's)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        stamp_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        where = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+        verify_checkpoint(checkpoint, where, parts=("state_dict", "rest"))
 
     def configure_optimizers(self):
         """:func:`titans_ts.model.optim.configure_optimizers` on ``training_config``."""
@@ -273,9 +313,10 @@ class TitansEstimator(PyTorchLightningEstimator):
     # ------------------------------------------------------------------ pipeline
     def create_transformation(self) -> Transformation:
         return (
-            SelectFields([FieldName.ITEM_ID, FieldName.INFO, FieldName.START, FieldName.TARGET],
-                         allow_missing=True)
-            + AsNumpyArray(field=FieldName.TARGET, expected_ndim=1)
+            CheckEntries(freq=self.freq, context_length=self.context_length)
+            + SelectFields([FieldName.ITEM_ID, FieldName.INFO, FieldName.START, FieldName.TARGET],
+                           allow_missing=True)
+            + AsNumpyArray(field=FieldName.TARGET, expected_ndim=1, dtype=np.float64)
             + AddObservedValuesIndicator(target_field=FieldName.TARGET,
                                          output_field=FieldName.OBSERVED_VALUES)
         )
@@ -339,9 +380,9 @@ class TitansEstimator(PyTorchLightningEstimator):
         temporary folder (removed afterwards) unless ``trainer_kwargs`` names a
         ``default_root_dir``; the best epoch's weights are restored (on the validation loss, or on
         the training loss without validation data); ``trainer_kwargs`` are left as they were."""
-        lengths = _check_series(training_data, "training_data", self.prediction_length + 1)
+        lengths = _check_series(training_data, "training_data", self.prediction_length + 1, self.freq)
         if validation_data is not None:
-            _check_series(validation_data, "validation_data", self.prediction_length)
+            _check_series(validation_data, "validation_data", self.prediction_length, self.freq)
         H = self.prediction_length
         own_tail = validation_data is None and self.early_stopping
         tails = tail_sizes(lengths, H, H) if own_tail else [0] * len(lengths)
@@ -445,11 +486,12 @@ def _check_trainer_kwargs(tk: Dict[str, Any]) -> None:
 
 def _hold_out_tail(data: Dataset, tails: List[int]) -> tuple:
     """(training, validation): a series with a tail (:func:`titans_ts.defaults.tail_sizes`)
-    loses it for training and is validated on it; the others train whole, unvalidated."""
+    loses it for training and is validated on it; the others (and a series whose values before
+    the tail are all missing) train whole, unvalidated."""
     train, val = [], []
     for entry, tail in zip(data, tails):
-        target = np.asarray(entry[FieldName.TARGET])
-        if tail:
+        target = np.asarray(entry[FieldName.TARGET], dtype=np.float64)
+        if tail and not np.isnan(target[..., :-tail]).all():
             train.append({**entry, FieldName.TARGET: target[..., :-tail]})
             val.append(entry)
         else:
@@ -457,23 +499,76 @@ def _hold_out_tail(data: Dataset, tails: List[int]) -> tuple:
     return train, (val or None)
 
 
-def _check_series(data: Dataset, name: str, min_length: int) -> list:
+def _label(entry: Any, i: int | None) -> str:
+    item = entry.get(FieldName.ITEM_ID) if isinstance(entry, dict) else None
+    return ("entry" if i is None else f"entry {i}") + (f" (item_id {item!r})" if item is not None else "")
+
+
+def _check_entry(entry: Any, label: str, freq: str, context_length: int | None = None) -> dict:
+    """One dataset entry as the pipeline needs it, or a ValueError naming it (``context_length``:
+    at prediction, the context must hold an observed value). Returns the entry with its target
+    as a float64 array and its start as a period of ``freq``."""
+    if not isinstance(entry, dict) or entry.get(FieldName.TARGET) is None:
+        raise ValueError(f"{label} has no {FieldName.TARGET!r} field")
+    for name in COVARIATE_FIELDS:
+        if entry.get(name) is not None:
+            raise ValueError(f"{label} has the field {name!r}: TitansEstimator does not use covariates yet "
+                             f"(it would be ignored); remove the field from the entries")
+    try:
+        values = np.asarray(entry[FieldName.TARGET], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{label}: its target is not numeric ({err})") from None
+    if values.ndim != 1:
+        raise ValueError(f"{label} has a target of shape {values.shape}; TitansEstimator forecasts univariate "
+                         f"series (a 1-D target per entry)")
+    if values.size == 0:
+        raise ValueError(f"{label} has an empty target; every series needs observed values (leave it out)")
+    infinite = np.flatnonzero(np.isinf(values))
+    if infinite.size:
+        raise ValueError(f"{label} has +/-inf in its target at position(s) {infinite[:5].tolist()}; "
+                         f"use NaN for a missing value")
+    if np.isnan(values).all():
+        raise ValueError(f"{label} has no observed value (its target is all NaN): there is nothing to learn "
+                         f"from or forecast; leave it out")
+    if context_length is not None and np.isnan(values[-context_length:]).all():
+        raise ValueError(f"{label} has no observed value in its last {context_length} values (the context "
+                         f"the forecast reads): a forecast would be made up from nothing; give it observed "
+                         f"recent values or leave it out")
+    start = entry.get(FieldName.START)
+    if start is not None and not isinstance(start, pd.Period):
+        try:
+            start = pd.Period(pd.Timestamp(start), freq=freq)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{label} has start {start!r}, which is not a time (give a pd.Period or a "
+                             f"pd.Timestamp): {err}") from None
+    return {**entry, FieldName.TARGET: values, FieldName.START: start}
+
+
+class CheckEntries(MapTransformation):
+    """The first step of the pipeline: every entry checked (:func:`_check_entry`), with the
+    context check at prediction (``is_train`` False)."""
+
+    @validated()
+    def __init__(self, freq: str, context_length: int) -> None:
+        self.freq = freq
+        self.context_length = context_length
+
+    def map_transform(self, data: Dict[str, Any], is_train: bool) -> Dict[str, Any]:
+        return _check_entry(data, _label(data, None), self.freq, None if is_train else self.context_length)
+
+
+def _check_series(data: Dataset, name: str, min_length: int, freq: str) -> list:
     """One pass over a dataset before training: it holds series, at least one long enough for a
-    training window (``min_length`` values), and no infinite target (NaN is a missing value).
-    Returns the series' lengths."""
+    training window (``min_length`` values), and every entry is one the pipeline accepts
+    (:func:`_check_entry`). Returns the series' lengths."""
     n, longest, lengths = 0, 0, []
     for i, entry in enumerate(data):
         n += 1
-        target = entry.get(FieldName.TARGET) if isinstance(entry, dict) else None
-        if target is None:
-            raise ValueError(f"{name}: entry {i} has no {FieldName.TARGET!r} field")
-        values = np.asarray(target, dtype=np.float64)
-        label = f"entry {i}" + (f" (item_id {entry[FieldName.ITEM_ID]!r})" if FieldName.ITEM_ID in entry else "")
-        infinite = np.flatnonzero(np.isinf(values))
-        if infinite.size:
-            raise ValueError(f"{name}: {label} has +/-inf in its target at position(s) "
-                             f"{infinite[:5].tolist()}; use NaN for a missing value")
-        lengths.append(values.shape[-1] if values.ndim else 0)
+        try:
+            values = _check_entry(entry, _label(entry, i), freq)[FieldName.TARGET]
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+        lengths.append(values.shape[-1])
         longest = max(longest, lengths[-1])
     if n == 0:
         raise ValueError(f"{name} holds no series; TitansEstimator.train needs at least one series "

@@ -375,3 +375,17 @@ def test_a_second_backward_through_the_chunked_scan_is_a_clear_error():
     y, _ = memory_scan(*inputs, weights=W, momentum=S, chunk_size=4, backend="reference")
     y.sum().backward(retain_graph=True)
     y.sum().backward()
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_finite_inputs_that_overflow_are_an_error_not_a_non_finite_output(backend):
+    """Issue 35: keys and values near 1e20 are finite (so they pass the input check), but the
+    inner updates overflow float32; the op says so instead of returning inf / NaN."""
+    inputs, W, S = make_inputs(T=9, depth=2)
+    inputs[1], inputs[2] = inputs[1] * 1e20, inputs[2] * 1e20
+    with pytest.raises(FloatingPointError, match=r"memory_scan's output is not finite although its inputs are: "
+                                                 r"their magnitude overflows float32 in the memory's updates "
+                                                 r"\(largest \|q\| .*, \|k\| .*e\+19, \|v\| .*e\+20\)"):
+        memory_scan(*inputs, weights=W, momentum=S, chunk_size=4, backend=backend)
+    y, _ = memory_scan(*make_inputs(T=9, depth=2)[0], weights=W, momentum=S, chunk_size=4, backend=backend)
+    assert torch.isfinite(y).all()  # ordinary inputs go through

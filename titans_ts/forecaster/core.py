@@ -40,6 +40,7 @@ from sklearn.exceptions import NotFittedError
 
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import SeriesCollection, from_frame
+from ..datasets.timeindex import in_zone_of
 from ..datasets.windows import SeriesWindows, window_loader
 from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
 from ..model.config import MemoryConfig, SettingsError, TitansConfig, TrainingConfig, check_keys
@@ -242,10 +243,11 @@ class TitansForecaster(BaseEstimator):
 
     @staticmethod
     def _inputs(coll: SeriesCollection) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per series [T, C + K] values (targets then covariates) and masks."""
+        """Per series [T, C + K] values (targets then covariates, float64: each series is centred
+        and scaled in float64 before the network's float32, :mod:`.scaling`) and masks."""
         if coll.covariates is None:
-            return [v.astype(np.float32) for v in coll.values], [m.copy() for m in coll.masks]
-        vals = [np.concatenate([v, c], 1).astype(np.float32) for v, c in zip(coll.values, coll.covariates)]
+            return [v.astype(np.float64) for v in coll.values], [m.copy() for m in coll.masks]
+        vals = [np.concatenate([v, c], 1).astype(np.float64) for v, c in zip(coll.values, coll.covariates)]
         return vals, [~np.isnan(v) for v in vals]
 
     def _firsts(self, index: list, freq: Any) -> list[int] | None:
@@ -373,6 +375,7 @@ class TitansForecaster(BaseEstimator):
         self.time_col_ = coll.time_col
         self.id_dtype_ = coll.id_dtype
         self.time_dtype_ = coll.time_dtype
+        self.polars_dtypes_ = coll.polars_dtypes
         self._set_history(coll, stats, trained_until=val_sizes)
         guard.assess(self, values, masks, val_idx, firsts, warn=trial is None)  # (quiet in a search)
         self.__dict__.pop("_unfitted_by", None)
@@ -384,7 +387,9 @@ class TitansForecaster(BaseEstimator):
 
     def _history_collection(self) -> SeriesCollection:
         """The stored history as the series collection it was read from."""
-        return state.history_collection(self)
+        coll = state.history_collection(self)
+        coll.polars_dtypes = getattr(self, "polars_dtypes_", None)  # (polars frames out: the input's dtypes)
+        return coll
 
     # ------------------------------------------------------------------ predict
     def predict(self, h: int | None = None, df: Any = None, levels: Sequence[float] | None = None,
@@ -448,9 +453,17 @@ class TitansForecaster(BaseEstimator):
 
         Series not in ``df`` are left as they are; ``df`` may hold any subset of the known ids.
         The new rows are read in the units each series was fitted in; rows that would make a
-        forecast non-finite are refused, and nothing is changed then."""
+        forecast non-finite are refused, and nothing is changed then. Timestamps in another
+        zone than the series' are converted to its zone (the same instants); naive timestamps
+        for a zoned series, or zoned ones for a naive series, are refused."""
         self._check_fitted()
-        state.update(self, self._check_new(self._collection(df), same_ids=True))
+        coll = self._check_new(self._collection(df), same_ids=True)
+        # the rows' timestamps in each series' own zone (the same instants in another zone are
+        # converted; naive against zoned is refused): appended as they are, they would turn the
+        # history's index into one of mixed zones that no later call can use
+        known = dict(zip(self.history_["ids"], self.history_["index"]))
+        coll.index = [in_zone_of(known[sid], idx, sid, coll.time_col) for sid, idx in zip(coll.ids, coll.index)]
+        state.update(self, coll)
         return self
 
     # ------------------------------------------------------------------ the other parts
@@ -496,10 +509,12 @@ class TitansForecaster(BaseEstimator):
 
     def tune(self, df: Any, space: dict | str | os.PathLike, n_trials: int = 20,
              storage: str | None = None, study_name: str | None = None, refit: bool = True,
-             seed: int = 0):
+             seed: int = 0, grace_period: int | None = None):
         """Search hyper-parameters with optuna and set the best ones on ``self`` (see
-        :func:`titans_ts.tuning.tune_forecaster`). Returns the study."""
-        from ..tuning import tune_forecaster
+        :func:`titans_ts.tuning.tune_forecaster`; ``grace_period`` None: its default,
+        ``titans_ts.tuning.GRACE_PERIOD``). Returns the study."""
+        from ..tuning import GRACE_PERIOD, tune_forecaster
 
         return tune_forecaster(self, df, space, n_trials=n_trials, storage=storage,
-                               study_name=study_name, refit=refit, seed=seed)
+                               study_name=study_name, refit=refit, seed=seed,
+                               grace_period=GRACE_PERIOD if grace_period is None else grace_period)
