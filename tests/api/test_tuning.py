@@ -264,7 +264,11 @@ def objective(trial):
     return x * x + y
 
 FAILING = {int(k) for k in sys.argv[3].split(",") if k}
-optimize(objective, n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="stress")
+# heartbeats on (as by default), every second rather than every minute: a worker whose slots are
+# all taken waits for the others' running trials in polls of the interval (at most 5 s); the
+# grace period stays longer than the test, so no trial is declared dead on a busy machine
+optimize(objective, n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="stress",
+         heartbeat_interval=1, grace_period=600)
 '''
 
 
