@@ -53,10 +53,16 @@ def _published(dataset: str, horizon: int, which: str) -> float | None:
     return None if vals is None or horizon not in HORIZONS else vals[HORIZONS.index(horizon)]
 
 
-def render(rows: list[dict], out: Path = OUT, plots: bool = True) -> str:
-    groups = defaultdict(lambda: defaultdict(list))  # (tag, dataset, L, H) -> mode -> rows
+def group(rows: list[dict]) -> dict:
+    """{(tag, dataset, L, H): {mode: [records]}}."""
+    groups = defaultdict(lambda: defaultdict(list))
     for r in rows:
         groups[(r.get("tag", "main"), r["dataset"], r["seq_len"], r["horizon"])][r["mode"]].append(r)
+    return groups
+
+
+def render(rows: list[dict], out: Path = OUT, plots: bool = True) -> str:
+    groups = group(rows)
     lines = [
         "# Online forecasting with test-time memory",
         "",
@@ -181,13 +187,20 @@ def render(rows: list[dict], out: Path = OUT, plots: bool = True) -> str:
     return text
 
 
-def _lookback_line(rows: list[dict]) -> str:
-    """What look-backs the records use, against the one Proceed's scripts use."""
+def lookbacks(rows: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
+    """(the datasets recorded at the look-back of Proceed's scripts, {dataset: its look-backs}
+    for those recorded only at other ones)."""
     lengths = defaultdict(set)
     for r in rows:
         lengths[r["dataset"]].add(r["seq_len"])
     scripts = [d for d, Ls in sorted(lengths.items()) if ONLINE_LOOKBACK.get(d) in Ls]
-    short = [d for d, Ls in sorted(lengths.items()) if ONLINE_LOOKBACK.get(d) not in Ls]
+    short = {d: sorted(Ls) for d, Ls in sorted(lengths.items()) if ONLINE_LOOKBACK.get(d) not in Ls}
+    return scripts, short
+
+
+def _lookback_line(rows: list[dict]) -> str:
+    """What look-backs the records use, against the one Proceed's scripts use."""
+    scripts, short = lookbacks(rows)
     text = ("- Look-back: Proceed's scripts use 336 for ETTh2 and 512 for ETTm1 and weather (its paper says "
             "512); the runner takes either (`--seq-len`).")
     if scripts:
@@ -195,14 +208,19 @@ def _lookback_line(rows: list[dict]) -> str:
                  + ", ".join(f"{d} (L = {ONLINE_LOOKBACK[d]})" for d in scripts) + ".")
     if short:
         text += (" Recorded only at shorter look-backs (the CPU budget below): " + ", ".join(
-            f"{d} (L = {', '.join(map(str, sorted(lengths[d])))})" for d in short)
+            f"{d} (L = {', '.join(map(str, Ls))})" for d, Ls in short.items())
             + "; there the published numbers come from a model that reads 3.5 to 5 times more history, "
             "so the comparison with them is across look-backs, not like for like.")
     return text
 
 
-def _reading(groups) -> list[str]:
-    """What the tables say, counted from them."""
+def reading_numbers(groups) -> dict:
+    """What the reading section states, counted from the records (cells of the main tag):
+    ``cells`` and ``below`` ((dataset, L, H) where both modes ran / where `carried` is below
+    `frozen`), ``gaps`` ((dataset, L, H, best MSE of the carried modes, Proceed's published MSE)),
+    ``pairs`` ((dataset, L, H, frozen MSE at L = 96, at L, the worst twentieth's share of the
+    squared error at L = 96, at L): the frozen backbone across look-backs) and ``sequential``
+    ((dataset, L, H, seeds) where `online_gd` ran)."""
     cells, below, gaps, sequential = [], [], [], []
     for (tag, dataset, L, H), g in sorted(groups.items()):
         if tag != "main" or not g.get("frozen") or not g.get("carried"):
@@ -218,6 +236,21 @@ def _reading(groups) -> list[str]:
             gaps.append((dataset, L, H, best, pub))
         if g.get("online_gd"):
             sequential.append((dataset, L, H, len(g["online_gd"])))
+    # the frozen backbone at the scripts' look-back against L = 96, where both ran
+    pairs = []
+    for (tag, dataset, L, H), g in sorted(groups.items()):
+        short = groups.get((tag, dataset, 96, H), {})
+        if tag == "main" and L != 96 and g.get("frozen") and short.get("frozen"):
+            pairs.append((dataset, L, H, statistics.mean(r["mse"] for r in short["frozen"]),
+                          statistics.mean(r["mse"] for r in g["frozen"]), _top_share(short["frozen"]),
+                          _top_share(g["frozen"])))
+    return {"cells": cells, "below": below, "gaps": gaps, "pairs": pairs, "sequential": sequential}
+
+
+def _reading(groups) -> list[str]:
+    """What the tables say, counted from them (:func:`reading_numbers`)."""
+    n = reading_numbers(groups)
+    cells, below, gaps, pairs, sequential = n["cells"], n["below"], n["gaps"], n["pairs"], n["sequential"]
     if not cells:
         return []
     out = ["## Reading", "",
@@ -233,14 +266,6 @@ def _reading(groups) -> list[str]:
                    + ". Most of the gap is the frozen backbone's (compare the `frozen` column with PatchTST + "
                    "online GD): it trains on a CPU budget and, at L = 96, reads 96 steps where the published "
                    "runs read 336 / 512.")
-    # the frozen backbone at the scripts' look-back against L = 96, where both ran
-    pairs = []
-    for (tag, dataset, L, H), g in sorted(groups.items()):
-        short = groups.get((tag, dataset, 96, H), {})
-        if tag == "main" and L != 96 and g.get("frozen") and short.get("frozen"):
-            pairs.append((dataset, L, H, statistics.mean(r["mse"] for r in short["frozen"]),
-                          statistics.mean(r["mse"] for r in g["frozen"]), _top_share(short["frozen"]),
-                          _top_share(g["frozen"])))
     if pairs:
         worse = sum(long > short for _, _, _, short, long, _, _ in pairs)
         out.append(f"- The backbone trained on this budget, `frozen` at L = 96 against the longer look-back "
