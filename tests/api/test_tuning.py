@@ -272,7 +272,10 @@ optimize(objective, n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="
 '''
 
 
-@pytest.mark.parametrize("kind, failing", [("sqlite", ""), ("journal", ""), ("sqlite", "2,5")])
+# sqlite without failures: slow lane only (the fast lane's sqlite case checks the same numbering
+# with two failed trials as well; a sqlite study costs its workers about a second each to open)
+@pytest.mark.parametrize("kind, failing", [pytest.param("sqlite", "", marks=pytest.mark.slow), ("journal", ""),
+                                           ("sqlite", "2,5")])
 def test_workers_together_run_exactly_n_trials(tmp_path, kind, failing):
     """Three processes, one study, no training: exactly n complete trials, each run once, and no
     two with the same random draws; numbered 0..n-1 without failures, and with failures each
