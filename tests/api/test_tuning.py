@@ -264,11 +264,18 @@ def objective(trial):
     return x * x + y
 
 FAILING = {int(k) for k in sys.argv[3].split(",") if k}
-optimize(objective, n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="stress")
+# heartbeats on (as by default), every second rather than every minute: a worker whose slots are
+# all taken waits for the others' running trials in polls of the interval (at most 5 s); the
+# grace period stays longer than the test, so no trial is declared dead on a busy machine
+optimize(objective, n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="stress",
+         heartbeat_interval=1, grace_period=600)
 '''
 
 
-@pytest.mark.parametrize("kind, failing", [("sqlite", ""), ("journal", ""), ("sqlite", "2,5")])
+# sqlite without failures: slow lane only (the fast lane's sqlite case checks the same numbering
+# with two failed trials as well; a sqlite study costs its workers about a second each to open)
+@pytest.mark.parametrize("kind, failing", [pytest.param("sqlite", "", marks=pytest.mark.slow), ("journal", ""),
+                                           ("sqlite", "2,5")])
 def test_workers_together_run_exactly_n_trials(tmp_path, kind, failing):
     """Three processes, one study, no training: exactly n complete trials, each run once, and no
     two with the same random draws; numbered 0..n-1 without failures, and with failures each

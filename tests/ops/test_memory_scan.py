@@ -177,6 +177,31 @@ def test_inference_under_no_grad_with_trainable_weights(backend):
     torch.testing.assert_close(y_nograd, y_grad.detach())
 
 
+def test_keys_and_values_computed_from_the_weights_are_held_fixed_in_the_inner_gradient():
+    """The surprise is the partial gradient of ||M_W(k) - v||^2 in W: keys and values computed
+    from the memory's own weights (MAC writes what it read from the memory) change nothing in
+    it. The reference once took the total derivative there, through k and v as well."""
+    inputs, W, S = make_inputs(T=9, depth=2, seed=11)
+    W = [w.double().requires_grad_(True) for w in W]
+    q, k, v, alpha, eta, theta = (t.double() for t in inputs)
+    k = F.normalize(k + 0.1 * W[0].sum(), dim=-1)  # keys and values that depend on the weights
+    v = v * (1 + 0.1 * W[1].sum())
+    outs = {}
+    for backend in ("reference", "chunked"):
+        y, _ = memory_scan(q, k, v, alpha, eta, theta, weights=W, chunk_size=4, backend=backend)
+        y_fixed, _ = memory_scan(q, k.detach(), v.detach(), alpha, eta, theta, weights=W, chunk_size=4,
+                                 backend=backend)
+        torch.testing.assert_close(y, y_fixed, rtol=1e-12, atol=1e-12)
+        outs[backend] = y
+    torch.testing.assert_close(outs["reference"], outs["chunked"], rtol=1e-10, atol=1e-10)
+    # and the gradients through those keys and values agree too
+    probe = torch.linspace(-1, 1, outs["chunked"].shape[-1], dtype=torch.float64)
+    g_ref = torch.autograd.grad((outs["reference"] * probe).sum(), W, retain_graph=True)
+    g_chk = torch.autograd.grad((outs["chunked"] * probe).sum(), W)
+    for a, b in zip(g_ref, g_chk):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
 @pytest.mark.parametrize("backward,T,final", [(m, T, f) for m in ("autograd", "recompute", "cache")
                                                for T in (7, 21) for f in (True, False)])
 def test_shared_weights_gradients_equal_materialised_copies(backward, T, final):

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from titans_ts.kernels.memory_scan import memory_scan
-from titans_ts.kernels.memory_scan.common import activation_fn
+from titans_ts.kernels.memory_scan.common import activation_fn, compute_dtype
 from titans_ts.model.config import MemoryConfig as _M
 from titans_ts.model.fused import causal_conv_silu, gated_rms_norm, l2_normalize
 
@@ -254,9 +254,10 @@ class NeuralMemory(nn.Module):
         qkv, _ = self._conv(self.qkv(x), state.conv)
         q = l2_normalize(qkv.view(B, T, 3, H, d)[:, :, 0])
         act = activation_fn(self.activation)
-        h = q.float()
+        dt = compute_dtype(q, *state.weights)  # as the scan computes: fp32, or fp64 for fp64 inputs
+        h = q.to(dt)
         for i, w in enumerate(state.weights):
-            h = torch.einsum("bthi,bhoi->btho", h, w)
+            h = torch.einsum("bthi,bhoi->btho", h, w.to(dt))
             if i < len(state.weights) - 1:
                 h = act(h)
         y = h.to(x.dtype)
