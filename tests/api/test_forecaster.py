@@ -169,7 +169,7 @@ def test_test_time_memory_reaches_the_forecast():
     g = clone(f).set_params(test_time_memory=False).fit(df)
     a, b = _params(f), _params(g)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert f.memory_.written[0] > 0 and g.memory_.written == [0]
+    assert f.memory_[0].written > 0 and [r.written for r in g.memory_.series] == [0]
     pf, pg = f.predict(), g.predict()
     pd.testing.assert_frame_equal(pf[["unique_id", "ds"]], pg[["unique_id", "ds"]])
     assert np.isfinite(pf["y_hat"]).all() and not np.allclose(pf["y_hat"], pg["y_hat"])
