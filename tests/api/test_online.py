@@ -355,6 +355,39 @@ def test_on_a_random_walk_the_stream_chooses_the_newest_value():
     assert out[(0.0,)][0] > 1.05 * naive  # the memories alone come near it, not onto it
 
 
+def test_on_a_random_walk_the_memory_reaches_no_correction():
+    """A random walk forecast as well as it can be (the newest value): corrections are noise
+    here, and the stream's own choice stays at no correction (gains 0 in the record) instead of
+    paying a small price on every window; plain follow-the-leader (gain_prior 0) does pay it."""
+    from titans_ts.online.streams import carried_forecast, scan_stream
+
+    torch.manual_seed(0)
+    N, T = 2, 3000
+    walk = torch.cumsum(torch.randn(N, T + 2 * H + L), -1)
+    idx = torch.arange(T + H)[:, None]
+    ctx_raw = walk[:, idx + torch.arange(L)]
+    target = walk[:, idx + L + torch.arange(H)]
+    mean, std = ctx_raw.mean(-1), ctx_raw.std(-1) + 1e-3
+    forecast = ctx_raw[..., -1:].expand(N, T + H, H)  # repeat-last: the best forecast of a random walk
+    tok = {"ctx": (ctx_raw - mean[..., None]) / std[..., None], "yhat": (forecast - mean[..., None]) / std[..., None],
+           "std": std, "forecast": forecast, "target": target, "resid": (target - forecast) / std[..., None],
+           "tmask": torch.ones(N, T + H, H, dtype=torch.bool), "observed": torch.ones(N, T + H, dtype=torch.bool)}
+    write = {k: v[:, :T] for k, v in tok.items()}
+    read = {k: v[:, H:] for k, v in tok.items()}
+    write["prev"] = torch.zeros(N, T, H)
+    read["prev"] = write["resid"]
+    frozen = float(((read["forecast"] - read["target"]) ** 2).mean())
+    out = {}
+    for prior in (0.0, 0.1):
+        torch.manual_seed(0)
+        mem = StreamMemory(L, H, dim=8, heads=2, gain_prior=prior)
+        with torch.no_grad():
+            pred, gain = carried_forecast(mem, read, scan_stream(mem, read, write, None, False)[0], H)
+        out[prior] = (float(((pred - read["target"]) ** 2).mean()), float(gain.mean()))
+    assert out[0.1] == (frozen, 0.0)  # no correction, and the record's gains say so
+    assert out[0.0][1] > 0.1 and out[0.0][0] > frozen  # plain follow-the-leader chases the noise
+
+
 @pytest.mark.parametrize("fallback", [(0.0,), (0.0, 0.5, 1.0)])
 def test_the_forecasters_carried_memory_is_the_benchmarks_carried_mode(trained, fallback):
     """The forecaster's store (TitansForecaster(test_time_memory=True)) written with a stream's
