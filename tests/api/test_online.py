@@ -469,3 +469,11 @@ def test_one_backbone_serves_every_horizon_and_is_found_again_in_the_cache(train
     assert short["backbone_mse"] != [r for r in a if r["horizon"] == H and r["mode"] == "frozen"][0]["backbone_mse"]
     with pytest.raises(ValueError, match="backbone_horizon"):
         run_online("synthetic", (2, H), L, backbone_horizon=2, **kw)
+    # a cached backbone edited after it was written is refused, naming the file
+    path = next(tmp_path.iterdir())
+    saved = torch.load(path, weights_only=True)
+    name = next(iter(saved["state_dict"]))
+    saved["state_dict"][name] = saved["state_dict"][name] + 1e-3
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match=f"checkpoint {path}.*failed its content check"):
+        run_online("synthetic", (2, H), L, seed=0, **kw)
