@@ -7,7 +7,7 @@ validation months, standardised with train-month statistics). Then the last 4 mo
 streamed: at every origin (every ``--step`` hours) the same trained model forecasts the next
 ``h`` hours twice, with each series' stream memory carried over the whole history
 (``test_time_memory=True``: every window whose target has arrived is written into it with its
-error, ``update`` after every step writes the new ones; :class:`titans_ts.online.StreamMemory`)
+error, ``update`` after every step writes the new ones; :class:`titans_ts.model.stream_memory.StreamMemory`)
 and without it (``test_time_memory=False``, the default), and both are scored against the truth,
 with the seconds ``update`` + ``predict`` take. Writes docs/benchmarks/test_time_memory.md.
 """

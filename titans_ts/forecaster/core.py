@@ -13,7 +13,7 @@ memory writes); nothing is filled or dropped.
 
 **Memory across windows.** Every forecast runs the backbone's neural memory at test time over the
 last ``context_length`` steps (it memorises them, then is read). With ``test_time_memory=True``
-each series also carries a Titans memory *across* windows (:class:`titans_ts.online.StreamMemory`,
+each series also carries a Titans memory *across* windows (:class:`titans_ts.model.stream_memory.StreamMemory`,
 the carried mode of ``titans-ts benchmark online``): every window of the history whose target has
 fully arrived is written into it with the error the forecast made there, oldest first, and each
 forecast reads it for a correction. ``update`` writes the windows the new rows complete, without
