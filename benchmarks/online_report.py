@@ -300,7 +300,8 @@ def _modes_text(rows: list[dict]) -> list[str]:
         "state, which leaves the backbone's forecast as it is).",
         "- `carried`: parameters fixed; each channel's stream memory is carried along the stream and, at "
         "origin t, written with the realised error of the window of origin t - H, then read for window t "
-        "(`titans_ts.model.stream_memory.StreamMemory`: a Titans memory whose surprise is the forecasting loss). Beside "
+        "(`titans_ts.model.stream_memory.StreamMemory`: a Titans memory whose surprise is the forecasting "
+        "loss). Beside "
         "it runs a level memory: a Titans memory on six summaries of the window (a constant, the "
         "context's last value and recent mean, the forecast's mean, first and last step), its keys "
         "whitened by their running second moment, written with the mean of the window's error; it "
