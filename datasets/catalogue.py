@@ -248,10 +248,9 @@ def sha256_of(path: str | os.PathLike, rehash: bool = False) -> str:
         return _VERIFIED[key]
     digest = hashlib.sha256()
     opener = gzip.open if path.suffix == ".gz" else open
-    with _readable(path):
-        with opener(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+    with _readable(path), opener(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
     _VERIFIED[key] = digest.hexdigest()
     return _VERIFIED[key]
 

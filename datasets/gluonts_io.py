@@ -98,7 +98,7 @@ def from_gluonts(dataset: Iterable[dict], freq: str | None = None,
         raise DataValidationError("the GluonTS dataset is empty")
     ts_freq = freq or _timestamp_freq(seen_freq)
     idx = [pd.date_range(s, periods=len(v), freq=ts_freq) if ts_freq else None
-           for s, v in zip(index, values)]
+           for s, v in zip(index, values, strict=True)]
     n_ch = values[0].shape[1]
     if any(v.shape[1] != n_ch for v in values):
         raise DataValidationError("entries have different numbers of target channels")

@@ -598,7 +598,7 @@ def memory_scan_triton(q, k, v, alpha, eta, theta, weights, momentum, chunk_size
     last[-1] = BT - 1 - pad
     coefs = chunk_gate_coefficients(gates[0], gates[1], last)
     state = []
-    for w, s in zip(W, S):
+    for w, s in zip(W, S, strict=True):
         state += [w.reshape(B * H, *w.shape[2:]), s.reshape(B * H, *s.shape[2:])]
     out = _TritonScan.apply((depth, TRITON_ACTIVATIONS[activation], BT, precision), qh, kh, vh, th,
                             *[coefs[key].contiguous() for key in COEF_KEYS], *state)

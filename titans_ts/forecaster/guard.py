@@ -157,7 +157,7 @@ def _frame(est, ids, model, sn, rl) -> pd.DataFrame:
     return pd.DataFrame({est.id_col: restore_dtype(pd.Series(list(ids), dtype=object),
                                                    getattr(est, "id_dtype_", None)),
                          "model": model, "seasonal_naive": sn, "repeat_last": rl,
-                         "best_naive": pd.Series([NAIVES[p] if ok else None for p, ok in zip(pick, has)],
+                         "best_naive": pd.Series([NAIVES[p] if ok else None for p, ok in zip(pick, has, strict=True)],
                                                  dtype=object),
                          "model_wins": ~loses})
 
@@ -230,7 +230,7 @@ def _choices(est) -> dict:
     if not flag or report is None:
         return {}
     lost = report[~report["model_wins"].to_numpy(bool) & report["best_naive"].notna().to_numpy()]
-    return dict(zip(lost[est.id_col].tolist(), lost["best_naive"].tolist()))
+    return dict(zip(lost[est.id_col].tolist(), lost["best_naive"].tolist(), strict=True))
 
 
 def apply_fallback(est, ids, values, masks, point: np.ndarray, qs: dict[float, np.ndarray]):

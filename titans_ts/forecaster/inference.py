@@ -64,7 +64,7 @@ def _unobserved(est, masks, ids, channels) -> np.ndarray:
     empty = np.array([[not m[-L:, c].any() for c in range(C)] for m in masks], dtype=bool).reshape(-1, C)
     if empty.any():
         where = [f"{ids[i]!r}" + (f" (channel {channels[c]!r})" if C > 1 else "")
-                 for i, c in zip(*np.nonzero(empty))]
+                 for i, c in zip(*np.nonzero(empty), strict=True)]
         listed = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
         warnings.warn(f"{len(where)} series with no observed value in their last {L} steps (the "
                       f"context): {listed}. Their forecasts are NaN (there is nothing to forecast "

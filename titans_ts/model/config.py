@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Mapping, Optional, Tuple, Union
 
 __all__ = ["SettingsError", "TitansConfig", "MemoryConfig", "TrainingConfig", "VARIANTS", "TOKENIZERS", "HEADS",
@@ -293,7 +294,7 @@ class TitansConfig(_Settings):
         except ValueError:
             raise ValueError(f"quantiles must be levels strictly between 0 and 1, in increasing "
                              f"order, got {list(qs)}") from None
-        if not qs or any(a >= b for a, b in zip(qs, qs[1:])):
+        if not qs or any(a >= b for a, b in pairwise(qs)):
             raise ValueError(f"quantiles must be levels strictly between 0 and 1, in increasing "
                              f"order, got {list(qs)}")
         s(self, "quantiles", qs)

@@ -141,7 +141,7 @@ class TitansLightningModule(pl.LightningModule):
             return self._step(batch)[1]
         batches = list(batch) if isinstance(batch, (list, tuple)) else [batch] * k
         losses = []
-        for member, b in zip(self.net.members, batches):
+        for member, b in zip(self.net.members, batches, strict=True):
             out = member(b["past"], b.get("past_mask"), time_index=b.get("time_index"))
             losses.append(self._loss(out, b))
         return torch.stack(losses).sum()

@@ -83,8 +83,8 @@ class MemoryState(NamedTuple):
         ref = next((s.conv for s in states if s.conv is not None), None)
         conv = None if ref is None else torch.cat(
             [s.conv if s.conv is not None else ref.new_zeros(s.rows, *ref.shape[1:]) for s in states])
-        return MemoryState(tuple(torch.cat(ws) for ws in zip(*[s.weights for s in states])),
-                           tuple(torch.cat(ms) for ms in zip(*[s.momentum for s in states])), conv)
+        return MemoryState(tuple(torch.cat(ws) for ws in zip(*[s.weights for s in states], strict=True)),
+                           tuple(torch.cat(ms) for ms in zip(*[s.momentum for s in states], strict=True)), conv)
 
     def split(self, n: int) -> "list[MemoryState]":
         """``n`` states of ``rows // n`` consecutive rows each (the inverse of :meth:`cat` for

@@ -169,4 +169,4 @@ def stream_parts(pred: torch.Tensor, read: dict, parts: int = 20) -> list[float]
     cnt = m.sum((0, 2))
     n = se.shape[0]
     cuts = [i * n // parts for i in range(parts + 1)]
-    return [float(se[a:b].sum() / cnt[a:b].sum().clamp_min(1)) for a, b in zip(cuts, cuts[1:])]
+    return [float(se[a:b].sum() / cnt[a:b].sum().clamp_min(1)) for a, b in zip(cuts, cuts[1:], strict=False)]
