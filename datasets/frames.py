@@ -428,7 +428,7 @@ def _check_not_stacked(times: pd.Index, time_col: str, id_col: str) -> None:
     """A frame read as wide (it has no id column) whose time column goes back or repeats is
     most likely several series one after another without their ids: say so."""
     raw = times.asi8 if isinstance(times, pd.DatetimeIndex) else times.to_numpy()
-    back = np.flatnonzero(np.diff(raw) <= 0) if len(raw) > 1 else []
+    back = np.flatnonzero(np.diff(raw) <= 0) if len(raw) > 1 else np.empty(0, dtype=np.intp)
     if len(back):
         pos = int(back[0]) + 1
         how = "repeats" if raw[pos] == raw[pos - 1] else "goes back"
@@ -514,7 +514,7 @@ def fill_gaps(df: Any, freq: Any, *, id_col: str = "unique_id", time_col: str = 
         part = pdf.set_index(time_col).sort_index()
         out = part.reindex(grid(part.index)).rename_axis(time_col).reset_index()[list(pdf.columns)]
     out[time_col] = restore_dtype(out[time_col], time_dtype).to_numpy() if integer else out[time_col]
-    if flavour == "polars":
+    if schema is not None:  # a polars frame
         import polars as pl
 
         return restore_polars(pl.from_pandas(out), {c: schema[c] for c in (id_col, time_col) if c in schema})

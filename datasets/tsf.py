@@ -73,7 +73,9 @@ def read_tsf(path: str | os.PathLike) -> TSFData:
     attrs: list[tuple[str, str]] = []
     meta: dict[str, str] = {}
     data_started = False
-    names, starts, series = [], [], []
+    names: list[str] = []
+    starts: list[pd.Timestamp | None] = []
+    series: list[np.ndarray] = []
     extra: dict[str, list] = {}
     for line_no, line in enumerate(open_text(path), start=1):
         line = line.strip()

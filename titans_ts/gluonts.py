@@ -261,6 +261,8 @@ class TitansEstimator(PyTorchLightningEstimator):
     the data-aware choices and the facts they rest on (:func:`titans_ts.defaults.data_defaults`).
     """
 
+    trainer_kwargs: Dict[str, Any]  # set by PyTorchLightningEstimator.__init__
+
     @validated()
     def __init__(self, freq: str, prediction_length: int, context_length: Optional[int] = None,
                  head: str = "student_t", quantiles: Optional[List[float]] = None,

@@ -196,7 +196,7 @@ def validate_inputs(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, a
         mom = []
         for i, (s, w) in enumerate(zip(momentum, full, strict=True)):
             if not isinstance(s, torch.Tensor) or not s.is_floating_point():
-                got = s.dtype if isinstance(s, torch.Tensor) else type(s).__name__
+                got = str(s.dtype) if isinstance(s, torch.Tensor) else type(s).__name__
                 raise TypeError(f"momentum[{i}] must be a floating-point tensor, got {got}")
             if s.dtype != w.dtype:
                 raise TypeError(f"momentum[{i}] must have the weights' dtype {w.dtype}, got {s.dtype}")

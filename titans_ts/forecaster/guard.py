@@ -129,7 +129,7 @@ def _model_points(est, values, masks, windows, firsts) -> np.ndarray:
         batch = collate_windows([data[k] for k in range(start, min(len(windows), start + BATCH))])
         out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX))
         point = net.head.point(out)[..., :C].double().numpy()
-        empty = ~batch[PAST_MASK][..., :C].numpy().any(1)  # [B, C]
+        empty = ~batch[PAST_MASK][..., :C].any(1).numpy()  # [B, C]
         point[np.broadcast_to(empty[:, None, :], point.shape)] = np.nan
         points.append(point)
     return np.concatenate(points)
@@ -175,7 +175,7 @@ def assess(est, values, masks, windows, firsts, warn: bool = True) -> None:
     by_series: dict[int, list[int]] = {}
     for k, (i, _) in enumerate(windows):
         by_series.setdefault(i, []).append(k)
-    scores = {"model": [], "seasonal_naive": [], "repeat_last": []}
+    scores: dict[str, list[float]] = {"model": [], "seasonal_naive": [], "repeat_last": []}
     for i in range(len(values)):
         ks = by_series.get(i, [])
         ends = [windows[k][1] for k in ks]

@@ -12,6 +12,7 @@ in the series' units, and the two rules that keep a made-up or broken number out
 from __future__ import annotations
 
 import warnings
+from typing import Iterable, overload
 
 import numpy as np
 import torch
@@ -28,7 +29,11 @@ __all__ = ["scaled_inputs", "network_outputs", "forecast_arrays", "MAGNITUDE_LIM
 MAGNITUDE_LIMIT = 1e15
 
 
-def scaled_inputs(values: list[np.ndarray], stats: Stats, which=None) -> list[np.ndarray | None]:
+@overload
+def scaled_inputs(values: list[np.ndarray], stats: Stats, which: None = None) -> list[np.ndarray]: ...
+@overload
+def scaled_inputs(values: list[np.ndarray], stats: Stats, which: Iterable[int]) -> list[np.ndarray | None]: ...
+def scaled_inputs(values: list[np.ndarray], stats: Stats, which: Iterable[int] | None = None) -> list:
     """Every series' inputs in its scaled units (``which``: only those series, None elsewhere)."""
     centres, scales = stats
     keep = range(len(values)) if which is None else set(which)

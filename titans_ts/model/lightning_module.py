@@ -84,6 +84,11 @@ class TitansLightningModule(pl.LightningModule):
             cycle_len, ...).
     """
 
+    # what the online benchmark's backbone training records on it (titans_ts.online.backbone)
+    fit_epochs_: int
+    fit_seconds_: float
+    val_curve_: list[float]
+
     def __init__(self, seq_len: int = TitansConfig.seq_len, horizon: int = TitansConfig.horizon,
                  loss: str = TrainingConfig.loss, lr: float = TrainingConfig.lr,
                  weight_decay: float = TrainingConfig.weight_decay,
