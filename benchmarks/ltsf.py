@@ -593,8 +593,8 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
         beat = NUMBERS_TO_BEAT[d]
         m_mse, m_mae = statistics.mean(mse), statistics.mean(mae)
 
-        def beats(name):
-            return _beats((m_mse, m_mae), beat.get(name))
+        def beats(name, ours=(m_mse, m_mae), beat=beat):
+            return _beats(ours, beat.get(name))
 
         # PatchTST rerun here on the same windows: the lowest mean MSE and the lowest mean MAE
         # among its configurations

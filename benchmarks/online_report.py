@@ -679,12 +679,12 @@ def _plots(groups, folder: Path) -> list[str]:
     for dataset, L in sorted({(k[1], k[2]) for k in groups if k[0] == "main"}):
         keys = sorted(k for k in groups if k[0] == "main" and k[1] == dataset and k[2] == L)
         fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.0), squeeze=False)
-        for ax, key in zip(axes[0], keys):
+        for ax, key in zip(axes[0], keys, strict=True):
             for m in every:
                 rs = [r for r in groups[key].get(m, []) if r.get("parts")]
                 if not rs:
                     continue
-                parts = [statistics.mean(p) for p in zip(*[r["parts"] for r in rs])]
+                parts = [statistics.mean(p) for p in zip(*[r["parts"] for r in rs], strict=True)]
                 ax.plot(range(1, len(parts) + 1), parts, marker=".", label=m, color=colour[m])
             ax.set_yscale("log")
             ax.set_title(f"{dataset} L={L} H={key[3]}", fontsize=9)

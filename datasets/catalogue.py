@@ -151,7 +151,7 @@ _add(DatasetInfo("exchange_rate", "exchange_rate.csv", "ltsf", "ltsf", "D",
 
 # Monash forecasting archive (forecastingdata.org). The archive distributes zip files on Zenodo;
 # put the extracted .tsf (or .tsf.gz) under <root>/monash/ and the loaders find it by name.
-for _name, _file, _freq, _season, _h, _sha, _size, _rec in [
+for _name, _file, _freq, _season, _h, _digest, _bytes, _rec in [
     ("m1_monthly", "m1_monthly_dataset.tsf", "MS", 12, 18,
      "0c9cb65c1ad1d7acf34ef659d7669fddfd5fb54ca484762c2706e02d2e89e66e", 313600, "4656159"),
     ("m1_quarterly", "m1_quarterly_dataset.tsf", "QS", 4, 8,
@@ -183,7 +183,7 @@ for _name, _file, _freq, _season, _h, _sha, _size, _rec in [
     ("m4_quarterly", "m4_quarterly_dataset.tsf", "QS", 4, 8, None, None, "4656410"),
     ("m4_yearly", "m4_yearly_dataset.tsf", "YS", 1, 6, None, None, "4656379"),
 ]:
-    _add(DatasetInfo(_name, _file, "monash", "tsf", _freq, None, (_sha,) if _sha else (), _size,
+    _add(DatasetInfo(_name, _file, "monash", "tsf", _freq, None, (_digest,) if _digest else (), _bytes,
                      season=_season,
                      horizon=_h,
                      description=f"Monash archive .tsf (zip on {_MONASH_URL.format(_rec)})"))
@@ -193,7 +193,7 @@ _add(DatasetInfo("air_passengers", "AirPassengers.csv", "classic", "csv", "MS", 
                  "#Passengers", None, 12, description="Box & Jenkins monthly airline passengers"))
 
 
-def dataset_info(name: str) -> DatasetInfo:
+def dataset_info(name: str | DatasetInfo) -> DatasetInfo:
     """The catalogue entry for ``name`` (case-insensitive; aliases such as ``"ecl"`` work)."""
     if isinstance(name, DatasetInfo):
         return name
@@ -248,10 +248,9 @@ def sha256_of(path: str | os.PathLike, rehash: bool = False) -> str:
         return _VERIFIED[key]
     digest = hashlib.sha256()
     opener = gzip.open if path.suffix == ".gz" else open
-    with _readable(path):
-        with opener(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+    with _readable(path), opener(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
     _VERIFIED[key] = digest.hexdigest()
     return _VERIFIED[key]
 

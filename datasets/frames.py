@@ -17,6 +17,7 @@ Layouts:
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -112,7 +113,7 @@ class SeriesCollection:
 
     def check_min_length(self, min_length: int, what: str = "context + horizon") -> None:
         """Raise if a series has fewer than ``min_length`` rows."""
-        short = [(i, n) for i, n in zip(self.ids, self.lengths) if n < min_length]
+        short = [(i, n) for i, n in zip(self.ids, self.lengths, strict=True) if n < min_length]
         if short:
             listed = ", ".join(f"{i!r} ({n} rows)" for i, n in short[:_MAX_LISTED])
             more = f" and {len(short) - _MAX_LISTED} more" if len(short) > _MAX_LISTED else ""
@@ -124,7 +125,7 @@ class SeriesCollection:
     def check_observed(self) -> None:
         """Raise if a series has no observed target value at all (nothing to learn or forecast
         from: a forecast would be made up from nothing)."""
-        empty = [(sid, ch) for sid, m in zip(self.ids, self.masks)
+        empty = [(sid, ch) for sid, m in zip(self.ids, self.masks, strict=True)
                  for c, ch in enumerate(self.channels) if not m[:, c].any()]
         if empty:
             listed = ", ".join(f"{sid!r}" + (f" (channel {ch!r})" if self.layout == "wide" else "")
@@ -187,10 +188,8 @@ def restore_polars(df: Any, dtypes: dict | None) -> Any:
 
     casts = [pl.col(c).cast(t) for c, t in dtypes.items() if c in df.columns and df.schema[c] != t]
     for cast in casts:
-        try:
+        with contextlib.suppress(pl.exceptions.PolarsError, TypeError, ValueError):
             df = df.with_columns(cast)
-        except (pl.exceptions.PolarsError, TypeError, ValueError):
-            pass
     return df
 
 
@@ -365,7 +364,8 @@ def _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq) -> 
     cov_all = [_numeric(pdf[c], c) for c in covariates]
     ids_in, groups = _group_ids(pdf[id_col], id_col)
     ids, values, masks, index, covs, found = [], [], [], [], [], {}
-    for sid, rows_a in zip(ids_in, groups):  # rows of different series may interleave; each keeps its order
+    # rows of different series may interleave; each keeps its order
+    for sid, rows_a in zip(ids_in, groups, strict=True):
         idx = times[rows_a]
         found[sid] = check_index(idx, sid, time_col, freq)
         y = y_all[rows_a][:, None]  # float64: a level of 1e8 keeps its unit-size signal
@@ -428,7 +428,7 @@ def _check_not_stacked(times: pd.Index, time_col: str, id_col: str) -> None:
     """A frame read as wide (it has no id column) whose time column goes back or repeats is
     most likely several series one after another without their ids: say so."""
     raw = times.asi8 if isinstance(times, pd.DatetimeIndex) else times.to_numpy()
-    back = np.flatnonzero(np.diff(raw) <= 0) if len(raw) > 1 else []
+    back = np.flatnonzero(np.diff(raw) <= 0) if len(raw) > 1 else np.empty(0, dtype=np.intp)
     if len(back):
         pos = int(back[0]) + 1
         how = "repeats" if raw[pos] == raw[pos - 1] else "goes back"
@@ -514,7 +514,7 @@ def fill_gaps(df: Any, freq: Any, *, id_col: str = "unique_id", time_col: str = 
         part = pdf.set_index(time_col).sort_index()
         out = part.reindex(grid(part.index)).rename_axis(time_col).reset_index()[list(pdf.columns)]
     out[time_col] = restore_dtype(out[time_col], time_dtype).to_numpy() if integer else out[time_col]
-    if flavour == "polars":
+    if schema is not None:  # a polars frame
         import polars as pl
 
         return restore_polars(pl.from_pandas(out), {c: schema[c] for c in (id_col, time_col) if c in schema})

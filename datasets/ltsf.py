@@ -28,7 +28,7 @@ from .windows import WindowDataset
 __all__ = ["load_ltsf_frame", "ltsf_borders", "WindowDataset", "LTSFSplits", "ltsf_splits"]
 
 
-def load_ltsf_frame(name: str, root: str | os.PathLike | None = None,
+def load_ltsf_frame(name: str | DatasetInfo, root: str | os.PathLike | None = None,
                     verify: bool = True) -> pd.DataFrame:
     """Read a long-horizon benchmark CSV as published: ``date`` column first, then the channels."""
     info = dataset_info(name)

@@ -53,7 +53,7 @@ def _fail(err: OSError, path: Path, what: str) -> OSError:
         kind(f"cannot write {path}: {what}{reason}")
 
 
-def _os_error(err: BaseException) -> OSError | None:
+def _os_error(err: BaseException | None) -> OSError | None:
     """The operating system's error behind ``err``: itself, or one it was raised from or while
     handling (torch's zip writer turns a failed write into a RuntimeError)."""
     seen = set()
@@ -125,7 +125,7 @@ def _remove_stale(folder: Path, name: str) -> None:
                 os.unlink(entry.path)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = True) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], object], binary: bool = True) -> Path:
     """Call ``write(fh)`` on a temporary file next to ``path``, then move it onto ``path``.
 
     The parent folder is created if needed. Raises ``OSError`` (its subclass for the cause:

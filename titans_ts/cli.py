@@ -60,11 +60,11 @@ def _data(args: argparse.Namespace) -> int:
         print(f"{'name':<20} {'kind':<5} {'freq':<7} {'located':<8} file")
         for info in D.CATALOGUE.values():
             try:
-                path = D.find_file(info, root=args.root, verify=False)
+                shown = str(D.find_file(info, root=args.root, verify=False))
                 where = "yes"
             except D.DataNotFoundError:
-                path, where = info.filename, "no"
-            print(f"{info.name:<20} {info.kind:<5} {str(info.freq):<7} {where:<8} {path}")
+                shown, where = info.filename, "no"
+            print(f"{info.name:<20} {info.kind:<5} {str(info.freq):<7} {where:<8} {shown}")
         return 0
     if args.data_cmd == "path":
         print(D.find_file(args.name, root=args.root, verify=False))

@@ -261,6 +261,8 @@ class TitansEstimator(PyTorchLightningEstimator):
     the data-aware choices and the facts they rest on (:func:`titans_ts.defaults.data_defaults`).
     """
 
+    trainer_kwargs: Dict[str, Any]  # set by PyTorchLightningEstimator.__init__
+
     @validated()
     def __init__(self, freq: str, prediction_length: int, context_length: Optional[int] = None,
                  head: str = "student_t", quantiles: Optional[List[float]] = None,
@@ -489,7 +491,7 @@ def _hold_out_tail(data: Dataset, tails: List[int]) -> tuple:
     loses it for training and is validated on it; the others (and a series whose values before
     the tail are all missing) train whole, unvalidated."""
     train, val = [], []
-    for entry, tail in zip(data, tails):
+    for entry, tail in zip(data, tails, strict=True):
         target = np.asarray(entry[FieldName.TARGET], dtype=np.float64)
         if tail and not np.isnan(target[..., :-tail]).all():
             train.append({**entry, FieldName.TARGET: target[..., :-tail]})

@@ -125,7 +125,7 @@ def memory_scan(
     if backend == "chunked":
         # weights given as [H, d_out, d_in] (shared by the batch) stay 3-D: the chunked scan then
         # reduces their gradient over the batch inside its matmuls
-        shared = tuple(g if g.dim() == 3 else w for g, w in zip(given, weights))
+        shared = tuple(g if g.dim() == 3 else w for g, w in zip(given, weights, strict=True))
         y, state = memory_scan_chunked(q, k, v, alpha, eta, theta, shared, *args[7:],
                                        output_final_state=output_final_state)
     elif backend == "reference":

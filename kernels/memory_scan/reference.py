@@ -69,8 +69,8 @@ def memory_scan_reference(q, k, v, alpha, eta, theta, weights, momentum, chunk_s
         if surprise_clamp is not None:
             sq = sum((g * g).sum(dim=(-1, -2)) for g in grads)
             th_t = th_t * soft_clamp_scale(sq, surprise_clamp).view(B, H, 1, 1)
-        S = [e_t * s - th_t * g for s, g in zip(S, grads)]
-        W = [(1 - a_t) * w + s for w, s in zip(W, S)]
+        S = [e_t * s - th_t * g for s, g in zip(S, grads, strict=True)]
+        W = [(1 - a_t) * w + s for w, s in zip(W, S, strict=True)]
         ys.append(memory_forward(W, q[:, t], activation))
     y = torch.stack(ys, dim=1) if ys else q.new_zeros(B, 0, H, v.shape[-1])
     return y.to(out_dtype), (tuple(W), tuple(S))

@@ -201,6 +201,22 @@ def test_an_edited_saved_model_is_refused_naming_the_file(tmp_path):
         TitansForecaster.load(tmp_path / "m3.pt")
 
 
+@pytest.mark.parametrize("tz", [lambda tz: tz[:-1], lambda tz: [*tz, ""]])
+def test_per_series_lists_of_other_lengths_are_refused(tmp_path, tz):
+    """A file whose digest matches but whose per-series time zones are one short or one too many
+    (written by a broken writer) is refused by name, never loaded with a series' zone dropped."""
+    from titans_ts.integrity import content_digest
+
+    f = TitansForecaster(**TINY).fit(_long())
+    payload = torch.load(f.save(tmp_path / "model.pt"), weights_only=True)
+    del payload["digest"]
+    payload["tz"] = tz(payload["tz"])
+    payload["digest"] = content_digest(payload)
+    torch.save(payload, tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"does not fit together: the per-series lists have different lengths"):
+        TitansForecaster.load(tmp_path / "model.pt")
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, ("echo this should never run",))

@@ -120,7 +120,7 @@ def test_update_changes_forecast_not_parameters():
     for k, v in _params(f).items():
         assert torch.equal(v, before_params[k]), k
     # the new data reached the memory: more blocks memorised than before
-    assert all(b > a for a, b in zip(mem_before, [r.written for r in f.memory_.series]))
+    assert all(b > a for a, b in zip(mem_before, [r.written for r in f.memory_.series], strict=True))
     # the memory started where training ended: updating in two steps ends where one step does
     assert all(a[0] == 100 - 6 - 6 for a in f.memory_.anchors)  # T - val_size - h
     g = TitansForecaster(test_time_memory=True, **TINY).fit(head)

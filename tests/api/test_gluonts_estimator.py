@@ -81,7 +81,7 @@ def test_student_t_evaluation(m3, student_t):
     f_it, t_it = make_evaluation_predictions(m3[1], predictor, num_samples=50)
     forecasts, series = list(f_it), list(t_it)
     assert len(forecasts) == N_SERIES
-    for f, ts, entry in zip(forecasts, series, m3[1]):
+    for f, ts, entry in zip(forecasts, series, m3[1], strict=True):
         assert isinstance(f, SampleForecast) and f.samples.shape == (50, H)
         assert np.isfinite(f.samples).all()
         assert f.item_id == entry["item_id"]
@@ -93,7 +93,7 @@ def test_student_t_evaluation(m3, student_t):
     # last training value repeated) on the same series; a forecast of zero scores MASE ~ 10+
     naive = [SampleForecast(samples=np.full((1, H), entry["target"][-H - 1], dtype=np.float32),
                             start_date=f.start_date, item_id=f.item_id)
-             for f, entry in zip(forecasts, m3[1])]
+             for f, entry in zip(forecasts, m3[1], strict=True)]
     naive_agg, _ = _evaluator()(series, naive)
     assert 0.5 < naive_agg["MASE"] < 2.0 and 0.2 < naive_agg["sMAPE"] < 1.0  # a sane reference
     assert agg["MASE"] <= 1.2 * naive_agg["MASE"], (agg["MASE"], naive_agg["MASE"])
@@ -144,7 +144,7 @@ def test_rolling_windows(m3, student_t):
     assert len(instances) == 2 * N_SERIES
     forecasts = list(student_t[0].predict([inp for inp, _ in instances], num_samples=10))
     assert len(forecasts) == len(instances)
-    for f, (inp, label) in zip(forecasts, instances):
+    for f, (_, label) in zip(forecasts, instances, strict=True):
         assert f.start_date == label["start"]
         assert f.samples.shape == (10, H) and len(label["target"]) == H
         assert np.isfinite(f.samples).all()
@@ -171,7 +171,7 @@ def test_serialize_roundtrip(m3, student_t, quantile, tmp_path):
     b = np.stack([f.samples for f in s_back.predict(m3[1], num_samples=20)])
     np.testing.assert_array_equal(a, b)
     # and the trained weights really travelled (a fresh network would forecast otherwise)
-    for (k, v), (k2, v2) in zip(s_pred.network.state_dict().items(), s_back.network.state_dict().items()):
+    for (k, v), (k2, v2) in zip(s_pred.network.state_dict().items(), s_back.network.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
 
 

@@ -270,7 +270,7 @@ def test_the_level_memory_gradients_match_the_reference():
     w = torch.randn(N, T)
     g1 = torch.autograd.grad((mem._level_scan(xr, xw, resid, mask, None)[0].double() * w).sum(), (xr, xw, resid))
     g2 = torch.autograd.grad((_level_reference(mem, xr, xw, resid, mask) * w).sum(), (xr, xw, resid))
-    for a, b in zip(g1, g2):
+    for a, b in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 

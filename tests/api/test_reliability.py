@@ -53,7 +53,7 @@ def test_forecasts_are_scale_equivariant_for_every_head(head):
     kw = dict(levels=[80]) if head != "point" else {}
     ref = None
     for a in (1.0, 1e-6, 1e6):
-        def unit(d):
+        def unit(d, a=a):
             return d.assign(y=d["y"] * a)
         f = TitansForecaster(head=head, **TINY).fit(unit(head_rows))
         got = [f.predict(**kw), f.predict(df=unit(other), **kw)]
@@ -63,7 +63,7 @@ def test_forecasts_are_scale_equivariant_for_every_head(head):
         if ref is None:
             ref = got
             continue
-        for r, g in zip(ref, got):
+        for r, g in zip(ref, got, strict=True):
             np.testing.assert_allclose(g, r, rtol=2e-5, atol=0)
 
 
@@ -140,7 +140,7 @@ def test_a_failed_update_restores_every_part_of_the_carried_memory(monkeypatch):
     monkeypatch.setattr(state, "_check_after_update", fail)
     with pytest.raises(RuntimeError, match="check failed"):
         f.update(data.groupby("unique_id").tail(30))
-    for r, (written, nxt, gains, pending, errors, st) in zip(f.memory_.series, records):
+    for r, (written, nxt, gains, pending, errors, st) in zip(f.memory_.series, records, strict=True):
         assert (r.written, r.next_write) == (written, nxt) and r.state is st
         assert torch.equal(r.gain_errors, gains) and torch.equal(r.errors, errors)
         assert r.pending.keys() == pending.keys()

@@ -408,7 +408,7 @@ def test_two_cli_workers_share_one_study(tmp_path, data_root):
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
         assert "best: trial" in out and "best recipe: best.yaml" in out
     assert sorted(os.listdir(tmp_path)) == ["best.yaml", "space.yaml", "study.db", "tiny.yaml"]

@@ -61,7 +61,7 @@ ORDER = ("frozen", "carried", "carried+online_gd", "online_gd", "repeat_last", "
 def _scripts_rows():
     rows = []
     for (d, L, H), values in CELLS.items():
-        for mode, mse in zip(ORDER, values):
+        for mode, mse in zip(ORDER, values, strict=True):
             if mse is None:
                 continue
             naive = mode in ("repeat_last", "seasonal_naive")
@@ -83,7 +83,7 @@ def _table(text: str, section: str, header: str) -> dict:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
-        row = dict(zip(cols, cells))
+        row = dict(zip(cols, cells, strict=True))
         out[(row["dataset"], int(row["L"]), int(row["H"]))] = row
     return out
 

@@ -51,7 +51,7 @@ def frames(draw, min_len=2, max_len=40, nan_tail_free=0, gaps=True):
     id_kind = draw(st.sampled_from(["str", "int64", "int32"]))
     ids = [f"s{k}" for k in range(n)] if id_kind == "str" else [10 * (k + 1) for k in range(n)]
     if layout == "long":
-        df = pd.concat([pd.DataFrame({"unique_id": sid, "ds": ds, "y": y}) for sid, y in zip(ids, ys)],
+        df = pd.concat([pd.DataFrame({"unique_id": sid, "ds": ds, "y": y}) for sid, y in zip(ids, ys, strict=True)],
                        ignore_index=True)
         if id_kind != "str":
             df = df.astype({"unique_id": id_kind})

@@ -58,7 +58,7 @@ def slow_attention(attn: Attention, x, prefix=None):
             for h in range(H):
                 c = slice(h * dh, (h + 1) * dh)
                 w = torch.softmax(torch.stack([q[n, first + t, c] @ k[n, j, c] for j in keys]) / math.sqrt(dh), 0)
-                heads.append(sum(wi * v[n, j, c] for wi, j in zip(w, keys)))
+                heads.append(sum(wi * v[n, j, c] for wi, j in zip(w, keys, strict=True)))
             rows.append(torch.cat(heads))
     return torch.stack(rows).view(N, T, D) @ attn.out.weight.T
 
@@ -152,7 +152,7 @@ def test_blocks_without_a_window_stream_in_pieces(variant):
         y1, s1 = blk(x[:, :8])
         y2, s2 = blk(x[:, 8:], s1)
     torch.testing.assert_close(torch.cat([y1, y2], 1), y, rtol=1e-5, atol=1e-5)
-    for a, b in zip(s2.weights + s2.momentum, state.weights + state.momentum):
+    for a, b in zip(s2.weights + s2.momentum, state.weights + state.momentum, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
@@ -216,14 +216,14 @@ def test_mac_reads_the_memory_as_it_was_before_each_segment():
         # the state the second segment reads is exactly the one the first segment's write left
         _, after_first = blk.memory(blk.attn(blk.norm1(x)[:, :4],
                                              prefix=original(blk.norm1(x)[:, :4], None)), None)
-        for w, w2 in zip(seen[1][1].weights, after_first.weights):
+        for w, w2 in zip(seen[1][1].weights, after_first.weights, strict=True):
             torch.testing.assert_close(w, w2)
         # changing a segment's own tokens leaves the state it reads unchanged
         x2 = x.clone()
         x2[:, 4:8] += 1.0
         seen.clear()
         blk(x2)
-        for w, w2 in zip(seen[1][1].weights, after_first.weights):
+        for w, w2 in zip(seen[1][1].weights, after_first.weights, strict=True):
             torch.testing.assert_close(w, w2)
 
 

@@ -55,7 +55,7 @@ def test_mask_keeps_unobserved_inputs_out_of_memory():
         m.gates.weight.zero_()
     _, st_a = m(x, mask=mask)
     _, st_b = m(x2, mask=mask)
-    for a, b in zip(st_a.weights, st_b.weights):
+    for a, b in zip(st_a.weights, st_b.weights, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -111,7 +111,7 @@ def test_memory_states_batch_and_split_without_changing_any_stream():
     parts = st.split(2)
     with torch.no_grad():
         _, sa2 = mem(nxt[:1], sa)
-    for w, w2 in zip(parts[0].weights, sa2.weights):
+    for w, w2 in zip(parts[0].weights, sa2.weights, strict=True):
         torch.testing.assert_close(w, w2, rtol=1e-5, atol=1e-6)
     # a state that has read nothing (no convolution history) batches beside one that has
     fresh = mem.initial_state(1).contiguous()

@@ -247,7 +247,7 @@ class TitansForecaster(BaseEstimator):
         and scaled in float64 before the network's float32, :mod:`.scaling`) and masks."""
         if coll.covariates is None:
             return [v.astype(np.float64) for v in coll.values], [m.copy() for m in coll.masks]
-        vals = [np.concatenate([v, c], 1).astype(np.float64) for v, c in zip(coll.values, coll.covariates)]
+        vals = [np.concatenate([v, c], 1).astype(np.float64) for v, c in zip(coll.values, coll.covariates, strict=True)]
         return vals, [~np.isnan(v) for v in vals]
 
     def _firsts(self, index: list, freq: Any) -> list[int] | None:
@@ -272,7 +272,7 @@ class TitansForecaster(BaseEstimator):
         """Training and validation window ends; ``val_sizes``: each series' held-out tail."""
         L, h = self.context_length_, self.h
         train, val = [], []
-        for i, (v, vs) in enumerate(zip(values, val_sizes)):
+        for i, (v, vs) in enumerate(zip(values, val_sizes, strict=True)):
             T = v.shape[0]
             t_end = T - vs
             first = max(1, min(L, t_end - h))
@@ -461,8 +461,9 @@ class TitansForecaster(BaseEstimator):
         # the rows' timestamps in each series' own zone (the same instants in another zone are
         # converted; naive against zoned is refused): appended as they are, they would turn the
         # history's index into one of mixed zones that no later call can use
-        known = dict(zip(self.history_["ids"], self.history_["index"]))
-        coll.index = [in_zone_of(known[sid], idx, sid, coll.time_col) for sid, idx in zip(coll.ids, coll.index)]
+        known = dict(zip(self.history_["ids"], self.history_["index"], strict=True))
+        coll.index = [in_zone_of(known[sid], idx, sid, coll.time_col)
+                      for sid, idx in zip(coll.ids, coll.index, strict=True)]
         state.update(self, coll)
         return self
 

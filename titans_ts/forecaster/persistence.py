@@ -216,7 +216,9 @@ def _build(cls, payload, params, fitted, v1: bool):
     module.load_state_dict(payload["state_dict"])
     est.model_ = module.eval()
     kinds = payload.get("index_kind") or ["time" if has else "none" for has in payload["has_index"]]
-    index = [_index(raw, kind, tz) for raw, kind, tz in zip(payload["index"], kinds, payload["tz"])]
+    if not len(payload["index"]) == len(kinds) == len(payload["tz"]):
+        raise IndexError("the per-series lists have different lengths")
+    index = [_index(raw, kind, tz) for raw, kind, tz in zip(payload["index"], kinds, payload["tz"], strict=True)]
     values = [v.numpy() for v in payload["values"]]
     masks = [m.numpy() for m in payload["masks"]]
     if v1:  # fitted on the raw values: the identity scaling reproduces it exactly

@@ -44,7 +44,7 @@ def _one(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def series_stats(values: list[np.ndarray], masks: list[np.ndarray]) -> Stats:
     """Centre and scale [D] (float64) of every series' observed values, channel by channel
     (a channel without an observed value: centre 0, scale 1)."""
-    pairs = [_one(v, m) for v, m in zip(values, masks)]
+    pairs = [_one(v, m) for v, m in zip(values, masks, strict=True)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 

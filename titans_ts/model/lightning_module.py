@@ -84,6 +84,11 @@ class TitansLightningModule(pl.LightningModule):
             cycle_len, ...).
     """
 
+    # what the online benchmark's backbone training records on it (titans_ts.online.backbone)
+    fit_epochs_: int
+    fit_seconds_: float
+    val_curve_: list[float]
+
     def __init__(self, seq_len: int = TitansConfig.seq_len, horizon: int = TitansConfig.horizon,
                  loss: str = TrainingConfig.loss, lr: float = TrainingConfig.lr,
                  weight_decay: float = TrainingConfig.weight_decay,
@@ -141,7 +146,7 @@ class TitansLightningModule(pl.LightningModule):
             return self._step(batch)[1]
         batches = list(batch) if isinstance(batch, (list, tuple)) else [batch] * k
         losses = []
-        for member, b in zip(self.net.members, batches):
+        for member, b in zip(self.net.members, batches, strict=True):
             out = member(b["past"], b.get("past_mask"), time_index=b.get("time_index"))
             losses.append(self._loss(out, b))
         return torch.stack(losses).sum()

@@ -579,7 +579,7 @@ class StreamMemory(nn.Module):
             return corr, (None if final is None else StreamState(*final))
         lc, level_final = level
         corr = torch.stack([main, lc.to(main.dtype)[..., None].expand_as(main)], 2)
-        return corr, (None if final is None else StreamState(*final, level_final))
+        return corr, (None if final is None else StreamState(final[0], final[1], level_final))
 
     # ------------------------------------------------------------------ the level memory
     def _whiten(self, x: torch.Tensor, second: torch.Tensor, count: torch.Tensor) -> torch.Tensor:

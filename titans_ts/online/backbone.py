@@ -33,6 +33,8 @@ def origin_batch(values: torch.Tensor, origins, seq_len: int, horizon: int) -> d
 class _ValCurve:
     """Collects each epoch's validation loss (a Lightning callback, built lazily)."""
 
+    values: list[float]  # (the callback __new__ returns has them)
+
     def __new__(cls):
         import lightning.pytorch as pl
 

@@ -136,7 +136,7 @@ def evaluate_modes(module, mem: StreamMemory, data: OnlineData, seq_len: int, ho
     scored = int(data.origins("test", L, H)[0])
     out = {}
     if {"frozen", "carried"} & set(modes):
-        out.update(_memory_modes(mem, stream, H, scored, modes))
+        out.update(_memory_modes(mem, stream, H, scored, modes))  # type: ignore[arg-type]  # built above
     if {"online_gd", "carried+online_gd"} & set(modes):
         fc, ms = online_gd_forecasts(module.net, values, first, last, L, H, online_lr, seed=seed)
         gd = StreamInputs.build(mem, values, first, last, fc, L, H)
@@ -169,4 +169,4 @@ def stream_parts(pred: torch.Tensor, read: dict, parts: int = 20) -> list[float]
     cnt = m.sum((0, 2))
     n = se.shape[0]
     cuts = [i * n // parts for i in range(parts + 1)]
-    return [float(se[a:b].sum() / cnt[a:b].sum().clamp_min(1)) for a, b in zip(cuts, cuts[1:])]
+    return [float(se[a:b].sum() / cnt[a:b].sum().clamp_min(1)) for a, b in zip(cuts, cuts[1:], strict=False)]

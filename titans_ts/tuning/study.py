@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -271,7 +271,8 @@ def _finite(value: Any) -> bool:
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable,
                catch: tuple[type[BaseException], ...]) -> None:
-    value, state, err, exc_info = None, None, None, None
+    value, state, exc_info = None, None, None
+    err: BaseException | None = None
     storage = study._storage
     try:
         if heartbeat_enabled(storage):
@@ -317,7 +318,8 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable,
 
 def optimize(objective: Callable[[optuna.Trial], float], *, n_trials: int,
              storage: str | os.PathLike | optuna.storages.BaseStorage | None = None,
-             study_name: str | None = None, direction: str = "minimize", seed: int | None = 0,
+             study_name: str | None = None, direction: Literal["minimize", "maximize"] = "minimize",
+             seed: int | None = 0,
              pruner: optuna.pruners.BasePruner | None = None,
              sampler: optuna.samplers.BaseSampler | None = None, timeout: float | None = None,
              catch: tuple[type[BaseException], ...] = (Exception,),
