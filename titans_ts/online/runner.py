@@ -24,7 +24,7 @@ from ..datasets.windows import FUTURE, FUTURE_MASK
 from ..model.stream_memory import StreamMemory
 from .backbone import backbone_forecasts, origin_batch, train_backbone
 from .config import MODES, NAIVE_MODES, SEQUENTIAL_MODES, OnlineConfig, check_modes
-from .modes import evaluate_modes, metrics, online_gd_forecasts, stream_parts
+from .modes import evaluate_modes, metrics, naive_modes, online_gd_forecasts, stream_parts
 from .streams import StreamInputs, carried_forecast, scan_stream, squared_error, stream_tokens
 
 __all__ = ["choose_stream_memory", "choose_online_lr", "check_stream_fits", "run_online"]
@@ -137,7 +137,7 @@ def run_online(dataset: str, horizons, seq_len: int, seed: int = 0, modes=MODES,
 def _run_naive(data: OnlineData, cfg: OnlineConfig, H: int, seed: int, modes) -> list:
     """Records of the naive modes alone (no backbone is trained for them)."""
     L = cfg.seq_len
-    res = evaluate_modes(None, None, data, L, H, modes=modes)  # type: ignore[arg-type]  # naive modes: no memory
+    res = naive_modes(data, L, H, modes)
     values = torch.from_numpy(data.values)
     origins = np.arange(int(data.origins("test", L, H)[0]), int(data.stream_origins(L, H)[-1]) + 1)
     b = origin_batch(values, origins, L, H)
