@@ -22,13 +22,17 @@ def _plt():
 
 
 def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple[int, ...] | None = None,
-                       channel: int | str = -1) -> Path:
-    """Context, truth and forecast of a few test windows of one channel (default: the target).
+                       channel: int | str = -1, band: tuple[torch.Tensor, torch.Tensor, str] | None = None) -> Path:
+    """Context, truth, forecast and interval of a few test windows of one channel (default: the
+    target).
 
     Args:
         model: a ``TitansLightningModule`` (or anything with ``.net``).
         datamodule: an ``LTSFDataModule`` after ``setup``.
         windows: test window indices (default: three spread over the test split).
+        band: an interval for a point head: offsets ``(low, high)`` of shape [H, C] added to the
+            point forecast, and the legend's label (``titans_ts.recipes.residual_band``). A
+            probabilistic head shades its own quantiles (its ``band_levels``) when no band is given.
     """
     plt = _plt()
     test = datamodule.splits.test
@@ -50,11 +54,15 @@ def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple
             ax.plot(range(L), item["past"][:, ch], color="0.4", lw=1, label="context")
             ax.plot(range(L, L + H), item["future"][:, ch], color="k", lw=1, label="truth")
             ax.plot(range(L, L + H), pred, color="tab:red", lw=1.2, label="titans-ts")
-            band = net.head.band_levels
             if band is not None:
-                q = net.head.quantiles(out_, band)[0, :, ch].cpu()
+                lo, hi, label = band
+                ax.fill_between(range(L, L + H), pred + lo[:H, ch].cpu(), pred + hi[:H, ch].cpu(),
+                                color="tab:red", alpha=0.2, label=label)
+            elif net.head.band_levels is not None:
+                levels = net.head.band_levels
+                q = net.head.quantiles(out_, levels)[0, :, ch].cpu()
                 ax.fill_between(range(L, L + H), q[:, 0], q[:, -1], color="tab:red", alpha=0.2,
-                                label=f"{band[0]:g}-{band[1]:g} quantiles")
+                                label=f"{levels[0]:g}-{levels[1]:g} quantiles")
             start = test.timestamps[test.window_start(w)] if test.timestamps is not None else w
             ax.set_title(f"{datamodule.dataset} test window {w} (from {start}), channel "
                          f"{test.columns[ch]}, scaled", fontsize=9)
@@ -69,7 +77,18 @@ def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple
 def plot_forecast_frame(history, forecast, out: str | os.PathLike | None = None, *, id_col="unique_id",
                         time_col="ds", target_col="y", point_col="titans", max_series: int = 4,
                         levels: tuple | None = None, ax=None):
-    """History and forecast frames (pandas, long layout) -> a figure (saved if ``out``)."""
+    """History, forecast and prediction intervals of frames in the long layout, one panel per
+    series (the function behind ``TitansForecaster.plot``). Returns the figure; saved if ``out``.
+
+    Args:
+        history: the observed rows (pandas or polars): ``id_col``, ``time_col``, ``target_col``.
+        forecast: the forecast rows: ``id_col``, ``time_col``, ``point_col`` and, for intervals,
+            ``lo-<level>`` / ``hi-<level>`` or quantile columns ``q0.1`` ... (the widest pair
+            is shaded when there are no ``lo-`` / ``hi-`` columns).
+        levels: the interval levels shaded (default: every ``lo-`` / ``hi-`` pair).
+        max_series: panels drawn (the forecast's first series).
+        ax: a matplotlib axis to draw one series on (then ``max_series=1`` or one series' rows).
+    """
     plt = _plt()
     import pandas as pd
 
@@ -90,7 +109,8 @@ def plot_forecast_frame(history, forecast, out: str | os.PathLike | None = None,
         a.plot(h[time_col], h[target_col], color="k", lw=1, label="history")
         a.plot(f[time_col], f[point_col], color="tab:red", lw=1.2, label="forecast")
         for lo, hi in _interval_columns(f.columns, levels):
-            a.fill_between(f[time_col], f[lo], f[hi], color="tab:red", alpha=0.15, label=f"{lo}..{hi}")
+            label = f"{lo[3:]} % interval" if lo.startswith("lo-") else f"{lo} to {hi}"
+            a.fill_between(f[time_col], f[lo], f[hi], color="tab:red", alpha=0.15, label=label)
         a.set_title(str(sid) if sid is not None else "", fontsize=9)
     axes[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()

@@ -471,9 +471,22 @@ class TitansForecaster(BaseEstimator):
     def plot(self, forecast: Any = None, df: Any = None, ids: Sequence[str] | None = None,
              levels: Sequence[float] | None = None, out: str | os.PathLike | None = None,
              history_steps: int | None = None, max_series: int = 4):
-        """History, forecast and intervals with matplotlib (returns the figure; saved if ``out``).
+        """History, forecast and prediction intervals with matplotlib: one panel per series
+        (returns the figure; saved if ``out``).
 
-        ``forecast`` defaults to ``predict(levels=levels)``; ``df`` to the stored history."""
+        Args:
+            forecast: what to draw (default: ``predict(levels=levels)``, or ``predict()`` for a
+                point head, which has no interval).
+            df: the history drawn, and forecast from (default: the stored history).
+            ids: the series drawn: ids of a long frame, channel names of a wide one (default:
+                the first ``max_series``).
+            levels: the intervals shaded, in percent (e.g. ``[80]``; default: the widest pair of
+                the forecast's quantiles).
+            out: a file to write (PNG, SVG, PDF: matplotlib's formats).
+            history_steps: history steps drawn before the forecast (default: 3 x
+                ``context_length_``).
+            max_series: panels drawn when ``ids`` is not given.
+        """
         from .evaluation import plot
 
         return plot(self, forecast, df, ids, levels, out, history_steps, max_series)

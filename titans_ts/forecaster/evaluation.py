@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,10 @@ def score(est, df: Any, metric: str = "mae", season: int = 1) -> float:
 
 def plot(est, forecast: Any = None, df: Any = None, ids=None, levels=None, out=None,
          history_steps: int | None = None, max_series: int = 4):
-    """History, forecast and intervals of ``est`` with matplotlib (see ``TitansForecaster.plot``)."""
+    """History, forecast and intervals of ``est`` with matplotlib (see ``TitansForecaster.plot``).
+
+    ``ids`` chooses what is drawn: series ids of a long frame, channel names of a wide one
+    (default: the first ``max_series``); one that the forecast does not hold is an error."""
     from ..datasets.frames import to_frame
     from ..plotting import plot_forecast_frame
 
@@ -114,18 +118,42 @@ def plot(est, forecast: Any = None, df: Any = None, ids=None, levels=None, out=N
     fc = as_pandas(forecast)
     hist = as_pandas(df) if df is not None else to_frame(est._history_collection(), "pandas")
     steps = history_steps if history_steps is not None else 3 * est.context_length_
+    time_col = est.time_col_
     if est.layout_ == "wide":
-        ch = est.channels_[0]
-        hist = hist.assign(**{est.id_col: ch}).rename(columns={ch: "y"})[[est.id_col, est.time_col_, "y"]]
-        fc = fc.assign(**{est.id_col: ch}).rename(columns={ch: "y_hat"})
-        fc = fc.rename(columns={c: c[len(ch) + 1:] for c in fc.columns if c.startswith(ch + "_")})
+        known = list(est.channels_)
+        what = "channels"
+    else:
+        known = list(pd.unique(fc[est.id_col]))
+        what = "series ids"
+    if ids is not None:
+        ids = list(ids)
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise ValueError(f"ids {unknown} are not among the forecast's {what}: {known[:10]}"
+                             f"{' ...' if len(known) > 10 else ''}")
+    if est.layout_ == "wide":  # one panel per chosen channel, as long frames with the channel as id
+        chans = ids if ids is not None else known[:max_series]
+        suffix = re.compile(r"(q[0-9.]+|lo-[0-9.]+|hi-[0-9.]+)$")
+
+        def own(ch: str) -> dict[str, str]:
+            cols = {ch: "y_hat"}
+            cols.update({c: c[len(ch) + 1:] for c in fc.columns
+                         if c.startswith(ch + "_") and suffix.fullmatch(c[len(ch) + 1:])})
+            return cols
+
+        hist = pd.concat([hist[[time_col, ch]].rename(columns={ch: "y"}).assign(**{est.id_col: ch})
+                          for ch in chans], ignore_index=True)
+        fc = pd.concat([fc[[time_col, *own(ch)]].rename(columns=own(ch)).assign(**{est.id_col: ch})
+                        for ch in chans], ignore_index=True)
         target, point = "y", "y_hat"
+        max_series = len(chans)
     else:
         target, point = est.target_col, f"{est.target_col}_hat"
-    if ids is not None:
-        hist = hist[hist[est.id_col].isin(ids)]
-        fc = fc[fc[est.id_col].isin(ids)]
+        if ids is not None:
+            hist = hist[hist[est.id_col].isin(ids)]
+            fc = fc[fc[est.id_col].isin(ids)]
+            max_series = len(ids)
     hist = hist.groupby(est.id_col, sort=False).tail(steps)
-    return plot_forecast_frame(hist, fc, out, id_col=est.id_col, time_col=est.time_col_,
+    return plot_forecast_frame(hist, fc, out, id_col=est.id_col, time_col=time_col,
                                target_col=target, point_col=point, max_series=max_series,
                                levels=tuple(levels) if levels else None)
