@@ -19,15 +19,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mkdocs.exceptions import PluginError
-from mkdocs.plugins import event_priority
-
 USER_GUIDE = "user-guide.md"
 INCLUDE = re.compile(r"<!-- user-guide: (.+?) -->.*?<!-- /user-guide -->", re.S)
 SECTION = re.compile(r"^## .*$", re.M)
 ROLE = re.compile(r":(?:py:)?(?:class|mod|func|meth|attr|data|exc|obj|const):(?=<code)")
 
 _tree: str | None = None
+
+try:
+    from mkdocs.plugins import event_priority
+except ImportError:  # the tests read this file without mkdocs
+    def event_priority(priority):
+        return lambda f: f
 
 
 def wheel_layout(repo: Path, into: Path) -> Path:
@@ -50,11 +53,21 @@ def user_guide_section(guide: str, text: str) -> str:
     hits = [i for i, m in enumerate(heads) if text in m.group(0)]
     if len(hits) != 1:
         listed = "; ".join(m.group(0)[3:] for m in heads)
-        raise PluginError(f"docs/{USER_GUIDE}: {len(hits)} sections have {text!r} in their heading "
+        raise _error(f"docs/{USER_GUIDE}: {len(hits)} sections have {text!r} in their heading "
                           f"(one is needed); its sections: {listed}")
     start = heads[hits[0]].end()
     end = heads[hits[0] + 1].start() if hits[0] + 1 < len(heads) else len(guide)
     return guide[start:end].strip() + "\n"
+
+
+def _error(message: str) -> Exception:
+    """mkdocs' error for a failed build (a message, no traceback); a ValueError where mkdocs is
+    not installed (the tests read this file without it)."""
+    try:
+        from mkdocs.exceptions import PluginError
+    except ImportError:
+        return ValueError(message)
+    return PluginError(message)
 
 
 @event_priority(100)  # before mkdocstrings, which starts its handlers in its own on_config

@@ -282,7 +282,31 @@ def test_score_and_plot(tmp_path):
         f.score(df, metric="r2")
     fig = f.plot(levels=[80], out=tmp_path / "fc.png")
     assert (tmp_path / "fc.png").stat().st_size > 1000
-    assert fig is not None
+    assert [ax.get_title() for ax in fig.axes] == ["s0", "s1"]
+    assert [c.get_label() for c in fig.axes[0].collections] == ["80 % interval"]
+    fig = f.plot(ids=["s1"], levels=[80])
+    assert [ax.get_title() for ax in fig.axes] == ["s1"]
+    with pytest.raises(ValueError, match=r"ids \['s9'\] are not among the forecast's series ids: \['s0', 's1'\]"):
+        f.plot(ids=["s1", "s9"])
+
+
+def test_plot_draws_the_chosen_channels_of_a_wide_frame():
+    df = _wide()
+    f = TitansForecaster(head="quantile", **TINY).fit(df)
+    fig = f.plot()  # every channel, up to max_series
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    fig = f.plot(ids=["b"], levels=[80], history_steps=10)
+    (ax,) = fig.axes
+    assert ax.get_title() == "b"
+    history, forecast = ax.get_lines()
+    np.testing.assert_allclose(history.get_ydata(), df["b"].to_numpy()[-10:])
+    np.testing.assert_allclose(forecast.get_ydata(), f.predict()["b"].to_numpy(), rtol=1e-6)
+    assert [c.get_label() for c in ax.collections] == ["80 % interval"]
+    with pytest.raises(ValueError, match=r"ids \['c'\] are not among the forecast's channels: \['a', 'b'\]"):
+        f.plot(ids=["c"])
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_rejected_inputs_name_the_problem():
