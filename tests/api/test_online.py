@@ -202,6 +202,10 @@ def test_modes_are_checked_and_splits_must_hold_a_window(trained):
         evaluate_modes(module, mem, data, L, H, modes=("frozen", "bogus"))
     with pytest.raises(ValueError, match="distinct"):
         evaluate_modes(module, mem, data, L, H, modes=("frozen", "frozen"))
+    from titans_ts.online import run_online
+
+    with pytest.raises(ValueError, match=r"unknown online mode\(s\) \['bogus'\]"):  # before any data is read
+        run_online("ETTh2", 24, 96, modes=("frozen", "bogus"), root="/nonexistent")
     with pytest.raises(ValueError, match=r"seq_len=250 and horizon=4 leave no window in the train"):
         check_stream_fits(data, 250, H)
 
