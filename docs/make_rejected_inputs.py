@@ -230,6 +230,29 @@ def torch_full(value):
     return torch.full((2, 6), value)
 
 
+def _online_config(**kw):
+    from titans_ts.online import OnlineConfig
+
+    return OnlineConfig(**kw)
+
+
+def _online_too_long():
+    from titans_ts.datasets.online import OnlineData
+    from titans_ts.datasets.scaling import StandardScaler
+    from titans_ts.online.runner import check_stream_fits
+
+    data = OnlineData("ETTh2", np.zeros((400, 2), np.float32), {"train": (0, 240), "val": (240, 300),
+                      "test": (300, 400)}, ["a", "b"], pd.date_range("2024-01-01", periods=400, freq="h"),
+                      StandardScaler(), season=24)
+    check_stream_fits(data, 250, 24)
+
+
+def _run_online(*args, **kw):
+    from titans_ts.online import run_online
+
+    return run_online(*args, **kw)
+
+
 def _cases():
     """(what, callable that must raise) pairs."""
     from titans_ts import TitansForecaster
@@ -330,6 +353,12 @@ def _cases():
         ("benchmark online: --config that is not JSON",
          _online("ETTh1", "--seq-len", "96", "--out", "o.jsonl", "--config", "{max_epochs: 1}")),
         ("benchmark online: an --out file that is not JSON lines", _in_tmp(_out_not_json)),
+        # issues 33 and 34: settings objects, the online runner
+        ("an unknown memory setting (memory={'dept': 2})", lambda: TitansForecaster(memory={"dept": 2})),
+        ("an unknown stream-memory setting in OnlineConfig", lambda: _online_config(memory={"dept": 1})),
+        ("a stream-memory gain prior below 0", lambda: _online_config(memory={"gain_prior": -1.0})),
+        ("run_online with an unknown mode", lambda: _run_online("ETTh2", 24, 96, modes=("frozen", "bogus"))),
+        ("an online look-back that leaves a split without a window", _online_too_long),
         ("tune: a heartbeat grace period not longer than the interval",
          _in_tmp(lambda: optimize(lambda t: 0.0, n_trials=1, storage="sqlite:///s.db", grace_period=5,
                                   heartbeat_interval=10))),
