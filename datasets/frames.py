@@ -289,8 +289,9 @@ def _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq) -> 
     if unknown:
         raise DataValidationError(
             f"unknown column(s) {unknown}: a long frame holds {id_col!r}, {time_col!r}, "
-            f"{target_col!r} and the covariates named in covariates=[...]. Name them as covariates "
-            f"or drop them yourself (nothing is dropped silently)."
+            f"{target_col!r} and the covariate columns named (TitansForecaster's hist_exog_list / "
+            f"futr_exog_list, from_frame's covariates=). Name them as covariates or drop them "
+            f"yourself (nothing is dropped silently)."
         )
     if pdf[id_col].isna().any():
         row = int(np.flatnonzero(pdf[id_col].isna().to_numpy())[0])

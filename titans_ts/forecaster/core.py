@@ -651,7 +651,7 @@ class TitansForecaster(BaseEstimator):
             stats = self._series_stats(values, masks)
             firsts = self._firsts(coll.index, self.freq_)
             memory = state.memory_for(self, values, masks, stats, firsts)
-        static = self._static_for(list(coll.ids), static_df, " to predict")
+        static = self._static_for(list(coll.ids), static_df, " (predict)")
         future = self._future(coll, futr_df)
         point, qs = forecast_arrays(self, values, masks, stats, coll.ids, memory, firsts,
                                     sorted(set(quantiles) | set(level_quantiles(levels))),

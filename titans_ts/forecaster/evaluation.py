@@ -103,7 +103,7 @@ def score(est, df: Any, metric: str = "mae", season: int = 1, static_df: Any = N
     hist_m = [m[:-h] for m in masks]
     firsts = est._firsts(coll.index, est.freq_)
     stats = est._series_stats(hist_v, hist_m)  # each series in the units of its own history
-    static = est._static_for(list(coll.ids), static_df, " to score")
+    static = est._static_for(list(coll.ids), static_df, " (score)")
     future = est._future_from_rows([v[-h:] for v in values])
     point, _ = forecast_arrays(est, hist_v, hist_m, stats, coll.ids,
                                state.memory_for(est, hist_v, hist_m, stats, firsts), firsts,
