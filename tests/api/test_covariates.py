@@ -458,3 +458,22 @@ def test_the_user_guide_covariate_examples_run(tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         for block in blocks:
             exec(compile(block, "user-guide.md", "exec"), scope)  # noqa: S102 - the doc's own examples
+
+
+@pytest.mark.slow
+def test_cli_fit_resumes_from_its_checkpoint(data_root, tmp_path, monkeypatch):
+    """``titans-ts fit --ckpt_path last.ckpt`` continues the run (steps and epochs count on), a
+    recipe with covariates included (the user guide's resuming command)."""
+    from titans_ts.lightning_cli import run_lightning_cli
+
+    monkeypatch.setenv("TITANS_TS_DATA", str(data_root))
+    recipe = Path(__file__).resolve().parents[2] / "recipes/ltsf/ETTh1_96_96.yaml"
+    common = ["--config", str(recipe), "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
+              f"--trainer.default_root_dir={tmp_path}", "--data.features=S", "--data.hist_exog=[HUFL,HULL]"]
+    run_lightning_cli(["fit", *common, "--trainer.max_epochs=1", "--model.d_model=16"])
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    run_lightning_cli(["fit", *common, "--trainer.max_epochs=2", "--ckpt_path", str(last)])
+    ckpt = torch.load(last, weights_only=True)
+    assert (ckpt["global_step"], ckpt["epoch"]) == (4, 2)
+    assert ckpt["hyper_parameters"]["n_hist_exog"] == 2 and ckpt["hyper_parameters"]["d_model"] == 16
