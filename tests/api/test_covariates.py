@@ -158,6 +158,23 @@ def test_each_covariate_kind_changes_the_forecast_when_its_values_change_and_onl
         {"s0": False, "s1": True, "s2": False}
 
 
+def test_missing_covariate_values_are_masked_not_filled(fitted):
+    """NaN in a covariate is an unobserved value (masked, as for targets): the forecast stays
+    finite, and differs from reading any number there (nothing is filled in)."""
+    model, hist, futr = fitted
+    base = _yhat(model.predict(futr_df=futr))
+    unknown = futr.copy()
+    unknown.loc[unknown["unique_id"] == "s0", "promo"] = np.nan
+    out = _yhat(model.predict(futr_df=unknown))
+    assert np.isfinite(out).all() and _per_series(base, out) == {"s0": True, "s1": False, "s2": False}
+    for value in (0.0, 1.0):
+        filled = unknown.fillna(value)
+        assert not np.array_equal(out, _yhat(model.predict(futr_df=filled)))
+    gaps = hist.copy()
+    gaps.loc[gaps.index[-3:], "temp"] = np.nan
+    assert np.isfinite(_yhat(model.predict(df=gaps, futr_df=futr))).all()
+
+
 def test_calendar_features_read_the_timestamps():
     df = _frame(n=1, T=80)[["unique_id", "ds", "y"]]
     later = df.assign(ds=df["ds"] + pd.Timedelta(hours=5))
