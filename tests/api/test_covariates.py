@@ -205,13 +205,13 @@ def test_past_covariate_horizon_values_do_not_leak_into_score(fitted):
 def test_pandas_and_polars_give_identical_forecasts():
     hist, futr = _split(_frame())
     out = []
-    for conv in (lambda d: d, pl_.from_pandas):
+    for conv, kind in ((lambda d: d, pd.DataFrame), (pl_.from_pandas, pl_.DataFrame)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m = TitansForecaster(**TINY, **COVS).fit(conv(hist), static_df=conv(_static()))
         fc = m.predict(futr_df=conv(futr))
+        assert isinstance(fc, kind)  # the training frame's flavour
         out.append(fc.to_pandas() if isinstance(fc, pl_.DataFrame) else fc)
-    assert isinstance(fc, pl_.DataFrame) or True
     pd.testing.assert_frame_equal(out[0], out[1])
 
 
