@@ -225,6 +225,21 @@ def test_save_and_load_round_trip_the_covariates(fitted, tmp_path):
     assert "static_cat" in payload
 
 
+def test_a_file_of_the_covariates_as_channels_era_is_refused_clearly(fitted, tmp_path):
+    """Files saved before covariates had their own path read past covariates as extra channels of
+    the network: their weights do not fit today's network, so loading says so."""
+    import json
+
+    model, hist, futr = fitted
+    payload = torch.load(model.save(tmp_path / "m.pt"), weights_only=True)
+    fitted_json = json.loads(payload["fitted"])
+    del fitted_json["exog_"]
+    payload["fitted"] = json.dumps(fitted_json)
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"saved by an earlier titans-ts.*\['temp', 'promo'\] as extra channels"):
+        TitansForecaster.load(tmp_path / "old.pt")
+
+
 class _FirstLoss(pl.Callback):
     """The loss of the first training batch (computed before any optimiser step) and the batch."""
 
