@@ -166,7 +166,7 @@ def run_model(model: str, args, train, test, freq: str, horizon: int, season: in
     t0 = time.perf_counter()
     # forecasting from the training parts = forecasting the held-out last window of each series
     forecasts = list(predictor.predict(train, num_samples=args.num_samples))
-    for f, e in zip(forecasts, test):
+    for f, e in zip(forecasts, test, strict=True):
         assert f.item_id == e["item_id"] and f.start_date == e["start"] + (len(e["target"]) - horizon)
     res = score(forecasts, train, test, horizon, season)
     return {**res, "train_s": train_s, "eval_s": time.perf_counter() - t0}

@@ -121,9 +121,9 @@ def main() -> None:
     B, H, d, dh = args.batch, args.heads, args.head_dim, args.hidden
     rows = []
 
-    def cell(fn):
+    def cell(fn, *fn_args, **fn_kwargs):
         try:
-            t, m = fn()
+            t, m = fn(*fn_args, **fn_kwargs)
             return f"{t * 1e3:.1f} ms / {m:.0f} MiB", t
         except Exception as err:  # an optional package missing, or out of memory
             torch.cuda.empty_cache()
@@ -132,12 +132,11 @@ def main() -> None:
     for T in args.lengths:
         r = {"T": T}
         reps = (args.warmup, args.repeats)
-        r["triton2"], t_tri = cell(lambda: bench_memory_scan("triton", B, T, H, d, dh, 2, dtype, *reps))
-        r["chunked2"], t_chk = cell(lambda: bench_memory_scan("chunked", B, T, H, d, dh, 2, dtype, *reps))
-        r["tp"], _ = cell(lambda: bench_titans_pytorch(B, T, H, d, dh, *reps))
-        r["triton1"], t_tri1 = cell(lambda: bench_memory_scan("triton", B, T, H, d, dh, 1, dtype, *reps,
-                                                              momentum=False))
-        r["fla"], t_fla = cell(lambda: bench_fla(B, T, H, d, dtype, args.warmup, args.repeats))
+        r["triton2"], t_tri = cell(bench_memory_scan, "triton", B, T, H, d, dh, 2, dtype, *reps)
+        r["chunked2"], t_chk = cell(bench_memory_scan, "chunked", B, T, H, d, dh, 2, dtype, *reps)
+        r["tp"], _ = cell(bench_titans_pytorch, B, T, H, d, dh, *reps)
+        r["triton1"], t_tri1 = cell(bench_memory_scan, "triton", B, T, H, d, dh, 1, dtype, *reps, momentum=False)
+        r["fla"], t_fla = cell(bench_fla, B, T, H, d, dtype, args.warmup, args.repeats)
         r["speedup"] = f"{t_chk / t_tri:.1f}x" if t_tri and t_chk else "n/a"
         r["vs_fla"] = f"{t_tri1 / t_fla:.2f}x" if t_tri1 and t_fla else "n/a"
         rows.append(r)

@@ -101,7 +101,7 @@ def load(name: str, root: str | None):
 
             entries = [{"item_id": i, "start": pd.Period("2000", freq="Y"),
                         "target": np.asarray(v[:, 0], np.float64)}
-                       for i, v in zip(coll.ids, coll.values)]
+                       for i, v in zip(coll.ids, coll.values, strict=True)]
         else:
             entries = list(D.to_gluonts(coll))
     from titans_ts.datasets.frames import period_freq
@@ -192,7 +192,7 @@ def run_model(model: str, seed: int, train, test, freq, horizon, season, num_sam
     seed_all(seed)
     t0 = time.perf_counter()
     forecasts = list(predictor.predict(train, num_samples=num_samples))
-    for f, e in zip(forecasts, test):
+    for f, e in zip(forecasts, test, strict=True):
         assert f.item_id == e["item_id"]
     res = score(forecasts, train, test, horizon, season)
     return {**res, "train_s": round(train_s, 2), "eval_s": round(time.perf_counter() - t0, 2), **extra}

@@ -175,7 +175,8 @@ def run_many(recipes: Sequence[str], seeds: Sequence[int], sets: Sequence[str] =
 
 
 # records of the other benchmarks in the same folder (benchmarks/online_report.py, benchmarks/defaults.py)
-OTHER_RECORDS = ("online.jsonl", "defaults.jsonl", "time_to_accuracy.jsonl", "covariates.jsonl")
+OTHER_RECORDS = ("online.jsonl", "online_backbones.jsonl", "online_design.jsonl", "defaults.jsonl",
+                 "time_to_accuracy.jsonl", "covariates.jsonl")
 
 
 def _twin_plot(abl: list[dict], main: list[dict], twins: list[str], path: Path) -> None:
@@ -592,8 +593,8 @@ def render_report(out: str | os.PathLike | None = None, baselines: bool = True,
         beat = NUMBERS_TO_BEAT[d]
         m_mse, m_mae = statistics.mean(mse), statistics.mean(mae)
 
-        def beats(name):
-            return _beats((m_mse, m_mae), beat.get(name))
+        def beats(name, ours=(m_mse, m_mae), beat=beat):
+            return _beats(ours, beat.get(name))
 
         # PatchTST rerun here on the same windows: the lowest mean MSE and the lowest mean MAE
         # among its configurations

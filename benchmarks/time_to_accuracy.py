@@ -331,7 +331,7 @@ def render(records: list[dict], budget: float) -> str:
         ok = sum(1 for s in sel if s is not None and s["test_mse"] < TARGET_MSE)
         mean = statistics.mean(s["test_mse"] for s in sel if s is not None) if any(sel) else None
         last = [r["curve"][-1]["test_mse"] for r in titans]
-        moved = sum(1 for r, s_ in zip(titans, sel) if s_ is not None and s_ is not r["curve"][-1])
+        moved = sum(1 for r, s_ in zip(titans, sel, strict=True) if s_ is not None and s_ is not r["curve"][-1])
         lines += [f"Target (issue 24): below {TARGET_MSE:.3f} MSE within {budget:.0f} s of training on two cores. "
                   f"titans-ts (`{titans[0]['recipe']}`): {ok} of {len(titans)} seeds below it at "
                   f"{budget:.0f} s, mean {_fmt(mean, '.4f')}. Its last epochs score {_mean_sd(last)}; "

@@ -151,7 +151,7 @@ _add(DatasetInfo("exchange_rate", "exchange_rate.csv", "ltsf", "ltsf", "D",
 
 # Monash forecasting archive (forecastingdata.org). The archive distributes zip files on Zenodo;
 # put the extracted .tsf (or .tsf.gz) under <root>/monash/ and the loaders find it by name.
-for _name, _file, _freq, _season, _h, _sha, _size, _rec in [
+for _name, _file, _freq, _season, _h, _digest, _bytes, _rec in [
     ("m1_monthly", "m1_monthly_dataset.tsf", "MS", 12, 18,
      "0c9cb65c1ad1d7acf34ef659d7669fddfd5fb54ca484762c2706e02d2e89e66e", 313600, "4656159"),
     ("m1_quarterly", "m1_quarterly_dataset.tsf", "QS", 4, 8,
@@ -183,7 +183,7 @@ for _name, _file, _freq, _season, _h, _sha, _size, _rec in [
     ("m4_quarterly", "m4_quarterly_dataset.tsf", "QS", 4, 8, None, None, "4656410"),
     ("m4_yearly", "m4_yearly_dataset.tsf", "YS", 1, 6, None, None, "4656379"),
 ]:
-    _add(DatasetInfo(_name, _file, "monash", "tsf", _freq, None, (_sha,) if _sha else (), _size,
+    _add(DatasetInfo(_name, _file, "monash", "tsf", _freq, None, (_digest,) if _digest else (), _bytes,
                      season=_season,
                      horizon=_h,
                      description=f"Monash archive .tsf (zip on {_MONASH_URL.format(_rec)})"))
@@ -193,7 +193,7 @@ _add(DatasetInfo("air_passengers", "AirPassengers.csv", "classic", "csv", "MS", 
                  "#Passengers", None, 12, description="Box & Jenkins monthly airline passengers"))
 
 
-def dataset_info(name: str) -> DatasetInfo:
+def dataset_info(name: str | DatasetInfo) -> DatasetInfo:
     """The catalogue entry for ``name`` (case-insensitive; aliases such as ``"ecl"`` work)."""
     if isinstance(name, DatasetInfo):
         return name
@@ -231,22 +231,26 @@ def _candidates(info: DatasetInfo, directory: Path) -> list[Path]:
     return out
 
 
-_VERIFIED: dict[tuple[str, int, int], str] = {}
+#: digests computed in this process, by file identity and state: loaders that open the same file
+#: again skip the re-read. The change time is part of the key (putting the modification time
+#: back, as ``touch -d`` or ``os.utime`` do, moves it), and ``titans-ts data verify`` never uses
+#: the cache (``rehash=True``).
+_VERIFIED: dict[tuple, str] = {}
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's content; a ``.gz`` file is hashed after decompression."""
+def sha256_of(path: str | os.PathLike, rehash: bool = False) -> str:
+    """SHA-256 of a file's content; a ``.gz`` file is hashed after decompression. ``rehash``:
+    read every byte again even if this process hashed the unchanged-looking file before."""
     path = Path(path)
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key in _VERIFIED:
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _VERIFIED and not rehash:
         return _VERIFIED[key]
     digest = hashlib.sha256()
     opener = gzip.open if path.suffix == ".gz" else open
-    with _readable(path):
-        with opener(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+    with _readable(path), opener(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
     _VERIFIED[key] = digest.hexdigest()
     return _VERIFIED[key]
 
@@ -262,10 +266,10 @@ def _readable(path: Path):
             f"it is truncated or corrupt: replace it (or give the uncompressed file)") from None
 
 
-def _verify(info: DatasetInfo, path: Path) -> None:
+def _verify(info: DatasetInfo, path: Path, rehash: bool = False) -> None:
     if not info.sha256:
         return
-    got = sha256_of(path)
+    got = sha256_of(path, rehash=rehash)
     if got not in info.sha256:
         raise ChecksumError(
             f"{path} does not match the catalogue checksum of {info.filename}: expected sha256 "
@@ -277,8 +281,9 @@ def _verify(info: DatasetInfo, path: Path) -> None:
 
 
 def find_file(name: str | DatasetInfo, root: str | os.PathLike | None = None,
-              verify: bool = True) -> Path:
-    """Locate a catalogue file on disk (no network), verifying its checksum.
+              verify: bool = True, rehash: bool = False) -> Path:
+    """Locate a catalogue file on disk (no network), verifying its checksum (``rehash``: read the
+    whole file again even if this process verified it before, as ``titans-ts data verify`` does).
 
     Raises:
         DataNotFoundError: naming the file, every place looked in, and how to get it.
@@ -291,7 +296,7 @@ def find_file(name: str | DatasetInfo, root: str | os.PathLike | None = None,
             looked.append(f"{cand} ({origin})")
             if cand.is_file():
                 if verify:
-                    _verify(info, cand)
+                    _verify(info, cand, rehash=rehash)
                 return cand
     if info.url:
         how = f"run `titans-ts data download {info.name}` (fetches {info.url} into {cache_dir()})"

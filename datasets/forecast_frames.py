@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .frames import DataValidationError, SeriesCollection
+from .frames import DataValidationError, SeriesCollection, restore_polars
 from .timeindex import is_integer_index
 
 __all__ = ["as_pandas", "to_flavour", "forecast_frame", "head_rows", "truth_rows", "first_steps"]
@@ -23,12 +23,13 @@ def as_pandas(df: Any) -> pd.DataFrame:
     raise DataValidationError(f"expected a pandas or polars DataFrame, got {type(df).__name__}")
 
 
-def to_flavour(pdf: pd.DataFrame, flavour: str) -> Any:
-    """``pdf`` as a polars frame if ``flavour`` is "polars", else as is."""
+def to_flavour(pdf: pd.DataFrame, flavour: str, polars_dtypes: dict | None = None) -> Any:
+    """``pdf`` as a polars frame if ``flavour`` is "polars" (its columns named in
+    ``polars_dtypes`` cast back to those polars dtypes), else as is."""
     if flavour == "polars":
         import polars as pl
 
-        return pl.from_pandas(pdf)
+        return restore_polars(pl.from_pandas(pdf), polars_dtypes)
     return pdf
 
 
@@ -81,14 +82,14 @@ def forecast_frame(coll: SeriesCollection, point: np.ndarray, qs: dict[float, np
     out = pd.concat(rows, ignore_index=True)
     if coll.layout != "wide":
         out[coll.id_col] = coll.output_ids(out[coll.id_col])
-    return to_flavour(out, coll.flavour)
+    return to_flavour(out, coll.flavour, coll.polars_dtypes)
 
 
 def head_rows(pdf: pd.DataFrame, coll: SeriesCollection, trim: int) -> pd.DataFrame:
     """Each series of ``pdf`` without its last ``trim`` rows (rows kept in input order)."""
     if coll.layout == "wide":
         return pdf.iloc[: len(pdf) - trim]
-    pos = pdf.groupby(coll.id_col, sort=False).cumcount(ascending=False)
+    pos = pdf.groupby(coll.id_col, sort=False, observed=True).cumcount(ascending=False)
     return pdf[pos.to_numpy() >= trim]
 
 
@@ -98,7 +99,7 @@ def truth_rows(pdf: pd.DataFrame, coll: SeriesCollection, trim: int, h: int) -> 
     if coll.layout == "wide":
         return pdf.iloc[len(pdf) - trim: len(pdf) - trim + h]
     id_col = coll.id_col
-    pos = pdf.groupby(id_col, sort=False).cumcount(ascending=False).to_numpy()
+    pos = pdf.groupby(id_col, sort=False, observed=True).cumcount(ascending=False).to_numpy()
     part = pdf[(pos < trim) & (pos >= trim - h)]
     order = {sid: k for k, sid in enumerate(pd.unique(pdf[id_col].astype(str)))}
     return part.assign(_o=part[id_col].astype(str).map(order)).sort_values("_o", kind="stable") \

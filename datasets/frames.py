@@ -17,6 +17,7 @@ Layouts:
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -25,7 +26,15 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from .timeindex import check_index, is_integer_index, next_steps, parse_time_column, restore_dtype, unify_freq
+from .timeindex import (
+    check_index,
+    fmt,
+    is_integer_index,
+    next_steps,
+    parse_time_column,
+    restore_dtype,
+    unify_freq,
+)
 
 __all__ = [
     "DataValidationError",
@@ -35,6 +44,9 @@ __all__ = [
     "fill_gaps",
     "to_frame",
     "period_freq",
+    "restore_polars",
+    "polars_dtype_to_json",
+    "polars_dtype_from_json",
 ]
 
 _MAX_LISTED = 5
@@ -51,20 +63,24 @@ class SeriesCollection:
 
     Attributes:
         ids: series identifiers (with the id column's own types), in order of first appearance.
-        values: one float32 array per series, [T_i, C], NaN where missing.
+        values: one float64 array per series, [T_i, C], NaN where missing (the values as given:
+            models centre and scale them in float64 before any float32 arithmetic).
         masks: one bool array per series, [T_i, C], True where observed.
         index: one index per series: a DatetimeIndex in the data's zone, an integer index
             (integer time steps), or ``None`` (arrays without timestamps).
         freq: pandas frequency alias shared by every series, or the integer step of integer
             time steps (``None`` if unknown).
         channels: names of the C target channels.
-        covariates: optional per-series float32 arrays [T_i, K] of covariates (NaN where missing).
+        covariates: optional per-series float64 arrays [T_i, K] of covariates (NaN where missing).
         covariate_names: names of the K covariates.
         layout: ``"long"``, ``"wide"`` or ``"array"`` (how the input looked; outputs follow it).
         flavour: ``"pandas"``, ``"polars"`` or ``"numpy"``.
         id_col, time_col, target_col: column names used by the input (for output frames).
         id_dtype, time_dtype: the dtypes the id and time columns had (output frames give them
             back: integer ids stay integers, timestamps keep their zone and unit).
+        polars_dtypes: for polars input, the polars dtypes of the id and time columns (polars
+            frames out give them back: an ``Enum`` id stays an ``Enum``, a ``Date`` a ``Date``,
+            which the pandas dtypes they pass through cannot say).
     """
 
     ids: list[Any]
@@ -82,6 +98,7 @@ class SeriesCollection:
     target_col: str = "y"
     id_dtype: Any = None
     time_dtype: Any = None
+    polars_dtypes: dict | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -96,7 +113,7 @@ class SeriesCollection:
 
     def check_min_length(self, min_length: int, what: str = "context + horizon") -> None:
         """Raise if a series has fewer than ``min_length`` rows."""
-        short = [(i, n) for i, n in zip(self.ids, self.lengths) if n < min_length]
+        short = [(i, n) for i, n in zip(self.ids, self.lengths, strict=True) if n < min_length]
         if short:
             listed = ", ".join(f"{i!r} ({n} rows)" for i, n in short[:_MAX_LISTED])
             more = f" and {len(short) - _MAX_LISTED} more" if len(short) > _MAX_LISTED else ""
@@ -108,7 +125,7 @@ class SeriesCollection:
     def check_observed(self) -> None:
         """Raise if a series has no observed target value at all (nothing to learn or forecast
         from: a forecast would be made up from nothing)."""
-        empty = [(sid, ch) for sid, m in zip(self.ids, self.masks)
+        empty = [(sid, ch) for sid, m in zip(self.ids, self.masks, strict=True)
                  for c, ch in enumerate(self.channels) if not m[:, c].any()]
         if empty:
             listed = ", ".join(f"{sid!r}" + (f" (channel {ch!r})" if self.layout == "wide" else "")
@@ -162,16 +179,58 @@ def period_freq(freq: str) -> str:
     return off.freqstr
 
 
-def _to_pandas(df: Any) -> tuple[pd.DataFrame, str]:
+def restore_polars(df: Any, dtypes: dict | None) -> Any:
+    """Polars frame ``df`` with its columns named in ``dtypes`` cast back to those dtypes (a
+    column whose cast fails, e.g. a Date column holding times of day, is left as it is)."""
+    if not dtypes:
+        return df
+    import polars as pl
+
+    casts = [pl.col(c).cast(t) for c, t in dtypes.items() if c in df.columns and df.schema[c] != t]
+    for cast in casts:
+        with contextlib.suppress(pl.exceptions.PolarsError, TypeError, ValueError):
+            df = df.with_columns(cast)
+    return df
+
+
+def polars_dtype_to_json(dtype: Any) -> dict:
+    """A polars dtype as plain data (for a saved file): its class name and parameters."""
+    out: dict[str, Any] = {"name": type(dtype).__name__ if not isinstance(dtype, type) else dtype.__name__}
+    for attr in ("time_unit", "time_zone"):
+        if getattr(dtype, attr, None) is not None:
+            out[attr] = getattr(dtype, attr)
+    if out["name"] == "Enum":
+        out["categories"] = [str(c) for c in dtype.categories.to_list()]
+    return out
+
+
+def polars_dtype_from_json(spec: Any) -> Any:
+    """The inverse of :func:`polars_dtype_to_json` (None for anything it did not write)."""
+    import polars as pl
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        return None
+    cls = getattr(pl, spec["name"], None)
+    if not (isinstance(cls, type) and issubclass(cls, pl.DataType)):
+        return None
+    kwargs = {k: spec[k] for k in ("time_unit", "time_zone", "categories") if k in spec}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError):
+        return None
+
+
+def _to_pandas(df: Any) -> tuple[pd.DataFrame, str, dict | None]:
+    """(the frame as pandas, its flavour, its polars schema if it was a polars frame)."""
     if isinstance(df, pd.DataFrame):
-        return df, "pandas"
+        return df, "pandas", None
     mod = type(df).__module__
     if mod.startswith("polars"):
         import polars as pl
 
         if isinstance(df, pl.LazyFrame):
             df = df.collect()
-        return df.to_pandas(), "polars"
+        return df.to_pandas(), "polars", dict(df.schema)
     raise DataValidationError(
         f"expected a pandas or polars DataFrame, got {type(df).__name__}; numpy arrays go through "
         f"from_array()"
@@ -240,7 +299,7 @@ def from_frame(
         freq: pandas alias to check against; inferred (and required to be shared) if None.
         layout: ``"long"``, ``"wide"`` or ``"auto"`` (long if ``id_col`` and ``target_col`` exist).
     """
-    pdf, flavour = _to_pandas(df)
+    pdf, flavour, schema = _to_pandas(df)
     if layout not in ("auto", "long", "wide"):
         raise DataValidationError(f"layout must be 'auto', 'long' or 'wide', got {layout!r}")
     if pdf.shape[0] == 0 or pdf.shape[1] == 0:
@@ -251,7 +310,8 @@ def from_frame(
         raise DataValidationError(f"duplicate column names: {dup}")
     pdf = pdf.copy(deep=False)
     pdf.columns = cols
-    if layout == "auto":
+    auto = layout == "auto"
+    if auto:
         if id_col in cols and target_col not in cols:
             raise DataValidationError(
                 f"the frame has the series column {id_col!r} but no target column {target_col!r}; "
@@ -268,8 +328,13 @@ def from_frame(
                "numeric column per channel")
         )
     if layout == "long":
-        return _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq)
-    return _from_wide(pdf, flavour, time_col, freq, list(covariates or []))
+        coll = _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq)
+    else:
+        coll = _from_wide(pdf, flavour, time_col, freq, list(covariates or []), id_col if auto else None)
+    if schema is not None:  # the polars dtypes of the id and time columns, for the frames out
+        coll.polars_dtypes = {c: schema[c] for c in (id_col, time_col) if c in schema
+                              and (c != id_col or layout == "long")}
+    return coll
 
 
 def _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq) -> SeriesCollection:
@@ -301,16 +366,17 @@ def _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq) -> 
     cov_all = [_numeric(pdf[c], c, " (a covariate)", ids=pdf[id_col]) for c in covariates]
     ids_in, groups = _group_ids(pdf[id_col], id_col)
     ids, values, masks, index, covs, found = [], [], [], [], [], {}
-    for sid, rows_a in zip(ids_in, groups):  # rows of different series may interleave; each keeps its order
+    # rows of different series may interleave; each keeps its order
+    for sid, rows_a in zip(ids_in, groups, strict=True):
         idx = times[rows_a]
         found[sid] = check_index(idx, sid, time_col, freq)
-        y = y_all[rows_a][:, None].astype(np.float32)
+        y = y_all[rows_a][:, None]  # float64: a level of 1e8 keeps its unit-size signal
         ids.append(sid)
         values.append(y)
         masks.append(~np.isnan(y))
         index.append(idx)
         if covariates:
-            covs.append(np.stack([c[rows_a] for c in cov_all], axis=1).astype(np.float32))
+            covs.append(np.stack([c[rows_a] for c in cov_all], axis=1))
     return SeriesCollection(
         ids=ids, values=values, masks=masks, index=index,
         freq=unify_freq(found, freq, integer=is_integer_index(times)),
@@ -360,7 +426,24 @@ def _group_ids(col: pd.Series, id_col: str) -> tuple[list[Any], list[np.ndarray]
     return ids, np.split(order, bounds)
 
 
-def _from_wide(pdf, flavour, time_col, freq, covariates=()) -> SeriesCollection:
+def _check_not_stacked(times: pd.Index, time_col: str, id_col: str) -> None:
+    """A frame read as wide (it has no id column) whose time column goes back or repeats is
+    most likely several series one after another without their ids: say so."""
+    raw = times.asi8 if isinstance(times, pd.DatetimeIndex) else times.to_numpy()
+    back = np.flatnonzero(np.diff(raw) <= 0) if len(raw) > 1 else np.empty(0, dtype=np.intp)
+    if len(back):
+        pos = int(back[0]) + 1
+        how = "repeats" if raw[pos] == raw[pos - 1] else "goes back"
+        raise DataValidationError(
+            f"column {time_col!r} {how} at row {pos} ({fmt(times[pos])} after {fmt(times[pos - 1])}): the "
+            f"frame has no id column {id_col!r}, so it was read as one wide series (one column per "
+            f"channel). If it holds several series one after another (a long frame), give their ids in "
+            f"a column {id_col!r} (or name it with id_col=); if it is one series, sort it by "
+            f"{time_col!r} and keep one row per timestamp")
+
+
+def _from_wide(pdf, flavour, time_col, freq, covariates: Sequence[str] = (),
+               id_col: str | None = None) -> SeriesCollection:
     missing_cov = [c for c in covariates if c not in pdf.columns]
     if missing_cov:
         raise DataValidationError(f"covariate column(s) {missing_cov} not in the frame; columns are "
@@ -371,9 +454,11 @@ def _from_wide(pdf, flavour, time_col, freq, covariates=()) -> SeriesCollection:
                                   f"{' and covariates' if covariates else ''}; "
                                   f"it needs at least one numeric channel column")
     times, time_dtype = parse_time_column(pdf[time_col], time_col)
+    if id_col is not None:  # (the layout was guessed)
+        _check_not_stacked(times, time_col, id_col)
     f = check_index(times, "wide frame", time_col, freq)
-    vals = np.stack([_numeric(pdf[c], c) for c in channels], axis=1).astype(np.float32)
-    covs = ([np.stack([_numeric(pdf[c], c, " (a covariate)") for c in covariates], axis=1).astype(np.float32)]
+    vals = np.stack([_numeric(pdf[c], c) for c in channels], axis=1)
+    covs = ([np.stack([_numeric(pdf[c], c, " (a covariate)") for c in covariates], axis=1)]
             if covariates else None)
     return SeriesCollection(
         ids=["series_0"], values=[vals], masks=[~np.isnan(vals)], index=[times],
@@ -404,9 +489,8 @@ def from_array(values: Any, start: Any = None, freq: str | None = None,
     if (start is None) != (freq is None):
         raise DataValidationError("give both start and freq for timestamps, or neither")
     index = pd.date_range(pd.Timestamp(start), periods=arr.shape[0], freq=freq) if start is not None else None
-    arr32 = arr.astype(np.float32)
     return SeriesCollection(
-        ids=[series_id], values=[arr32], masks=[~np.isnan(arr32)], index=[index],
+        ids=[series_id], values=[arr], masks=[~np.isnan(arr)], index=[index],
         freq=to_offset(freq).freqstr if freq else None,
         channels=list(channels) if channels is not None else [f"y{i}" for i in range(arr.shape[1])]
         if arr.shape[1] > 1 else ["y"],
@@ -418,7 +502,7 @@ def fill_gaps(df: Any, freq: Any, *, id_col: str = "unique_id", time_col: str = 
     """Reindex every series of a long frame (or a wide frame) onto a regular ``freq`` grid (a
     pandas alias, or an integer step for integer time steps), with NaN in the inserted rows
     (which then count as unobserved). Returns the input's flavour; time zones are kept."""
-    pdf, flavour = _to_pandas(df)
+    pdf, flavour, schema = _to_pandas(df)
     pdf = pdf.copy()
     times, time_dtype = parse_time_column(pdf[time_col], time_col)
     integer = is_integer_index(times)
@@ -431,7 +515,7 @@ def fill_gaps(df: Any, freq: Any, *, id_col: str = "unique_id", time_col: str = 
 
     if id_col in pdf.columns:
         parts = []
-        for sid, part in pdf.groupby(id_col, sort=False):
+        for sid, part in pdf.groupby(id_col, sort=False, observed=True):  # (categories without rows: none)
             part = part.set_index(time_col).sort_index()
             part = part.reindex(grid(part.index))
             part[id_col] = sid
@@ -441,10 +525,10 @@ def fill_gaps(df: Any, freq: Any, *, id_col: str = "unique_id", time_col: str = 
         part = pdf.set_index(time_col).sort_index()
         out = part.reindex(grid(part.index)).rename_axis(time_col).reset_index()[list(pdf.columns)]
     out[time_col] = restore_dtype(out[time_col], time_dtype).to_numpy() if integer else out[time_col]
-    if flavour == "polars":
+    if schema is not None:  # a polars frame
         import polars as pl
 
-        return pl.from_pandas(out)
+        return restore_polars(pl.from_pandas(out), {c: schema[c] for c in (id_col, time_col) if c in schema})
     return out
 
 
@@ -466,5 +550,5 @@ def to_frame(coll: SeriesCollection, flavour: str | None = None) -> Any:
     if flavour == "polars":
         import polars as pl
 
-        return pl.from_pandas(out)
+        return restore_polars(pl.from_pandas(out), coll.polars_dtypes)
     return out

@@ -25,7 +25,8 @@ def to_gluonts(coll: SeriesCollection, kind: str = "list"):
         kind: ``"list"`` -> ``ListDataset``; ``"pandas"`` -> ``PandasDataset`` (univariate
             series: one long frame; multivariate: one wide frame per series).
     """
-    if coll.freq is None or any(idx is None or not isinstance(idx, pd.DatetimeIndex) for idx in coll.index):
+    stamps = [idx for idx in coll.index if isinstance(idx, pd.DatetimeIndex)]
+    if coll.freq is None or len(stamps) != len(coll.index):
         raise DataValidationError("GluonTS datasets need timestamps and a frequency (not integer time "
                                   "steps); give start/freq")
     pfreq = period_freq(coll.freq)
@@ -37,7 +38,7 @@ def to_gluonts(coll: SeriesCollection, kind: str = "list"):
         for i, sid in enumerate(coll.ids):
             vals = np.where(coll.masks[i], coll.values[i], np.nan)
             entry = {
-                "start": pd.Period(coll.index[i][0], freq=pfreq),
+                "start": pd.Period(stamps[i][0], freq=pfreq),
                 "target": vals[:, 0] if one_dim else vals.T,
                 "item_id": sid,
             }
@@ -52,7 +53,7 @@ def to_gluonts(coll: SeriesCollection, kind: str = "list"):
         for i, sid in enumerate(coll.ids):
             vals = np.where(coll.masks[i], coll.values[i], np.nan)
             frame = pd.DataFrame(vals, columns=coll.channels,
-                                 index=coll.index[i].to_period(pfreq))
+                                 index=stamps[i].to_period(pfreq))
             if coll.covariates is not None:
                 for k, name in enumerate(coll.covariate_names):
                     frame[name] = coll.covariates[i][:, k]
@@ -98,7 +99,7 @@ def from_gluonts(dataset: Iterable[dict], freq: str | None = None,
         raise DataValidationError("the GluonTS dataset is empty")
     ts_freq = freq or _timestamp_freq(seen_freq)
     idx = [pd.date_range(s, periods=len(v), freq=ts_freq) if ts_freq else None
-           for s, v in zip(index, values)]
+           for s, v in zip(index, values, strict=True)]
     n_ch = values[0].shape[1]
     if any(v.shape[1] != n_ch for v in values):
         raise DataValidationError("entries have different numbers of target channels")

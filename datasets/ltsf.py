@@ -29,7 +29,7 @@ from .windows import WindowDataset
 __all__ = ["load_ltsf_frame", "ltsf_borders", "WindowDataset", "LTSFSplits", "ltsf_splits"]
 
 
-def load_ltsf_frame(name: str, root: str | os.PathLike | None = None,
+def load_ltsf_frame(name: str | DatasetInfo, root: str | os.PathLike | None = None,
                     verify: bool = True) -> pd.DataFrame:
     """Read a long-horizon benchmark CSV as published: ``date`` column first, then the channels."""
     info = dataset_info(name)
@@ -128,10 +128,10 @@ def ltsf_splits(name: str, seq_len: int, horizon: int, root: str | os.PathLike |
     stamps = pd.DatetimeIndex(frame["date"])
     if names:
         scaled = np.concatenate([scaled, time_feature_values(stamps, names)], 1)
-    exog = {} if not (covs or names) else dict(n_targets=len(columns), n_hist=len(hist_exog),
-                                                n_futr=len(futr_exog) + len(names))
+    n_targets = len(columns) if (covs or names) else None  # None: every channel is a target
     out = {}
     for split, (a, b) in borders.items():
         out[split] = WindowDataset(scaled[a:b], seq_len, horizon, timestamps=stamps[a:b],
-                                   columns=columns + covs + names, first_index=a, **exog)
+                                   columns=columns + covs + names, first_index=a, n_targets=n_targets,
+                                   n_hist=len(hist_exog), n_futr=len(futr_exog) + len(names))
     return LTSFSplits(out["train"], out["val"], out["test"], scaler)

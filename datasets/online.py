@@ -28,7 +28,10 @@ from .catalogue import dataset_info
 from .ltsf import load_ltsf_frame
 from .scaling import StandardScaler
 
-__all__ = ["OnlineData", "online_borders", "online_data", "ONLINE_LOOKBACK"]
+__all__ = ["OnlineData", "online_borders", "online_data", "ONLINE_LOOKBACK", "ONLINE_SPLITS"]
+
+#: the catalogue's split rules the online protocol has a split for (the long-horizon sets)
+ONLINE_SPLITS = ("ett_hour", "ett_minute", "ratio_70_10_20")
 
 # the look-back the Proceed scripts use for PatchTST (scripts/online/PatchTST/*/*.sh)
 ONLINE_LOOKBACK = {"ETTh1": 336, "ETTh2": 336, "ETTm1": 512, "ETTm2": 512, "weather": 512,

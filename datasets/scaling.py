@@ -37,24 +37,25 @@ class StandardScaler:
         self.scale_ = np.where(std > 0, std, 1.0)
         return self
 
-    def _check(self) -> None:
-        if self.mean_ is None:
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.mean_ is None or self.scale_ is None:
             raise RuntimeError("StandardScaler is not fitted: call fit() first")
+        return self.mean_, self.scale_
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         """Scale an array whose last axis is the channel axis."""
-        self._check()
-        return ((np.asarray(values, dtype=np.float64) - self.mean_) / self.scale_).astype(np.float32)
+        mean, scale = self._fitted()
+        return ((np.asarray(values, dtype=np.float64) - mean) / scale).astype(np.float32)
 
     def inverse_transform(self, values: np.ndarray) -> np.ndarray:
         """Undo :meth:`transform` (last axis = channels)."""
-        self._check()
-        out = np.asarray(values, dtype=np.float64) * self.scale_ + self.mean_
+        mean, scale = self._fitted()
+        out = np.asarray(values, dtype=np.float64) * scale + mean
         return out.astype(np.float32)
 
     def state_dict(self) -> dict:
-        self._check()
-        return {"mean": self.mean_.tolist(), "scale": self.scale_.tolist()}
+        mean, scale = self._fitted()
+        return {"mean": mean.tolist(), "scale": scale.tolist()}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "StandardScaler":

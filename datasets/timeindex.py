@@ -24,7 +24,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 __all__ = ["parse_time_column", "is_integer_index", "check_index", "unify_freq", "next_steps",
-           "fmt", "restore_dtype", "dtype_name", "dtype_from_name", "MAX_LISTED"]
+           "fmt", "restore_dtype", "dtype_name", "dtype_from_name", "in_zone_of", "MAX_LISTED"]
 
 MAX_LISTED = 5
 
@@ -108,6 +108,34 @@ def dtype_from_name(name: str | None) -> Any:
         return None
 
 
+def in_zone_of(known: pd.Index | None, new: pd.Index | None, series: Any, time_col: str,
+               what: str = "update() rows") -> pd.Index | None:
+    """``new`` time steps as ``known``'s kind and zone: zoned timestamps are converted to
+    ``known``'s zone (the same instants); naive against zoned timestamps (either way), and
+    timestamps against integer steps, are an error (which wall clock naive ones read is
+    unknown)."""
+    if known is None or new is None:
+        return new
+    dated = isinstance(known, pd.DatetimeIndex), isinstance(new, pd.DatetimeIndex)
+    if dated[0] != dated[1]:
+        kinds = ("timestamps", "integer time steps")
+        raise _error(f"{what} of series {series!r} have {kinds[not dated[1]]} in {time_col!r}; the "
+                     f"forecaster was fitted on {kinds[not dated[0]]}")
+    if not dated[0] or (known.tz is None and new.tz is None):
+        return new
+    if known.tz is not None and new.tz is not None:
+        return new.tz_convert(known.tz)
+    if known.tz is None:
+        raise _error(f"{what} of series {series!r} have timestamps in zone {new.tz}; the forecaster "
+                     f"was fitted on naive timestamps (no zone). Pass naive timestamps on the fit data's "
+                     f"wall clock (e.g. df[{time_col!r}].dt.tz_convert(ZONE).dt.tz_localize(None)), or fit "
+                     f"again on zoned ones")
+    raise _error(f"{what} of series {series!r} have naive timestamps (no zone); the forecaster was "
+                 f"fitted on timestamps in zone {known.tz}. Give them their zone: "
+                 f"df[{time_col!r}].dt.tz_localize({str(known.tz)!r}) if they are that zone's wall "
+                 f"clock, .dt.tz_localize('UTC') if they are UTC (they are converted to {known.tz})")
+
+
 # ------------------------------------------------------------------------------- regularity
 
 
@@ -139,27 +167,89 @@ def _gap_report(index: pd.DatetimeIndex, offset) -> list[str]:
     return lines
 
 
-def _infer_freq(index: pd.DatetimeIndex) -> str | None:
-    """Best-supported frequency of a (sorted, unique) index: exact if regular, else the majority
-    of short runs (so a gap does not hide the frequency that the gap breaks)."""
-    if len(index) < 2:
-        return None
-    if len(index) >= 3:
-        f = pd.infer_freq(index)
-        if f is not None:
-            return f
+_DAY_NS = 86_400 * 10**9
+
+
+def _short_run_freqs(index: pd.DatetimeIndex) -> list[str]:
+    """Frequencies pandas recognises on short runs (5 steps) of the index, most common first
+    (ties: the one seen first); at most 200 runs are looked at."""
     votes: Counter = Counter()
-    step = max(1, (len(index) - 5) // 200)
-    for s in range(0, max(1, len(index) - 4), step):
+    every = max(1, (len(index) - 5) // 200)
+    for s in range(0, max(1, len(index) - 4), every):
         chunk = index[s:s + 5]
         if len(chunk) >= 3:
             f = pd.infer_freq(chunk)
             if f is not None:
                 votes[f] += 1
-    if votes:
-        return votes.most_common(1)[0][0]
-    diffs = np.diff(index.as_unit("ns").asi8)
-    mode = Counter(diffs.tolist()).most_common(1)[0][0]
+    return [f for f, _ in votes.most_common()]
+
+
+def _calendar_candidates(first: pd.Timestamp) -> list[str]:
+    """Calendar steps (not fixed durations) the first timestamp can start: business days, weeks
+    on its weekday, half months, months, quarters and years anchored on its month (spelled as
+    pandas spells them)."""
+    names = ["B", f"W-{first.day_name()[:3].upper()}", "SMS", "MS", "ME"]
+    for base in ("QS", "QE", "YS", "YE"):
+        name = f"{base}-{first.month_name()[:3].upper()}"
+        names.append(pd.infer_freq(pd.date_range(first, periods=5, freq=name)) or name)
+    return names
+
+
+def _grid_steps(index: pd.DatetimeIndex, offset) -> int | None:
+    """How many ``offset`` steps the grid from ``index[0]`` to ``index[-1]`` has, when every
+    timestamp lies on it (every difference a whole number of steps); None when one does not."""
+    wall = _wall(index, offset)
+    if isinstance(offset, pd.offsets.Tick):
+        step = pd.Timedelta(offset).value
+        span = wall.asi8 - wall.asi8[0]
+        if (span % step).any():
+            return None
+        return int(span[-1] // step)
+    if not offset.is_on_offset(wall[0]):
+        return None
+    grid = pd.date_range(wall[0], wall[-1], freq=offset)
+    return len(grid) - 1 if wall.isin(grid).all() else None
+
+
+def _infer_freq(index: pd.DatetimeIndex) -> str | None:
+    """The frequency of a (sorted, unique) index: pandas' when the index is regular; else the
+    step that explains the index (every timestamp a whole number of steps after the first, so
+    that a missing row reads as a gap wherever it is), chosen among the steps the data show: the
+    runs pandas recognises, the shortest difference (in calendar days where every difference is
+    whole days, in elapsed time below a day) and the calendar steps the first timestamp starts
+    (business days, weeks, half months, months, quarters, years). Where several explain it, the
+    coarsest (fewest steps: business days rather than days, months rather than days); at equal
+    steps the first in that order. When none does (timestamps off any grid): the most common run
+    frequency, else the most common difference (ties: the shorter), and the gap report says which
+    rows are off its grid."""
+    if len(index) < 2:
+        return None
+    index = index.as_unit("ns")
+    if len(index) >= 3:
+        f = pd.infer_freq(index)
+        if f is not None:
+            return f
+    runs = _short_run_freqs(index)
+    candidates = list(runs)
+    wall = np.diff(index.tz_localize(None).asi8 if index.tz is not None else index.asi8)
+    if (wall > 0).all() and not (wall % _DAY_NS).any():  # whole calendar days apart
+        days = int(wall.min() // _DAY_NS)
+        candidates.append("D" if days == 1 else f"{days}D")
+    elapsed = np.diff(index.asi8)
+    if elapsed.min() < _DAY_NS:
+        candidates.append(to_offset(pd.Timedelta(int(elapsed.min()), unit="ns")).freqstr)
+    candidates += _calendar_candidates(index[0])
+    best = None
+    for f in dict.fromkeys(candidates):  # in order, once each
+        steps = _grid_steps(index, to_offset(f))
+        if steps is not None and (best is None or steps < best[0]):
+            best = (steps, f)
+    if best is not None:
+        return best[1]
+    if runs:
+        return runs[0]
+    counts = Counter(elapsed.tolist())
+    mode = min(counts, key=lambda d: (-counts[d], d))
     return to_offset(pd.Timedelta(mode, unit="ns")).freqstr
 
 
@@ -195,9 +285,11 @@ def _check_int_index(index: pd.Index, series: Any, time_col: str, freq: Any) -> 
     if len(vals) < 2:
         return step
     d = np.diff(vals)
-    if step is None:
-        counts = Counter(d.tolist())
-        step = int(min(counts, key=lambda s: (-counts[s], s)))
+    if step is None:  # the shortest difference where it explains the index (as for timestamps)
+        step = int(d.min())
+        if (d % step).any():  # off any grid: the most common difference (ties: the shorter)
+            counts = Counter(d.tolist())
+            step = int(min(counts, key=lambda s: (-counts[s], s)))
     bad = np.flatnonzero(d != step)
     if len(bad):
         parts = []

@@ -46,7 +46,7 @@ class TSFData:
     def to_collection(self) -> SeriesCollection:
         """The series as a :class:`SeriesCollection` (each univariate, own start date)."""
         values, masks, index = [], [], []
-        for s, start in zip(self.series, self.starts):
+        for s, start in zip(self.series, self.starts, strict=True):
             v = s.astype(np.float32)[:, None]
             values.append(v)
             masks.append(~np.isnan(v))
@@ -73,7 +73,9 @@ def read_tsf(path: str | os.PathLike) -> TSFData:
     attrs: list[tuple[str, str]] = []
     meta: dict[str, str] = {}
     data_started = False
-    names, starts, series = [], [], []
+    names: list[str] = []
+    starts: list[pd.Timestamp | None] = []
+    series: list[np.ndarray] = []
     extra: dict[str, list] = {}
     for line_no, line in enumerate(open_text(path), start=1):
         line = line.strip()
@@ -97,11 +99,11 @@ def read_tsf(path: str | os.PathLike) -> TSFData:
         if len(fields) != len(attrs) + 1:
             raise ValueError(f"{path}:{line_no}: expected {len(attrs)} attribute(s) and the values, "
                              f"got {len(fields)} ':'-separated fields")
-        values = [_parse_value(f, kind, line_no) for f, (_, kind) in zip(fields[:-1], attrs)]
+        values = [_parse_value(f, kind, line_no) for f, (_, kind) in zip(fields[:-1], attrs, strict=True)]
         raw = fields[-1].split(",")
         obs = np.array([np.nan if v.strip() == "?" else float(v) for v in raw], dtype=np.float64)
         name, start = None, None
-        for (attr, kind), val in zip(attrs, values):
+        for (attr, kind), val in zip(attrs, values, strict=True):
             if kind == "date" and start is None:
                 start = val
             elif attr == "series_name":

@@ -112,16 +112,19 @@ class SeriesWindows(Dataset):
                 raise ValueError(f"window (series {i}, end {e}) lies outside the data")
         self.n_targets = n_targets
         if self.n_hist or self.n_futr:
+            assert n_targets is not None  # (refused above)
             have = self._values[0].shape[1] if self._values else 0
             if have != n_targets + self.n_hist + self.n_futr:
                 raise ValueError(f"values have {have} channels; n_targets + n_hist + n_futr = "
                                  f"{n_targets + self.n_hist + self.n_futr}")
         self.first_index = None if first_index is None else [int(f) for f in first_index]
-        self._static = None if static is None else [torch.as_tensor(np.asarray(s, np.float32)) for s in static]
+        self._static: list[torch.Tensor] | None = None
         if static is not None:
+            given = [torch.as_tensor(np.asarray(s, np.float32)) for s in static]
             sm = [~np.isnan(np.asarray(s, np.float32)) for s in static] if static_mask is None else static_mask
             self._static_mask = [torch.as_tensor(np.asarray(m, bool)) for m in sm]
-            self._static = [torch.where(m, s, torch.zeros_like(s)) for s, m in zip(self._static, self._static_mask)]
+            self._static = [torch.where(m, s, torch.zeros_like(s))
+                            for s, m in zip(given, self._static_mask, strict=True)]
         self._static_cat = None if static_cat is None else [
             torch.as_tensor(np.asarray(c, np.int64)) for c in static_cat]
 
@@ -129,6 +132,7 @@ class SeriesWindows(Dataset):
     def n_channels(self) -> int:
         """Channels of ``past``: the targets when the windows have covariate channels."""
         if self.n_hist or self.n_futr:
+            assert self.n_targets is not None  # (__init__ refuses covariate channels without it)
             return self.n_targets
         return self._values[0].shape[1]
 
@@ -157,9 +161,11 @@ class SeriesWindows(Dataset):
             item[FUTURE] = future
             item[FUTURE_MASK] = fmask
         if self.n_hist:  # the context rows only: nothing after the origin
+            assert C is not None  # (__init__ refuses covariate channels without n_targets)
             item[HIST_EXOG] = past[:, C:C + self.n_hist]
             item[HIST_EXOG + "_mask"] = pmask[:, C:C + self.n_hist]
         if self.n_futr:  # the context rows, then the futr_horizon rows after the origin
+            assert C is not None
             a, b = C + self.n_hist, C + self.n_hist + self.n_futr
             ahead_v, ahead_m = v[e:e + self.futr_horizon, a:b], m[e:e + self.futr_horizon, a:b]
             item[FUTR_EXOG] = torch.cat([past[:, a:b], ahead_v])

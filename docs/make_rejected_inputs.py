@@ -179,6 +179,89 @@ def _train_from_other():
     TitansEstimator(**kw, d_model=32, memory={"heads": 2}).train_from(predictor, data)
 
 
+def _edited(raw):
+    """The saved file with one weight's first floats changed in place (same size)."""
+    import io
+
+    import torch
+
+    state = torch.load(io.BytesIO(raw), weights_only=True)["state_dict"]
+    data = max(state.values(), key=lambda t: t.numel()).contiguous().numpy().tobytes()[:32]
+    at = raw.find(data)
+    return raw[:at] + (np.frombuffer(data, dtype=np.float32) * 1.01).astype(np.float32).tobytes() + raw[at + 32:]
+
+
+class _Code:
+    def __reduce__(self):
+        return (os.getpid, ())
+
+
+def _pickled_code(raw):
+    import io
+
+    import torch
+
+    out = io.BytesIO()
+    torch.save({"format": "titans-ts-forecaster/3", "x": _Code()}, out)
+    return out.getvalue()
+
+
+def _edited_checkpoint():
+    import torch
+
+    from titans_ts.integrity import stamp_checkpoint
+    from titans_ts.model.lightning_module import TitansLightningModule
+
+    module = TitansLightningModule(16, 4, d_model=16, n_layers=1, patch_len=8, stride=4,
+                                   memory=dict(heads=2, depth=1, chunk_size=4))
+    ckpt = {"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}
+    stamp_checkpoint(ckpt)
+    ckpt["state_dict"] = {k: v + 1e-3 if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, "model.ckpt")
+    TitansLightningModule.load_from_checkpoint("model.ckpt", weights_only=True)
+
+
+def _save_over_fifo():
+    os.mkfifo("pipe")
+    _fitted().save("pipe")
+
+
+def _online_run(*argv):
+    from titans_ts.cli import build_parser
+
+    args = build_parser().parse_args(["benchmark", "online", *argv])
+    args.func(args)
+
+
+def _online(*argv):
+    return _in_tmp(lambda: _online_run(*argv))
+
+
+def _out_not_json():
+    Path("out.csv").write_text("epoch,mse\n1,0.5\n")
+    _online_run("ETTh1", "--seq-len", "96", "--out", "out.csv")
+
+
+def _predict_entry(entry):
+    """A tiny trained GluonTS predictor asked to forecast ``entry``."""
+    def run():
+        from titans_ts.gluonts import TitansEstimator
+
+        if not hasattr(_predict_entry, "predictor"):
+            good = [_daily(np.sin(np.arange(60) / 3.0) + 5, f"s{i}") for i in range(2)]
+            _predict_entry.predictor = TitansEstimator(
+                freq="D", prediction_length=4, context_length=16, patch_len=8, stride=4, d_model=16, n_layers=1,
+                memory={"heads": 2, "chunk_size": 4}, batch_size=8, num_batches_per_epoch=1,
+                trainer_kwargs={"max_epochs": 1}).train(good)
+        list(_predict_entry.predictor.predict([entry]))
+    return run
+
+
+def _daily(values, item="a", **fields):
+    return {"start": pd.Period("2024-01-01", freq="D"), "item_id": item,
+            "target": np.asarray(values, dtype=np.float64), **fields}
+
+
 def _gz_truncated():
     from titans_ts.datasets.catalogue import open_text
 
@@ -192,11 +275,34 @@ def torch_full(value):
     return torch.full((2, 6), value)
 
 
+def _online_config(**kw):
+    from titans_ts.online import OnlineConfig
+
+    return OnlineConfig(**kw)
+
+
+def _online_too_long():
+    from titans_ts.datasets.online import OnlineData
+    from titans_ts.datasets.scaling import StandardScaler
+    from titans_ts.online.runner import check_stream_fits
+
+    data = OnlineData("ETTh2", np.zeros((400, 2), np.float32), {"train": (0, 240), "val": (240, 300),
+                      "test": (300, 400)}, ["a", "b"], pd.date_range("2024-01-01", periods=400, freq="h"),
+                      StandardScaler(), season=24)
+    check_stream_fits(data, 250, 24)
+
+
+def _run_online(*args, **kw):
+    from titans_ts.online import run_online
+
+    return run_online(*args, **kw)
+
+
 def _cases():
     """(what, callable that must raise) pairs."""
     from titans_ts import TitansForecaster
     from titans_ts.datasets import from_frame, ltsf_splits
-    from titans_ts.tuning import open_storage
+    from titans_ts.tuning import open_storage, optimize
 
     def fit(df, **kw):
         return lambda: TitansForecaster(**{**TINY, **kw}).fit(df)
@@ -271,6 +377,36 @@ def _cases():
         ("memory_scan: integer weights", _scan(lambda i, w, kw: w.__setitem__(0, w[0].long()))),
         ("memory_scan: mask outside [0, 1]", _scan(lambda i, w, kw: kw.update(mask=torch_full(2.0)))),
         ("memory_scan: non-finite q", _scan(lambda i, w, kw: i[0].__setitem__((0, 0, 0, 0), float("nan")))),
+        # issue 35: files, streams in any time zone, no silent result
+        ("update() with zoned timestamps for a model fitted on naive ones",
+         lambda: _fitted().update(_long(T=2, start="2024-01-02 16:00").assign(
+             ds=lambda d: d["ds"].dt.tz_localize("UTC")))),
+        ("several series stacked without their id column", fit(_long().drop(columns="unique_id"))),
+        ("load a saved model with an edited float", _saved(_edited)),
+        ("load a file holding a Python object (not plain data)", _saved(_pickled_code)),
+        ("load a Lightning checkpoint with edited weights", _in_tmp(_edited_checkpoint)),
+        ("save onto a FIFO (or a device such as /dev/full)", _in_tmp(_save_over_fifo)),
+        ("memory_scan: finite keys and values near 1e20",
+         _scan(lambda i, w, kw: (i.__setitem__(1, i[1] * 1e20), i.__setitem__(2, i[2] * 1e20)))),
+        ("GluonTS: an empty target", _estimator([_entry(np.arange(20.0)), _entry([], "b")])),
+        ("GluonTS: an all-NaN target", _estimator([_entry(np.arange(20.0)), _entry([np.nan] * 20, "b")])),
+        ("GluonTS: a field the estimator does not read (feat_dynamic_cat)",
+         _estimator([{**_entry(np.arange(20.0)), "feat_dynamic_cat": np.zeros((1, 20), dtype=int)}])),
+        ("GluonTS: forecast from a context without an observed value",
+         _predict_entry(_daily(np.r_[np.ones(40), [np.nan] * 20]))),
+        ("benchmark online: unknown dataset", _online("ETTh9", "--out", "o.jsonl")),
+        ("benchmark online: --config that is not JSON",
+         _online("ETTh1", "--seq-len", "96", "--out", "o.jsonl", "--config", "{max_epochs: 1}")),
+        ("benchmark online: an --out file that is not JSON lines", _in_tmp(_out_not_json)),
+        # issues 33 and 34: settings objects, the online runner
+        ("an unknown memory setting (memory={'dept': 2})", lambda: TitansForecaster(memory={"dept": 2})),
+        ("an unknown stream-memory setting in OnlineConfig", lambda: _online_config(memory={"dept": 1})),
+        ("a stream-memory gain prior below 0", lambda: _online_config(memory={"gain_prior": -1.0})),
+        ("run_online with an unknown mode", lambda: _run_online("ETTh2", 24, 96, modes=("frozen", "bogus"))),
+        ("an online look-back that leaves a split without a window", _online_too_long),
+        ("tune: a heartbeat grace period not longer than the interval",
+         _in_tmp(lambda: optimize(lambda t: 0.0, n_trials=1, storage="sqlite:///s.db", grace_period=5,
+                                  heartbeat_interval=10))),
         # issue 36: covariates and continued training
         ("a future-known covariate missing for part of the horizon",
          _predict_cov(lambda kw: kw.update(futr_df=kw["futr_df"].iloc[:-2]))),
@@ -294,6 +430,9 @@ def _cases():
         ("GluonTS: a static category code beyond the cardinality",
          _estimator([dict(_entry(np.arange(30.0)), feat_static_cat=[4])], num_feat_static_cat=1, cardinality=[3])),
         ("GluonTS: train_from a predictor of another network", _train_from_other),
+        ("GluonTS: an infinite covariate value",
+         _estimator([dict(_entry(np.arange(30.0)), past_feat_dynamic_real=np.r_[np.ones(29), np.inf][None])],
+                    num_past_feat_dynamic_real=1)),
     ]
 
 

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             if cuda:
                 torch.cuda.synchronize()
             first[backend] = time.perf_counter() - t0
-        errs = [_rel(a, b) for a, b in zip(res["triton"], res["chunked"])]
+        errs = [_rel(a, b) for a, b in zip(res["triton"], res["chunked"], strict=True)]
         ok = max(errs) < 1e-4
         failures += not ok
         print(f"depth {depth} fp32: max relative error (output and {len(errs) - 1} gradients) "
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                     dims = [64] + [128] * (depth - 1) + [64]
                     W = [torch.randn(8, dims[i + 1], dims[i], device=device).requires_grad_() for i in range(depth)]
 
-                    def step():
+                    def step(q=q, k=k, v=v, gates=gates, W=W, backend=backend):
                         y, _ = memory_scan(q, k, v, *gates, weights=W, chunk_size=64, backend=backend)
                         y.sum().backward()
 

@@ -66,10 +66,11 @@ def evaluate_baseline(dataset, kind: str = "seasonal_naive", season: int | None 
     preds, truth, masks = [], [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False):
         if kind == "repeat_last":
-            f = repeat_last(batch["past"], dataset.horizon, batch["past_mask"])
+            fc = repeat_last(batch["past"], dataset.horizon, batch["past_mask"])
         else:
-            f = seasonal_naive(batch["past"], dataset.horizon, season, batch["past_mask"])
-        preds.append(f.numpy())
+            assert season is not None  # checked above
+            fc = seasonal_naive(batch["past"], dataset.horizon, season, batch["past_mask"])
+        preds.append(fc.numpy())
         truth.append(batch["future"].numpy())
         masks.append(batch["future_mask"].numpy())
     y, f, m = (np.concatenate(a) for a in (truth, preds, masks))

@@ -42,6 +42,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_count(text: str) -> int:
+    """argparse type: a count of at least 1 (a look-back, a horizon, epochs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (give 1 or more)")
+    return value
+
+
 def _data(args: argparse.Namespace) -> int:
     from titans_ts import datasets as D
 
@@ -49,11 +60,11 @@ def _data(args: argparse.Namespace) -> int:
         print(f"{'name':<20} {'kind':<5} {'freq':<7} {'located':<8} file")
         for info in D.CATALOGUE.values():
             try:
-                path = D.find_file(info, root=args.root, verify=False)
+                shown = str(D.find_file(info, root=args.root, verify=False))
                 where = "yes"
             except D.DataNotFoundError:
-                path, where = info.filename, "no"
-            print(f"{info.name:<20} {info.kind:<5} {str(info.freq):<7} {where:<8} {path}")
+                shown, where = info.filename, "no"
+            print(f"{info.name:<20} {info.kind:<5} {str(info.freq):<7} {where:<8} {shown}")
         return 0
     if args.data_cmd == "path":
         print(D.find_file(args.name, root=args.root, verify=False))
@@ -63,7 +74,7 @@ def _data(args: argparse.Namespace) -> int:
         bad = 0
         for name in names:  # every file is reported; one bad file does not stop the others
             try:
-                path = D.find_file(name, root=args.root, verify=True)
+                path = D.find_file(name, root=args.root, verify=True, rehash=True)  # every byte, again
                 status = "ok" if D.dataset_info(name).sha256 else "not pinned"
                 print(f"{name:<20} {status:<10} {path}")
             except D.DataNotFoundError:
@@ -154,37 +165,65 @@ def _benchmark_online(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from titans_ts.datasets.online import ONLINE_LOOKBACK
+    from titans_ts import datasets as D
+    from titans_ts.datasets.online import ONLINE_LOOKBACK, ONLINE_SPLITS
     from titans_ts.online import OnlineConfig, run_online
 
-    out = Path(args.out)
-    done = set()
-    if out.exists():
-        for line in out.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done.add((r["dataset"], r["horizon"], r["seq_len"], r["seed"], r.get("tag", "main"), r["mode"]))
+    online_sets = [i.name for i in D.CATALOGUE.values() if i.split in ONLINE_SPLITS]
+    try:
+        dataset = D.dataset_info(args.dataset).name
+    except KeyError:
+        raise ValueError(f"unknown dataset {args.dataset!r} for the online benchmark; it runs on: "
+                         f"{', '.join(online_sets)}") from None
+    if dataset not in online_sets:
+        raise ValueError(f"{dataset} has no online split (the protocol's 20:5:75 split applies to the "
+                         f"long-horizon sets); it runs on: {', '.join(online_sets)}")
     cfg = OnlineConfig()
     if args.max_epochs is not None:
         cfg = cfg.with_overrides({"training": {"max_epochs": args.max_epochs}})
     if args.config:
-        cfg = cfg.with_overrides(json.loads(args.config))
-    seq_len = args.seq_len or ONLINE_LOOKBACK.get(args.dataset)
+        try:
+            over = json.loads(args.config)
+        except ValueError as err:
+            raise ValueError(f"--config is not valid JSON ({err}); give an object of OnlineConfig "
+                             f"settings, e.g. '{{\"network\": {{\"variant\": \"none\"}}}}'") from None
+        if not isinstance(over, dict):
+            raise ValueError(f"--config must be a JSON object of OnlineConfig settings, e.g. "
+                             f"'{{\"training\": {{\"max_epochs\": 3}}}}'; got {type(over).__name__} {args.config!r}")
+        cfg = cfg.with_overrides(over)
+    seq_len = args.seq_len or ONLINE_LOOKBACK.get(dataset)
     if seq_len is None:
-        raise ValueError(f"no default look-back for {args.dataset!r}: pass --seq-len")
+        raise ValueError(f"no default look-back for {dataset!r}: pass --seq-len")
+    out = Path(args.out)
+    done = set()
+    if out.exists():
+        for n, line in enumerate(out.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"--out {out}: line {n} is not a JSON record ({err}); --out must be a "
+                                 f"JSON-lines file of titans-ts benchmark online (or a new file)") from None
+            keys = ("dataset", "horizon", "seq_len", "seed", "mode")
+            missing = [k for k in keys if not isinstance(r, dict) or k not in r]
+            if missing:
+                raise ValueError(f"--out {out}: line {n} is not a record of titans-ts benchmark online "
+                                 f"(no {missing[0]!r}); --out must be a JSON-lines file it wrote (or a new file)")
+            done.add((r["dataset"], r["horizon"], r["seq_len"], r["seed"], r.get("tag", "main"), r["mode"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
-        todo = {H: tuple(m for m in args.modes if (args.dataset, H, seq_len, seed, args.tag, m) not in done)
+        todo = {H: tuple(m for m in args.modes if (dataset, H, seq_len, seed, args.tag, m) not in done)
                 for H in args.horizons}
         for H in [H for H, t in todo.items() if not t]:
-            print(f"skip (recorded): {args.dataset} L={seq_len} H={H} seed {seed} [{args.tag}]")
+            print(f"skip (recorded): {dataset} L={seq_len} H={H} seed {seed} [{args.tag}]")
         horizons = [H for H, t in todo.items() if t]
         if not horizons:
             continue
         modes = tuple(m for m in args.modes if any(m in todo[H] for H in horizons))
         t0 = time.perf_counter()
         # one backbone for every horizon asked for (the longest), also when some are recorded
-        recs = run_online(args.dataset, horizons, seq_len, seed, modes=modes, root=args.root, cfg=cfg,
+        recs = run_online(dataset, horizons, seq_len, seed, modes=modes, root=args.root, cfg=cfg,
                           online_lrs=tuple(args.online_lrs), log=print if args.verbose else None,
                           backbone_cache=args.backbone_cache, backbone_horizon=max(args.horizons))
         total = round(time.perf_counter() - t0, 1)
@@ -193,7 +232,7 @@ def _benchmark_online(args: argparse.Namespace) -> int:
             for r in recs:
                 fh.write(json.dumps({**r, "tag": args.tag, "run_seconds": total}) + "\n")
         for H in horizons:
-            print(f"{args.dataset} L={seq_len} H={H} seed {seed} ({total:.0f} s): " + ", ".join(
+            print(f"{dataset} L={seq_len} H={H} seed {seed} ({total:.0f} s): " + ", ".join(
                 f"{r['mode']} {r['mse']:.4f}" for r in recs if r["horizon"] == H), flush=True)
     return 0
 
@@ -240,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         "carried, online_gd, carried+online_gd compared on one trained model. Appends one JSON "
         "line per (dataset, horizon, look-back, mode, seed) to --out; modes already recorded there are skipped.")
     bo.add_argument("dataset")
-    bo.add_argument("--horizons", type=int, nargs="+", default=[24, 48, 96])
-    bo.add_argument("--seq-len", type=int, default=None,
+    bo.add_argument("--horizons", type=_positive_count, nargs="+", default=[24, 48, 96])
+    bo.add_argument("--seq-len", type=_positive_count, default=None,
                     help="look-back (default: the one Proceed's scripts use: 336 ETTh2, 512 ETTm1 / weather)")
     bo.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     bo.add_argument("--modes", nargs="+", default=list(ONLINE_MODES), choices=list(ONLINE_MODES))
@@ -249,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="learning rates of the online_gd modes (chosen on the validation stream)")
     bo.add_argument("--backbone-cache", default=None,
                     help="folder where trained backbones are kept and found again (default: none kept)")
-    bo.add_argument("--max-epochs", type=int, default=None,
+    bo.add_argument("--max-epochs", type=_positive_count, default=None,
                     help="most backbone epochs (default: OnlineConfig.max_epochs; early stopping on the "
                     "validation windows ends training sooner)")
     bo.add_argument("--config", default=None,
@@ -291,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "trainer.max_epochs=5 (applied before the trial's suggestions)")
     t.add_argument("--seed", type=int, default=0, help="sampler seed (trial k draws from seed and k)")
     t.add_argument("--timeout", type=float, default=None, help="start no trial after SECONDS")
+    t.add_argument("--heartbeat-grace", type=_positive_count, default=None, metavar="SECONDS",
+                   help="a running trial without a heartbeat (every 10 s) for this long belongs to a "
+                   "dead worker and is retried by another (default 30; longer for storages that are "
+                   "slow to write or machines whose clocks disagree)")
     t.add_argument("--verbose", action="store_true", help="Lightning and optuna messages")
     t.set_defaults(func=_tune)
     return p

@@ -8,6 +8,7 @@ from typing import List, Optional, Union
 import lightning.pytorch as pl
 
 from titans_ts.datasets import dataset_info, ltsf_splits, resolve_time_features
+from titans_ts.datasets.ltsf import LTSFSplits
 from titans_ts.datasets.windows import EpochShuffleSampler, collate_windows, window_loader
 
 __all__ = ["LTSFDataModule", "window_loader", "EpochShuffleSampler", "collate_windows"]
@@ -56,11 +57,12 @@ class LTSFDataModule(pl.LightningDataModule):
         if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
             raise ValueError(f"streams must be a positive integer (training loaders side by side), got {streams!r}")
         self.streams = streams
-        self.splits = None
+        self.splits: LTSFSplits | None = None
 
     @property
     def n_channels(self) -> int:
         self.setup()
+        assert self.splits is not None  # setup() has read them
         return self.splits.train.n_channels
 
     @property

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ __all__ = ["seasonal_periods", "useful_seasons", "context_length", "cycle_length
            "BATCHES_PER_EPOCH", "PATIENCE_STEPS"]
 
 #: settings the benchmark recipes' validation selection chose most often
-ROBUST = {"dropout": 0.2, "revin_center": "mean", "loss": "mae"}
+ROBUST: dict[str, Any] = {"dropout": 0.2, "revin_center": "mean", "loss": "mae"}
 PASSES = 10             # passes over the training windows
 MIN_STEPS, MAX_STEPS = 600, 3000
 BATCHES_PER_EPOCH = 50  # an epoch, for early stopping's checks
@@ -170,7 +170,7 @@ class DataDefaults:
         return d
 
 
-def tail_sizes(lengths: Sequence[int], horizon: int, val_size: int) -> list[int]:
+def tail_sizes(lengths: Iterable[int], horizon: int, val_size: int) -> list[int]:
     """The validation tail each series can hold: ``val_size`` where ``horizon + 1`` steps stay
     beside it for training, else 0 (the series trains whole)."""
     return [int(val_size) if int(n) >= horizon + 1 + val_size else 0 for n in lengths]
@@ -184,25 +184,25 @@ def data_defaults(freq: Any, horizon: int, lengths: Sequence[int], batch_size: i
     early stopping (one number, or one per series: :func:`tail_sizes`; None: the horizon where
     a series can hold it; 0: none); ``context`` is a context length the user chose;
     ``cyclic``: see :func:`training_budget`."""
-    lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
-    if lengths.size == 0:
+    lens = np.asarray([int(n) for n in lengths], dtype=np.int64)
+    if lens.size == 0:
         raise ValueError("data_defaults needs at least one series length")
     if val_size is None:
-        val_size = tail_sizes(lengths, horizon, horizon)
-    tails = np.broadcast_to(np.asarray(val_size, dtype=np.int64), lengths.shape)
+        val_size = tail_sizes(lens, horizon, horizon)
+    tails = np.broadcast_to(np.asarray(val_size, dtype=np.int64), lens.shape)
     val = int(tails.max())
-    typical = int(np.median(lengths - tails))
+    typical = int(np.median(lens - tails))
     periods = seasonal_periods(freq)
     useful = useful_seasons(periods, typical, horizon)
     L = context_length(horizon, useful, typical) if context is None else int(context)
     # training windows: every end with at least one past step and a whole target before the tail
-    n_windows = int(np.clip(lengths - tails - horizon, 0, None).sum())
+    n_windows = int(np.clip(lens - tails - horizon, 0, None).sum())
     max_epochs, per_epoch, patience = training_budget(n_windows, batch_size, cyclic)
     return DataDefaults(
-        context_length=L, cycle_len=cycle_length(useful, len(lengths)),
+        context_length=L, cycle_len=cycle_length(useful, len(lens)),
         steps=budget_steps(n_windows, batch_size), max_epochs=max_epochs,
         num_batches_per_epoch=per_epoch, patience=patience, seasons=periods,
-        useful_seasons=useful, typical_length=typical, n_series=int(lengths.size),
+        useful_seasons=useful, typical_length=typical, n_series=int(lens.size),
         n_windows=n_windows,
         validation=("none" if not val else f"last {val} steps of every series" if tails.min()
-                    else f"last {val} steps of {int((tails > 0).sum())} of {lengths.size} series"))
+                    else f"last {val} steps of {int((tails > 0).sum())} of {lens.size} series"))

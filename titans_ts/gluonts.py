@@ -6,14 +6,24 @@
     forecasts = list(predictor.predict(test_ds))     # SampleForecast (student_t head)
                                                      # or QuantileForecast (quantile head)
 
-Univariate targets only (each series is one channel, C = 1). The pipeline is GluonTS's own:
+Univariate targets only (each series is one channel, C = 1), with the covariates described
+below. The pipeline is GluonTS's own, after a check of every entry:
 
-    entry -> SelectFields(item_id, info, start, target) -> AsNumpyArray(target)
+    entry -> CheckEntries: refuses an empty or all-NaN target, +/-inf, ``feat_dynamic_cat`` (not
+             read: refused rather than dropped without a word), and (prediction) a context
+             without an observed value; reads a ``start`` given as a timestamp (or text) as a
+             period of the estimator's ``freq``
+          -> SelectFields(item_id, info, start, target, the covariate fields)
+          -> AsNumpyArray(target, float64)
           -> AddObservedValuesIndicator (NaN -> 0, observed mask 0)
+          -> CovariateFields: the covariates checked and stacked (see below)
           -> InstanceSplitter (training: ExpectedNumInstanceSampler, validation:
              ValidationSplitSampler, prediction: TestSplitSampler), left-padding contexts shorter
              than ``context_length`` with value 0 and observed mask 0
-          -> TitansNet(past [B, L, 1], observed mask [B, L, 1])
+          -> each window centred and scaled by its observed context (mean and standard
+             deviation, in float64: a target of 1e30, or a unit-size signal on a level of 1e8,
+             reaches the float32 network as numbers of order one; forecasts are mapped back)
+          -> TitansNet(past [B, L, 1], observed mask [B, L, 1], the standardised covariates)
 
 Covariates, read as GluonTS's own estimators read them (DeepAR's argument names): ``feat_dynamic_real``
 (``num_feat_dynamic_real`` rows, future-known: at prediction they reach ``prediction_length``
@@ -21,9 +31,11 @@ steps past the target), ``past_feat_dynamic_real`` (``num_past_feat_dynamic_real
 past-only), ``feat_static_real`` (``num_feat_static_real`` values) and ``feat_static_cat``
 (``num_feat_static_cat`` codes below ``cardinality``), and calendar features of the frequency
 (``time_features``, future-known). :class:`CovariateFields` checks and stacks them (NaN:
-unobserved, masked), the splitter cuts them with the target, and the module standardises the
-real-valued ones with their centre and spread over the training data (fixed at ``train``, saved
-with the predictor) before the network reads them.
+unobserved, masked; +/-inf, a field the estimator was not told to read and a category unseen at
+training are refused naming the entry), the splitter cuts them with the target, and the module
+standardises the real-valued ones with their centre and spread over the training data (fixed at
+``train``, saved with the predictor) in float64 before the float32 network reads them, as it
+scales the target.
 
 Missing and padded context values enter the network only through its observed mask; missing future
 values are left out of the loss. The predictor is a plain ``PyTorchPredictor``: it works with
@@ -65,13 +77,15 @@ from gluonts.transform import (
 
 from .datasets.timefeatures import resolve_time_features, time_feature_values
 from .defaults import batches_per_epoch, data_defaults, epochs_for, tail_sizes
+from .integrity import stamp_checkpoint, verify_checkpoint
 from .model.config import TitansConfig, TrainingConfig, check_keys
 from .model.network import TitansNet
 from .model.optim import configure_optimizers
 from .training import fit_module
 
-__all__ = ["TitansEstimator", "TitansGluonTSModule", "CovariateFields", "GLUONTS_HEADS", "SCHEDULERS",
-           "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES", "COVARIATE_INPUT_NAMES"]
+__all__ = ["TitansEstimator", "TitansGluonTSModule", "CheckEntries", "CovariateFields", "GLUONTS_HEADS",
+           "SCHEDULERS", "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES",
+           "COVARIATE_INPUT_NAMES", "COVARIATE_FIELDS", "UNREAD_FIELDS"]
 
 GLUONTS_HEADS = ("student_t", "quantile")
 SCHEDULERS = ("cosine", "none")
@@ -96,20 +110,36 @@ _DERIVED = ("seq_len", "horizon", "n_channels", "n_hist_exog", "n_futr_exog", "n
 MODEL_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
 
 
-def _window_scale(past: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-window scale [B]: mean |observed context|; windows without one (all missing or all 0)
-    take the batch mean of the others (1 if none has one)."""
-    m = mask.to(past.dtype)
-    s = (past.abs() * m).sum(1) / m.sum(1).clamp_min(1.0)
-    ok = s > 0
-    fallback = s[ok].mean() if bool(ok.any()) else torch.ones((), dtype=s.dtype, device=s.device)
-    return torch.where(ok, s, fallback).clamp_min(1e-8)
+#: the entry fields of covariates the estimator reads (each with its ``num_...`` argument; a field
+#: given while its count is 0 is refused, not dropped: :class:`CovariateFields`)
+COVARIATE_FIELDS = (FieldName.FEAT_DYNAMIC_REAL, FieldName.PAST_FEAT_DYNAMIC_REAL, FieldName.FEAT_STATIC_REAL,
+                    FieldName.FEAT_STATIC_CAT)
+#: covariate fields the estimator does not read at all (refused, not dropped: :class:`CheckEntries`)
+UNREAD_FIELDS = (FieldName.FEAT_DYNAMIC_CAT,)
 
 
-def _label(entry: dict) -> str:
-    item = entry.get(FieldName.ITEM_ID)
-    return f"the entry with item_id {item!r}" if item is not None else \
-        f"an entry (start {entry.get(FieldName.START)}, no item_id)"
+def _window_stats(past: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-window centre and scale [B] (float64) of the observed context: the mean and the
+    standard deviation, as :mod:`titans_ts.forecaster.scaling` scales a series (a constant
+    context: scale ``|centre|``, or 1 if that is 0; no observed value: centre 0, scale 1)."""
+    m = mask > 0
+    x = torch.where(m, past.to(torch.float64), 0.0)
+    n = m.sum(1)
+    centre = x.sum(1) / n.clamp_min(1)
+    lo = torch.where(m, x, torch.inf).amin(1)
+    hi = torch.where(m, x, -torch.inf).amax(1)
+    constant = (n > 0) & (hi == lo)
+    centre = torch.where(constant, lo, centre)
+    spread = torch.sqrt((torch.where(m, x - centre[:, None], 0.0) ** 2).sum(1) / n.clamp_min(1))
+    fallback = torch.where(centre.abs() > 0, centre.abs(), torch.ones_like(centre))
+    ok = torch.isfinite(spread) & (spread > 0) & ~constant
+    return centre, torch.where(ok, spread, fallback)
+
+
+def _scaled(x: torch.Tensor, mask: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(x - centre) / scale`` per window as float32 (computed in float64; 0 where unobserved)."""
+    z = (x.to(torch.float64) - centre[:, None]) / scale[:, None]
+    return torch.where(mask > 0, z, 0.0).to(torch.float32)
 
 
 class CovariateFields(MapTransformation):
@@ -118,8 +148,9 @@ class CovariateFields(MapTransformation):
 
     Adds ``feat_dynamic`` [Kf, T (+ prediction_length at prediction)]: the calendar features
     ``time_features`` computed from ``start``, then ``feat_dynamic_real``; ``past_feat_dynamic_real``
-    [Kp, T]; ``feat_static_real`` [Ks] and ``feat_static_cat`` [Kc] (int64); each real field with
-    an ``_observed`` mask (NaN: unobserved, entered as 0). A kind the estimator does not read is
+    [Kp, T]; ``feat_static_real`` [Ks] (the real fields float64, standardised in float64 by the
+    module) and ``feat_static_cat`` [Kc] (int64); each real field with an ``_observed`` mask
+    (NaN: unobserved, entered as 0). A kind the estimator does not read is
     an empty array. A field that is missing, has the wrong number of rows, is too short, holds
     +/-inf, or a category code outside ``0 .. cardinality - 1`` (a category unseen at training) is
     an error naming the entry and the field; so is a covariate field the estimator was not told
@@ -137,46 +168,57 @@ class CovariateFields(MapTransformation):
                        FieldName.FEAT_STATIC_CAT: len(cardinality)}
         self.cardinality = list(cardinality)
 
-    def _field(self, data: dict, name: str, ndim: int, length: Optional[int], what: str):
+    def _field(self, data: dict, name: str, ndim: int, length: Optional[int], what: str, label: str):
         k = self.counts[name]
         value = data.get(name)
         if not k:
             if value is not None and np.asarray(value).size:
                 arg = {FieldName.FEAT_STATIC_CAT: "num_feat_static_cat (and cardinality)"}.get(name, f"num_{name}")
-                raise ValueError(f"{_label(data)} has {name} but the estimator reads none ({arg}=0): "
+                raise ValueError(f"{label} has {name} but the estimator reads none ({arg}=0): "
                                  f"give {arg} to use it, or leave the field out (nothing is dropped silently)")
             shape = (0,) if ndim == 1 else (0, length)
-            return np.zeros(shape, np.int64 if name == FieldName.FEAT_STATIC_CAT else np.float32)
+            return np.zeros(shape, np.int64 if name == FieldName.FEAT_STATIC_CAT else np.float64)
         if value is None:
-            raise ValueError(f"{_label(data)} has no {name} field; the estimator reads {k} {what} "
+            raise ValueError(f"{label} has no {name} field; the estimator reads {k} {what} "
                              f"({name})")
-        arr = np.asarray(value, dtype=np.float64)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{label}: {name} is not numeric ({err})") from None
         if ndim == 2 and arr.ndim == 1 and k == 1:
             arr = arr[None, :]
         if arr.ndim != ndim or arr.shape[0] != k:
             want = f"[{k}]" if ndim == 1 else f"[{k}, time]"
-            raise ValueError(f"{_label(data)}: {name} must be {want} ({what}), got shape {list(arr.shape)}")
-        if ndim == 2 and arr.shape[1] < length:
-            raise ValueError(f"{_label(data)}: {name} has {arr.shape[1]} steps; it needs {length} (the target's "
+            raise ValueError(f"{label}: {name} must be {want} ({what}), got shape {list(arr.shape)}")
+        if ndim == 2 and length is not None and arr.shape[1] < length:
+            raise ValueError(f"{label}: {name} has {arr.shape[1]} steps; it needs {length} (the target's "
                              + ("and prediction_length more: future-known values over the horizon"
                                 if length > len(data[FieldName.TARGET]) else "length") + ")")
-        if np.isinf(arr).any():
-            raise ValueError(f"{_label(data)}: {name} holds +/-inf; use NaN for a missing value")
-        return arr if ndim == 1 else arr[:, :length]
+        arr = arr if ndim == 1 else arr[:, :length]
+        infinite = np.argwhere(np.isinf(arr))
+        if len(infinite):
+            where = (f"position(s) {infinite[:5, 0].tolist()}" if ndim == 1 else
+                     f"(row, step) {[tuple(ix) for ix in infinite[:5].tolist()]}")
+            raise ValueError(f"{label}: {name} holds +/-inf at {where}; use NaN for a missing value")
+        return arr
 
     def map_transform(self, data: dict, is_train: bool) -> dict:
+        return self.check(data, is_train, _label(data, None))
+
+    def check(self, data: dict, is_train: bool, label: str) -> dict:
+        """:meth:`map_transform` with ``label`` naming the entry in a refusal."""
         T = len(data[FieldName.TARGET])
         T_f = T if is_train else T + self.prediction_length
-        dyn = self._field(data, FieldName.FEAT_DYNAMIC_REAL, 2, T_f, "future-known covariates")
-        past = self._field(data, FieldName.PAST_FEAT_DYNAMIC_REAL, 2, T, "past-only covariates")
-        real = self._field(data, FieldName.FEAT_STATIC_REAL, 1, None, "static values")
-        cat = self._field(data, FieldName.FEAT_STATIC_CAT, 1, None, "static category codes")
+        dyn = self._field(data, FieldName.FEAT_DYNAMIC_REAL, 2, T_f, "future-known covariates", label)
+        past = self._field(data, FieldName.PAST_FEAT_DYNAMIC_REAL, 2, T, "past-only covariates", label)
+        real = self._field(data, FieldName.FEAT_STATIC_REAL, 1, None, "static values", label)
+        cat = self._field(data, FieldName.FEAT_STATIC_CAT, 1, None, "static category codes", label)
         if self.cardinality:
             if np.isnan(cat).any() or (cat != np.round(cat)).any():
-                raise ValueError(f"{_label(data)}: feat_static_cat must hold integer category codes, got {cat}")
-            for j, (code, card) in enumerate(zip(cat.astype(np.int64), self.cardinality)):
+                raise ValueError(f"{label}: feat_static_cat must hold integer category codes, got {cat}")
+            for j, (code, card) in enumerate(zip(cat.astype(np.int64), self.cardinality, strict=True)):
                 if not 0 <= code < card:
-                    raise ValueError(f"{_label(data)}: feat_static_cat[{j}] = {code} is not a category of "
+                    raise ValueError(f"{label}: feat_static_cat[{j}] = {code} is not a category of "
                                      f"the training data (codes 0 .. {card - 1}, cardinality {card}); a "
                                      f"category unseen at training cannot be embedded")
         cal = np.zeros((0, T_f), np.float32)
@@ -188,7 +230,7 @@ class CovariateFields(MapTransformation):
         for name, arr in ((_FEAT_DYNAMIC, feat), (FieldName.PAST_FEAT_DYNAMIC_REAL, past),
                           (FieldName.FEAT_STATIC_REAL, real)):
             seen = ~np.isnan(arr)
-            data[name] = np.where(seen, arr, 0.0).astype(np.float32)
+            data[name] = np.where(seen, arr, 0.0)  # float64: standardised before float32
             data[name + _OBSERVED] = seen.astype(np.float32)
         data[FieldName.FEAT_STATIC_CAT] = cat.astype(np.int64)
         data.pop(FieldName.FEAT_DYNAMIC_REAL, None)
@@ -199,9 +241,10 @@ class TitansGluonTSModule(pl.LightningModule):
     """The trained network: a :class:`TitansNet` on one channel, with the GluonTS batch layout.
 
     Training batches hold ``past_target`` / ``past_observed_values`` [B, L] and ``future_target`` /
-    ``future_observed_values`` [B, H]; the loss (Student-t negative log-likelihood or pinball loss)
-    counts observed future points only and is measured relative to each window's scale (mean
-    absolute observed context), so every series weighs alike whatever its units.
+    ``future_observed_values`` [B, H]. Each window is centred and scaled by its observed context
+    (:func:`_window_stats`, float64) before the float32 network, and its forecast mapped back; the
+    loss (Student-t negative log-likelihood or pinball loss) counts observed future points only,
+    in those scaled units, so every series weighs alike whatever its units or magnitude.
 
     As the predictor's network, ``forward(past_target, past_observed_values)`` returns
     ``num_samples`` sample paths [B, S, H] (student_t head) or ``((quantiles [B, H, Q],), None,
@@ -210,7 +253,7 @@ class TitansGluonTSModule(pl.LightningModule):
     same names), and standardises the real-valued ones with ``exog_scaling`` (per kind,
     ``"futr"``: the ``feat_dynamic_real`` rows, ``"hist"``: ``past_feat_dynamic_real``,
     ``"static"``: ``feat_static_real``, each ``[centres, spreads]``; calendar features are used
-    as they are).
+    as they are), in float64 before the float32 network, as it scales the target.
     """
 
     @validated()
@@ -245,27 +288,33 @@ class TitansGluonTSModule(pl.LightningModule):
                 raise ValueError(f"exog_scaling[{kind!r}] must hold {k} centres and spreads")
             if kind == "futr":  # the calendar features first, as they are
                 loc, spread = [0.0] * n_time_features + list(loc), [1.0] * n_time_features + list(spread)
-            self.register_buffer(f"{kind}_loc", torch.tensor(loc, dtype=torch.float32), persistent=False)
-            self.register_buffer(f"{kind}_scale", torch.tensor(spread, dtype=torch.float32), persistent=False)
+            # float64, as the target's centring: a level of 1e8 keeps its unit-size signal
+            self.register_buffer(f"{kind}_loc", torch.tensor(loc, dtype=torch.float64), persistent=False)
+            self.register_buffer(f"{kind}_scale", torch.tensor(spread, dtype=torch.float64), persistent=False)
 
     def _exog(self, feat_static_cat=None, feat_static_real=None, feat_static_real_observed=None,
               past_feat_dynamic=None, future_feat_dynamic=None, past_feat_dynamic_observed=None,
               future_feat_dynamic_observed=None, past_past_feat_dynamic_real=None,
               past_past_feat_dynamic_real_observed=None) -> Optional[dict]:
-        """The network's covariate inputs from the batch fields (standardised)."""
+        """The network's covariate inputs from the batch fields (standardised in float64, then
+        float32)."""
         c = self.net.config
         if not c.has_exog:
             return None
+
+        def standard(x, loc, scale):
+            return ((x.to(torch.float64) - loc) / scale).to(torch.float32)
+
         exog = {}
         if c.n_hist_exog:
-            exog["hist_exog"] = (past_past_feat_dynamic_real.float() - self.hist_loc) / self.hist_scale
+            exog["hist_exog"] = standard(past_past_feat_dynamic_real, self.hist_loc, self.hist_scale)
             exog["hist_exog_mask"] = past_past_feat_dynamic_real_observed > 0
         if c.n_futr_exog:
-            both = torch.cat([past_feat_dynamic, future_feat_dynamic], 1).float()
-            exog["futr_exog"] = (both - self.futr_loc) / self.futr_scale
+            both = torch.cat([past_feat_dynamic, future_feat_dynamic], 1)
+            exog["futr_exog"] = standard(both, self.futr_loc, self.futr_scale)
             exog["futr_exog_mask"] = torch.cat([past_feat_dynamic_observed, future_feat_dynamic_observed], 1) > 0
         if c.n_stat_exog:
-            exog["stat_exog"] = (feat_static_real.float() - self.static_loc) / self.static_scale
+            exog["stat_exog"] = standard(feat_static_real, self.static_loc, self.static_scale)
             exog["stat_exog_mask"] = feat_static_real_observed > 0
         if c.stat_cat_cardinalities:
             exog["stat_cat"] = feat_static_cat.long()
@@ -277,29 +326,28 @@ class TitansGluonTSModule(pl.LightningModule):
                 past_feat_dynamic=None, future_feat_dynamic=None, past_feat_dynamic_observed=None,
                 future_feat_dynamic_observed=None, past_past_feat_dynamic_real=None,
                 past_past_feat_dynamic_real_observed=None):
-        past = past_target.to(torch.float32).unsqueeze(-1)
-        mask = past_observed_values.unsqueeze(-1) > 0
+        centre, scale = _window_stats(past_target, past_observed_values)
+        past = _scaled(past_target, past_observed_values, centre, scale).unsqueeze(-1)
         exog = self._exog(feat_static_cat, feat_static_real, feat_static_real_observed, past_feat_dynamic,
                           future_feat_dynamic, past_feat_dynamic_observed, future_feat_dynamic_observed,
                           past_past_feat_dynamic_real, past_past_feat_dynamic_real_observed)
-        out = self.net(past, mask, exog=exog)
-        if self.head == "quantile":
-            return (out[:, :, 0, :],), None, None
-        samples = out.sample((self.num_samples,))  # [S, B, H, 1]
-        return samples[..., 0].permute(1, 0, 2).contiguous()
+        out = self.net(past, past_observed_values.unsqueeze(-1) > 0, exog=exog)
+        if self.head == "quantile":  # [B, H, Q], back in the series' units
+            q = out[:, :, 0, :].to(torch.float64) * scale[:, None, None] + centre[:, None, None]
+            return (q,), None, None
+        samples = out.sample((self.num_samples,))[..., 0].permute(1, 0, 2)  # [B, S, H]
+        return (samples.to(torch.float64) * scale[:, None, None] + centre[:, None, None]).contiguous()
 
     # ------------------------------------------------------------------ training
     def _loss(self, batch) -> torch.Tensor:
-        past = batch["past_target"].to(torch.float32)
-        past_mask = batch["past_observed_values"]
-        future = batch["future_target"].to(torch.float32)
-        future_mask = batch["future_observed_values"]
+        past_mask, future_mask = batch["past_observed_values"], batch["future_observed_values"]
+        # everything in the window's scaled units: every series weighs alike whatever its units
+        centre, scale = _window_stats(batch["past_target"], past_mask)
+        past = _scaled(batch["past_target"], past_mask, centre, scale)
+        future = _scaled(batch["future_target"], future_mask, centre, scale)
         exog = self._exog(**{k: batch[k] for k in COVARIATE_INPUT_NAMES if k in batch})
         out = self.net(past.unsqueeze(-1), past_mask.unsqueeze(-1) > 0, exog=exog)
-        # the loss of y / scale: every series weighs alike whatever its units
-        future = torch.where(future_mask > 0, future, torch.zeros_like(future))
-        return self.net.head.loss(out, future.unsqueeze(-1), future_mask.unsqueeze(-1),
-                                  scale=_window_scale(past, past_mask))
+        return self.net.head.loss(out, future.unsqueeze(-1), future_mask.unsqueeze(-1))
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
@@ -312,6 +360,15 @@ class TitansGluonTSModule(pl.LightningModule):
         self.log("val_loss", loss, on_epoch=True, on_step=False, prog_bar=True,
                  batch_size=batch["past_target"].shape[0])
         return loss
+
+    # the content digests of checkpoints (titans_ts.integrity): written with every checkpoint,
+    # checked when one is read back (GluonTS reloads the best epoch's)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        stamp_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        where = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+        verify_checkpoint(checkpoint, where, parts=("state_dict", "rest"))
 
     def configure_optimizers(self):
         """:func:`titans_ts.model.optim.configure_optimizers` on ``training_config``."""
@@ -392,6 +449,8 @@ class TitansEstimator(PyTorchLightningEstimator):
     estimator's network further on ``data``, with this estimator's budget, keeping the
     predictor's context length and covariate units.
     """
+
+    trainer_kwargs: Dict[str, Any]  # set by PyTorchLightningEstimator.__init__
 
     @validated()
     def __init__(self, freq: str, prediction_length: int, context_length: Optional[int] = None,
@@ -481,10 +540,10 @@ class TitansEstimator(PyTorchLightningEstimator):
 
     def create_transformation(self) -> Transformation:
         return (
-            SelectFields([FieldName.ITEM_ID, FieldName.INFO, FieldName.START, FieldName.TARGET,
-                          FieldName.FEAT_DYNAMIC_REAL, FieldName.PAST_FEAT_DYNAMIC_REAL,
-                          FieldName.FEAT_STATIC_REAL, FieldName.FEAT_STATIC_CAT], allow_missing=True)
-            + AsNumpyArray(field=FieldName.TARGET, expected_ndim=1)
+            CheckEntries(freq=self.freq, context_length=self.context_length)
+            + SelectFields([FieldName.ITEM_ID, FieldName.INFO, FieldName.START, FieldName.TARGET,
+                            *COVARIATE_FIELDS], allow_missing=True)
+            + AsNumpyArray(field=FieldName.TARGET, expected_ndim=1, dtype=np.float64)
             + AddObservedValuesIndicator(target_field=FieldName.TARGET,
                                          output_field=FieldName.OBSERVED_VALUES)
             + self._covariate_fields()
@@ -556,9 +615,9 @@ class TitansEstimator(PyTorchLightningEstimator):
         ``default_root_dir``; the best epoch's weights are restored (on the validation loss, or on
         the training loss without validation data); ``trainer_kwargs`` are left as they were."""
         fields = self._covariate_fields()
-        lengths = _check_series(training_data, "training_data", self.prediction_length + 1, fields)
+        lengths = _check_series(training_data, "training_data", self.prediction_length + 1, self.freq, fields)
         if validation_data is not None:
-            _check_series(validation_data, "validation_data", self.prediction_length, fields)
+            _check_series(validation_data, "validation_data", self.prediction_length, self.freq, fields)
         if from_predictor is not None:
             self._check_predictor(from_predictor)
         H = self.prediction_length
@@ -700,15 +759,16 @@ def _check_trainer_kwargs(tk: Dict[str, Any]) -> None:
 
 def _hold_out_tail(data: Dataset, tails: List[int]) -> tuple:
     """(training, validation): a series with a tail (:func:`titans_ts.defaults.tail_sizes`)
-    loses it for training and is validated on it; the others train whole, unvalidated."""
+    loses it for training and is validated on it; the others (and a series whose values before
+    the tail are all missing) train whole, unvalidated."""
     train, val = [], []
-    for entry, tail in zip(data, tails):
-        target = np.asarray(entry[FieldName.TARGET])
-        if tail:
+    for entry, tail in zip(data, tails, strict=True):
+        target = np.asarray(entry[FieldName.TARGET], dtype=np.float64)
+        if tail and not np.isnan(target[..., :-tail]).all():
             cut = {FieldName.TARGET: target[..., :-tail]}
             for key in (FieldName.FEAT_DYNAMIC_REAL, FieldName.PAST_FEAT_DYNAMIC_REAL):
                 if entry.get(key) is not None:  # the covariates end with the target
-                    cut[key] = np.asarray(entry[key])[..., :target.shape[-1] - tail]
+                    cut[key] = np.asarray(entry[key], dtype=np.float64)[..., :target.shape[-1] - tail]
             train.append({**entry, **cut})
             val.append(entry)
         else:
@@ -717,55 +777,132 @@ def _hold_out_tail(data: Dataset, tails: List[int]) -> tuple:
 
 
 def _exog_scaling(data: Dataset, est: "TitansEstimator") -> Optional[Dict[str, List[List[float]]]]:
-    """Centre and spread of every real-valued covariate over the observed values of ``data``
-    (a constant one: spread |centre|, or 1): ``{"futr" | "hist" | "static": [centres, spreads]}``."""
+    """Centre and spread of every real-valued covariate over the observed values of ``data``:
+    ``{"futr" | "hist" | "static": [centres, spreads]}``. In float64 and in two passes (the mean,
+    then the deviations from it: a unit-size signal on a level of 1e8 keeps its spread), with the
+    rule :mod:`titans_ts.forecaster.scaling` scales a series by (a constant covariate: centre its
+    value, spread ``|centre|``, or 1 if that is 0; one never observed: centre 0, spread 1)."""
     kinds = {"futr": (FieldName.FEAT_DYNAMIC_REAL, est.num_feat_dynamic_real),
              "hist": (FieldName.PAST_FEAT_DYNAMIC_REAL, est.num_past_feat_dynamic_real),
              "static": (FieldName.FEAT_STATIC_REAL, est.num_feat_static_real)}
-    sums = {kind: np.zeros((3, k)) for kind, (_, k) in kinds.items() if k}
-    if not sums:
+    counts = {kind: k for kind, (_, k) in kinds.items() if k}
+    if not counts:
         return None
+
+    def rows(entry: dict, kind: str) -> np.ndarray:  # [k, observations]
+        field, k = kinds[kind]
+        x = np.asarray(entry[field], dtype=np.float64)
+        if kind == "static":
+            return x.reshape(k, 1)
+        return x.reshape(k, -1)[:, :np.asarray(entry[FieldName.TARGET]).shape[-1]]  # (past the target: unseen)
+
+    n = {kind: np.zeros(k) for kind, k in counts.items()}
+    total = {kind: np.zeros(k) for kind, k in counts.items()}
+    lo = {kind: np.full(k, np.inf) for kind, k in counts.items()}
+    hi = {kind: np.full(k, -np.inf) for kind, k in counts.items()}
     for entry in data:
-        T = np.asarray(entry[FieldName.TARGET]).shape[-1]
-        for kind in sums:
-            x = np.asarray(entry[kinds[kind][0]], dtype=np.float64)
-            x = x.reshape(sums[kind].shape[1], -1)[:, :T] if kind != "static" else x.reshape(-1, 1)
+        for kind in counts:
+            x = rows(entry, kind)
             seen = ~np.isnan(x)
-            v = np.where(seen, x, 0.0)
-            sums[kind] += np.stack([seen.sum(1), v.sum(1), (v ** 2).sum(1)])
+            n[kind] += seen.sum(1)
+            total[kind] += np.where(seen, x, 0.0).sum(1)
+            lo[kind] = np.minimum(lo[kind], np.where(seen, x, np.inf).min(1, initial=np.inf))
+            hi[kind] = np.maximum(hi[kind], np.where(seen, x, -np.inf).max(1, initial=-np.inf))
+    centre, constant = {}, {}
+    for kind in counts:
+        constant[kind] = (n[kind] > 0) & (hi[kind] == lo[kind])
+        centre[kind] = np.where(constant[kind], lo[kind], total[kind] / np.maximum(n[kind], 1))
+    squares = {kind: np.zeros(k) for kind, k in counts.items()}
+    for entry in data:
+        for kind in counts:
+            x = rows(entry, kind)
+            squares[kind] += (np.where(np.isnan(x), 0.0, x - centre[kind][:, None]) ** 2).sum(1)
     out = {}
-    for kind, (n, s1, s2) in sums.items():
-        loc = s1 / np.maximum(n, 1)
-        spread = np.sqrt(np.maximum(s2 / np.maximum(n, 1) - loc ** 2, 0.0))
-        spread = np.where(spread > 1e-12 * np.maximum(np.abs(loc), 1.0), spread,
-                          np.where(np.abs(loc) > 0, np.abs(loc), 1.0))
-        out[kind] = [loc.tolist(), spread.tolist()]
+    for kind in counts:
+        spread = np.sqrt(squares[kind] / np.maximum(n[kind], 1))
+        fallback = np.where(np.abs(centre[kind]) > 0, np.abs(centre[kind]), 1.0)
+        ok = np.isfinite(spread) & (spread > 0) & ~constant[kind]
+        out[kind] = [centre[kind].tolist(), np.where(ok, spread, fallback).tolist()]
     return out
 
 
-def _check_series(data: Dataset, name: str, min_length: int, fields: Optional[CovariateFields] = None) -> list:
+def _label(entry: Any, i: int | None) -> str:
+    item = entry.get(FieldName.ITEM_ID) if isinstance(entry, dict) else None
+    return ("entry" if i is None else f"entry {i}") + (f" (item_id {item!r})" if item is not None else "")
+
+
+def _check_entry(entry: Any, label: str, freq: str, context_length: int | None = None) -> dict:
+    """One dataset entry as the pipeline needs it, or a ValueError naming it (``context_length``:
+    at prediction, the context must hold an observed value). Returns the entry with its target
+    as a float64 array and its start as a period of ``freq``."""
+    if not isinstance(entry, dict) or entry.get(FieldName.TARGET) is None:
+        raise ValueError(f"{label} has no {FieldName.TARGET!r} field")
+    for name in UNREAD_FIELDS:
+        if entry.get(name) is not None:
+            raise ValueError(f"{label} has the field {name!r}: TitansEstimator does not read it (it would be "
+                             f"ignored); remove the field from the entries (the covariates it reads: "
+                             f"{', '.join(COVARIATE_FIELDS)})")
+    try:
+        values = np.asarray(entry[FieldName.TARGET], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{label}: its target is not numeric ({err})") from None
+    if values.ndim != 1:
+        raise ValueError(f"{label} has a target of shape {values.shape}; TitansEstimator forecasts univariate "
+                         f"series (a 1-D target per entry)")
+    if values.size == 0:
+        raise ValueError(f"{label} has an empty target; every series needs observed values (leave it out)")
+    infinite = np.flatnonzero(np.isinf(values))
+    if infinite.size:
+        raise ValueError(f"{label} has +/-inf in its target at position(s) {infinite[:5].tolist()}; "
+                         f"use NaN for a missing value")
+    if np.isnan(values).all():
+        raise ValueError(f"{label} has no observed value (its target is all NaN): there is nothing to learn "
+                         f"from or forecast; leave it out")
+    if context_length is not None and np.isnan(values[-context_length:]).all():
+        raise ValueError(f"{label} has no observed value in its last {context_length} values (the context "
+                         f"the forecast reads): a forecast would be made up from nothing; give it observed "
+                         f"recent values or leave it out")
+    start = entry.get(FieldName.START)
+    if start is not None and not isinstance(start, pd.Period):
+        try:
+            start = pd.Period(pd.Timestamp(start), freq=freq)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{label} has start {start!r}, which is not a time (give a pd.Period or a "
+                             f"pd.Timestamp): {err}") from None
+    return {**entry, FieldName.TARGET: values, FieldName.START: start}
+
+
+class CheckEntries(MapTransformation):
+    """The first step of the pipeline: every entry checked (:func:`_check_entry`), with the
+    context check at prediction (``is_train`` False)."""
+
+    @validated()
+    def __init__(self, freq: str, context_length: int) -> None:
+        self.freq = freq
+        self.context_length = context_length
+
+    def map_transform(self, data: Dict[str, Any], is_train: bool) -> Dict[str, Any]:
+        return _check_entry(data, _label(data, None), self.freq, None if is_train else self.context_length)
+
+
+def _check_series(data: Dataset, name: str, min_length: int, freq: str,
+                  fields: Optional[CovariateFields] = None) -> list:
     """One pass over a dataset before training: it holds series, at least one long enough for a
-    training window (``min_length`` values), no infinite target (NaN is a missing value) and the
-    covariates ``fields`` reads (and no other). Returns the series' lengths."""
+    training window (``min_length`` values), and every entry is one the pipeline accepts
+    (:func:`_check_entry`), with the covariates ``fields`` reads (and no other). Returns the
+    series' lengths."""
     n, longest, lengths = 0, 0, []
     for i, entry in enumerate(data):
         n += 1
-        target = entry.get(FieldName.TARGET) if isinstance(entry, dict) else None
-        if target is None:
-            raise ValueError(f"{name}: entry {i} has no {FieldName.TARGET!r} field")
-        values = np.asarray(target, dtype=np.float64)
-        label = f"entry {i}" + (f" (item_id {entry[FieldName.ITEM_ID]!r})" if FieldName.ITEM_ID in entry else "")
-        infinite = np.flatnonzero(np.isinf(values))
-        if infinite.size:
-            raise ValueError(f"{name}: {label} has +/-inf in its target at position(s) "
-                             f"{infinite[:5].tolist()}; use NaN for a missing value")
-        lengths.append(values.shape[-1] if values.ndim else 0)
+        label = _label(entry, i)
+        try:
+            checked = _check_entry(entry, label, freq)
+            if fields is not None:
+                fields.check(dict(checked), is_train=True, label=label)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+        lengths.append(checked[FieldName.TARGET].shape[-1])
         longest = max(longest, lengths[-1])
-        if fields is not None:
-            try:
-                fields.map_transform(dict(entry, **{FieldName.TARGET: values}), is_train=True)
-            except ValueError as err:
-                raise ValueError(f"{name}: {err}") from None
     if n == 0:
         raise ValueError(f"{name} holds no series; TitansEstimator.train needs at least one series "
                          f"with {min_length} or more values")

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from lightning.pytorch.cli import LightningCLI
 
 from .data_module import LTSFDataModule
+from .integrity import load_failure, use_verified_io
 from .model.config import MemoryConfig, SettingsError, TitansConfig
 from .model.lightning_module import TRAINING_SETTINGS, TitansLightningModule
 from .training import quiet_lightning
@@ -108,6 +109,13 @@ class TitansCLI(LightningCLI):
             raise CLIUsageError(f"{reason} (titans-ts {sub} --help lists the options)") from None
         sys.stderr.write(err.getvalue())
 
+    def instantiate_trainer(self, **kwargs):
+        """Lightning's trainer, with checkpoints written atomically and read back with their
+        content digests checked (:class:`titans_ts.integrity.VerifiedCheckpointIO`)."""
+        trainer = super().instantiate_trainer(**kwargs)
+        use_verified_io(trainer)
+        return trainer
+
     def _parse_ckpt_path(self) -> None:
         """A checkpoint fixes the network: its settings replace the configuration's. A missing or
         unreadable checkpoint is one clear error; a ``--model.KEY`` given on the command line
@@ -128,9 +136,8 @@ class TitansCLI(LightningCLI):
         before = _flat(self.config[sub]["model"])
         try:
             super()._parse_ckpt_path()
-        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-            raise ValueError(f"--ckpt_path {ckpt} is not a readable checkpoint: "
-                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+            raise ValueError(f"--ckpt_path {ckpt} is not a readable checkpoint: {load_failure(err)}") from None
         after = _flat(self.config[sub]["model"])
         changed = {k: (before.get(k), v) for k, v in after.items()
                    if before.get(k) is not None and before.get(k) != v}

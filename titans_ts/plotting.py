@@ -41,7 +41,7 @@ def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple
     net.eval()
     fig, axes = plt.subplots(len(windows), 1, figsize=(9, 2.4 * len(windows)), squeeze=False)
     with torch.no_grad():
-        for ax, w in zip(axes[:, 0], windows):
+        for ax, w in zip(axes[:, 0], windows, strict=True):
             item = test[w]
             ti = item.get("time_index")
             exog = exog_of(item)
@@ -82,9 +82,12 @@ def plot_forecast_frame(history, forecast, out: str | os.PathLike | None = None,
     if ax is None:
         fig, axes = plt.subplots(len(ids), 1, figsize=(9, 2.6 * len(ids)), squeeze=False)
         axes = axes[:, 0]
+    elif len(ids) > 1:
+        raise ValueError(f"ax draws one series, this call would draw {len(ids)}: pass max_series=1 (or one "
+                         f"series' rows), or leave ax out for one axis per series")
     else:
         fig, axes = ax.figure, [ax]
-    for a, sid in zip(axes, ids):
+    for a, sid in zip(axes, ids, strict=True):
         h = hist[hist[id_col] == sid] if sid is not None else hist
         f = fc[fc[id_col] == sid] if sid is not None else fc
         a.plot(h[time_col], h[target_col], color="k", lw=1, label="history")

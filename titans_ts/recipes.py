@@ -50,13 +50,13 @@ def set_dotted(cfg: Mapping, values: Mapping[str, Any], known: Iterable[str] | N
                what: str = "recipe") -> dict:
     """A copy of ``cfg`` with each ``{dotted key: value}`` set (missing or null mappings on the
     way are created). With ``known``, the first part of every key must be one of them."""
-    cfg = copy.deepcopy(dict(cfg))
+    out = copy.deepcopy(dict(cfg))
     known = None if known is None else set(known)
     for key, value in values.items():
         parts = key.split(".")
         if known is not None and parts[0] not in known:
             raise ValueError(f"unknown {what} key {parts[0]!r} (in {key!r}); known: {sorted(known)}")
-        node = cfg
+        node = out
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
             if child is None:
@@ -68,7 +68,7 @@ def set_dotted(cfg: Mapping, values: Mapping[str, Any], known: Iterable[str] | N
                 child = node[part] = dict(child)
             node = child
         node[parts[-1]] = value
-    return cfg
+    return out
 
 
 def load_recipe(config: str | os.PathLike | Mapping, sets: Sequence[str] = ()) -> dict:
@@ -88,7 +88,7 @@ def load_recipe(config: str | os.PathLike | Mapping, sets: Sequence[str] = ()) -
 def packaged_recipe(name: str = "ETTh1_96_96") -> dict:
     """A recipe shipped inside the package (``titans_ts/recipes_data/<name>.yaml``, a copy of
     the repository's ``recipes/ltsf/<name>.yaml``): what ``titans-ts quickstart`` runs."""
-    text = resources.files("titans_ts").joinpath("recipes_data", f"{name}.yaml").read_text()
+    text = (resources.files("titans_ts") / "recipes_data" / f"{name}.yaml").read_text()
     return yaml.safe_load(text)
 
 
@@ -98,14 +98,14 @@ def build_in_dir(cfg: Mapping, run_dir: str | os.PathLike):
     ``run_dir``. A recipe the CLI rejects raises a ``ValueError`` with its reason."""
     from .lightning_cli import build_from_recipe
 
-    cfg = copy.deepcopy(dict(cfg))
-    trainer_cfg = cfg.setdefault("trainer", {})
+    recipe = copy.deepcopy(dict(cfg))
+    trainer_cfg = recipe.setdefault("trainer", {})
     trainer_cfg["default_root_dir"] = str(run_dir)
     for cb in trainer_cfg.get("callbacks") or []:
         if isinstance(cb, dict) and str(cb.get("class_path", "")).endswith("ModelCheckpoint"):
             cb.setdefault("init_args", {})["dirpath"] = os.path.join(run_dir, "checkpoints")
     path = os.path.join(run_dir, "recipe.yaml")
-    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    Path(path).write_text(yaml.safe_dump(recipe, sort_keys=False))
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):

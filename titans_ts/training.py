@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import lightning.pytorch as pl
-import torch
 
+from .integrity import load_checkpoint, use_verified_io
 from .model.config import TrainingConfig
 
 __all__ = ["fit_module", "FitResult", "make_trainer", "quiet_lightning", "LIGHTNING_LOGGERS", "TrainingConfig"]
@@ -81,6 +81,9 @@ def make_trainer(max_epochs: int | None = 10, patience: int | None = 3, root_dir
         log: write CSV logs under ``root_dir/logs``.
         patience: early-stopping patience in epochs (None disables early stopping).
         max_epochs: None leaves the limit to Lightning (``max_steps``, or 1000 epochs).
+
+    Checkpoints are written atomically and read back with their content digests checked
+    (:class:`titans_ts.integrity.VerifiedCheckpointIO`, unless ``plugins`` brings another reader).
     """
     root = str(root_dir) if root_dir is not None else tempfile.mkdtemp(prefix="titans-ts-")
     cbs = list(callbacks or [])
@@ -90,12 +93,14 @@ def make_trainer(max_epochs: int | None = 10, patience: int | None = 3, root_dir
         cbs.append(pl.callbacks.ModelCheckpoint(dirpath=os.path.join(root, "checkpoints"),
                                                 monitor=monitor, save_top_k=1, save_last=True))
     logger = pl.loggers.CSVLogger(root, name="logs") if log else False
-    kwargs = dict(max_epochs=max_epochs, enable_progress_bar=verbose, enable_model_summary=verbose,
+    kwargs: dict[str, Any] = dict(max_epochs=max_epochs, enable_progress_bar=verbose, enable_model_summary=verbose,
                   logger=logger, callbacks=cbs, default_root_dir=root,
                   enable_checkpointing=checkpoint, log_every_n_steps=10)
     kwargs.update(trainer_kwargs)
     with quiet_lightning(verbose):
-        return pl.Trainer(**kwargs)
+        trainer = pl.Trainer(**kwargs)
+    use_verified_io(trainer)  # atomic checkpoint writes, digests checked at load
+    return trainer
 
 
 @dataclass
@@ -150,7 +155,7 @@ def fit_module(module: pl.LightningModule, train: Any, val: Any = None,
         root = root_dir
         if root is None:
             root = own_root = tempfile.mkdtemp(prefix="titans-ts-fit-")
-        kwargs = dict(num_sanity_val_steps=0, gradient_clip_val=training.gradient_clip_val,
+        kwargs: dict[str, Any] = dict(num_sanity_val_steps=0, gradient_clip_val=training.gradient_clip_val,
                       limit_train_batches=training.limit_train_batches)
         if val is None:
             kwargs["limit_val_batches"] = 0
@@ -165,11 +170,12 @@ def fit_module(module: pl.LightningModule, train: Any, val: Any = None,
     try:
         with quiet_lightning(verbose):
             trainer.fit(module, train, val, ckpt_path=ckpt_path)
-        cb = trainer.checkpoint_callback
+        # the first ModelCheckpoint (trainer.checkpoint_callback may be another kind of Checkpoint)
+        cb = next((c for c in trainer.checkpoint_callbacks if isinstance(c, pl.callbacks.ModelCheckpoint)), None)
         best = cb.best_model_path if cb is not None else ""
         if best:
-            module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-        score = float(cb.best_model_score) if best and cb.best_model_score is not None else None
+            module.load_state_dict(load_checkpoint(best)["state_dict"])  # its content digest checked
+        score = float(cb.best_model_score) if cb is not None and best and cb.best_model_score is not None else None
         return FitResult(module, int(trainer.current_epoch), score, trainer)
     finally:
         if own_root is not None:

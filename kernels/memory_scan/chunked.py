@@ -43,6 +43,7 @@ fresh memory cost about as much as the state update itself on a virtual machine.
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -390,13 +391,13 @@ def chunk_forward(qc, kc, vc, th, coef, WS, activation, clamp, keep=False, advan
     a [B, H, ...] buffer to write the next state into.
     """
     layers = _layers(WS, kc.shape[-1])
-    Wt = [_w_t(X, si) for X, (_, _, si) in zip(WS, layers)]
+    Wt = [_w_t(X, si) for X, (_, _, si) in zip(WS, layers, strict=True)]
     hs, zs, deltas, backs = _key_pass(Wt, kc, vc, activation)
     if clamp is None:
         c = None
         th_eff = th
     else:
-        sq = sum((d * d).sum(-1) * (h * h).sum(-1) for d, h in zip(deltas, hs))
+        sq = sum((d * d).sum(-1) * (h * h).sum(-1) for d, h in zip(deltas, hs, strict=True))
         c = soft_clamp_scale(sq, clamp)
         th_eff = th * c
     G = coef["dp"] * th_eff.unsqueeze(-2)  # [B, H, b, b]
@@ -404,7 +405,7 @@ def chunk_forward(qc, kc, vc, th, coef, WS, activation, clamp, keep=False, advan
     act = activation_fn(activation)
     a = qc
     a_in, Zs, AH, Ps, READ = [], [], [], [], []
-    for layer, (d_in, d_out, scales_input) in enumerate(layers):
+    for layer, (_d_in, d_out, scales_input) in enumerate(layers):
         X = WS[layer]
         if scales_input:
             read = (a.unsqueeze(-2) * bf).flatten(-2)  # [.., b, 2 d_in]: beta a | f a
@@ -463,7 +464,7 @@ def chunk_backward(qc, kc, vc, th, coef, WS, activation, clamp, dy, dWSn, cache=
     hs, zs, deltas, backs, G = cc["hs"], cc["zs"], cc["deltas"], cc["backs"], cc["G"]
     th_eff, ngm, bf = cc["th_eff"], cc["ngm"], cc["bf"]
     layers = _layers(WS, kc.shape[-1])
-    Wt = [_w_t(X, si) for X, (_, _, si) in zip(WS, layers)]
+    Wt = [_w_t(X, si) for X, (_, _, si) in zip(WS, layers, strict=True)]
     # ---- end-of-chunk state: X' = M X + upd^T other, upd = -[g src | m src] (see above)
     if dWSn is None:  # nothing reads the next state: its terms vanish
         dWS = [x.new_zeros(x.shape) for x in WS]  # contiguous buffers (zeros_like keeps strides)
@@ -530,7 +531,7 @@ def chunk_backward(qc, kc, vc, th, coef, WS, activation, clamp, dy, dWSn, cache=
         dth = dth_eff
     else:
         dth = dth_eff * cc["c"]
-        sq = sum((d * d).sum(-1) * (h * h).sum(-1) for d, h in zip(deltas, hs))
+        sq = sum((d * d).sum(-1) * (h * h).sum(-1) for d, h in zip(deltas, hs, strict=True))
         dsq = dth_eff * th * soft_clamp_scale_grad(sq, clamp)
         for i in range(L):
             hn = (hs[i] * hs[i]).sum(-1, keepdim=True)
@@ -669,7 +670,7 @@ class _ChunkScan(torch.autograd.Function):
             dq[:, :, c], dk[:, :, c], dv[:, :, c], dt[:, :, c] = gq, gk, gv, gt
             da[:, :, c], de[:, :, c] = _gates_backward(gates, gcoef)
         # a shared (3-D) initial state gets its gradient summed over the batch
-        dWSn = [g.sum(0) if s.dim() == 3 and g.dim() == 4 else g for g, s in zip(dWSn, ctx.states[0])]
+        dWSn = [g.sum(0) if s.dim() == 3 and g.dim() == 4 else g for g, s in zip(dWSn, ctx.states[0], strict=True)]
         ctx.states = ctx.caches = None
         for x in ctx.bufs or ():
             _STATE_POOL.give(x)
@@ -688,7 +689,7 @@ def _cache_footprint(B, H, n, b, dims) -> int:
     and updates (twice the narrower width each) and the ``b``-wide rows ``a h^T`` and
     ``a h^T * G``; and ``G``'s row."""
     outs, hidden = sum(dims[1:]), sum(dims[1:-1])
-    narrow = sum(min(i, o) for i, o in zip(dims[:-1], dims[1:]))
+    narrow = sum(min(i, o) for i, o in pairwise(dims))
     L = len(dims) - 1
     per_token = 5 * hidden + outs + 4 * narrow + (2 * L + 1) * b
     return 4 * B * H * n * b * per_token
@@ -724,7 +725,7 @@ def memory_scan_chunked(q, k, v, alpha, eta, theta, weights, momentum, chunk_siz
     L = len(weights)
     dt = compute_dtype(q, k, v, *weights)
     WS, flags = [], []
-    for w, s in zip(weights, momentum):
+    for w, s in zip(weights, momentum, strict=True):
         flags.append(_scales_input(w.shape[-1], w.shape[-2]))
         if _shared(w) and _shared(s):  # kept 3-D: one matmul per head, gradient reduced in place
             WS.append(_stack(_unshared(w).to(dt), _unshared(s).to(dt), flags[-1]))
@@ -777,5 +778,5 @@ def memory_scan_chunked(q, k, v, alpha, eta, theta, weights, momentum, chunk_siz
     y = y.reshape(B, H, n * b, -1)[:, :, :T].transpose(1, 2)
     if not output_final_state:
         return y.to(out_dtype), None
-    halves = [_unstack(_batched(x, B), si) for x, si in zip(WS, flags)]
+    halves = [_unstack(_batched(x, B), si) for x, si in zip(WS, flags, strict=True)]
     return y.to(out_dtype), (tuple(h[0] for h in halves), tuple(h[1] for h in halves))

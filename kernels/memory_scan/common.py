@@ -194,9 +194,9 @@ def validate_inputs(q, k, v, alpha, eta, theta, weights, momentum, chunk_size, a
         if len(momentum) != len(full):
             raise ValueError(f"momentum must have one tensor per memory layer ({len(full)}), got {len(momentum)}")
         mom = []
-        for i, (s, w) in enumerate(zip(momentum, full)):
+        for i, (s, w) in enumerate(zip(momentum, full, strict=True)):
             if not isinstance(s, torch.Tensor) or not s.is_floating_point():
-                got = s.dtype if isinstance(s, torch.Tensor) else type(s).__name__
+                got = str(s.dtype) if isinstance(s, torch.Tensor) else type(s).__name__
                 raise TypeError(f"momentum[{i}] must be a floating-point tensor, got {got}")
             if s.dtype != w.dtype:
                 raise TypeError(f"momentum[{i}] must have the weights' dtype {w.dtype}, got {s.dtype}")
@@ -236,7 +236,7 @@ def _check_values(q, k, v, alpha, eta, theta, states, mask) -> None:
             nan = (" (NaN: the values the gate is computed from are not finite)"
                    if gmin != gmin or gmax != gmax else "")
             raise ValueError(f"{name} must lie in {rng}; got values in [{gmin:.4g}, {gmax:.4g}]{nan}")
-    for (name, _), ok in zip(named, vals[6:6 + len(named)]):
+    for (name, _), ok in zip(named, vals[6:6 + len(named)], strict=True):
         if not ok:
             raise ValueError(f"{name} holds non-finite values (inf / NaN): the memory would return NaN "
                              f"for this token and every later one. Check the data and the layers "

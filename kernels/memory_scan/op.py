@@ -102,7 +102,10 @@ def memory_scan(
     q, k and v share one floating dtype; the weights and momentum of every layer another (the
     state's). Gate ranges, the mask's range and the finiteness of q, k, v and the initial state
     are checked (one device synchronisation; skipped under ``torch.compile``): an inf or NaN
-    there is an error, not a NaN output.
+    there is an error, not a NaN output. So is an output that is not finite from finite inputs
+    (keys and values of huge magnitude overflow float32 in the updates, or the updates diverge):
+    a ``FloatingPointError`` saying which, checked once on the output (one more
+    synchronisation; skipped under ``torch.compile``).
 
     Returns:
         ``y`` [B, T, H, d_v] in q's dtype, and the final state ``(weights_T, momentum_T)``: tuples
@@ -122,13 +125,35 @@ def memory_scan(
     if backend == "chunked":
         # weights given as [H, d_out, d_in] (shared by the batch) stay 3-D: the chunked scan then
         # reduces their gradient over the batch inside its matmuls
-        shared = tuple(g if g.dim() == 3 else w for g, w in zip(given, weights))
-        return memory_scan_chunked(q, k, v, alpha, eta, theta, shared, *args[7:],
-                                   output_final_state=output_final_state)
-    if backend == "reference":
+        shared = tuple(g if g.dim() == 3 else w for g, w in zip(given, weights, strict=True))
+        y, state = memory_scan_chunked(q, k, v, alpha, eta, theta, shared, *args[7:],
+                                       output_final_state=output_final_state)
+    elif backend == "reference":
         y, state = memory_scan_reference(*args)
     else:
         from .triton import memory_scan_triton
 
         y, state = memory_scan_triton(*args)
+    if q.shape[1] > 0 and not torch.compiler.is_compiling():
+        _check_output(y, q, k, v, theta)
     return y, (state if output_final_state else None)
+
+
+def _check_output(y, q, k, v, theta) -> None:
+    """The inputs were checked finite; an output that is not means the memory's updates overflowed
+    (inputs of huge magnitude) or diverged. One reduction and one synchronisation, on the output
+    only (the final state follows from the same updates)."""
+    with torch.no_grad():
+        if bool(torch.isfinite(y).all()):
+            return
+        size = [float(t.detach().abs().amax()) for t in (q, k, v, theta)]
+    if max(size[:3]) > 1e6:
+        cause = ("their magnitude overflows float32 in the memory's updates (largest |q| {:.3g}, |k| {:.3g}, "
+                 "|v| {:.3g}). Normalise the keys and values before the memory (the network's projections "
+                 "and RevIN do: inputs this large did not come through them, or the data is far outside "
+                 "its units)").format(*size[:3])
+    else:
+        cause = (f"the memory's updates diverged from inputs of ordinary magnitude (largest |k| {size[1]:.3g}, "
+                 f"|v| {size[2]:.3g}, theta up to {size[3]:.3g}): lower the inner learning rate (theta, "
+                 f"the memory's max_lr) or the chunk size, or set surprise_clamp")
+    raise FloatingPointError(f"memory_scan's output is not finite although its inputs are: {cause}")

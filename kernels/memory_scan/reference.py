@@ -53,9 +53,12 @@ def memory_scan_reference(q, k, v, alpha, eta, theta, weights, momentum, chunk_s
         if t % chunk_size == 0:
             W_chunk = W
         # the inner loss at the chunk-start weights; gradients by autograd (create_graph keeps the
-        # whole loop differentiable for outer-loop training and for gradient tests)
+        # whole loop differentiable for outer-loop training and for gradient tests). The inner
+        # gradient is the partial one, k_t and v_t held fixed: taken at a new node (a clone), not
+        # at the weights themselves, which the keys and values may have been computed from (MAC
+        # reads the memory to build its attention, whose output it then writes)
         with torch.enable_grad():
-            W_leaf = [w if outer and w.requires_grad else w.detach().requires_grad_(True)
+            W_leaf = [w.clone() if outer and w.requires_grad else w.detach().requires_grad_(True)
                       for w in W_chunk]
             pred = memory_forward(W_leaf, k[:, t], activation)  # [B, H, d_v]
             loss = ((pred - v[:, t]) ** 2).sum()
@@ -66,8 +69,8 @@ def memory_scan_reference(q, k, v, alpha, eta, theta, weights, momentum, chunk_s
         if surprise_clamp is not None:
             sq = sum((g * g).sum(dim=(-1, -2)) for g in grads)
             th_t = th_t * soft_clamp_scale(sq, surprise_clamp).view(B, H, 1, 1)
-        S = [e_t * s - th_t * g for s, g in zip(S, grads)]
-        W = [(1 - a_t) * w + s for w, s in zip(W, S)]
+        S = [e_t * s - th_t * g for s, g in zip(S, grads, strict=True)]
+        W = [(1 - a_t) * w + s for w, s in zip(W, S, strict=True)]
         ys.append(memory_forward(W, q[:, t], activation))
     y = torch.stack(ys, dim=1) if ys else q.new_zeros(B, 0, H, v.shape[-1])
     return y.to(out_dtype), (tuple(W), tuple(S))

@@ -533,7 +533,7 @@ def triton_supports(depth: int, chunk_size: int, activation: str, surprise_clamp
 # Padded tile widths (key / value, hidden) at which the kernels have been compiled and checked
 # against the chunked backend on a GPU (an H200; docs/architecture.md): depth 1 at head width 64
 # (kernels/selfcheck.py), depth 2 at widths up to 32 with hidden 32 (the GPU run of
-# tests/test_triton_memory_scan.py and the recipes' networks in benchmarks/bench_train_step.py).
+# tests/ops/test_triton_memory_scan.py and the recipes' networks in benchmarks/bench_train_step.py).
 # Depth 2 with hidden 128 had not finished compiling after 85 s there.
 GPU_CHECKED = {1: (64, 64), 2: (32, 32)}
 
@@ -598,7 +598,7 @@ def memory_scan_triton(q, k, v, alpha, eta, theta, weights, momentum, chunk_size
     last[-1] = BT - 1 - pad
     coefs = chunk_gate_coefficients(gates[0], gates[1], last)
     state = []
-    for w, s in zip(W, S):
+    for w, s in zip(W, S, strict=True):
         state += [w.reshape(B * H, *w.shape[2:]), s.reshape(B * H, *s.shape[2:])]
     out = _TritonScan.apply((depth, TRITON_ACTIVATIONS[activation], BT, precision), qh, kh, vh, th,
                             *[coefs[key].contiguous() for key in COEF_KEYS], *state)

@@ -108,3 +108,30 @@ def test_tune_with_a_storage_that_cannot_be_opened_is_one_line(tmp_path, capsys)
     line = _fails(capsys, [*base, "--storage", f"sqlite:///{tmp_path}"])
     assert f"{tmp_path} is a folder; name a database file in it" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_benchmark_online_arguments_are_checked_before_anything_runs(tmp_path, capsys):
+    """Issue 35: an unknown dataset, a look-back of 0, broken --config JSON and an --out file
+    that is not JSON lines each get one line naming what is wrong (nothing is trained)."""
+    out = tmp_path / "online.jsonl"
+    base = ["benchmark", "online", "--out", str(out), "--horizons", "24", "--seeds", "0"]
+    line = _fails(capsys, [*base[:2], "ETTh9", *base[2:]])
+    assert "unknown dataset 'ETTh9' for the online benchmark; it runs on: ETTh1, ETTh2, ETTm1" in line
+    assert "m3_monthly" not in line
+    line = _fails(capsys, [*base[:2], "m3_monthly", *base[2:]])
+    assert "m3_monthly has no online split" in line and "it runs on: ETTh1" in line
+    with pytest.raises(SystemExit) as exit_:
+        main([*base[:2], "ETTh1", *base[2:], "--seq-len", "0"])
+    assert exit_.value.code == 2
+    assert "argument --seq-len: '0' is not a positive integer" in capsys.readouterr().err
+    line = _fails(capsys, [*base[:2], "ETTh1", *base[2:], "--seq-len", "96", "--config", '{"max_epochs": 1,}'])
+    assert "--config is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 18" in line
+    line = _fails(capsys, [*base[:2], "ETTh1", *base[2:], "--seq-len", "96", "--config", "[1]"])
+    assert "--config must be a JSON object of OnlineConfig settings" in line
+    out.write_text("epoch,mse\n1,0.5\n")
+    line = _fails(capsys, [*base[:2], "ETTh1", *base[2:], "--seq-len", "96"])
+    assert f"--out {out}: line 1 is not a JSON record (Expecting value: line 1 column 1" in line
+    out.write_text('{"dataset": "ETTh1", "horizon": 24, "seq_len": 96, "seed": 0, "mode": "frozen"}\n{"mse": 1}\n')
+    line = _fails(capsys, [*base[:2], "ETTh1", *base[2:], "--seq-len", "96"])
+    assert f"--out {out}: line 2 is not a record of titans-ts benchmark online (no 'dataset'" in line
+    assert out.read_text().count("\n") == 2  # untouched

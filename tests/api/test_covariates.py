@@ -227,17 +227,24 @@ def test_save_and_load_round_trip_the_covariates(fitted, tmp_path):
 
 def test_a_file_of_the_covariates_as_channels_era_is_refused_clearly(fitted, tmp_path):
     """Files saved before covariates had their own path read past covariates as extra channels of
-    the network: their weights do not fit today's network, so loading says so."""
+    the network: their weights do not fit today's network, so loading says so (a format-3 file
+    with its intact digest, as the earlier version wrote it, and a format-2 file without one)."""
     import json
+
+    from titans_ts.integrity import content_digest
 
     model, hist, futr = fitted
     payload = torch.load(model.save(tmp_path / "m.pt"), weights_only=True)
     fitted_json = json.loads(payload["fitted"])
     del fitted_json["exog_"]
     payload["fitted"] = json.dumps(fitted_json)
+    payload["digest"] = content_digest({k: v for k, v in payload.items() if k != "digest"})
     torch.save(payload, tmp_path / "old.pt")
-    with pytest.raises(ValueError, match=r"saved by an earlier titans-ts.*\['temp', 'promo'\] as extra channels"):
-        TitansForecaster.load(tmp_path / "old.pt")
+    v2 = {**{k: v for k, v in payload.items() if k != "digest"}, "format": "titans-ts-forecaster/2"}
+    torch.save(v2, tmp_path / "v2.pt")
+    for name in ("old.pt", "v2.pt"):
+        with pytest.raises(ValueError, match=r"saved by an earlier titans-ts.*\['temp', 'promo'\] as extra channels"):
+            TitansForecaster.load(tmp_path / name)
 
 
 class _FirstLoss(pl.Callback):
@@ -265,7 +272,7 @@ def test_warm_start_continues_from_the_loaded_weights(fitted, tmp_path):
     assert first.loss == pytest.approx(expected, rel=1e-6, abs=1e-7)
     assert any(not torch.equal(before[k], v) for k, v in loaded.model_.state_dict().items())  # it trained
     # the known series kept their units; the history is the new data
-    for a, b in zip(loaded.history_["loc"], model.history_["loc"]):
+    for a, b in zip(loaded.history_["loc"], model.history_["loc"], strict=True):
         assert np.array_equal(a, b)
     assert len(loaded.history_["values"][0]) == 90 and loaded.chosen_defaults_["warm_start"] is True
     # a fresh fit on the same data starts elsewhere
@@ -431,11 +438,59 @@ def test_estimator_refuses_covariates_it_cannot_read(gluonts_fit):
         TitansEstimator(**G, num_feat_static_cat=1)
 
 
+def _shifted(entries, level):
+    """The entries with every real-valued covariate moved by ``level``."""
+    return [dict(e, feat_dynamic_real=e["feat_dynamic_real"] + level,
+                 past_feat_dynamic_real=e["past_feat_dynamic_real"] + level,
+                 feat_static_real=[v + level for v in e["feat_static_real"]]) for e in entries]
+
+
+def test_estimator_covariates_are_standardised_in_float64(gluonts_fit):
+    """The covariates get the care the target gets: their units over the training data are
+    computed in float64 in two passes and applied in float64, so covariates on a level of 1e8
+    keep their unit-size signal and forecast as the same covariates without the level."""
+    from titans_ts.gluonts import TitansGluonTSModule, _exog_scaling
+
+    est, predictor = gluonts_fit
+    level = 1e8
+    base, moved = _exog_scaling(_entries(), est), _exog_scaling(_shifted(_entries(), level), est)
+    for kind in ("futr", "hist", "static"):
+        np.testing.assert_allclose(np.array(moved[kind][0]) - level, base[kind][0], atol=1e-6)
+        np.testing.assert_allclose(moved[kind][1], base[kind][1], rtol=1e-6)
+    hp = dict(predictor.prediction_net.hparams)
+    module = TitansGluonTSModule(**{**hp, "exog_scaling": {k: [[c + level for c in loc], spread]
+                                                           for k, (loc, spread) in hp["exog_scaling"].items()}})
+    module.load_state_dict(predictor.prediction_net.state_dict())
+    moved_predictor = est.create_predictor(est.create_transformation(), module.eval())
+    entries = _entries(future=H)  # (plain entries: ListDataset would store them in float32)
+
+    def median(p, data):
+        return np.stack([f.quantile(0.5) for f in p.predict(data)])
+
+    np.testing.assert_allclose(median(moved_predictor, _shifted(entries, level)), median(predictor, entries),
+                               atol=1e-4)
+
+
+def test_estimator_refuses_infinite_covariates_naming_the_entry(gluonts_fit):
+    est, predictor = gluonts_fit
+    entries = _entries(future=H)
+    bad = entries[:2] + [dict(entries[2], past_feat_dynamic_real=np.where(np.arange(50) == 7, np.inf, 0.0)[None])]
+    with pytest.raises(ValueError, match=r"item_id 's2'\): past_feat_dynamic_real holds \+/-inf at \(row, step\) "
+                                         r"\[\(0, 7\)\]; use NaN for a missing value"):
+        _median(predictor, bad)
+    train = _entries()
+    train[1] = dict(train[1], feat_static_real=[-np.inf])
+    with pytest.raises(ValueError, match=r"^training_data: entry 1 \(item_id 's1'\): feat_static_real holds \+/-inf "
+                                         r"at position\(s\) \[0\]"):
+        TitansEstimator(**G, **GCOV).train(ListDataset(train, freq="D"))
+
+
 def test_train_from_continues_from_the_predictor(gluonts_fit):
     est, predictor = gluonts_fit
     still = TitansEstimator(**{**G, "lr": 1e-12}, **GCOV)
     again = still.train_from(predictor, ListDataset(_entries(seed=1), freq="D"))
-    for (k, a), b in zip(predictor.prediction_net.state_dict().items(), again.prediction_net.state_dict().values()):
+    for (k, a), b in zip(predictor.prediction_net.state_dict().items(), again.prediction_net.state_dict().values(),
+                         strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)  # started there (and hardly moved)
     assert again.prediction_net is not predictor.prediction_net
     with pytest.raises(ValueError, match=r"train_from: the predictor's network differs.*d_model: 32 here, 16"):
@@ -481,7 +536,7 @@ def test_the_user_guide_covariate_examples_run(tmp_path, monkeypatch):
     """Every Python block of the user guide's covariate sections runs as written."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "user-guide.md").read_text()
     sections = [text[text.index("### Covariates\n"):text.index("## 2. Lightning CLI")],
-                text[text.index("### Covariates in GluonTS"):text.index("## Rejected inputs")]]
+                text[text.index("### Covariates in GluonTS"):text.index("## 5. Online evaluation")]]
     blocks = [b for section in sections for b in re.findall(r"```python\n(.*?)```", section, flags=re.S)]
     assert len(blocks) == 7  # the shared data, one per kind (four), continued training, GluonTS
     monkeypatch.chdir(tmp_path)

@@ -112,16 +112,22 @@ def test_forecaster_takes_its_lengths_from_the_data_and_keeps_them(tmp_path):
     assert (q.context_length_, q.cycle_len_) == (36, 0)
 
 
-def test_forecaster_budget_when_not_given():
+def test_forecaster_budget_when_not_given(monkeypatch):
+    # 2 x 33 training windows (ends 24 .. 56: a full context, the target before the tail) of
+    # batch 16: ten passes are 42 steps, so the budget is the floor, 600 steps, here in epochs of
+    # the one batch asked for, stopped early on the validation tail after 250 steps without
+    # progress
+    assert dd.budget_steps(66, 16) == 600 and dd.epochs_for(600, 1) == (600, 250)
+    # the forecaster applies that rule; trained under a lower floor and patience (the same rule:
+    # still the floor, above the 42 steps of ten passes) so that the fit runs in moments
+    monkeypatch.setattr(dd, "MIN_STEPS", 60)
+    monkeypatch.setattr(dd, "PATIENCE_STEPS", 5)
     f = TitansForecaster(h=12, context_length=24, limit_train_batches=1, max_epochs=None, **SMALL_NET)
     f.fit(_hourly(2, 80))
     chosen = f.chosen_defaults_
-    # 2 x 33 training windows (ends 24 .. 56: a full context, the target before the tail) of
-    # batch 16: 600 steps (the floor), here in epochs of the one batch asked for, stopped early
-    # on the validation tail after 250 steps without progress
-    assert chosen["n_windows"] == 66 and chosen["steps"] == 600 and chosen["budget"] == "data-aware"
-    assert chosen["max_epochs"] == 600 and chosen["patience"] == 250 and chosen["batches_per_epoch"] == 1
-    assert 1 <= f.n_epochs_ <= 600
+    assert chosen["n_windows"] == 66 and chosen["steps"] == 60 and chosen["budget"] == "data-aware"
+    assert chosen["max_epochs"] == 60 and chosen["patience"] == 5 and chosen["batches_per_epoch"] == 1
+    assert 1 <= f.n_epochs_ <= 60
 
 
 def _gluonts_monthly(n=12, T=60, seed=0):

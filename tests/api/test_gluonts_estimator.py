@@ -81,7 +81,7 @@ def test_student_t_evaluation(m3, student_t):
     f_it, t_it = make_evaluation_predictions(m3[1], predictor, num_samples=50)
     forecasts, series = list(f_it), list(t_it)
     assert len(forecasts) == N_SERIES
-    for f, ts, entry in zip(forecasts, series, m3[1]):
+    for f, ts, entry in zip(forecasts, series, m3[1], strict=True):
         assert isinstance(f, SampleForecast) and f.samples.shape == (50, H)
         assert np.isfinite(f.samples).all()
         assert f.item_id == entry["item_id"]
@@ -93,7 +93,7 @@ def test_student_t_evaluation(m3, student_t):
     # last training value repeated) on the same series; a forecast of zero scores MASE ~ 10+
     naive = [SampleForecast(samples=np.full((1, H), entry["target"][-H - 1], dtype=np.float32),
                             start_date=f.start_date, item_id=f.item_id)
-             for f, entry in zip(forecasts, m3[1])]
+             for f, entry in zip(forecasts, m3[1], strict=True)]
     naive_agg, _ = _evaluator()(series, naive)
     assert 0.5 < naive_agg["MASE"] < 2.0 and 0.2 < naive_agg["sMAPE"] < 1.0  # a sane reference
     assert agg["MASE"] <= 1.2 * naive_agg["MASE"], (agg["MASE"], naive_agg["MASE"])
@@ -144,7 +144,7 @@ def test_rolling_windows(m3, student_t):
     assert len(instances) == 2 * N_SERIES
     forecasts = list(student_t[0].predict([inp for inp, _ in instances], num_samples=10))
     assert len(forecasts) == len(instances)
-    for f, (inp, label) in zip(forecasts, instances):
+    for f, (_, label) in zip(forecasts, instances, strict=True):
         assert f.start_date == label["start"]
         assert f.samples.shape == (10, H) and len(label["target"]) == H
         assert np.isfinite(f.samples).all()
@@ -171,7 +171,7 @@ def test_serialize_roundtrip(m3, student_t, quantile, tmp_path):
     b = np.stack([f.samples for f in s_back.predict(m3[1], num_samples=20)])
     np.testing.assert_array_equal(a, b)
     # and the trained weights really travelled (a fresh network would forecast otherwise)
-    for (k, v), (k2, v2) in zip(s_pred.network.state_dict().items(), s_back.network.state_dict().items()):
+    for (k, v), (k2, v2) in zip(s_pred.network.state_dict().items(), s_back.network.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
 
 
@@ -313,3 +313,104 @@ def test_trainer_settings_that_train_nothing_are_refused(trainer_kwargs, message
     with pytest.raises(ValueError, match=message):
         TitansEstimator(freq="ME", prediction_length=6, trainer_kwargs=trainer_kwargs)
     TitansEstimator(freq="ME", prediction_length=6, trainer_kwargs={"limit_train_batches": 0.5, "max_epochs": 1})
+
+
+# ------------------------------------------------------------------ entries (issue 35)
+DAILY = dict(freq="D", prediction_length=6, context_length=24, patch_len=6, stride=3, d_model=16, n_layers=1,
+             memory={"heads": 2, "chunk_size": 4}, batch_size=16, num_batches_per_epoch=2,
+             trainer_kwargs={"max_epochs": 1})
+
+
+def _daily(i, y, start=None, **fields):
+    return {"item_id": f"s{i}", "start": pd.Period("2024-01-01", "D") if start is None else start,
+            "target": np.asarray(y, dtype=np.float64), **fields}
+
+
+def _series(n=4, T=80, scale=1.0):
+    rng = np.random.default_rng(0)
+    return [_daily(i, scale * (10 + np.sin(np.arange(T) / 3) + 0.1 * rng.standard_normal(T))) for i in range(n)]
+
+
+def _train_daily(data, **kw):
+    torch.manual_seed(0)
+    np.random.seed(0)
+    return TitansEstimator(**{**DAILY, **kw}).train(data)
+
+
+@pytest.fixture(scope="module")
+def daily_predictor():
+    return _train_daily(_series())
+
+
+COVARIATES = {"feat_dynamic_real": np.ones((1, 80)), "past_feat_dynamic_real": np.ones((1, 80)),
+              "feat_static_cat": [1], "feat_static_real": [0.5], "feat_dynamic_cat": np.zeros((1, 80), dtype=int)}
+
+
+def _unread(name):
+    """The refusal of a covariate field the estimator was not told to read (its num_... is 0), or
+    of feat_dynamic_cat, which it never reads: refused rather than dropped."""
+    if name == "feat_dynamic_cat":
+        return r"has the field 'feat_dynamic_cat': TitansEstimator does not read it \(it would be ignored\)"
+    arg = "num_feat_static_cat \\(and cardinality\\)" if name == "feat_static_cat" else f"num_{name}"
+    return rf"has {name} but the estimator reads none \({arg}=0\): give"
+
+
+def test_entries_the_estimator_cannot_use_are_refused_when_training():
+    good = _series()
+    cases = [(_daily(9, []), r"entry 4 \(item_id 's9'\) has an empty target"),
+             (_daily(9, np.full(80, np.nan)),
+              r"entry 4 \(item_id 's9'\) has no observed value \(its target is all NaN\)")]
+    cases += [(_daily(9, good[0]["target"], **{name: value}), r"entry 4 \(item_id 's9'\) " + _unread(name))
+              for name, value in COVARIATES.items()]
+    for extra, message in cases:
+        with pytest.raises(ValueError, match=rf"^training_data: {message}"):
+            TitansEstimator(**DAILY).train(good + [extra])
+        with pytest.raises(ValueError, match=rf"^validation_data: {message}"):
+            TitansEstimator(**DAILY).train(good, validation_data=good + [extra])
+    with pytest.raises(ValueError, match=r"^training_data: entry 0 \(item_id 's0'\) has no observed value"):
+        TitansEstimator(**DAILY).train([_daily(i, np.full(80, np.nan)) for i in range(3)])
+
+
+def test_entries_the_predictor_cannot_use_are_refused_when_predicting(daily_predictor):
+    good = _series(1)[0]["target"]
+    context_gap = good.copy()
+    context_gap[-24:] = np.nan
+    cases = [(_daily(9, []), r"entry \(item_id 's9'\) has an empty target"),
+             (_daily(9, np.full(80, np.nan)),
+              r"entry \(item_id 's9'\) has no observed value \(its target is all NaN\)"),
+             (_daily(9, context_gap), r"entry \(item_id 's9'\) has no observed value in its last 24 values \(the "
+                                      r"context the forecast reads\)"),
+             (_daily(9, np.r_[good[:-1], np.inf]), r"entry \(item_id 's9'\) has \+/-inf in its target at position\(s\) "
+                                                   r"\[79\]")]
+    cases += [(_daily(9, good, **{name: value}), r"entry \(item_id 's9'\) " + _unread(name))
+              for name, value in COVARIATES.items()]
+    for entry, message in cases:
+        with pytest.raises(ValueError, match=message):
+            list(daily_predictor.predict([entry]))
+
+
+@pytest.mark.parametrize("start", [pd.Timestamp("2024-01-01"), "2024-01-01",
+                                   pd.Timestamp("2024-01-01").to_pydatetime()])
+def test_a_start_given_as_a_timestamp_is_read_at_the_estimators_frequency(daily_predictor, start):
+    data = [dict(e, start=start) for e in _series(2)]
+    f = list(daily_predictor.predict(data))
+    ref = list(daily_predictor.predict(_series(2)))
+    assert f[0].start_date == pd.Period("2024-01-01", "D") + 80 == ref[0].start_date
+    predictor = _train_daily(data)  # and training takes it too
+    assert np.isfinite(list(predictor.predict(data))[0].samples).all()
+
+
+def test_targets_of_any_magnitude_train_and_forecast_on_their_own_scale():
+    """Each window is centred and scaled (float64) before the network, as the frame API scales
+    each series: the same data times 1e30 (or 1e-30) forecasts the same times 1e30."""
+    ref = _train_daily(_series(), head="quantile")
+    base = np.stack([f.forecast_array for f in ref.predict(_series())])
+    for scale in (1e30, 1e-30):
+        predictor = _train_daily(_series(scale=scale), head="quantile")
+        got = np.stack([f.forecast_array for f in predictor.predict(_series(scale=scale))])
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got / scale, base, rtol=1e-3)
+    # a level of 1e8 keeps its unit-size signal (no float32 rounding before the centring)
+    level = [dict(e, target=e["target"] - 10 + 1e8) for e in _series()]
+    got = np.stack([f.forecast_array for f in ref.predict(level)]) - 1e8
+    np.testing.assert_allclose(got, base - 10, atol=1e-3)

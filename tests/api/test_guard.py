@@ -68,7 +68,7 @@ def test_report_columns_ids_dtypes_and_values(walk_fit):
     assert set(rep["best_naive"]) <= {"seasonal_naive", "repeat_last"}
     assert f.validation_season_ == 24
     h = 6
-    for k, (sid, g) in enumerate(df.groupby("unique_id", sort=False)):
+    for k, (_, g) in enumerate(df.groupby("unique_id", sort=False)):
         y = g["y"].to_numpy()
         T, scale = len(y), y.std()
         truth = y[T - h:]
@@ -152,7 +152,7 @@ def test_fallback_gives_the_naive_on_losing_series_only(walk_fit):
         f.set_params(naive_fallback=True)  # switched after fit: the fit is kept
         assert hasattr(f, "model_")
         out = _frames(f)
-        for sid, wins, kind in zip(rep["unique_id"], rep["model_wins"], rep["best_naive"]):
+        for sid, wins, kind in zip(rep["unique_id"], rep["model_wins"], rep["best_naive"], strict=True):
             got, was = out[out.unique_id == sid], base[base.unique_id == sid]
             if wins:
                 pd.testing.assert_frame_equal(got, was)
@@ -178,7 +178,7 @@ def test_fallback_after_update(walk_fit, tmp_path):
     out = _frames(g)
     rep = g.validation_report_
     full = pd.concat([df, new]).sort_values(["unique_id", "ds"])
-    for sid, wins, kind in zip(rep["unique_id"], rep["model_wins"], rep["best_naive"]):
+    for sid, wins, kind in zip(rep["unique_id"], rep["model_wins"], rep["best_naive"], strict=True):
         if not wins:
             naive = _naive_of(full.loc[full.unique_id == sid, "y"].to_numpy(), kind)
             np.testing.assert_allclose(out.loc[out.unique_id == sid, "y_hat"], naive, rtol=1e-6)
@@ -200,8 +200,11 @@ def test_save_load_keeps_the_report_and_old_files_load_without_one(walk_fit, tmp
         pd.testing.assert_frame_equal(_frames(k), _frames(f))
     finally:
         f.naive_fallback = False
-    # a file written before the guard: no report, no naive_fallback parameter
+    # a file written before the guard: no report, no naive_fallback parameter (and, as then,
+    # format 2: no content digest)
     payload = torch.load(path, weights_only=True)
+    del payload["digest"]
+    payload["format"] = "titans-ts-forecaster/2"
     fitted = json.loads(payload["fitted"])
     del fitted["validation_report_"], fitted["validation_season_"]
     params = json.loads(payload["params"])

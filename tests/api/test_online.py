@@ -54,9 +54,9 @@ def test_online_borders_follow_proceed():
                                                  "test": (13174, 52696)}
 
 
-def test_every_mode_on_a_small_stream(trained):
+def test_every_mode_on_a_small_stream(trained, every_mode):
     cfg, data, module, mem = trained
-    res = evaluate_modes(module, mem, data, L, H, modes=MODES, online_lr=1e-3)
+    res = every_mode
     n_test = len(data.origins("test", L, H))
     for mode in MODES:
         r = res[mode]
@@ -84,14 +84,20 @@ def test_every_mode_on_a_small_stream(trained):
     torch.testing.assert_close(res["seasonal_naive"]["pred"][:, 0], v[first - 12:first - 12 + H].T)
 
 
+@pytest.fixture(scope="module")
+def every_mode(trained):
+    cfg, data, module, mem = trained
+    return evaluate_modes(module, mem, data, L, H, modes=MODES, online_lr=1e-3)
+
+
 @pytest.mark.parametrize("cut", [300, 333])
-def test_no_leak_a_later_value_never_changes_an_earlier_forecast(trained, cut):
+def test_no_leak_a_later_value_never_changes_an_earlier_forecast(trained, every_mode, cut):
     """Changing values at rows >= cut leaves every forecast made at an origin <= cut bit for bit
     the same, in every mode (and changes later ones)."""
     cfg, data, module, mem = trained
     later = _values()
     later[cut:] += np.random.default_rng(1).standard_normal(later[cut:].shape) * 3
-    a = evaluate_modes(module, mem, data, L, H, modes=MODES, online_lr=1e-3)
+    a = every_mode
     b = evaluate_modes(module, mem, _data(later), L, H, modes=MODES, online_lr=1e-3)
     first = int(data.origins("test", L, H)[0])
     k = cut - first + 1  # origins first .. cut
@@ -151,6 +157,11 @@ def test_gain_selector_follows_the_leader_with_delayed_feedback():
     se2 = torch.tensor([[[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]], [[9.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])
     assert sel.choose(se2, 1)[0][0, -1] == 0
     assert GainSelector((0.0, 1.0), half_life=0.5, level=False).choose(se2, 1)[0][0, -1] == 1
+    # a prior: the stronger correction must beat no correction by its weight (1 + 0.5 * 1 here)
+    acc = torch.tensor([[1.0], [0.7]])
+    assert sel.leader(acc).tolist() == [1]
+    assert GainSelector((0.0, 1.0), 1e9, level=False, prior=0.5).leader(acc).tolist() == [0]
+    assert GainSelector((0.0, 1.0), 1e9, level=False, prior=0.5).leader(torch.tensor([[1.0], [0.6]])).tolist() == [1]
     # errors: the squared error of each candidate's corrected forecast, summed over the horizon
     f, c, y = torch.zeros(1, 3), torch.ones(1, 2, 3), torch.full((1, 3), 2.0)
     torch.testing.assert_close(sel.errors(f, 2.0, c, y, torch.ones(1, 3, dtype=torch.bool)),
@@ -191,6 +202,10 @@ def test_modes_are_checked_and_splits_must_hold_a_window(trained):
         evaluate_modes(module, mem, data, L, H, modes=("frozen", "bogus"))
     with pytest.raises(ValueError, match="distinct"):
         evaluate_modes(module, mem, data, L, H, modes=("frozen", "frozen"))
+    from titans_ts.online import run_online
+
+    with pytest.raises(ValueError, match=r"unknown online mode\(s\) \['bogus'\]"):  # before any data is read
+        run_online("ETTh2", 24, 96, modes=("frozen", "bogus"), root="/nonexistent")
     with pytest.raises(ValueError, match=r"seq_len=250 and horizon=4 leave no window in the train"):
         check_stream_fits(data, 250, H)
 
@@ -265,7 +280,7 @@ def test_the_level_memory_gradients_match_the_reference():
     w = torch.randn(N, T)
     g1 = torch.autograd.grad((mem._level_scan(xr, xw, resid, mask, None)[0].double() * w).sum(), (xr, xw, resid))
     g2 = torch.autograd.grad((_level_reference(mem, xr, xw, resid, mask) * w).sum(), (xr, xw, resid))
-    for a, b in zip(g1, g2):
+    for a, b in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
@@ -315,7 +330,7 @@ def test_on_a_random_walk_the_stream_chooses_the_newest_value():
     from titans_ts.online.streams import carried_forecast, scan_stream
 
     torch.manual_seed(0)
-    N, T = 2, 3000
+    N, T = 2, 2000
     walk = torch.cumsum(torch.randn(N, T + 2 * H + L), -1)
     idx = torch.arange(T + H)[:, None]
     ctx_raw = walk[:, idx + torch.arange(L)]                   # [N, T + H, L]
@@ -348,6 +363,39 @@ def test_on_a_random_walk_the_stream_chooses_the_newest_value():
     assert gain.shape[-1] == 3 and float(gain[:, late, 2].mean()) > 0.9
     assert with_fb <= 1.02 * naive
     assert out[(0.0,)][0] > 1.05 * naive  # the memories alone come near it, not onto it
+
+
+def test_on_a_random_walk_the_memory_reaches_no_correction():
+    """A random walk forecast as well as it can be (the newest value): corrections are noise
+    here, and the stream's own choice stays at no correction (gains 0 in the record) instead of
+    paying a small price on every window; plain follow-the-leader (gain_prior 0) does pay it."""
+    from titans_ts.online.streams import carried_forecast, scan_stream
+
+    torch.manual_seed(0)
+    N, T = 2, 2000
+    walk = torch.cumsum(torch.randn(N, T + 2 * H + L), -1)
+    idx = torch.arange(T + H)[:, None]
+    ctx_raw = walk[:, idx + torch.arange(L)]
+    target = walk[:, idx + L + torch.arange(H)]
+    mean, std = ctx_raw.mean(-1), ctx_raw.std(-1) + 1e-3
+    forecast = ctx_raw[..., -1:].expand(N, T + H, H)  # repeat-last: the best forecast of a random walk
+    tok = {"ctx": (ctx_raw - mean[..., None]) / std[..., None], "yhat": (forecast - mean[..., None]) / std[..., None],
+           "std": std, "forecast": forecast, "target": target, "resid": (target - forecast) / std[..., None],
+           "tmask": torch.ones(N, T + H, H, dtype=torch.bool), "observed": torch.ones(N, T + H, dtype=torch.bool)}
+    write = {k: v[:, :T] for k, v in tok.items()}
+    read = {k: v[:, H:] for k, v in tok.items()}
+    write["prev"] = torch.zeros(N, T, H)
+    read["prev"] = write["resid"]
+    frozen = float(((read["forecast"] - read["target"]) ** 2).mean())
+    out = {}
+    for prior in (0.0, 0.05):
+        torch.manual_seed(0)
+        mem = StreamMemory(L, H, dim=8, heads=2, gain_prior=prior)
+        with torch.no_grad():
+            pred, gain = carried_forecast(mem, read, scan_stream(mem, read, write, None, False)[0], H)
+        out[prior] = (float(((pred - read["target"]) ** 2).mean()), float(gain.mean()))
+    assert out[0.05] == (frozen, 0.0)  # no correction, and the record's gains say so
+    assert out[0.0][1] > 0.1 and out[0.0][0] > frozen  # plain follow-the-leader chases the noise
 
 
 @pytest.mark.parametrize("fallback", [(0.0,), (0.0, 0.5, 1.0)])
@@ -431,3 +479,11 @@ def test_one_backbone_serves_every_horizon_and_is_found_again_in_the_cache(train
     assert short["backbone_mse"] != [r for r in a if r["horizon"] == H and r["mode"] == "frozen"][0]["backbone_mse"]
     with pytest.raises(ValueError, match="backbone_horizon"):
         run_online("synthetic", (2, H), L, backbone_horizon=2, **kw)
+    # a cached backbone edited after it was written is refused, naming the file
+    path = next(tmp_path.iterdir())
+    saved = torch.load(path, weights_only=True)
+    name = next(iter(saved["state_dict"]))
+    saved["state_dict"][name] = saved["state_dict"][name] + 1e-3
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match=f"checkpoint {path}.*failed its content check"):
+        run_online("synthetic", (2, H), L, seed=0, **kw)

@@ -24,7 +24,7 @@ def test_every_rejected_input_raises_and_the_doc_is_current(monkeypatch):
     table = [line for line in lines[header + 2:] if line.startswith("|")]
     assert len(table) == len(rows), (
         f"docs/rejected-inputs.md has {len(table)} rows, the cases {len(rows)}: rerun docs/make_rejected_inputs.py")
-    for (what, kind, msg), line in zip(rows, table):
+    for (what, kind, msg), line in zip(rows, table, strict=True):
         # the row as docs/make_rejected_inputs.py writes it ("|" escaped in the message); messages
         # naming temporary paths may differ, so the message is compared on its first 40 characters
         escaped = msg[:40].replace("|", "\\|")

@@ -18,6 +18,7 @@ from sklearn.exceptions import NotFittedError
 
 from titans_ts import TitansForecaster
 from titans_ts.datasets import DataValidationError
+from titans_ts.integrity import content_digest
 
 TINY = dict(h=6, context_length=24, patch_len=8, stride=4, d_model=16, max_epochs=1,
             limit_train_batches=2, batch_size=16, memory=dict(heads=2, depth=1, expansion=1.0, chunk_size=4))
@@ -52,7 +53,7 @@ def test_forecasts_are_scale_equivariant_for_every_head(head):
     kw = dict(levels=[80]) if head != "point" else {}
     ref = None
     for a in (1.0, 1e-6, 1e6):
-        def unit(d):
+        def unit(d, a=a):
             return d.assign(y=d["y"] * a)
         f = TitansForecaster(head=head, **TINY).fit(unit(head_rows))
         got = [f.predict(**kw), f.predict(df=unit(other), **kw)]
@@ -62,7 +63,7 @@ def test_forecasts_are_scale_equivariant_for_every_head(head):
         if ref is None:
             ref = got
             continue
-        for r, g in zip(ref, got):
+        for r, g in zip(ref, got, strict=True):
             np.testing.assert_allclose(g, r, rtol=2e-5, atol=0)
 
 
@@ -139,7 +140,7 @@ def test_a_failed_update_restores_every_part_of_the_carried_memory(monkeypatch):
     monkeypatch.setattr(state, "_check_after_update", fail)
     with pytest.raises(RuntimeError, match="check failed"):
         f.update(data.groupby("unique_id").tail(30))
-    for r, (written, nxt, gains, pending, errors, st) in zip(f.memory_.series, records):
+    for r, (written, nxt, gains, pending, errors, st) in zip(f.memory_.series, records, strict=True):
         assert (r.written, r.next_write) == (written, nxt) and r.state is st
         assert torch.equal(r.gain_errors, gains) and torch.equal(r.errors, errors)
         assert r.pending.keys() == pending.keys()
@@ -275,7 +276,7 @@ def test_a_failing_overwrite_keeps_the_previous_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", half_then_fail)
-    with pytest.raises(OSError, match=f"cannot write {path}: No space left on device"):
+    with pytest.raises(OSError, match=f"no space left on device: {path}"):
         f.save(path)
     monkeypatch.setattr(torch, "save", real)
     assert path.read_bytes() == good and os.listdir(tmp_path) == ["model.pt"]
@@ -296,14 +297,19 @@ def test_load_and_save_errors_are_one_clear_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         TitansForecaster.load(tmp_path / "missing.pt")
     payload = torch.load(path, weights_only=True)
+
+    def save_crafted(crafted):  # with a matching digest: the checks below hold for such a file too
+        crafted["digest"] = content_digest({k: v for k, v in crafted.items() if k != "digest"})
+        torch.save(crafted, tmp_path / "crafted.pt")
+
     for key, where in [("params", "predict"), ("params", "__class__"), ("fitted", "predict"),
                        ("fitted", "__dict__")]:
         crafted = dict(payload)
         crafted[key] = json.dumps({**json.loads(payload[key]), where: "x"})
-        torch.save(crafted, tmp_path / "crafted.pt")
+        save_crafted(crafted)
         with pytest.raises(ValueError, match=f"unknown (parameter|fitted attribute)\\(s\\) \\['{where}'\\]"):
             TitansForecaster.load(tmp_path / "crafted.pt")
-    torch.save({**payload, "extra": 1}, tmp_path / "crafted.pt")
+    save_crafted({**payload, "extra": 1})
     with pytest.raises(ValueError, match=r"unknown entries \['extra'\]"):
         TitansForecaster.load(tmp_path / "crafted.pt")
     with pytest.raises(IsADirectoryError, match="it is a folder"):

@@ -267,11 +267,18 @@ def objective(trial):
     return x * x + y
 
 FAILING = {int(k) for k in sys.argv[3].split(",") if k}
-optimize(objective, n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="stress")
+# heartbeats on (as by default), every second rather than every minute: a worker whose slots are
+# all taken waits for the others' running trials in polls of the interval (at most 5 s); the
+# grace period stays longer than the test, so no trial is declared dead on a busy machine
+optimize(objective, n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="stress",
+         heartbeat_interval=1, grace_period=600)
 '''
 
 
-@pytest.mark.parametrize("kind, failing", [("sqlite", ""), ("journal", ""), ("sqlite", "2,5")])
+# sqlite without failures: slow lane only (the fast lane's sqlite case checks the same numbering
+# with two failed trials as well; a sqlite study costs its workers about a second each to open)
+@pytest.mark.parametrize("kind, failing", [pytest.param("sqlite", "", marks=pytest.mark.slow), ("journal", ""),
+                                           ("sqlite", "2,5")])
 def test_workers_together_run_exactly_n_trials(tmp_path, kind, failing):
     """Three processes, one study, no training: exactly n complete trials, each run once, and no
     two with the same random draws; numbered 0..n-1 without failures, and with failures each
@@ -404,7 +411,7 @@ def test_two_cli_workers_share_one_study(tmp_path, data_root):
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
         assert "best: trial" in out and "best recipe: best.yaml" in out
     assert sorted(os.listdir(tmp_path)) == ["best.yaml", "space.yaml", "study.db", "tiny.yaml"]
@@ -488,3 +495,40 @@ def test_a_killed_worker_loses_no_trial(tmp_path, kind):
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     assert T.study._n_counted(study) == n  # the dead trial and its retry hold one slot
     assert time.monotonic() - t0 < 30
+
+
+def test_the_heartbeat_grace_period_is_a_documented_setting_with_a_short_default(tmp_path, monkeypatch, capsys):
+    """Issue 35: a killed worker's trial was retried only after 120 s. The grace period is now
+    GRACE_PERIOD (30 s, heartbeats every 10 s) by default, and a setting of optimize,
+    tune_recipe, tune_forecaster and ``titans-ts tune --heartbeat-grace``."""
+    assert T.GRACE_PERIOD == 30 and T.HEARTBEAT_INTERVAL == 10
+    for kind in ("sqlite", "journal"):
+        url = f"sqlite:///{tmp_path}/g.db" if kind == "sqlite" else f"journal://{tmp_path}/g.log"
+        study = T.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1, storage=url, study_name="g")
+        def storage_of(study):  # (sqlite: behind optuna's cache)
+            return study._storage if hasattr(study._storage, "grace_period") else study._storage._backend
+
+        storage = storage_of(study)
+        assert (storage.heartbeat_interval, storage.grace_period) == (10, 30)
+        study = T.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2, storage=url, study_name="g",
+                           grace_period=12)
+        assert storage_of(study).grace_period == 12
+    with pytest.raises(ValueError, match=r"grace_period \(10 s\) must be longer than the heartbeat interval "
+                                         r"\(10 s\)"):
+        T.optimize(lambda t: 0.0, n_trials=1, storage=f"sqlite:///{tmp_path}/h.db", grace_period=10)
+    seen = {}
+    monkeypatch.setattr("titans_ts.tuning.recipe.tune_recipe", lambda *a, **k: seen.update(k) or 1 / 0)
+    from titans_ts.cli import main
+
+    recipe = REPO / "recipes" / "ltsf" / "ETTh1_96_96.yaml"
+    space = REPO / "recipes" / "sweeps" / "etth1_lmm.yaml"
+    base = ["tune", "--config", str(recipe), "--space", str(space), "--n-trials", "1",
+            "--storage", f"sqlite:///{tmp_path}/c.db"]
+    main([*base, "--heartbeat-grace", "45"])
+    assert seen["grace_period"] == 45
+    main(base)
+    assert seen["grace_period"] == T.GRACE_PERIOD
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*base, "--heartbeat-grace", "0"])
+    assert "argument --heartbeat-grace: '0' is not a positive integer" in capsys.readouterr().err

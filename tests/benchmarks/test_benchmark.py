@@ -47,7 +47,7 @@ def test_report_means_seeds_and_compares(tmp_path):
     res.mkdir()
     rows = []
     for seed, shift in ((0, 0.0), (1, 0.02)):
-        for h, base in zip((96, 192, 336, 720), (0.36, 0.40, 0.43, 0.45)):
+        for h, base in zip((96, 192, 336, 720), (0.36, 0.40, 0.43, 0.45), strict=True):
             rows.append(_row("ETTh1", 96, h, seed, base + shift, base + shift))
             rows.append(_row("ETTh2", 96, h, seed, 0.5, 0.5))
     rows.append(_row("ETTh1", 96, 96, 0, 0.39, 0.40, tag="no_memory", sets=["model.variant=none"]))
@@ -62,7 +62,7 @@ def test_report_means_seeds_and_compares(tmp_path):
     etth1 = next(line for line in text.splitlines() if line.startswith("| ETTh1 |"))
     assert "0.420 ± 0.014" in etth1 and "| 2 |" in etth1
     paper, patch = NUMBERS_TO_BEAT["ETTh1"]["Titans (paper)"], NUMBERS_TO_BEAT["ETTh1"]["PatchTST"]
-    assert 0.420 < patch[0] and "| yes | yes | n/a |" in etth1  # beats PatchTST and DLinear; no rerun
+    assert patch[0] > 0.420 and "| yes | yes | n/a |" in etth1  # beats PatchTST and DLinear; no rerun
     etth2 = next(line for line in text.splitlines() if line.startswith("| ETTh2 |"))
     assert "| no | yes |" in etth2  # 0.5 loses to PatchTST (0.387), beats DLinear (0.559)
     assert "no_memory: `model.variant=none`" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import subprocess
 import sys
 import urllib.request
@@ -179,3 +180,28 @@ def test_verify_reports_every_bad_file_and_goes_on(tmp_path, monkeypatch, capsys
         D.find_file("fake_cut", root=tmp_path)
     with pytest.raises(D.ChecksumError, match="truncated or corrupt"):
         C.open_text(tmp_path / "fake_cut.csv.gz")
+
+
+def test_verify_rehashes_a_same_size_edit_whose_mtime_was_put_back(tmp_path, monkeypatch, capsys):
+    """Issue 35: ``data verify`` must read every byte again, not trust a cached (size, mtime)."""
+    from titans_ts.cli import main
+
+    monkeypatch.delenv("TITANS_TS_DATA", raising=False)
+    info, content = _fake(tmp_path)
+    monkeypatch.setitem(C.CATALOGUE, info.name, info)
+    root = tmp_path / "root"
+    root.mkdir()
+    path = root / info.filename
+    path.write_bytes(content)
+    assert main(["data", "--root", str(root), "verify", info.name]) == 0
+    capsys.readouterr()
+    st = path.stat()
+    edited = bytearray(content)
+    edited[-3] = ord("9") if edited[-3] != ord("9") else ord("8")  # one digit, same size
+    path.write_bytes(bytes(edited))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the mtime put back
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    assert main(["data", "--root", str(root), "verify", info.name]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+    with pytest.raises(D.ChecksumError, match="does not match the catalogue checksum"):
+        D.find_file(info.name, root=root)  # loaders too

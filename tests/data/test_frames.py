@@ -93,6 +93,85 @@ def test_monthly_gap_is_found_despite_uneven_month_lengths():
         from_frame(df)
 
 
+def _one_series(ds):
+    return pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(len(ds), dtype=float)})
+
+
+@pytest.mark.parametrize("tz", [None, "America/New_York"])
+@pytest.mark.parametrize("hours, after_row", [((0, 2, 3), 0), ((0, 1, 3), 1), ((0, 2, 3, 4, 5, 6, 7), 0)])
+def test_the_smallest_step_that_explains_the_index_wins_wherever_the_gap_is(hours, after_row, tz):
+    """A missing row is a gap at the step the other rows show, whether it comes first or last:
+    00:00, 02:00, 03:00 is hourly with 01:00 missing, not 2-hourly with 03:00 off the grid."""
+    ds = pd.DatetimeIndex([pd.Timestamp("2024-03-10") + pd.Timedelta(hours=k) for k in hours])
+    ds = ds.tz_localize("UTC").tz_convert(tz) if tz else ds  # (across New York's DST change)
+    with pytest.raises(DataValidationError) as info:
+        from_frame(_one_series(ds))
+    msg = str(info.value)
+    assert "irregular at frequency 'h'" in msg and f"gaps after row {after_row} (" in msg
+    assert msg.count("missing step") == 1 and "1 missing step(s)" in msg and "off the grid" not in msg
+
+
+def test_timestamps_off_every_grid_are_named_at_the_most_common_step():
+    ds = pd.to_datetime(["2024-01-01 00:00", "2024-01-01 02:00", "2024-01-01 05:00"])
+    # neither 2h nor 3h explains the index; the tie goes to the shorter step
+    with pytest.raises(DataValidationError, match=r"irregular at frequency '2h': gaps after row 1 "
+                                                  r"\(2024-01-01 02:00:00 -> 2024-01-01 05:00:00: off the grid\)"):
+        from_frame(_one_series(ds))
+
+
+@pytest.mark.parametrize("dates, tz, freq, gap", [
+    # months of uneven lengths, a short series (no run of regular steps pandas could read)
+    (["2024-01-01", "2024-02-01", "2024-04-01"], None, "MS", "2024-02-01 00:00:00 -> 2024-04-01"),
+    (["2024-01-31", "2024-02-29", "2024-04-30", "2024-05-31"], None, "ME", "2024-02-29 00:00:00 -> 2024-04-30"),
+    # quarters (pandas spells quarters starting in January 'QS-OCT')
+    (["2024-01-01", "2024-04-01", "2024-10-01"], None, "QS-OCT", "2024-04-01 00:00:00 -> 2024-10-01"),
+    # business days: the weekend is not a gap, the Tuesday is (not days with weekends missing)
+    (["2024-01-05", "2024-01-08", "2024-01-10"], None, "B", "2024-01-08 00:00:00 -> 2024-01-10"),
+    # days: Monday, Tuesday, Thursday of a week with its Sunday are days, not business days
+    (["2024-01-07", "2024-01-08", "2024-01-09", "2024-01-11"], None, "D", "2024-01-09 00:00:00 -> 2024-01-11"),
+    # local midnights across a DST change (23 hours apart) are a calendar day
+    (["2024-03-30", "2024-03-31", "2024-04-02"], "Europe/Paris", "D",
+     "2024-03-31 00:00:00+01:00 -> 2024-04-02 00:00:00+02:00"),
+    (["2024-01-07", "2024-01-14", "2024-01-28"], None, "7D", "2024-01-14 00:00:00 -> 2024-01-28"),
+])
+def test_calendar_steps_are_inferred_despite_a_gap(dates, tz, freq, gap):
+    ds = pd.DatetimeIndex(pd.to_datetime(dates))
+    with pytest.raises(DataValidationError) as info:
+        from_frame(_one_series(ds.tz_localize(tz) if tz else ds))
+    msg = str(info.value)
+    assert f"irregular at frequency '{freq}'" in msg and gap in msg and "1 missing step(s)" in msg, msg
+
+
+def test_long_calendar_series_with_a_gap_keep_their_pandas_name():
+    for freq, name in [("W", "W-SUN"), ("B", "B"), ("QS", "QS-OCT"), ("YS", "YS-JAN")]:
+        ds = pd.date_range("2024-01-01", periods=30, freq=freq).delete(12)
+        with pytest.raises(DataValidationError, match=rf"irregular at frequency '{name}'.*: 1 missing step"):
+            from_frame(_one_series(ds))
+
+
+def test_half_months_pandas_does_not_infer_are_regular():
+    coll = from_frame(_one_series(pd.date_range("2024-01-15", periods=6, freq="SMS")))
+    assert coll.freq == "SMS-15"
+    assert list(coll.future_index(0, 2)) == [pd.Timestamp("2024-04-15"), pd.Timestamp("2024-05-01")]
+
+
+def test_two_timestamps_are_one_step_apart():
+    assert from_frame(_one_series(pd.to_datetime(["2024-01-01 00:00", "2024-01-01 03:00"]))).freq == "3h"
+    paris = pd.DatetimeIndex(pd.to_datetime(["2024-03-30", "2024-03-31"])).tz_localize("Europe/Paris")
+    assert from_frame(_one_series(paris)).freq == "D"  # 23 hours apart, one calendar day
+
+
+@pytest.mark.parametrize("steps, message", [
+    ([0, 2, 3], r"integer step 1: gaps after row 0 \(0 -> 2: 1 missing step"),
+    ([0, 1, 3], r"integer step 1: gaps after row 1 \(1 -> 3: 1 missing step"),
+    ([0, 2, 4, 5], r"integer step 1: gaps after row 0 \(0 -> 2: 1 missing step\(s\)\); after row 1"),
+    ([10, 13, 15], r"integer step 2: gaps after row 0 \(10 -> 13: off the grid\)"),
+])
+def test_integer_steps_follow_the_same_rule(steps, message):
+    with pytest.raises(DataValidationError, match=message):
+        from_frame(_one_series(np.array(steps, dtype=np.int64)))
+
+
 def test_short_series_named():
     coll = from_frame(long_frame(n=30, ids=("a",)))
     coll.check_min_length(20)

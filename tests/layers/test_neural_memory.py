@@ -55,26 +55,31 @@ def test_mask_keeps_unobserved_inputs_out_of_memory():
         m.gates.weight.zero_()
     _, st_a = m(x, mask=mask)
     _, st_b = m(x2, mask=mask)
-    for a, b in zip(st_a.weights, st_b.weights):
+    for a, b in zip(st_a.weights, st_b.weights, strict=True):
         torch.testing.assert_close(a, b)
 
 
 @pytest.mark.slow
 def test_long_stream_with_soft_clamp_stays_finite():
     """100k steps, no forgetting, momentum ~1, maximal inner learning rate, spiky input: without the
-    clamp the memory blows up; with it everything stays finite."""
+    clamp the memory blows up (an error saying so, not a non-finite output); with it everything
+    stays finite."""
     torch.manual_seed(0)
     x = torch.randn(1, 100_000, 16) * 3
     x[:, ::997] *= 50
-    results = {}
-    for clamp in (None, 1.0):
+
+    def run(clamp):
         m = _layer(chunk_size=64, max_lr=1.0, forgetting=False, surprise_clamp=clamp)
         with torch.no_grad():
             m.gates.bias.view(3, 2)[1:].fill_(6.0)  # eta ~ 0.9975, theta ~ max_lr
-            y, st = m(x)
-        results[clamp] = bool(torch.isfinite(y).all()) and all(bool(torch.isfinite(w).all()) for w in st.weights)
-    assert results[1.0], "the soft clamp did not keep the 100k-step stream finite"
-    assert not results[None], "the stress setting no longer stresses (it stays finite unclamped)"
+            return m(x)
+
+    y, st = run(1.0)
+    assert bool(torch.isfinite(y).all()) and all(bool(torch.isfinite(w).all()) for w in st.weights), \
+        "the soft clamp did not keep the 100k-step stream finite"
+    # (the stress setting still stresses: unclamped, the memory diverges)
+    with pytest.raises(FloatingPointError, match="the memory's updates diverged from inputs of ordinary magnitude"):
+        run(None)
 
 
 def test_bad_shapes():
@@ -106,7 +111,7 @@ def test_memory_states_batch_and_split_without_changing_any_stream():
     parts = st.split(2)
     with torch.no_grad():
         _, sa2 = mem(nxt[:1], sa)
-    for w, w2 in zip(parts[0].weights, sa2.weights):
+    for w, w2 in zip(parts[0].weights, sa2.weights, strict=True):
         torch.testing.assert_close(w, w2, rtol=1e-5, atol=1e-6)
     # a state that has read nothing (no convolution history) batches beside one that has
     fresh = mem.initial_state(1).contiguous()

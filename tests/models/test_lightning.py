@@ -92,14 +92,14 @@ def test_resume_is_exact(tmp_path):
     straight, _ = _fit(tmp_path / "a", 3)
     _, first = _fit(tmp_path / "b", 3, stop_after=2)  # interrupted after 2 of 3 epochs
     resumed, _ = _fit(tmp_path / "c", 3, ckpt_path=first.checkpoint_callback.last_model_path)
-    for (name, p), q in zip(straight.named_parameters(), resumed.parameters()):
+    for (name, p), q in zip(straight.named_parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=0, atol=0, msg=f"{name} differs after resume")
 
 
 def test_seed_reproducibility(tmp_path):
     a, _ = _fit(tmp_path / "a", 1, seed=3)
     b, _ = _fit(tmp_path / "b", 1, seed=3)
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     # the weights did train (an untrained pair would be trivially equal) ...
     pl.seed_everything(3, verbose=False)
@@ -107,12 +107,12 @@ def test_seed_reproducibility(tmp_path):
     names = [n for n, _ in a.named_parameters()]
     assert names == [n for n, _ in init.named_parameters()]
     moved = max((p.detach() - q.detach()).abs().max().item()
-                for p, q in zip(a.parameters(), init.parameters()))
+                for p, q in zip(a.parameters(), init.parameters(), strict=True))
     assert moved > 1e-4, f"one epoch moved no weight by more than {moved:.2e}"
     # ... and the seed matters: another seed gives other weights
     c, _ = _fit(tmp_path / "c", 1, seed=4)
     differ = max((p.detach() - q.detach()).abs().max().item()
-                 for p, q in zip(a.parameters(), c.parameters()))
+                 for p, q in zip(a.parameters(), c.parameters(), strict=True))
     assert differ > 1e-4, f"seeds 3 and 4 gave the same weights (max |diff| {differ:.2e})"
 
 
@@ -125,7 +125,7 @@ def test_non_finite_training_loss_stops_with_advice(tmp_path):
     trainer = make_trainer(max_epochs=1, patience=None, root_dir=tmp_path)
     with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 0, batch 0.*max_lr"):
         trainer.fit(model, ToyData())
-    for p, q in zip(model.parameters(), before):  # no optimiser step was taken on it
+    for p, q in zip(model.parameters(), before, strict=True):  # no optimiser step was taken on it
         torch.testing.assert_close(p.detach(), q, rtol=0, atol=0)
 
 
@@ -269,11 +269,11 @@ def test_each_member_learns_from_its_own_batch():
     for given, theirs in ((batches, batches), (batches[0], [batches[0]] * k)):
         m.zero_grad()
         m._train_loss(given).backward()
-        for member, b in zip(m.net.members, theirs):
+        for member, b in zip(m.net.members, theirs, strict=True):
             alone = TitansNet(m.config)
             alone.load_state_dict(member.state_dict())
             alone.head.loss(alone(b["past"]), b["future"], None, "mse").backward()
-            for (name, p), q in zip(member.named_parameters(), alone.parameters()):
+            for (name, p), q in zip(member.named_parameters(), alone.parameters(), strict=True):
                 if q.grad is None:
                     assert p.grad is None or not p.grad.any(), name
                     continue
@@ -353,6 +353,6 @@ def test_an_ensemble_trains_on_one_loader_per_member(tmp_path):
     trainer = make_trainer(max_epochs=2, patience=None, root_dir=tmp_path, gradient_clip_val=1.0)
     trainer.fit(model, TwoStreams())
     after = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in model.net.members]
-    assert all(not torch.equal(a, b) for a, b in zip(after, before)), "every member must learn"
+    assert all(not torch.equal(a, b) for a, b in zip(after, before, strict=True)), "every member must learn"
     assert torch.isfinite(torch.stack([a.abs().max() for a in after])).all()
     assert trainer.callback_metrics["val_mse"] < 1.0  # sines with noise: it learnt something

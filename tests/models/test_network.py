@@ -1,9 +1,11 @@
-"""TitansNet: shapes for every tokeniser x head, masks, RevIN, and that a tiny model can learn."""
+"""TitansNet: the pipeline written out for every tokeniser x head, channel independence and order,
+shapes, masks, RevIN, and that a tiny model can learn."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from titans_ts.model.lightning_module import TitansLightningModule, pinball_loss, point_loss
 from titans_ts.model.network import RevIN, TitansNet
@@ -40,10 +42,104 @@ def test_shapes_forward_backward(tokenizer, head):
     assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
 
 
+def slow_forward(m, past, mask):
+    """TitansNet's pipeline written out window by window and channel by channel: RevIN on the
+    observed values, patches cut by index (the last value repeated ``stride`` times at the end)
+    or one token per channel, the blocks, the final RMSNorm and map, the head's transform, RevIN
+    undone. Returns the raw head outputs' meaning: [B, H, C, k] forecast values (point: k = 1,
+    quantiles: one per level, student_t: location, scale, degrees of freedom)."""
+    B, L, C = past.shape
+    mf = mask.double()
+    x = torch.where(mask, past, torch.zeros_like(past))
+    n = mf.sum(1, keepdim=True).clamp_min(1.0)
+    mean = (x * mf).sum(1, keepdim=True) / n
+    std = torch.sqrt((((x - mean) * mf) ** 2).sum(1, keepdim=True) / n + m.revin.eps)
+    z = (x - mean) / std * mf
+    if m.tokenizer == "patch":
+        P, S = m.patch_len, m.stride
+        toks, tmask = [], []
+        for b in range(B):
+            for c in range(C):
+                zs = torch.cat([z[b, :, c], z[b, -1:, c].repeat(S)])
+                ms = torch.cat([mf[b, :, c], mf[b, -1:, c].repeat(S)])
+                toks.append(torch.stack([torch.cat([zs[i * S:i * S + P], ms[i * S:i * S + P]])
+                                         for i in range(m.n_tokens)]))
+                tmask.append(torch.stack([ms[i * S:i * S + P].max() > 0 for i in range(m.n_tokens)]))
+        h = F.linear(torch.stack(toks), m.embed.weight, m.embed.bias) + m.pos  # [B * C, tokens, d]
+        tmask = torch.stack(tmask)
+    else:
+        tok = torch.stack([torch.stack([torch.cat([z[b, :, c], mf[b, :, c]]) for c in range(C)]) for b in range(B)])
+        h = F.linear(tok, m.embed.weight, m.embed.bias)  # [B, C, d]: the channels are the tokens
+        tmask = mf.amax(1) > 0
+    for block in m.blocks:
+        h, _ = block(h, None, tmask)
+    h = h / torch.sqrt(h.pow(2).mean(-1, keepdim=True) + m.norm.eps) * m.norm.weight
+    k = m.head.n_outputs
+    raw = F.linear(h.reshape(B, C, -1), m.proj.weight, m.proj.bias).view(B, C, m.horizon, k).permute(0, 2, 1, 3)
+    std, mean = std.view(B, 1, C, 1), mean.view(B, 1, C, 1)
+    if m.head.kind == "point":
+        return raw * std + mean
+    if m.head.kind == "quantile":
+        levels = [raw[..., 0]]
+        for j in range(1, k):
+            levels.append(levels[-1] + F.softplus(raw[..., j]))
+        return torch.stack(levels, -1) * std + mean
+    loc = raw[..., 0] * std[..., 0] + mean[..., 0]
+    scale = (F.softplus(raw[..., 1]) + 1e-3) * std[..., 0]
+    return torch.stack([loc, scale, 2 + F.softplus(raw[..., 2])], -1)
+
+
+@pytest.mark.parametrize("tokenizer", ["patch", "variate"])
+@pytest.mark.parametrize("head", ["point", "quantile", "student_t"])
+def test_the_forecast_is_the_pipeline_written_out(tokenizer, head):
+    m = net(tokenizer=tokenizer, head=head, quantiles=(0.1, 0.5, 0.9), variant="mag").double().eval()
+    torch.manual_seed(1)
+    past = 3.0 + 2.0 * torch.randn(3, 32, 2, dtype=torch.float64)
+    mask = torch.rand(3, 32, 2) > 0.2
+    mask[1, -9:, 0] = False  # a channel whose last patches hold no observed value
+    with torch.no_grad():
+        out, want = m(past, mask), slow_forward(m, past, mask)
+    if head == "student_t":
+        out = torch.stack([out.loc, out.scale, out.df], -1)
+    elif head == "point":
+        out = out.unsqueeze(-1)
+    torch.testing.assert_close(out, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal", "attention", "none"])
+def test_patches_forecast_every_window_and_channel_on_its_own(variant):
+    """Patch tokens are channel-independent: a channel's forecast reads that channel of that
+    window only, so changing one channel of one window changes its forecast and nothing else, and
+    permuting the channels permutes the forecast."""
+    m = net(variant=variant).eval()
+    torch.manual_seed(1)
+    past = torch.randn(3, 32, 4)
+    changed = past.clone()
+    changed[1, :, 2] = torch.randn(32)
+    with torch.no_grad():
+        a, b = m(past), m(changed)
+        perm = torch.tensor([2, 0, 3, 1])
+        torch.testing.assert_close(m(past[:, :, perm]), a[:, :, perm], rtol=1e-5, atol=1e-6)
+    same = torch.ones_like(a, dtype=torch.bool)
+    same[1, :, 2] = False
+    torch.testing.assert_close(b[same], a[same], rtol=0, atol=0)
+    assert (b[1, :, 2] - a[1, :, 2]).abs().min() > 1e-4
+
+
 @pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal", "attention"])
-def test_variants_run(variant):
-    m = net(variant=variant)
-    assert m(torch.randn(2, 32, 2)).shape == (2, 8, 2)
+def test_variate_tokens_read_the_channels_in_order(variant):
+    """With one token per channel the blocks run over the channel axis, causally: channel c's
+    forecast reads channels 0..c only (exactly), and every later channel reads channel 0."""
+    m = net(tokenizer="variate", variant=variant).eval()
+    torch.manual_seed(1)
+    past = torch.randn(2, 32, 4)
+    last, first = past.clone(), past.clone()
+    last[:, :, 3] = torch.randn(2, 32)
+    first[:, :, 0] = torch.randn(2, 32)
+    with torch.no_grad():
+        a, b, c = m(past), m(last), m(first)
+    torch.testing.assert_close(b[..., :3], a[..., :3], rtol=0, atol=0)
+    assert (c[..., 1:] - a[..., 1:]).abs().amax(1).min() > 1e-5  # every (window, later channel)
 
 
 def test_revin_makes_the_forecast_scale_equivariant():

@@ -204,6 +204,22 @@ def test_fit_module_restores_the_best_weights_and_counts_epochs():
     assert not os.path.exists(trainer.checkpoint_callback.dirpath)
 
 
+def test_fit_module_restores_the_best_weights_beside_another_kind_of_checkpoint(tmp_path):
+    """A caller's checkpoint callback that is not a ModelCheckpoint (Lightning's
+    OnExceptionCheckpoint) comes first in the trainer's checkpoint callbacks: the best weights
+    are still read from fit_module's own ModelCheckpoint."""
+    snaps = _Snapshots()
+    train, val = _loaders()
+    on_error = pl.callbacks.OnExceptionCheckpoint(str(tmp_path))
+    fitted = fit_module(_module(), train, val, TrainingConfig(max_epochs=3, patience=5, limit_train_batches=3),
+                        callbacks=[snaps, on_error], accelerator="cpu", devices=1)
+    assert fitted.trainer.checkpoint_callback is on_error
+    best_loss, best = min(snaps.seen, key=lambda s: s[0])
+    assert fitted.best_score == pytest.approx(best_loss)
+    state = fitted.module.state_dict()
+    assert all(torch.equal(state[k], best[k]) for k in state)
+
+
 def test_fit_module_without_validation_keeps_the_last_weights(tmp_path):
     snaps = _Snapshots()
     train, _ = _loaders()

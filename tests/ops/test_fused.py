@@ -31,7 +31,7 @@ def test_fused_matches_reference(T, K, with_cache, with_bias):
     probe = torch.randn(y.shape, generator=g, dtype=torch.float64)
     g_ref = torch.autograd.grad((y_ref * probe).sum(), leaves)
     g_new = torch.autograd.grad((causal_conv_silu(x, w, b, c) * probe).sum(), leaves)
-    for a, r in zip(g_new, g_ref):
+    for a, r in zip(g_new, g_ref, strict=True):
         torch.testing.assert_close(a, r)
     assert torch.autograd.gradcheck(lambda *a: causal_conv_silu(*a), (x, w, b, c))
 
@@ -63,7 +63,7 @@ def test_gated_rms_norm_matches_reference():
     probe = torch.randn(2, 3, 4, 6, generator=g, dtype=torch.float64)
     g1 = torch.autograd.grad((gated_rms_norm(y, w, gate) * probe).sum(), (y, w, gate))
     g2 = torch.autograd.grad((gated_rms_norm_reference(y, w, gate) * probe).sum(), (y, w, gate))
-    for a, b in zip(g1, g2):
+    for a, b in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="gate must match y"):
         gated_rms_norm(y, w, gate[..., :3])

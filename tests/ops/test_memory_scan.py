@@ -51,10 +51,10 @@ def test_chunked_matches_reference(depth, chunk_size, T):
     ref_out, ref_grad = run(memory_scan_reference, inputs, W, S, torch.float64, chunk_size)
     out, grad = run(memory_scan_chunked, inputs, W, S, torch.float32, chunk_size, backward="recompute")
     names = ["y"] + [f"W{i}_T" for i in range(depth)] + [f"S{i}_T" for i in range(depth)]
-    for name, a, b in zip(names, out, ref_out):
+    for name, a, b in zip(names, out, ref_out, strict=True):
         assert rel(a, b) < 1e-4, f"{name}: relative error {rel(a, b):.2e}"
     gnames = GRAD_NAMES + [f"W{i}_0" for i in range(depth)] + [f"S{i}_0" for i in range(depth)]
-    for name, a, b in zip(gnames, grad, ref_grad):
+    for name, a, b in zip(gnames, grad, ref_grad, strict=True):
         assert rel(a, b) < 1e-4, f"d/d{name}: relative error {rel(a, b):.2e}"
 
 
@@ -72,7 +72,7 @@ def test_hand_written_backward_matches_autograd(activation, clamp, masked):
     for mode in ("recompute", "cache"):
         out, grad = run(memory_scan_chunked, inputs, W, S, torch.float64, 8, activation, mask3, clamp,
                         backward=mode)
-        for a, b, c in zip(out + grad, auto_out + auto_grad, ref_out + ref_grad):
+        for a, b, c in zip(out + grad, auto_out + auto_grad, ref_out + ref_grad, strict=True):
             assert rel(a, b) < 1e-9 and rel(a, c) < 1e-9
 
 
@@ -86,7 +86,7 @@ def test_public_op_streaming_equals_one_call():
         y, state = memory_scan(*part, weights=state[0], momentum=state[1], chunk_size=16)
         ys.append(y)
     torch.testing.assert_close(torch.cat(ys, 1), y_full, rtol=1e-5, atol=1e-6)
-    for a, b in zip(state[0] + state[1], W_T + S_T):
+    for a, b in zip(state[0] + state[1], W_T + S_T, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -134,7 +134,7 @@ def test_masked_tokens_write_nothing(backend):
                               momentum=S, chunk_size=1, mask=mask[:, :10], backend=backend)
     _, (_, S_b) = memory_scan(*[t[:, :14] for t in (q, k, v, alpha, eta, theta)], weights=W,
                               momentum=S, chunk_size=1, mask=mask[:, :14], backend=backend)
-    for a, b in zip(S_a, S_b):
+    for a, b in zip(S_a, S_b, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -177,6 +177,31 @@ def test_inference_under_no_grad_with_trainable_weights(backend):
     torch.testing.assert_close(y_nograd, y_grad.detach())
 
 
+def test_keys_and_values_computed_from_the_weights_are_held_fixed_in_the_inner_gradient():
+    """The surprise is the partial gradient of ||M_W(k) - v||^2 in W: keys and values computed
+    from the memory's own weights (MAC writes what it read from the memory) change nothing in
+    it. The reference once took the total derivative there, through k and v as well."""
+    inputs, W, S = make_inputs(T=9, depth=2, seed=11)
+    W = [w.double().requires_grad_(True) for w in W]
+    q, k, v, alpha, eta, theta = (t.double() for t in inputs)
+    k = F.normalize(k + 0.1 * W[0].sum(), dim=-1)  # keys and values that depend on the weights
+    v = v * (1 + 0.1 * W[1].sum())
+    outs = {}
+    for backend in ("reference", "chunked"):
+        y, _ = memory_scan(q, k, v, alpha, eta, theta, weights=W, chunk_size=4, backend=backend)
+        y_fixed, _ = memory_scan(q, k.detach(), v.detach(), alpha, eta, theta, weights=W, chunk_size=4,
+                                 backend=backend)
+        torch.testing.assert_close(y, y_fixed, rtol=1e-12, atol=1e-12)
+        outs[backend] = y
+    torch.testing.assert_close(outs["reference"], outs["chunked"], rtol=1e-10, atol=1e-10)
+    # and the gradients through those keys and values agree too
+    probe = torch.linspace(-1, 1, outs["chunked"].shape[-1], dtype=torch.float64)
+    g_ref = torch.autograd.grad((outs["reference"] * probe).sum(), W, retain_graph=True)
+    g_chk = torch.autograd.grad((outs["chunked"] * probe).sum(), W)
+    for a, b in zip(g_ref, g_chk, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
 @pytest.mark.parametrize("backward,T,final", [(m, T, f) for m in ("autograd", "recompute", "cache")
                                                for T in (7, 21) for f in (True, False)])
 def test_shared_weights_gradients_equal_materialised_copies(backward, T, final):
@@ -197,7 +222,7 @@ def test_shared_weights_gradients_equal_materialised_copies(backward, T, final):
             loss = loss + sum((w * w).sum() for w in state[0]) + sum((s * 0.5).sum() for s in state[1])
         grads = torch.autograd.grad(loss, leaves + init)
         outs.append([y.detach(), *(state[0] if final else ()), *grads])
-    for a, b in zip(*outs):
+    for a, b in zip(*outs, strict=True):
         assert a.shape == b.shape and rel(a, b) < 1e-5
 
 
@@ -246,7 +271,7 @@ def test_both_state_layouts_match_autograd_and_reference(dk, dh, dv):
     auto_out, auto_grad = run(memory_scan_chunked, inputs, W, S, torch.float64, 8, backward="autograd")
     for mode in ("recompute", "cache"):
         out, grad = run(memory_scan_chunked, inputs, W, S, torch.float64, 8, backward=mode)
-        for a, b, c in zip(out + grad, auto_out + auto_grad, ref_out + ref_grad):
+        for a, b, c in zip(out + grad, auto_out + auto_grad, ref_out + ref_grad, strict=True):
             assert rel(a, b) < 1e-9 and rel(a, c) < 1e-9
 
 
@@ -275,7 +300,7 @@ def test_per_chunk_gate_coefficients_match_autograd(last):
                                     [dcoef[key] for key in COEF_KEYS])
     for key in COEF_KEYS:
         torch.testing.assert_close(coef[key], ref[key].detach(), rtol=1e-12, atol=0.0)
-    for a, b in zip(_gates_backward(saved, dcoef), ref_grads):
+    for a, b in zip(_gates_backward(saved, dcoef), ref_grads, strict=True):
         assert rel(a, b) < 1e-12
 
 
@@ -299,7 +324,7 @@ def test_state_buffers_reused_across_calls_change_nothing():
     finally:
         pool.enabled = True
     for a, b, c, d in zip(first[0] + first[1], second[0] + second[1], third[0] + third[1],
-                          kept + first[1]):
+                          kept + first[1], strict=True):
         assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(a, d)
 
 
@@ -375,3 +400,17 @@ def test_a_second_backward_through_the_chunked_scan_is_a_clear_error():
     y, _ = memory_scan(*inputs, weights=W, momentum=S, chunk_size=4, backend="reference")
     y.sum().backward(retain_graph=True)
     y.sum().backward()
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_finite_inputs_that_overflow_are_an_error_not_a_non_finite_output(backend):
+    """Issue 35: keys and values near 1e20 are finite (so they pass the input check), but the
+    inner updates overflow float32; the op says so instead of returning inf / NaN."""
+    inputs, W, S = make_inputs(T=9, depth=2)
+    inputs[1], inputs[2] = inputs[1] * 1e20, inputs[2] * 1e20
+    with pytest.raises(FloatingPointError, match=r"memory_scan's output is not finite although its inputs are: "
+                                                 r"their magnitude overflows float32 in the memory's updates "
+                                                 r"\(largest \|q\| .*, \|k\| .*e\+19, \|v\| .*e\+20\)"):
+        memory_scan(*inputs, weights=W, momentum=S, chunk_size=4, backend=backend)
+    y, _ = memory_scan(*make_inputs(T=9, depth=2)[0], weights=W, momentum=S, chunk_size=4, backend=backend)
+    assert torch.isfinite(y).all()  # ordinary inputs go through

@@ -65,10 +65,10 @@ def test_triton_matches_chunked(depth, chunk_size, T, masked, init_state):
         mask = (torch.rand(1, T, generator=torch.Generator().manual_seed(T)) > 0.3).to(DEVICE)
     ref_out, ref_grad = outputs_and_grads("chunked", inputs, W, S, chunk_size, mask)
     out, grad = outputs_and_grads("triton", inputs, W, S, chunk_size, mask)
-    for i, (a, b) in enumerate(zip(out, ref_out)):
+    for i, (a, b) in enumerate(zip(out, ref_out, strict=True)):
         assert rel(a, b) < 1e-4, f"output {i}: {rel(a, b):.2e}"
     names = ["q", "k", "v", "alpha", "eta", "theta"] + [f"W{i}" for i in range(depth)] + [f"S{i}" for i in range(depth)]
-    for name, a, b in zip(names, grad, ref_grad):
+    for name, a, b in zip(names, grad, ref_grad, strict=True):
         assert rel(a, b) < 1e-4, f"d/d{name}: {rel(a, b):.2e}"
 
 
@@ -77,7 +77,7 @@ def test_triton_other_activations(activation):
     inputs, W, S = make(T=24, depth=2, seed=9)
     ref_out, ref_grad = outputs_and_grads("chunked", inputs, W, S, 16, activation=activation)
     out, grad = outputs_and_grads("triton", inputs, W, S, 16, activation=activation)
-    for a, b in zip(out + grad, ref_out + ref_grad):
+    for a, b in zip(out + grad, ref_out + ref_grad, strict=True):
         assert rel(a, b) < 1e-4
 
 
@@ -86,7 +86,7 @@ def test_triton_unpadded_feature_widths():
     inputs, W, S = make(T=20, depth=2, dk=12, dv=20, dh=24, seed=4)
     ref_out, ref_grad = outputs_and_grads("chunked", inputs, W, S, 16)
     out, grad = outputs_and_grads("triton", inputs, W, S, 16)
-    for a, b in zip(out + grad, ref_out + ref_grad):
+    for a, b in zip(out + grad, ref_out + ref_grad, strict=True):
         assert rel(a, b) < 1e-4
 
 

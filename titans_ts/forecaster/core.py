@@ -14,7 +14,7 @@ memory writes); nothing is filled or dropped.
 
 **Memory across windows.** Every forecast runs the backbone's neural memory at test time over the
 last ``context_length`` steps (it memorises them, then is read). With ``test_time_memory=True``
-each series also carries a Titans memory *across* windows (:class:`titans_ts.online.StreamMemory`,
+each series also carries a Titans memory *across* windows (:class:`titans_ts.model.stream_memory.StreamMemory`,
 the carried mode of ``titans-ts benchmark online``): every window of the history whose target has
 fully arrived is written into it with the error the forecast made there, oldest first, and each
 forecast reads it for a correction. ``update`` writes the windows the new rows complete, without
@@ -55,6 +55,7 @@ from sklearn.exceptions import NotFittedError
 
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import DataValidationError, SeriesCollection, from_frame
+from ..datasets.timeindex import in_zone_of
 from ..datasets.windows import SeriesWindows, window_loader
 from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
 from ..model.config import MemoryConfig, SettingsError, TitansConfig, TrainingConfig, check_keys
@@ -180,6 +181,14 @@ class TitansForecaster(BaseEstimator):
     Every data-aware choice of ``fit`` and the facts it rests on are in ``chosen_defaults_``.
     """
 
+    # fitted state set by fit / load (declared for the type checker: fit reads a warm start's
+    # before it assigns the new; no class attribute is created)
+    model_: Any
+    exog_: ExogSpec
+    statics_: tuple[np.ndarray, np.ndarray] | None
+    context_length_: int
+    cycle_len_: int
+
     def __init__(self, h: int = 24, context_length: int | None = None, loss: str = ROBUST["loss"],
                  lr: float = TrainingConfig.lr, weight_decay: float = TrainingConfig.weight_decay,
                  batch_size: int = TrainingConfig.batch_size,
@@ -295,16 +304,17 @@ class TitansForecaster(BaseEstimator):
 
     def _inputs(self, coll: SeriesCollection) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per series [T, C + K] values and masks: the targets, the past-only covariates, the
-        future-known ones, then the calendar features (``exog_``)."""
+        future-known ones, then the calendar features (``exog_``); float64: each series is
+        centred and scaled in float64 before the network's float32 (:mod:`.scaling`)."""
         spec = getattr(self, "exog_", None)
         if coll.covariates is None and not (spec and spec.time_features):
-            return [v.astype(np.float32) for v in coll.values], [m.copy() for m in coll.masks]
+            return [v.astype(np.float64) for v in coll.values], [m.copy() for m in coll.masks]
         vals = []
         for i, v in enumerate(coll.values):
             parts = [v] if coll.covariates is None else [v, coll.covariates[i]]
             if spec and spec.time_features:
                 parts.append(calendar(spec, coll.index[i], v.shape[0]))
-            vals.append(np.concatenate(parts, 1).astype(np.float32))
+            vals.append(np.concatenate(parts, 1).astype(np.float64))
         return vals, [~np.isnan(v) for v in vals]
 
     def _series_stats(self, values: list[np.ndarray], masks: list[np.ndarray]):
@@ -314,7 +324,7 @@ class TitansForecaster(BaseEstimator):
         spec = getattr(self, "exog_", None)
         k = len(spec.time_features) if spec is not None else 0
         if k:
-            for a, b in zip(loc, scale):
+            for a, b in zip(loc, scale, strict=True):
                 a[-k:], b[-k:] = 0.0, 1.0
         return loc, scale
 
@@ -329,10 +339,12 @@ class TitansForecaster(BaseEstimator):
         spec = self._spec
         if not spec.any:
             return {}
-        kw = dict(n_targets=self.n_targets_, n_hist=spec.n_hist, n_futr=spec.n_futr)
+        kw: dict[str, Any] = dict(n_targets=self.n_targets_, n_hist=spec.n_hist, n_futr=spec.n_futr)
         if not spec.static:
             return kw
-        real, codes = self.statics_ if static is None else static
+        given = self.statics_ if static is None else static
+        assert given is not None  # (fit stores the statics of a forecaster that reads them)
+        real, codes = given
         if spec.stat_real:
             kw["static"] = list(real)
         if spec.stat_cat:
@@ -341,10 +353,11 @@ class TitansForecaster(BaseEstimator):
 
     def _stored_static(self, which) -> tuple | None:
         """The static values and codes of the stored series ``which`` (None: no statics)."""
-        if getattr(self, "statics_", None) is None:
+        statics = getattr(self, "statics_", None)
+        if statics is None:
             return None
         which = list(which)
-        return self.statics_[0][which], self.statics_[1][which]
+        return statics[0][which], statics[1][which]
 
     def _static_for(self, ids: list, static_df: Any, where: str) -> tuple | None:
         """Static values and codes of the series ``ids``: from ``static_df``, else the stored
@@ -375,7 +388,7 @@ class TitansForecaster(BaseEstimator):
         C, Kh, Kf = self.n_targets_, spec.n_hist, len(spec.futr)
         rows = []
         for i, g in enumerate(given):
-            r = np.full((self.h, self.n_inputs_), np.nan, np.float32)
+            r = np.full((self.h, self.n_inputs_), np.nan, np.float64)
             r[:, C + Kh:C + Kh + Kf] = g
             if spec.time_features:
                 r[:, C + Kh + Kf:] = calendar(spec, coll.future_index(i, self.h), self.h)
@@ -389,7 +402,7 @@ class TitansForecaster(BaseEstimator):
         cut = self.n_targets_ + self._spec.n_hist
         out = []
         for r in rows:
-            r = r.astype(np.float32).copy()
+            r = r.astype(np.float64)  # (a copy)
             r[:, :cut] = np.nan
             out.append(r)
         return out
@@ -419,7 +432,7 @@ class TitansForecaster(BaseEstimator):
         """Training and validation window ends; ``val_sizes``: each series' held-out tail."""
         L, h = self.context_length_, self.h
         train, val = [], []
-        for i, (v, vs) in enumerate(zip(values, val_sizes)):
+        for i, (v, vs) in enumerate(zip(values, val_sizes, strict=True)):
             T = v.shape[0]
             t_end = T - vs
             first = max(1, min(L, t_end - h))
@@ -499,7 +512,7 @@ class TitansForecaster(BaseEstimator):
         if warm_start:
             previous = self.model_
             units = {sid: (loc, scale) for sid, loc, scale in
-                     zip(self.history_["ids"], self.history_["loc"], self.history_["scale"])}
+                     zip(self.history_["ids"], self.history_["loc"], self.history_["scale"], strict=True)}
         self._check_params()
         hist, futr, stat = check_names(self)
         if self.test_time_memory and (hist or futr or stat or self.time_features):
@@ -584,6 +597,7 @@ class TitansForecaster(BaseEstimator):
         self.time_col_ = coll.time_col
         self.id_dtype_ = coll.id_dtype
         self.time_dtype_ = coll.time_dtype
+        self.polars_dtypes_ = coll.polars_dtypes
         self._set_history(coll, stats, trained_until=val_sizes)
         guard.assess(self, values, masks, val_idx, firsts, warn=trial is None)  # (quiet in a search)
         self.__dict__.pop("_unfitted_by", None)
@@ -595,7 +609,9 @@ class TitansForecaster(BaseEstimator):
 
     def _history_collection(self) -> SeriesCollection:
         """The stored history as the series collection it was read from."""
-        return state.history_collection(self)
+        coll = state.history_collection(self)
+        coll.polars_dtypes = getattr(self, "polars_dtypes_", None)  # (polars frames out: the input's dtypes)
+        return coll
 
     # ------------------------------------------------------------------ predict
     def predict(self, h: int | None = None, df: Any = None, levels: Sequence[float] | None = None,
@@ -670,9 +686,18 @@ class TitansForecaster(BaseEstimator):
 
         Series not in ``df`` are left as they are; ``df`` may hold any subset of the known ids.
         The new rows are read in the units each series was fitted in; rows that would make a
-        forecast non-finite are refused, and nothing is changed then."""
+        forecast non-finite are refused, and nothing is changed then. Timestamps in another
+        zone than the series' are converted to its zone (the same instants); naive timestamps
+        for a zoned series, or zoned ones for a naive series, are refused."""
         self._check_fitted()
-        state.update(self, self._check_new(self._collection(df), same_ids=True))
+        coll = self._check_new(self._collection(df), same_ids=True)
+        # the rows' timestamps in each series' own zone (the same instants in another zone are
+        # converted; naive against zoned is refused): appended as they are, they would turn the
+        # history's index into one of mixed zones that no later call can use
+        known = dict(zip(self.history_["ids"], self.history_["index"], strict=True))
+        coll.index = [in_zone_of(known[sid], idx, sid, coll.time_col)
+                      for sid, idx in zip(coll.ids, coll.index, strict=True)]
+        state.update(self, coll)
         return self
 
     # ------------------------------------------------------------------ the other parts
@@ -719,10 +744,13 @@ class TitansForecaster(BaseEstimator):
 
     def tune(self, df: Any, space: dict | str | os.PathLike, n_trials: int = 20,
              storage: str | None = None, study_name: str | None = None, refit: bool = True,
-             seed: int = 0, static_df: Any = None):
+             seed: int = 0, grace_period: int | None = None, static_df: Any = None):
         """Search hyper-parameters with optuna and set the best ones on ``self`` (see
-        :func:`titans_ts.tuning.tune_forecaster`). Returns the study."""
-        from ..tuning import tune_forecaster
+        :func:`titans_ts.tuning.tune_forecaster`; ``grace_period`` None: its default,
+        ``titans_ts.tuning.GRACE_PERIOD``). Returns the study."""
+        from ..tuning import GRACE_PERIOD, tune_forecaster
 
         return tune_forecaster(self, df, space, n_trials=n_trials, storage=storage,
-                               study_name=study_name, refit=refit, seed=seed, static_df=static_df)
+                               study_name=study_name, refit=refit, seed=seed,
+                               grace_period=GRACE_PERIOD if grace_period is None else grace_period,
+                               static_df=static_df)

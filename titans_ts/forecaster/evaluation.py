@@ -80,7 +80,7 @@ def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
         else:
             fc[est.target_col] = truth[est.target_col].to_numpy()
         cut_frames.append(fc)
-    return to_flavour(pd.concat(cut_frames, ignore_index=True), coll.flavour)
+    return to_flavour(pd.concat(cut_frames, ignore_index=True), coll.flavour, coll.polars_dtypes)
 
 
 def score(est, df: Any, metric: str = "mae", season: int = 1, static_df: Any = None) -> float:

@@ -248,7 +248,7 @@ def read_static(spec: ExogSpec, static_df: Any, ids: Sequence[Any], id_col: str,
             raise DataValidationError(f"static_df{where} column {c!r} is categorical (text, category or boolean "
                                       f"at fit), got dtype {col.dtype}; give its categories as at fit")
         index = {v: k for k, v in enumerate(spec.vocab[c])}
-        for n, (sid, v) in enumerate(zip(ids, col)):
+        for n, (sid, v) in enumerate(zip(ids, col, strict=True)):
             if v is None or (isinstance(v, float) and np.isnan(v)):
                 raise DataValidationError(f"static_df{where} column {c!r} (categorical) is missing for series "
                                           f"{sid!r}; the categories known from fit are {spec.vocab[c]}")
@@ -264,12 +264,12 @@ def read_static(spec: ExogSpec, static_df: Any, ids: Sequence[Any], id_col: str,
 def read_future(spec: ExogSpec, futr_df: Any, coll: SeriesCollection, horizon: int, id_col: str,
                 time_col: str) -> list[np.ndarray]:
     """Per series of ``coll`` the future-known columns over the ``horizon`` steps after its end,
-    [horizon, Kf] float32 (NaN: unobserved), from ``futr_df``."""
+    [horizon, Kf] float64 (NaN: unobserved; scaled in float64 like the history), from ``futr_df``."""
     if not spec.futr:
         if futr_df is not None:
             raise DataValidationError("futr_df was given but this forecaster has no future-known covariates "
                                       "(futr_exog_list is empty); leave futr_df out")
-        return [np.zeros((horizon, 0), np.float32) for _ in coll.ids]
+        return [np.zeros((horizon, 0), np.float64) for _ in coll.ids]
     if futr_df is None:
         raise DataValidationError(
             f"this forecaster reads the future-known covariates {spec.futr}: predict needs futr_df, a frame "
@@ -334,7 +334,7 @@ def read_future(spec: ExogSpec, futr_df: Any, coll: SeriesCollection, horizon: i
             stray = [fmt(t) for t in given.difference(pd.Index(expected))[:_LISTED]]
             raise DataValidationError(f"futr_df has rows for {label} outside its next {horizon} steps: "
                                       f"{', '.join(stray)}; give exactly those steps")
-        out.append(values[rows[pos]].astype(np.float32))
+        out.append(values[rows[pos]].astype(np.float64))
     return out
 
 

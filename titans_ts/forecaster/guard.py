@@ -130,7 +130,7 @@ def _model_points(est, values, masks, windows, firsts) -> np.ndarray:
         batch = collate_windows([data[k] for k in range(start, min(len(windows), start + BATCH))])
         out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX), exog=exog_of(batch))
         point = net.head.point(out)[..., :C].double().numpy()
-        empty = ~batch[PAST_MASK][..., :C].numpy().any(1)  # [B, C]
+        empty = ~batch[PAST_MASK][..., :C].any(1).numpy()  # [B, C]
         point[np.broadcast_to(empty[:, None, :], point.shape)] = np.nan
         points.append(point)
     return np.concatenate(points)
@@ -158,7 +158,7 @@ def _frame(est, ids, model, sn, rl) -> pd.DataFrame:
     return pd.DataFrame({est.id_col: restore_dtype(pd.Series(list(ids), dtype=object),
                                                    getattr(est, "id_dtype_", None)),
                          "model": model, "seasonal_naive": sn, "repeat_last": rl,
-                         "best_naive": pd.Series([NAIVES[p] if ok else None for p, ok in zip(pick, has)],
+                         "best_naive": pd.Series([NAIVES[p] if ok else None for p, ok in zip(pick, has, strict=True)],
                                                  dtype=object),
                          "model_wins": ~loses})
 
@@ -176,7 +176,7 @@ def assess(est, values, masks, windows, firsts, warn: bool = True) -> None:
     by_series: dict[int, list[int]] = {}
     for k, (i, _) in enumerate(windows):
         by_series.setdefault(i, []).append(k)
-    scores = {"model": [], "seasonal_naive": [], "repeat_last": []}
+    scores: dict[str, list[float]] = {"model": [], "seasonal_naive": [], "repeat_last": []}
     for i in range(len(values)):
         ks = by_series.get(i, [])
         ends = [windows[k][1] for k in ks]
@@ -231,7 +231,7 @@ def _choices(est) -> dict:
     if not flag or report is None:
         return {}
     lost = report[~report["model_wins"].to_numpy(bool) & report["best_naive"].notna().to_numpy()]
-    return dict(zip(lost[est.id_col].tolist(), lost["best_naive"].tolist()))
+    return dict(zip(lost[est.id_col].tolist(), lost["best_naive"].tolist(), strict=True))
 
 
 def apply_fallback(est, ids, values, masks, point: np.ndarray, qs: dict[float, np.ndarray]):

@@ -12,6 +12,7 @@ in the series' units, and the two rules that keep a made-up or broken number out
 from __future__ import annotations
 
 import warnings
+from typing import Iterable, overload
 
 import numpy as np
 import torch
@@ -28,7 +29,11 @@ __all__ = ["scaled_inputs", "network_outputs", "forecast_arrays", "MAGNITUDE_LIM
 MAGNITUDE_LIMIT = 1e15
 
 
-def scaled_inputs(values: list[np.ndarray], stats: Stats, which=None) -> list[np.ndarray | None]:
+@overload
+def scaled_inputs(values: list[np.ndarray], stats: Stats, which: None = None) -> list[np.ndarray]: ...
+@overload
+def scaled_inputs(values: list[np.ndarray], stats: Stats, which: Iterable[int]) -> list[np.ndarray | None]: ...
+def scaled_inputs(values: list[np.ndarray], stats: Stats, which: Iterable[int] | None = None) -> list:
     """Every series' inputs in its scaled units (``which``: only those series, None elsewhere)."""
     centres, scales = stats
     keep = range(len(values)) if which is None else set(which)
@@ -52,8 +57,8 @@ def network_outputs(est, values, masks, memory: SeriesMemory | None = None, firs
         H = est.h
         if future is None:
             future = [np.full((H, v.shape[1]), np.nan, np.float32) for v in values]
-        values = [np.concatenate([v, f]) for v, f in zip(values, future)]
-        masks = [np.concatenate([m, ~np.isnan(f)]) for m, f in zip(masks, future)]
+        values = [np.concatenate([v, f]) for v, f in zip(values, future, strict=True)]
+        masks = [np.concatenate([m, ~np.isnan(f)]) for m, f in zip(masks, future, strict=True)]
         kw["futr_horizon"] = H
     windows = SeriesWindows(values, L, 0, ends, masks=masks, first_index=firsts, **kw)
     outs = []
@@ -78,7 +83,7 @@ def _unobserved(est, masks, ids, channels) -> np.ndarray:
     empty = np.array([[not m[-L:, c].any() for c in range(C)] for m in masks], dtype=bool).reshape(-1, C)
     if empty.any():
         where = [f"{ids[i]!r}" + (f" (channel {channels[c]!r})" if C > 1 else "")
-                 for i, c in zip(*np.nonzero(empty))]
+                 for i, c in zip(*np.nonzero(empty), strict=True)]
         listed = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
         warnings.warn(f"{len(where)} series with no observed value in their last {L} steps (the "
                       f"context): {listed}. Their forecasts are NaN (there is nothing to forecast "

@@ -160,6 +160,7 @@ class SeriesMemory:
         """The correction [H, C] (data units) of the forecast [H, C] of series ``i`` made from
         the context ``past`` / ``mask`` [L, C] (its last window), with the series' gain."""
         rec = self.series[i]
+        assert rec.scales is not None  # fixed at the series' first write, before any correction
         n = mem.normalise(past[None], mask[None], forecast[None], scale=rec.scales)
         written = rec.errors
         prev = None if written is None or written.shape[1] == 0 else written[:, -1]
@@ -213,6 +214,7 @@ def _scan(rec: SeriesStream, mem: StreamMemory, x: dict, m: int, H: int, first: 
         rec.pending[first + H + j] = (r["forecast"][:, j], corr[:, j])
     # the windows completed now, in time order: each gain's error on those that were read
     sel, acc = mem.selector, rec.gain_errors
+    assert acc is not None  # write() starts every series' errors before its first scan
     for j in range(m):
         got = rec.pending.pop(first + j, None)
         if got is not None:

@@ -5,14 +5,17 @@ Saving is atomic (:func:`titans_ts.atomic.atomic_write`): an overwrite that fail
 the previous file as it was. Loading accepts only what :func:`save` writes: a file that is
 empty, truncated, not a forecaster file, or holds keys or parameters ``save`` never writes is
 refused with one clear message (a crafted file cannot set arbitrary attributes or methods).
+
+The file carries the SHA-256 of its content (``digest``: :func:`titans_ts.integrity.content_digest`
+of every other entry, weights, history and settings alike), written at save and checked at
+load: a file edited or corrupted after it was saved (one float is enough) is refused with a
+message naming it. Files of formats 1 and 2 (written before the digest) load unchecked.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +23,22 @@ import pandas as pd
 import torch
 
 from ..atomic import atomic_write
+from ..datasets.frames import polars_dtype_from_json, polars_dtype_to_json
 from ..datasets.timeindex import dtype_from_name, dtype_name
+from ..integrity import LOAD_ERRORS, IntegrityError, content_digest, load_failure
 from .exog import ExogSpec
 from .guard import report_from_json, report_to_json
 
 __all__ = ["save", "load", "FORMAT", "FORMATS"]
 
-FORMAT = "titans-ts-forecaster/2"
-#: formats load() reads: 2 adds each series' units (centre and scale), typed ids, integer time
-#: steps and the id / time dtypes; a format-1 file (no units: trained on the raw values) loads
-#: with centre 0 and scale 1, which is exactly what it was fitted with
-FORMATS = ("titans-ts-forecaster/1", FORMAT)
+FORMAT = "titans-ts-forecaster/3"
+#: formats load() reads: 3 adds the content digest; 2 each series' units (centre and scale),
+#: typed ids, integer time steps and the id / time dtypes; a format-1 file (no units: trained on
+#: the raw values) loads with centre 0 and scale 1, which is exactly what it was fitted with
+FORMATS = ("titans-ts-forecaster/1", "titans-ts-forecaster/2", FORMAT)
 
 _PAYLOAD = {"format", "params", "tuple_params", "fitted", "state_dict", "stream_memory", "values",
-            "masks", "index", "has_index", "tz", "loc", "scale", "index_kind", "memory_anchors",
+            "masks", "index", "has_index", "tz", "loc", "scale", "index_kind", "memory_anchors", "digest",
             "static_real", "static_cat"}
 _FITTED = {"freq_", "n_targets_", "n_inputs_", "channels_", "covariate_names_", "layout_", "flavour_",
            "time_col_", "best_val_loss_", "n_epochs_", "ids", "id_dtype_", "time_dtype_"}
@@ -42,10 +47,12 @@ _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
 #: so ``naive_fallback`` changes nothing)
 # context_length_ / cycle_len_ / chosen_defaults_: the data-aware choices (files written before
 # they existed had both lengths as parameters, which are then used)
+# polars_dtypes_: the polars dtypes of a polars frame's id and time columns (files written
+# before it give polars frames with the dtypes polars infers from pandas)
 # exog_ (the covariates: names, calendar features, static vocabularies and units): files
 # written before it existed read past covariates as extra channels, and load without covariates
 _FITTED_OPTIONAL = {"validation_report_", "validation_season_", "context_length_", "cycle_len_",
-                    "chosen_defaults_", "exog_"}
+                    "chosen_defaults_", "polars_dtypes_", "exog_"}
 
 
 def _jsonable(obj):
@@ -87,6 +94,8 @@ def save(est, path: str | os.PathLike) -> Path:
                               "validation_season_": getattr(est, "validation_season_", None),
                               "context_length_": est.context_length_, "cycle_len_": est.cycle_len_,
                               "chosen_defaults_": _jsonable(getattr(est, "chosen_defaults_", None)),
+                              "polars_dtypes_": None if getattr(est, "polars_dtypes_", None) is None else
+                              {c: polars_dtype_to_json(t) for c, t in est.polars_dtypes_.items()},
                               "exog_": est._spec.to_json()}),
         "state_dict": {k: v.detach().clone() for k, v in est.model_.state_dict().items()},
         "stream_memory": {} if est.stream_memory_ is None else
@@ -110,6 +119,7 @@ def save(est, path: str | os.PathLike) -> Path:
     if getattr(est, "statics_", None) is not None:  # each series' static values (standardised) and category codes
         payload["static_real"] = torch.from_numpy(np.ascontiguousarray(est.statics_[0], dtype=np.float32))
         payload["static_cat"] = torch.from_numpy(np.ascontiguousarray(est.statics_[1], dtype=np.int64))
+    payload["digest"] = content_digest(payload)  # last: it covers every other entry
     return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
@@ -127,12 +137,18 @@ def _read(path: Path) -> dict:
         raise _bad(path, "the file is empty")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError,
-            ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise _bad(path, f"truncated, corrupt or not a torch file: {reason[:200]}") from None
+    except LOAD_ERRORS as err:
+        raise _bad(path, f"truncated, corrupt or not a torch file: {load_failure(err)}") from None
     if not isinstance(payload, dict) or payload.get("format") not in FORMATS:
         raise _bad(path, f"no format {FORMAT!r} marker")
+    if payload["format"] not in FORMATS[:2]:  # written with a digest: the content must match it
+        stored = payload.get("digest")
+        rest = {k: v for k, v in payload.items() if k != "digest"}
+        if not isinstance(stored, str) or stored != content_digest(rest):
+            raise IntegrityError(
+                f"{path} failed its content check: its content differs from what TitansForecaster.save "
+                f"wrote (SHA-256 {'missing' if stored is None else 'mismatch'}); the file was edited or "
+                f"corrupted after it was saved. Do not use it: fit again, or restore an intact copy")
     return payload
 
 
@@ -183,6 +199,11 @@ def _build(cls, payload, params, fitted, v1: bool):
     ids = fitted.pop("ids")
     for name in ("id_dtype_", "time_dtype_"):
         fitted[name] = dtype_from_name(fitted.get(name))
+    polars_dtypes = fitted.pop("polars_dtypes_", None)
+    if isinstance(polars_dtypes, dict):
+        polars_dtypes = {c: t for c, t in ((c, polars_dtype_from_json(spec)) for c, spec in polars_dtypes.items())
+                         if t is not None}
+    est.polars_dtypes_ = polars_dtypes or None
     report = fitted.pop("validation_report_", None)
     season = fitted.pop("validation_season_", None)
     exog = fitted.pop("exog_", None)
@@ -210,7 +231,9 @@ def _build(cls, payload, params, fitted, v1: bool):
     module.load_state_dict(payload["state_dict"])
     est.model_ = module.eval()
     kinds = payload.get("index_kind") or ["time" if has else "none" for has in payload["has_index"]]
-    index = [_index(raw, kind, tz) for raw, kind, tz in zip(payload["index"], kinds, payload["tz"])]
+    if not len(payload["index"]) == len(kinds) == len(payload["tz"]):
+        raise IndexError("the per-series lists have different lengths")
+    index = [_index(raw, kind, tz) for raw, kind, tz in zip(payload["index"], kinds, payload["tz"], strict=True)]
     values = [v.numpy() for v in payload["values"]]
     masks = [m.numpy() for m in payload["masks"]]
     if v1:  # fitted on the raw values: the identity scaling reproduces it exactly

@@ -29,16 +29,22 @@ def _one(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     v = np.where(mask, values.astype(np.float64), 0.0)
     n = mask.sum(0)
     centre = v.sum(0) / np.maximum(n, 1)
+    # a constant channel is one whose observed values are all equal (its mean may differ from
+    # that value by rounding, which would leave a spread of a few ulps): its centre is the value
+    lo = np.where(mask, v, np.inf).min(0, initial=np.inf)
+    hi = np.where(mask, v, -np.inf).max(0, initial=-np.inf)
+    constant = (n > 0) & (hi == lo)
+    centre = np.where(constant, lo, centre)
     spread = np.sqrt((np.where(mask, v - centre, 0.0) ** 2).sum(0) / np.maximum(n, 1))
     fallback = np.where(np.abs(centre) > 0, np.abs(centre), 1.0)
-    ok = np.isfinite(spread) & (spread > 0)
+    ok = np.isfinite(spread) & (spread > 0) & ~constant
     return centre, np.where(ok, spread, fallback)
 
 
 def series_stats(values: list[np.ndarray], masks: list[np.ndarray]) -> Stats:
     """Centre and scale [D] (float64) of every series' observed values, channel by channel
     (a channel without an observed value: centre 0, scale 1)."""
-    pairs = [_one(v, m) for v, m in zip(values, masks)]
+    pairs = [_one(v, m) for v, m in zip(values, masks, strict=True)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 

@@ -38,7 +38,7 @@ def set_history(est, coll: SeriesCollection, stats: Stats | None = None,
     if isinstance(trained_until, int):
         trained_until = [trained_until] * len(values)
     start = None if trained_until is None else [max(1, v.shape[0] - tu - est.h)
-                                                for v, tu in zip(values, trained_until)]
+                                                for v, tu in zip(values, trained_until, strict=True)]
     est.memory_ = SeriesMemory(len(coll.ids), start=start)
     memorise(est, est.memory_, values, masks, (loc, scale), est.history_["firsts"], range(len(coll.ids)))
 
@@ -155,7 +155,7 @@ def update(est, coll: SeriesCollection) -> None:
 def _check_magnitude(est, ids, values, units) -> None:
     """Refuse new rows so far outside the units a series was fitted in that float32 overflows."""
     far = []
-    for sid, v, (loc, scale) in zip(ids, values, units):
+    for sid, v, (loc, scale) in zip(ids, values, units, strict=True):
         z = np.abs((v.astype(np.float64) - loc) / scale)
         if np.isfinite(z).any() and np.nanmax(z) > MAGNITUDE_LIMIT:
             far.append((sid, float(np.nanmax(z)), float(loc[np.nanargmax(z.max(0))]),

@@ -85,7 +85,7 @@ def check_levels(levels: Any) -> list[float]:
         return []
     out = []
     for lv in _sequence("levels", levels, "percentages strictly between 0 and 100"):
-        if isinstance(lv, (bool, np.bool_)) or not isinstance(lv, numbers.Real) or not 0 < lv < 100:
+        if isinstance(lv, (bool, np.bool_)) or not isinstance(lv, numbers.Real) or not 0 < float(lv) < 100:
             raise ValueError(f"levels must be percentages strictly between 0 and 100, e.g. "
                              f"levels=[80, 95]; got {lv!r} in {levels!r}")
         out.append(float(lv))
@@ -98,7 +98,7 @@ def check_quantiles(quantiles: Any) -> list[float] | None:
         return None
     out = []
     for q in _sequence("quantiles", quantiles, "levels strictly between 0 and 1"):
-        if isinstance(q, (bool, np.bool_)) or not isinstance(q, numbers.Real) or not 0 < q < 1:
+        if isinstance(q, (bool, np.bool_)) or not isinstance(q, numbers.Real) or not 0 < float(q) < 1:
             raise ValueError(f"quantiles must be levels strictly between 0 and 1, e.g. "
                              f"quantiles=[0.1, 0.9]; got {q!r} in {quantiles!r}")
         out.append(float(q))

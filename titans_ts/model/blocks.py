@@ -27,7 +27,7 @@ Choices the paper leaves open, made here:
 
 from __future__ import annotations
 
-from typing import Mapping, Union
+from typing import Any, Mapping, Union
 
 import torch
 import torch.nn as nn
@@ -297,12 +297,12 @@ def make_block(variant: str, dim: int, memory: MemorySettings = None,
                n_persistent: int = _D.n_persistent, segment_len: int = _D.segment_len) -> nn.Module:
     """A block of the given variant ("lmm", "mac", "mag", "mal"; "none" and "attention" for the
     memory's twins), given the settings of every variant: each block receives those it uses."""
-    common = dict(mlp_expansion=mlp_expansion, dropout=dropout)
+    common: dict[str, Any] = dict(mlp_expansion=mlp_expansion, dropout=dropout)
     if variant == "none":
         return NoMemoryBlock(dim, **common)
     if variant == "lmm":
         return LMMBlock(dim, memory, **common)
-    attn = dict(attn_heads=attn_heads, n_persistent=n_persistent)
+    attn: dict[str, Any] = dict(attn_heads=attn_heads, n_persistent=n_persistent)
     if variant == "attention":
         return AttentionBlock(dim, window=window, **attn, **common)
     if variant == "mac":

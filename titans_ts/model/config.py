@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Tuple, Union
+from itertools import pairwise
+from typing import Any, Literal, Mapping, Optional, Tuple, Union, overload
 
 __all__ = ["SettingsError", "TitansConfig", "MemoryConfig", "TrainingConfig", "VARIANTS", "TOKENIZERS", "HEADS",
            "REVIN_CENTERS", "ACTIVATIONS", "MEMORY_BACKENDS", "POINT_LOSSES", "OPTIMIZERS", "SCHEDULERS",
@@ -69,17 +70,28 @@ class _Settings:
         return super().__new__(cls)
 
 
+@overload
+def _int(name: str, value: Any, low: int | None = 1, none: Literal[False] = False) -> int: ...
+@overload
+def _int(name: str, value: Any, low: int | None = 1, none: bool = False) -> int | None: ...
 def _int(name: str, value: Any, low: int | None = 1, none: bool = False) -> int | None:
     """An integer setting (NumPy integers become ``int``; bools and floats are refused)."""
     if value is None and none:
         return None
-    kind = {1: "a positive integer", 0: "a non-negative integer"}.get(low, "an integer")
+    kinds: dict[int | None, str] = {1: "a positive integer", 0: "a non-negative integer"}
+    kind = kinds.get(low, "an integer")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \
             (low is not None and value < low):
         raise ValueError(f"{name} must be {kind}{' or None' if none else ''}, got {value!r}")
     return int(value)
 
 
+@overload
+def _float(name: str, value: Any, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, none: Literal[False] = False) -> float: ...
+@overload
+def _float(name: str, value: Any, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, none: bool = False) -> float | None: ...
 def _float(name: str, value: Any, low: float | None = None, high: float | None = None,
            low_open: bool = False, high_open: bool = False, none: bool = False) -> float | None:
     if value is None and none:
@@ -307,7 +319,7 @@ class TitansConfig(_Settings):
         except ValueError:
             raise ValueError(f"quantiles must be levels strictly between 0 and 1, in increasing "
                              f"order, got {list(qs)}") from None
-        if not qs or any(a >= b for a, b in zip(qs, qs[1:])):
+        if not qs or any(a >= b for a, b in pairwise(qs)):
             raise ValueError(f"quantiles must be levels strictly between 0 and 1, in increasing "
                              f"order, got {list(qs)}")
         s(self, "quantiles", qs)
@@ -398,7 +410,7 @@ def _limit_batches(value: Any) -> int | float | None:
                              f"the default, a positive number of batches, or a fraction in (0, 1] "
                              f"(1.0: every window)")
         return int(value)
-    if not 0 < value <= 1:
+    if not 0 < float(value) <= 1:
         raise ValueError(f"limit_train_batches must be None, a positive integer or a fraction in "
                          f"(0, 1], got {value!r}")
     return float(value)

@@ -1,6 +1,6 @@
 """Small fused ops of the memory layer, each a ``torch.autograd.Function`` with a hand-written
 backward beside a plain-PyTorch twin (``*_reference``, differentiated by autograd) that
-``tests/test_fused.py`` holds it to, in values and gradients.
+``tests/ops/test_fused.py`` holds it to, in values and gradients.
 
 Why: on CPU, for large ``B * T * C``, the time of these element-wise blocks is dominated by
 allocating and first-touching fresh [B, T, C] buffers; the autograd graph of the plain forms

@@ -8,12 +8,14 @@ short last batch weighs what it should).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
 from ..datasets.windows import exog_of
+from ..integrity import load_checkpoint, stamp_checkpoint, verify_checkpoint
 from .config import TitansConfig, TrainingConfig, check_keys
 from .heads import POINT_LOSSES, pinball_loss, point_loss, student_t_nll
 from .network import EnsembleNet, TitansNet
@@ -83,6 +85,11 @@ class TitansLightningModule(pl.LightningModule):
             cycle_len, ...).
     """
 
+    # what the online benchmark's backbone training records on it (titans_ts.online.backbone)
+    fit_epochs_: int
+    fit_seconds_: float
+    val_curve_: list[float]
+
     def __init__(self, seq_len: int = TitansConfig.seq_len, horizon: int = TitansConfig.horizon,
                  loss: str = TrainingConfig.loss, lr: float = TrainingConfig.lr,
                  weight_decay: float = TrainingConfig.weight_decay,
@@ -141,7 +148,7 @@ class TitansLightningModule(pl.LightningModule):
             return self._step(batch)[1]
         batches = list(batch) if isinstance(batch, (list, tuple)) else [batch] * k
         losses = []
-        for member, b in zip(self.net.members, batches):
+        for member, b in zip(self.net.members, batches, strict=True):
             out = member(b["past"], b.get("past_mask"), time_index=b.get("time_index"), exog=exog_of(b))
             losses.append(self._loss(out, b))
         return torch.stack(losses).sum()
@@ -203,11 +210,27 @@ class TitansLightningModule(pl.LightningModule):
         # random streams (dropout), so a resumed run continues exactly as an uninterrupted one;
         # plain uint8 tensors: the checkpoint still loads with weights_only=True
         checkpoint["titans_rng"] = {"torch": torch.get_rng_state()}
+        # the content digests, last (titans_ts.integrity): whoever writes the file (Lightning's
+        # ModelCheckpoint, trainer.save_checkpoint), an edit made after it is caught at load
+        stamp_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # the weights and the training state (the hyper-parameters may have been overridden by
+        # load_from_checkpoint's keyword arguments; that one checks the file as written)
+        where = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+        verify_checkpoint(checkpoint, where, parts=("state_dict", "rest"))
         rng = checkpoint.get("titans_rng")
         if rng is not None:
             torch.set_rng_state(rng["torch"])
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's ``load_from_checkpoint``, with the file's content digests checked first
+        (an edited or corrupted checkpoint is refused naming the file)."""
+        if isinstance(checkpoint_path, (str, os.PathLike)) and "://" not in str(checkpoint_path) \
+                and os.path.isfile(checkpoint_path):
+            load_checkpoint(checkpoint_path)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ------------------------------------------------------------------ optimiser
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from titans_ts.kernels.memory_scan import memory_scan
-from titans_ts.kernels.memory_scan.common import activation_fn
+from titans_ts.kernels.memory_scan.common import activation_fn, compute_dtype
 from titans_ts.model.config import MemoryConfig as _M
 from titans_ts.model.fused import causal_conv_silu, gated_rms_norm, l2_normalize
 
@@ -32,7 +32,7 @@ __all__ = ["NeuralMemory", "MemoryState", "no_weight_decay", "wants_weight_decay
 def no_weight_decay(p: nn.Parameter) -> nn.Parameter:
     """Mark a parameter the optimiser must not decay (a learned initial state, a table of
     positions or of a cycle); returns it. Vectors (norm scales, biases) are never decayed."""
-    p._no_weight_decay = True
+    p._no_weight_decay = True  # type: ignore[attr-defined]  # a marker torch does not declare
     return p
 
 
@@ -83,8 +83,8 @@ class MemoryState(NamedTuple):
         ref = next((s.conv for s in states if s.conv is not None), None)
         conv = None if ref is None else torch.cat(
             [s.conv if s.conv is not None else ref.new_zeros(s.rows, *ref.shape[1:]) for s in states])
-        return MemoryState(tuple(torch.cat(ws) for ws in zip(*[s.weights for s in states])),
-                           tuple(torch.cat(ms) for ms in zip(*[s.momentum for s in states])), conv)
+        return MemoryState(tuple(torch.cat(ws) for ws in zip(*[s.weights for s in states], strict=True)),
+                           tuple(torch.cat(ms) for ms in zip(*[s.momentum for s in states], strict=True)), conv)
 
     def split(self, n: int) -> "list[MemoryState]":
         """``n`` states of ``rows // n`` consecutive rows each (the inverse of :meth:`cat` for
@@ -142,7 +142,7 @@ class NeuralMemory(nn.Module):
         self.qkv = nn.Linear(dim, 3 * inner, bias=False)
         self.conv_kernel = conv_kernel
         if conv_kernel > 1:
-            self.conv = nn.Conv1d(3 * inner, 3 * inner, conv_kernel, groups=3 * inner, bias=True)
+            self.conv: nn.Conv1d | None = nn.Conv1d(3 * inner, 3 * inner, conv_kernel, groups=3 * inner, bias=True)
         else:
             self.conv = None
         self.gates = nn.Linear(dim, 3 * heads, bias=True)
@@ -167,7 +167,7 @@ class NeuralMemory(nn.Module):
             b[0].fill_(-4.0)
             b[1].fill_(2.0)
             b[2].fill_(0.0)
-        if self.conv is not None:
+        if self.conv is not None and self.conv.bias is not None:
             nn.init.zeros_(self.conv.bias)
 
     def initial_state(self, batch_size: int, device=None) -> MemoryState:
@@ -254,9 +254,10 @@ class NeuralMemory(nn.Module):
         qkv, _ = self._conv(self.qkv(x), state.conv)
         q = l2_normalize(qkv.view(B, T, 3, H, d)[:, :, 0])
         act = activation_fn(self.activation)
-        h = q.float()
+        dt = compute_dtype(q, *state.weights)  # as the scan computes: fp32, or fp64 for fp64 inputs
+        h = q.to(dt)
         for i, w in enumerate(state.weights):
-            h = torch.einsum("bthi,bhoi->btho", h, w)
+            h = torch.einsum("bthi,bhoi->btho", h, w.to(dt))
             if i < len(state.weights) - 1:
                 h = act(h)
         y = h.to(x.dtype)

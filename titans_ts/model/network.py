@@ -82,8 +82,8 @@ class RevIN(nn.Module):
         if affine:
             if not n_channels:
                 raise ValueError("RevIN(affine=True) needs n_channels")
-            self.weight = nn.Parameter(torch.ones(n_channels))
-            self.bias = nn.Parameter(torch.zeros(n_channels))
+            self.weight: nn.Parameter | None = nn.Parameter(torch.ones(n_channels))
+            self.bias: nn.Parameter | None = nn.Parameter(torch.zeros(n_channels))
         else:
             self.weight = self.bias = None
 
@@ -96,7 +96,7 @@ class RevIN(nn.Module):
         out = (x - mean) / std
         if mask is not None:
             out = out * mask.to(x.dtype)
-        if self.weight is not None:
+        if self.weight is not None and self.bias is not None:
             out = out * self.weight + self.bias
         return out, (mean, std)
 
@@ -111,7 +111,7 @@ class RevIN(nn.Module):
         mean, std = stats
         extra = y.dim() - 3
         shape = (mean.shape[0], 1, mean.shape[2]) + (1,) * extra
-        if self.weight is not None:
+        if self.weight is not None and self.bias is not None:
             y = (y - self.bias.view(1, 1, -1, *([1] * extra))) / (
                 self.weight.view(1, 1, -1, *([1] * extra)) + self.eps)
         return y * std.view(shape) + mean.view(shape)
@@ -168,14 +168,15 @@ class TitansNet(nn.Module):
         self.revin = RevIN(c.n_channels, c.revin_affine, center=c.revin_center) if c.revin else None
         self.cycle_len = c.cycle_len
         self.cycle = (no_weight_decay(nn.Parameter(torch.zeros(c.cycle_len, c.n_channels)))
-                      if c.cycle_len else None)
+                      if c.cycle_len and c.n_channels else None)  # (TitansConfig: cycle_len needs n_channels)
         d_model = c.d_model
         if c.tokenizer == "patch":
+            assert c.patch_len is not None and c.stride is not None  # TitansConfig resolves both
             self.patch_len, self.stride = c.patch_len, c.stride
             L, P = c.seq_len, c.patch_len
-            self.n_tokens = max(0, (L - P)) // c.stride + 2 if L >= P else 1
+            self.n_tokens: int | None = max(0, (L - P)) // c.stride + 2 if L >= P else 1
             self.embed = nn.Linear(2 * P, d_model)
-            self.pos = no_weight_decay(nn.Parameter(torch.randn(self.n_tokens, d_model) * 0.02))
+            self.pos: nn.Parameter | None = no_weight_decay(nn.Parameter(torch.randn(self.n_tokens, d_model) * 0.02))
         else:
             self.n_tokens = None
             self.embed = nn.Linear(2 * c.seq_len, d_model)
@@ -189,7 +190,7 @@ class TitansNet(nn.Module):
         self.norm = RMSNorm(d_model)
         self.drop = nn.Dropout(c.dropout)
         self.k_out = self.head.n_outputs
-        if c.tokenizer == "patch":
+        if self.n_tokens is not None:  # patches
             self.proj = nn.Linear(self.n_tokens * d_model, c.horizon * self.k_out)
         else:
             self.proj = nn.Linear(d_model, c.horizon * self.k_out)
@@ -198,15 +199,17 @@ class TitansNet(nn.Module):
         # covariates (after everything else, for the same reason)
         self.n_hist, self.n_futr = c.n_hist_exog, c.n_futr_exog
         self.n_stat, self.cardinalities = c.n_stat_exog, tuple(c.stat_cat_cardinalities)
-        self.exog_embed = self.futr_tokens = self.hist_embed = self.futr_embed = None
+        self.exog_embed: nn.Linear | None = None
+        self.hist_embed: nn.Linear | None = None
+        self.futr_embed: nn.Linear | None = None
         self.n_htokens = 0
-        if c.tokenizer == "patch":
+        if self.n_tokens is not None:  # patches
             n_ctx = self.n_hist + self.n_futr
             if n_ctx:  # the covariates over each context patch, added to the target's token
-                self.exog_embed = nn.Linear(2 * c.patch_len * n_ctx, d_model)
+                self.exog_embed = nn.Linear(2 * self.patch_len * n_ctx, d_model)
             if self.n_futr:  # horizon tokens: the future-known covariates over the horizon
-                H, P = c.horizon, c.patch_len
-                self.n_htokens = max(0, (H - P)) // c.stride + 2 if H >= P else 1
+                H, P = c.horizon, self.patch_len
+                self.n_htokens = max(0, (H - P)) // self.stride + 2 if H >= P else 1
                 self.futr_embed = nn.Linear(2 * P * self.n_futr, d_model)
                 self.hpos = no_weight_decay(nn.Parameter(torch.randn(self.n_htokens, d_model) * 0.02))
                 self.proj = nn.Linear((self.n_tokens + self.n_htokens) * d_model, c.horizon * self.k_out)
@@ -298,6 +301,8 @@ class TitansNet(nn.Module):
 
     def cycle_at(self, time_index: torch.Tensor, offset: int, length: int) -> torch.Tensor:
         """The learned cycle at steps ``time_index + offset + [0, length)``: [B, length, C]."""
+        if self.cycle is None:
+            raise ValueError("this network has no learned cycle (cycle_len=0)")
         steps = torch.arange(offset, offset + length, device=time_index.device)
         return self.cycle[(time_index.long().view(-1, 1) + steps) % self.cycle_len]
 
@@ -345,10 +350,12 @@ class TitansNet(nn.Module):
             h = self.embed(tok) + self.pos
             ctx = [ex[k][:, :L] for k in ("hist_exog", "futr_exog") if k in ex]
             if ctx:  # the covariates over each context patch, shared by the window's channels
+                assert self.exog_embed is not None  # (built for them)
                 cm = [ex[k + "_mask"][:, :L] for k in ("hist_exog", "futr_exog") if k in ex]
                 e = self.exog_embed(self._patch_exog(torch.cat(ctx, -1), torch.cat(cm, -1)))
                 h = h + e.unsqueeze(1).expand(B, C, *e.shape[1:]).reshape(B * C, *e.shape[1:])
             if self.n_futr:  # horizon tokens, read-only for the memory (no observation in them)
+                assert self.futr_embed is not None
                 z = self.futr_embed(self._patch_exog(ex["futr_exog"][:, L:], ex["futr_exog_mask"][:, L:])) + self.hpos
                 h = torch.cat([h, z.unsqueeze(1).expand(B, C, *z.shape[1:]).reshape(B * C, *z.shape[1:])], 1)
                 tok_mask = torch.cat([tok_mask, tok_mask.new_zeros(B * C, self.n_htokens)], 1)
@@ -392,6 +399,7 @@ class TitansNet(nn.Module):
         if self.cycle is not None:
             # the first output is the location (point, lowest quantile, Student-t loc): adding
             # the cycle there shifts every head's whole forecast
+            assert time_index is not None  # checked above
             out = torch.cat([out[..., :1] + self.cycle_at(time_index, L, self.horizon).unsqueeze(-1),
                              out[..., 1:]], -1)
         forecast = self.head(out, self.revin, stats)
@@ -402,6 +410,7 @@ class TitansNet(nn.Module):
             raise ValueError(f"this network has a learned cycle (cycle_len={self.cycle_len}): "
                              "forward needs time_index, the [B] integer position of each window's "
                              "first context step")
+        assert self.cycle is not None  # (only networks with a cycle check a time index)
         time_index = torch.as_tensor(time_index, device=self.cycle.device)
         if time_index.shape != (B,) or time_index.is_floating_point() or time_index.dtype == torch.bool:
             raise ValueError(f"time_index must be an integer tensor of shape [{B}], got "

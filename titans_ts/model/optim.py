@@ -24,7 +24,8 @@ __all__ = ["param_groups", "make_optimizer", "configure_optimizers"]
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups of ``module``'s trainable parameters, in the module's order: those that want
     weight decay (``weight_decay``), then the others (0)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in module.parameters():
         if p.requires_grad:
             (decay if wants_weight_decay(p) else no_decay).append(p)
@@ -82,8 +83,8 @@ def configure_optimizers(module: nn.Module, training: TrainingConfig, trainer: A
         return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "step"}}
     if sched == "onecycle":
         steps = trainer.estimated_stepping_batches
-        s = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=training.lr, total_steps=int(steps), pct_start=0.3)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "step"}}
+        cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=training.lr, total_steps=int(steps), pct_start=0.3)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": cycle, "interval": "step"}}
     epochs = max(1, trainer.max_epochs or 1)
     s = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_epochs(epochs, training.warmup_epochs))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}

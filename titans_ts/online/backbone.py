@@ -33,6 +33,8 @@ def origin_batch(values: torch.Tensor, origins, seq_len: int, horizon: int) -> d
 class _ValCurve:
     """Collects each epoch's validation loss (a Lightning callback, built lazily)."""
 
+    values: list[float]  # (the callback __new__ returns has them)
+
     def __new__(cls):
         import lightning.pytorch as pl
 
@@ -71,14 +73,16 @@ def train_backbone(data: OnlineData, cfg: OnlineConfig, seed: int = 0, verbose: 
     mode, CPU) with ``fit_epochs_`` (epochs run), ``fit_seconds_`` and ``val_curve_`` (the
     validation loss of each epoch).
 
-    ``cache``: a folder where trained backbones are kept (by :func:`backbone_key`): a backbone
-    already there is loaded (``weights_only``) instead of trained again."""
+    ``cache``: a folder where trained backbones are kept (by :func:`backbone_key`, with a content
+    digest): a backbone already there is loaded (``weights_only``, digest checked) instead of
+    trained again."""
     import os
     import time
 
     import lightning.pytorch as pl
 
     from ..atomic import atomic_write
+    from ..integrity import load_checkpoint, stamp_checkpoint
     from ..model.config import TitansConfig
     from ..model.lightning_module import TitansLightningModule
     from ..training import fit_module
@@ -90,7 +94,7 @@ def train_backbone(data: OnlineData, cfg: OnlineConfig, seed: int = 0, verbose: 
     module = TitansLightningModule.from_configs(
         TitansConfig.from_dict(cfg.network, seq_len=L, horizon=H, n_channels=data.n_channels), training)
     if path is not None and os.path.exists(path):
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_checkpoint(path)  # weights_only, its content digest checked
         module.load_state_dict(saved["state_dict"])
         module.fit_epochs_, module.fit_seconds_ = int(saved["epochs"]), float(saved["seconds"])
         module.val_curve_ = [float(v) for v in saved["val_curve"]]
@@ -112,6 +116,7 @@ def train_backbone(data: OnlineData, cfg: OnlineConfig, seed: int = 0, verbose: 
         os.makedirs(os.path.dirname(path), exist_ok=True)
         payload = {"state_dict": module.state_dict(), "epochs": module.fit_epochs_,
                    "seconds": module.fit_seconds_, "val_curve": module.val_curve_}
+        stamp_checkpoint(payload)
         atomic_write(path, lambda fh: torch.save(payload, fh))
     return module.cpu().eval()
 

@@ -22,10 +22,10 @@ from ..datasets.online import OnlineData
 from ..datasets.windows import FUTURE, FUTURE_MASK, PAST, PAST_MASK, TIME_INDEX
 from ..model.stream_memory import StreamMemory
 from .backbone import backbone_forecasts, origin_batch
-from .config import MODES, check_modes
+from .config import MODES, NAIVE_MODES, check_modes
 from .streams import StreamInputs, carried_forecast, corrected, scan_stream, stream_tokens
 
-__all__ = ["evaluate_modes", "online_gd_forecasts", "naive_forecasts", "metrics", "stream_parts"]
+__all__ = ["evaluate_modes", "online_gd_forecasts", "naive_forecasts", "naive_modes", "metrics", "stream_parts"]
 
 
 def metrics(pred: torch.Tensor, read: dict) -> dict:
@@ -130,12 +130,12 @@ def evaluate_modes(module, mem: StreamMemory, data: OnlineData, seq_len: int, ho
     values = torch.from_numpy(data.values)
     so = data.stream_origins(L, H)
     first, last = int(so[0]) - H, int(so[-1])
-    if stream is None and {"frozen", "carried"} & set(modes):
-        fc = backbone_forecasts(module.net, values, np.arange(first, last + 1), L, H)
-        stream = StreamInputs.build(mem, values, first, last, fc, L, H)
     scored = int(data.origins("test", L, H)[0])
-    out = {}
+    out = naive_modes(data, L, H, [m for m in modes if m in NAIVE_MODES], season)
     if {"frozen", "carried"} & set(modes):
+        if stream is None:
+            fc = backbone_forecasts(module.net, values, np.arange(first, last + 1), L, H)
+            stream = StreamInputs.build(mem, values, first, last, fc, L, H)
         out.update(_memory_modes(mem, stream, H, scored, modes))
     if {"online_gd", "carried+online_gd"} & set(modes):
         fc, ms = online_gd_forecasts(module.net, values, first, last, L, H, online_lr, seed=seed)
@@ -148,18 +148,26 @@ def evaluate_modes(module, mem: StreamMemory, data: OnlineData, seq_len: int, ho
         if "carried+online_gd" in modes:
             r = _memory_modes(mem, gd, H, scored, ("carried",))["carried"]
             out["carried+online_gd"] = {**r, "ms_per_step": ms + r["ms_per_step"]}
-    naive = [m for m in modes if m in ("repeat_last", "seasonal_naive")]
-    if naive:
-        origins = np.arange(scored, last + 1)
-        b = origin_batch(values, origins, L, H)
-        read = {"target": b[FUTURE].permute(2, 0, 1), "tmask": b[FUTURE_MASK].permute(2, 0, 1)}  # [C, n, H]
-        for mode in naive:
-            t0 = time.perf_counter()
-            s = (season if season is not None else data.season) if mode == "seasonal_naive" else None
-            pred = naive_forecasts(values, origins, H, mode, s).permute(2, 0, 1)  # [C, n, H]
-            ms = 1e3 * (time.perf_counter() - t0) / max(1, len(origins))
-            out[mode] = dict(metrics(pred, read), ms_per_step=ms, pred=pred)
     return {m: out[m] for m in modes}
+
+
+def naive_modes(data: OnlineData, seq_len: int, horizon: int, modes, season: int | None = None) -> dict:
+    """The naive modes of ``modes`` (``repeat_last``, ``seasonal_naive``) scored on the test origins
+    of the stream (the same origins as the other modes): {mode: {"mse", "mae", "ms_per_step",
+    "pred" [C, n_test, H]}}; ``season``: the seasonal naive's period (the dataset's by default)."""
+    L, H = seq_len, horizon
+    values = torch.from_numpy(data.values)
+    origins = np.arange(int(data.origins("test", L, H)[0]), int(data.stream_origins(L, H)[-1]) + 1)
+    b = origin_batch(values, origins, L, H)
+    read = {"target": b[FUTURE].permute(2, 0, 1), "tmask": b[FUTURE_MASK].permute(2, 0, 1)}  # [C, n, H]
+    out = {}
+    for mode in modes:
+        t0 = time.perf_counter()
+        s = (season if season is not None else data.season) if mode == "seasonal_naive" else None
+        pred = naive_forecasts(values, origins, H, mode, s).permute(2, 0, 1)  # [C, n, H]
+        ms = 1e3 * (time.perf_counter() - t0) / max(1, len(origins))
+        out[mode] = dict(metrics(pred, read), ms_per_step=ms, pred=pred)
+    return out
 
 
 def stream_parts(pred: torch.Tensor, read: dict, parts: int = 20) -> list[float]:
@@ -169,4 +177,4 @@ def stream_parts(pred: torch.Tensor, read: dict, parts: int = 20) -> list[float]
     cnt = m.sum((0, 2))
     n = se.shape[0]
     cuts = [i * n // parts for i in range(parts + 1)]
-    return [float(se[a:b].sum() / cnt[a:b].sum().clamp_min(1)) for a, b in zip(cuts, cuts[1:])]
+    return [float(se[a:b].sum() / cnt[a:b].sum().clamp_min(1)) for a, b in zip(cuts, cuts[1:], strict=False)]

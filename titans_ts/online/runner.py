@@ -24,7 +24,7 @@ from ..datasets.windows import FUTURE, FUTURE_MASK
 from ..model.stream_memory import StreamMemory
 from .backbone import backbone_forecasts, origin_batch, train_backbone
 from .config import MODES, NAIVE_MODES, SEQUENTIAL_MODES, OnlineConfig, check_modes
-from .modes import evaluate_modes, metrics, online_gd_forecasts, stream_parts
+from .modes import evaluate_modes, metrics, naive_modes, online_gd_forecasts, stream_parts
 from .streams import StreamInputs, carried_forecast, scan_stream, squared_error, stream_tokens
 
 __all__ = ["choose_stream_memory", "choose_online_lr", "check_stream_fits", "run_online"]
@@ -72,7 +72,7 @@ def choose_online_lr(net, values: torch.Tensor, data: OnlineData, seq_len: int, 
         scores[lr] = metrics(fc[H:], read)["mse"]
         if log:
             log(f"  online_gd lr {lr:g}: validation MSE {scores[lr]:.4f}")
-    return min(scores, key=scores.get), scores
+    return min(scores, key=scores.__getitem__), scores
 
 
 def check_stream_fits(data: OnlineData, seq_len: int, horizon: int) -> None:
@@ -137,7 +137,7 @@ def run_online(dataset: str, horizons, seq_len: int, seed: int = 0, modes=MODES,
 def _run_naive(data: OnlineData, cfg: OnlineConfig, H: int, seed: int, modes) -> list:
     """Records of the naive modes alone (no backbone is trained for them)."""
     L = cfg.seq_len
-    res = evaluate_modes(None, None, data, L, H, modes=modes)
+    res = naive_modes(data, L, H, modes)
     values = torch.from_numpy(data.values)
     origins = np.arange(int(data.origins("test", L, H)[0]), int(data.stream_origins(L, H)[-1]) + 1)
     b = origin_batch(values, origins, L, H)
@@ -165,7 +165,8 @@ def _run_horizon(module, data: OnlineData, cfg: OnlineConfig, H: int, seed: int,
     stream = StreamInputs.build(StreamMemory(L, H, cfg.memory), values, first, last, fc_stream, L, H)
     mem, hist = choose_stream_memory(stream, data, hcfg, seed=seed, log=log)
     memory_s = time.perf_counter() - t1
-    lr, chosen = (online_lrs[0] if online_lrs else cfg.online_lr), {}
+    chosen: dict[float, float] = {}
+    lr = online_lrs[0] if online_lrs else cfg.online_lr
     if len(online_lrs) > 1 and set(SEQUENTIAL_MODES) & set(modes):
         lr, chosen = choose_online_lr(module.net, values, data, L, H, online_lrs, seed=seed, log=log)
     res = evaluate_modes(module, mem, data, L, H, modes=modes, online_lr=lr, stream=stream, seed=seed)

@@ -34,9 +34,11 @@ Several workers
     so workers never draw the same random start points.
 
 No lost trial
-    File and database studies record a heartbeat of every running trial (every 60 s). A worker
-    killed outright (SIGKILL, preemption, out of memory) stops its heartbeat: after the grace
-    period (120 s) another worker marks the trial FAIL and enqueues a retry with the same
+    File and database studies record a heartbeat of every running trial (every 10 s,
+    ``HEARTBEAT_INTERVAL``). A worker killed outright (SIGKILL, preemption, out of memory) stops
+    its heartbeat: after the grace period (30 s, ``GRACE_PERIOD``; ``optimize(grace_period=...)``,
+    ``tune_recipe(grace_period=...)``, ``TitansForecaster.tune(grace_period=...)``,
+    ``titans-ts tune --heartbeat-grace SECONDS``) another worker marks the trial FAIL and enqueues a retry with the same
     parameters (up to 3 times), which takes the dead trial's place in the count. A worker whose
     study is fully assigned stays until the other workers' trials finish, to retry any whose
     worker dies, so restarting a killed worker (or not) still ends with exactly ``n_trials``.
@@ -55,6 +57,7 @@ from .recipe import (
 from .space import SpaceError, load_space, suggest
 from .study import (
     COUNTED_STATES,
+    GRACE_PERIOD,
     HEARTBEAT_INTERVAL,
     MAX_RETRY,
     PerTrialSeedSampler,
@@ -70,6 +73,6 @@ __all__ = [
     "SpaceError", "load_space", "suggest", "open_storage", "describe_storage",
     "make_sampler", "PerTrialSeedSampler", "default_pruner", "optimize", "pruning_callback",
     "tune_recipe", "best_recipe", "write_best_recipe", "default_study_name", "COUNTED_STATES",
-    "HEARTBEAT_INTERVAL", "MAX_RETRY",
+    "HEARTBEAT_INTERVAL", "GRACE_PERIOD", "MAX_RETRY",
     "tune_paths", "run_tune_command", "tune_forecaster",
 ]

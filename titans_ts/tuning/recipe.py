@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from ..atomic import atomic_write
 from ..recipes import build_in_dir, load_recipe, set_dotted
 from .space import load_space, suggest
-from .study import COUNTED_STATES, describe_storage, optimize, optuna_quiet, pruning_callback
+from .study import COUNTED_STATES, GRACE_PERIOD, describe_storage, optimize, optuna_quiet, pruning_callback
 
 __all__ = ["tune_recipe", "best_recipe", "write_best_recipe", "default_study_name", "tune_paths",
            "run_tune_command"]
@@ -98,7 +98,7 @@ def tune_recipe(config: str | os.PathLike | Mapping, space: str | os.PathLike | 
                 study_name: str | None = None, sets: Sequence[str] = (),
                 output: str | os.PathLike | None = None, seed: int | None = 0,
                 verbose: bool = False, *, pruner: optuna.pruners.BasePruner | None = None,
-                timeout: float | None = None) -> optuna.Study:
+                timeout: float | None = None, grace_period: int | None = GRACE_PERIOD) -> optuna.Study:
     """Tune a recipe: each trial applies ``sets`` then the trial's suggestions to the recipe,
     trains it in a temporary folder (quiet unless ``verbose``) with median pruning on
     ``val_loss``, and scores the best validation loss. Returns the study.
@@ -107,6 +107,8 @@ def tune_recipe(config: str | os.PathLike | Mapping, space: str | os.PathLike | 
     :func:`default_study_name`. With ``output``, the best configuration is written there as a
     recipe (:func:`write_best_recipe`); nothing is written otherwise. The recipe's own seed is
     kept for every trial (trials differ in their parameters only); ``seed`` seeds the sampler.
+    ``grace_period``: seconds without a heartbeat after which a running trial's worker counts as
+    dead and its trial is retried (:func:`titans_ts.tuning.optimize`).
     """
     base = load_recipe(config, sets)
     if study_name is None and storage is not None:
@@ -119,7 +121,7 @@ def tune_recipe(config: str | os.PathLike | Mapping, space: str | os.PathLike | 
 
     with optuna_quiet(verbose):
         study = optimize(objective, n_trials=n_trials, storage=storage, study_name=study_name,
-                         seed=seed, pruner=pruner, timeout=timeout)
+                         seed=seed, pruner=pruner, timeout=timeout, grace_period=grace_period)
     if output is not None:
         if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             write_best_recipe(study, config, output, sets)
@@ -159,7 +161,8 @@ def run_tune_command(args) -> int:
     try:
         study = tune_recipe(args.config, args.space, args.n_trials, storage=storage,
                             study_name=name, sets=args.set or [], output=output, seed=args.seed,
-                            verbose=args.verbose, timeout=args.timeout)
+                            verbose=args.verbose, timeout=args.timeout,
+                            grace_period=getattr(args, "heartbeat_grace", None) or GRACE_PERIOD)
     finally:
         _log.removeHandler(handler)
         _log.setLevel(saved[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,10 +30,8 @@ _EXAMPLE = ("{type: float, low: 1.0e-4, high: 1.0e-2, log: true}, {type: int, lo
 
 def _number(where: str, field: str, value: Any, integer: bool) -> float | int:
     if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if integer:
         if isinstance(value, bool) or not isinstance(value, int):
             raise SpaceError(f"{where}: int {field} must be an integer, got {value!r}")

@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -30,7 +30,7 @@ from .heartbeat import (
     slot_ranks,
 )
 
-__all__ = ["COUNTED_STATES", "HEARTBEAT_INTERVAL", "MAX_RETRY", "open_storage", "describe_storage",
+__all__ = ["COUNTED_STATES", "HEARTBEAT_INTERVAL", "GRACE_PERIOD", "MAX_RETRY", "open_storage", "describe_storage",
            "PerTrialSeedSampler", "make_sampler", "default_pruner", "optimize", "pruning_callback", "optuna_quiet"]
 
 _log = logging.getLogger("titans_ts.tuning")
@@ -39,8 +39,13 @@ _log = logging.getLogger("titans_ts.tuning")
 #: PRUNED) for good; a RUNNING one while its worker lives; a FAIL one only when its worker died
 #: (its retry runs in the slot) -- a trial whose objective failed frees its slot
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-#: heartbeat of file and database studies (seconds); a trial silent for twice as long is retried
-HEARTBEAT_INTERVAL = 60
+#: heartbeat of file and database studies (seconds): a running trial records one this often
+HEARTBEAT_INTERVAL = 10
+#: grace period (seconds): a running trial without a heartbeat for this long belongs to a dead
+#: worker (killed, preempted, out of memory) and is failed and retried by another worker; three
+#: missed heartbeats. Longer for workers whose clocks disagree or whose storage is slow to write
+#: (``optimize(grace_period=...)``, ``titans-ts tune --heartbeat-grace``)
+GRACE_PERIOD = 30
 #: retries of a trial whose worker died (then its slot ends FAIL)
 MAX_RETRY = 3
 
@@ -266,7 +271,8 @@ def _finite(value: Any) -> bool:
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable,
                catch: tuple[type[BaseException], ...]) -> None:
-    value, state, err, exc_info = None, None, None, None
+    value, state, exc_info = None, None, None
+    err: BaseException | None = None
     storage = study._storage
     try:
         if heartbeat_enabled(storage):
@@ -312,11 +318,12 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable,
 
 def optimize(objective: Callable[[optuna.Trial], float], *, n_trials: int,
              storage: str | os.PathLike | optuna.storages.BaseStorage | None = None,
-             study_name: str | None = None, direction: str = "minimize", seed: int | None = 0,
+             study_name: str | None = None, direction: Literal["minimize", "maximize"] = "minimize",
+             seed: int | None = 0,
              pruner: optuna.pruners.BasePruner | None = None,
              sampler: optuna.samplers.BaseSampler | None = None, timeout: float | None = None,
              catch: tuple[type[BaseException], ...] = (Exception,),
-             heartbeat_interval: int | None = HEARTBEAT_INTERVAL, grace_period: int | None = None,
+             heartbeat_interval: int | None = HEARTBEAT_INTERVAL, grace_period: int | None = GRACE_PERIOD,
              max_retry: int | None = MAX_RETRY) -> optuna.Study:
     """Create or resume (``load_if_exists``) the study and run trials of ``objective`` until the
     study holds ``n_trials`` COMPLETE or PRUNED trials (the total over every worker sharing the
@@ -337,9 +344,10 @@ def optimize(objective: Callable[[optuna.Trial], float], *, n_trials: int,
     ticket): a trial created past them is handed back as WAITING, untouched, and the worker
     stops; a later run with a larger ``n_trials`` takes it up first.
 
-    No lost trial: file and database storages get heartbeats (``heartbeat_interval`` seconds;
-    None turns them off). A trial whose worker died (no heartbeat for ``grace_period``, default
-    twice the interval) is failed by another worker and retried with the same parameters (up
+    No lost trial: file and database storages get heartbeats (``heartbeat_interval`` seconds,
+    default :data:`HEARTBEAT_INTERVAL`; None turns them off). A trial whose worker died (no
+    heartbeat for ``grace_period`` seconds, default :data:`GRACE_PERIOD`; None: twice the
+    interval) is failed by another worker and retried with the same parameters (up
     to ``max_retry`` times); the retry takes the dead trial's slot, so after a kill and a
     restart the study still ends with exactly ``n_trials`` finished slots, the killed
     configuration among them. A worker whose slots are all taken stays while trials with a
@@ -348,6 +356,10 @@ def optimize(objective: Callable[[optuna.Trial], float], *, n_trials: int,
     if int(n_trials) < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     n_trials = int(n_trials)
+    if heartbeat_interval is not None and grace_period is not None and grace_period <= heartbeat_interval:
+        raise ValueError(f"grace_period ({grace_period} s) must be longer than the heartbeat interval "
+                         f"({heartbeat_interval} s): a live worker's trial would be declared dead between "
+                         f"two heartbeats")
     study = optuna.create_study(storage=open_storage(storage, heartbeat_interval=heartbeat_interval,
                                                      grace_period=grace_period, max_retry=max_retry),
                                 study_name=study_name, direction=direction, load_if_exists=True,
