@@ -651,7 +651,7 @@ class TitansEstimator(PyTorchLightningEstimator):
         self.chosen_defaults_ = {
             **chosen.to_dict(), "context_length": self.context_length,
             "time_features": list(self.time_feature_names),
-            "cycle_len": self.config.cycle_len,  # the estimator reads no calendar
+            "cycle_len": self.config.cycle_len,  # the estimator learns no cycle
             "max_epochs": kw.get("max_epochs"), "budget": "data-aware" if budget else "given",
             "num_batches_per_epoch": per_epoch,
             "validation": (chosen.validation if own_tail else
