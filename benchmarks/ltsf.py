@@ -176,7 +176,7 @@ def run_many(recipes: Sequence[str], seeds: Sequence[int], sets: Sequence[str] =
 
 # records of the other benchmarks in the same folder (benchmarks/online_report.py, benchmarks/defaults.py)
 OTHER_RECORDS = ("online.jsonl", "online_backbones.jsonl", "online_design.jsonl", "defaults.jsonl",
-                 "time_to_accuracy.jsonl")
+                 "time_to_accuracy.jsonl", "covariates.jsonl")
 
 
 def _twin_plot(abl: list[dict], main: list[dict], twins: list[str], path: Path) -> None:

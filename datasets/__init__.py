@@ -28,6 +28,7 @@ from .frames import (
 from .gluonts_io import frame_to_gluonts, from_gluonts, to_gluonts
 from .ltsf import LTSFSplits, WindowDataset, load_ltsf_frame, ltsf_borders, ltsf_splits
 from .scaling import StandardScaler
+from .timefeatures import TIME_FEATURES, resolve_time_features, time_feature_values
 from .tsf import TSFData, load_tsf, read_tsf
 from .windows import BATCH_KEYS, SeriesWindows, collate_windows, window_loader
 
@@ -39,6 +40,7 @@ __all__ = [
     "frame_to_gluonts", "from_gluonts", "to_gluonts",
     "LTSFSplits", "WindowDataset", "load_ltsf_frame", "ltsf_borders", "ltsf_splits",
     "StandardScaler",
+    "TIME_FEATURES", "resolve_time_features", "time_feature_values",
     "TSFData", "load_tsf", "read_tsf",
     "BATCH_KEYS", "SeriesWindows", "collate_windows", "window_loader",
 ]

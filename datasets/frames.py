@@ -10,7 +10,7 @@ Layouts:
 * **long**: one row per (series, timestamp): ``unique_id``, ``ds``, ``y`` and optional covariate
   columns named in ``covariates=``. Any other column is an error (nothing is dropped quietly).
 * **wide**: a timestamp column (``ds`` or ``date``, or ``time_col=``) plus one numeric column per
-  channel; one multivariate series.
+  channel (the columns named in ``covariates=`` are covariates instead); one multivariate series.
 * **numpy**: ``[T]`` (one univariate series) or ``[T, C]`` (one series with C channels), with an
   optional ``start`` and ``freq``.
 """
@@ -237,21 +237,24 @@ def _to_pandas(df: Any) -> tuple[pd.DataFrame, str, dict | None]:
     )
 
 
-def _numeric(col: pd.Series, name: str, where: str = "") -> np.ndarray:
-    """Column -> float64 array; NaN / None stay NaN; strings, booleans, inf are errors."""
+def _numeric(col: pd.Series, name: str, where: str = "", ids: pd.Series | None = None) -> np.ndarray:
+    """Column -> float64 array; NaN / None stay NaN; strings, booleans, inf are errors (``ids``:
+    the series column, to name the series of a bad row)."""
     if pd.api.types.is_bool_dtype(col) or not (
         pd.api.types.is_numeric_dtype(col) or col.dtype == object
     ):
+        hint = "; cast booleans to 0 / 1" if pd.api.types.is_bool_dtype(col) else ""
         raise DataValidationError(
-            f"column {name!r}{where} must be numeric, got dtype {col.dtype}"
+            f"column {name!r}{where} must be numeric, got dtype {col.dtype}{hint}"
         )
     if col.dtype == object:
         conv = pd.to_numeric(col, errors="coerce")
         bad = conv.isna() & col.notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
+            series = f" (series {ids.iloc[row]!r})" if ids is not None else ""
             raise DataValidationError(
-                f"column {name!r}{where} must be numeric; row {row} holds {col.iloc[row]!r}. "
+                f"column {name!r}{where} must be numeric; row {row}{series} holds {col.iloc[row]!r}. "
                 f"Missing values should be NaN / null (they become the observed mask)."
             )
         col = conv
@@ -291,7 +294,8 @@ def from_frame(
         df: pandas or polars DataFrame.
         id_col, time_col, target_col: column names of the long layout (``time_col`` defaults to
             ``ds``; for wide frames ``ds`` or ``date``).
-        covariates: extra numeric columns of a long frame to keep as covariates.
+        covariates: extra numeric columns to keep as covariates (in a wide frame: columns that
+            are covariates, not channels).
         freq: pandas alias to check against; inferred (and required to be shared) if None.
         layout: ``"long"``, ``"wide"`` or ``"auto"`` (long if ``id_col`` and ``target_col`` exist).
     """
@@ -325,11 +329,8 @@ def from_frame(
         )
     if layout == "long":
         coll = _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq)
-    elif covariates:
-        raise DataValidationError("covariates= applies to long frames; in a wide frame every "
-                                  "non-timestamp column is a channel")
     else:
-        coll = _from_wide(pdf, flavour, time_col, freq, id_col if auto else None)
+        coll = _from_wide(pdf, flavour, time_col, freq, list(covariates or []), id_col if auto else None)
     if schema is not None:  # the polars dtypes of the id and time columns, for the frames out
         coll.polars_dtypes = {c: schema[c] for c in (id_col, time_col) if c in schema
                               and (c != id_col or layout == "long")}
@@ -353,15 +354,16 @@ def _from_long(pdf, flavour, id_col, time_col, target_col, covariates, freq) -> 
     if unknown:
         raise DataValidationError(
             f"unknown column(s) {unknown}: a long frame holds {id_col!r}, {time_col!r}, "
-            f"{target_col!r} and the covariates named in covariates=[...]. Name them as covariates "
-            f"or drop them yourself (nothing is dropped silently)."
+            f"{target_col!r} and the covariate columns named (TitansForecaster's hist_exog_list / "
+            f"futr_exog_list, from_frame's covariates=). Name them as covariates or drop them "
+            f"yourself (nothing is dropped silently)."
         )
     if pdf[id_col].isna().any():
         row = int(np.flatnonzero(pdf[id_col].isna().to_numpy())[0])
         raise DataValidationError(f"column {id_col!r} is missing at row {row}")
     times, time_dtype = parse_time_column(pdf[time_col], time_col)
     y_all = _numeric(pdf[target_col], target_col)
-    cov_all = [_numeric(pdf[c], c) for c in covariates]
+    cov_all = [_numeric(pdf[c], c, " (a covariate)", ids=pdf[id_col]) for c in covariates]
     ids_in, groups = _group_ids(pdf[id_col], id_col)
     ids, values, masks, index, covs, found = [], [], [], [], [], {}
     # rows of different series may interleave; each keeps its order
@@ -440,19 +442,28 @@ def _check_not_stacked(times: pd.Index, time_col: str, id_col: str) -> None:
             f"{time_col!r} and keep one row per timestamp")
 
 
-def _from_wide(pdf, flavour, time_col, freq, id_col: str | None = None) -> SeriesCollection:
-    channels = [c for c in pdf.columns if c != time_col]
+def _from_wide(pdf, flavour, time_col, freq, covariates: Sequence[str] = (),
+               id_col: str | None = None) -> SeriesCollection:
+    missing_cov = [c for c in covariates if c not in pdf.columns]
+    if missing_cov:
+        raise DataValidationError(f"covariate column(s) {missing_cov} not in the frame; columns are "
+                                  f"{list(pdf.columns)}")
+    channels = [c for c in pdf.columns if c != time_col and c not in covariates]
     if not channels:
-        raise DataValidationError(f"wide frame has only the timestamp column {time_col!r}; "
+        raise DataValidationError(f"wide frame has only the timestamp column {time_col!r}"
+                                  f"{' and covariates' if covariates else ''}; "
                                   f"it needs at least one numeric channel column")
     times, time_dtype = parse_time_column(pdf[time_col], time_col)
     if id_col is not None:  # (the layout was guessed)
         _check_not_stacked(times, time_col, id_col)
     f = check_index(times, "wide frame", time_col, freq)
     vals = np.stack([_numeric(pdf[c], c) for c in channels], axis=1)
+    covs = ([np.stack([_numeric(pdf[c], c, " (a covariate)") for c in covariates], axis=1)]
+            if covariates else None)
     return SeriesCollection(
         ids=["series_0"], values=[vals], masks=[~np.isnan(vals)], index=[times],
         freq=unify_freq({"wide frame": f}, freq, integer=is_integer_index(times)), channels=channels,
+        covariates=covs, covariate_names=list(covariates),
         layout="wide", flavour=flavour, time_col=time_col, time_dtype=time_dtype,
     )
 

@@ -16,13 +16,14 @@ timestamp, which every published number includes).
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .catalogue import DatasetInfo, dataset_info, find_file, open_text
 from .scaling import StandardScaler
+from .timefeatures import resolve_time_features, time_feature_values
 from .windows import WindowDataset
 
 __all__ = ["load_ltsf_frame", "ltsf_borders", "WindowDataset", "LTSFSplits", "ltsf_splits"]
@@ -77,7 +78,8 @@ class LTSFSplits(NamedTuple):
 
 
 def ltsf_splits(name: str, seq_len: int, horizon: int, root: str | os.PathLike | None = None,
-                features: str = "M", verify: bool = True) -> LTSFSplits:
+                features: str = "M", verify: bool = True, hist_exog: Sequence[str] = (),
+                futr_exog: Sequence[str] = (), time_features: str | Sequence[str] | None = None) -> LTSFSplits:
     """Train / val / test window datasets of a benchmark, exactly as the published tables use them.
 
     Args:
@@ -85,28 +87,51 @@ def ltsf_splits(name: str, seq_len: int, horizon: int, root: str | os.PathLike |
         seq_len: input length L.
         horizon: forecast length H.
         root: optional data folder, searched before ``$TITANS_TS_DATA`` and the cache.
-        features: ``"M"`` all channels in and out (the main table), ``"S"`` the target only.
+        features: ``"M"`` all channels in and out (the main table; but the covariate columns),
+            ``"S"`` the target only.
         verify: check the file's SHA-256 against the catalogue.
+        hist_exog: columns of the file read as past-only covariates (their context values).
+        futr_exog: columns read as future-known covariates (context and horizon values: an
+            upper bound, when they are other measurements of the same time).
+        time_features: calendar features of the rows' timestamps as future-known covariates
+            (None, "auto" or a list of names: :mod:`titans_ts.datasets.timefeatures`).
 
     Returns:
-        ``LTSFSplits(train, val, test, scaler)``; the scaler is fitted on the training rows.
-        Items carry ``time_index``, the file row of their first context step.
+        ``LTSFSplits(train, val, test, scaler)``; the scaler is fitted on the training rows (of
+        the targets, then the covariate columns; calendar features are used as they are).
+        Items carry ``time_index``, the file row of their first context step, and the
+        covariates as ``hist_exog`` / ``futr_exog`` (see :class:`SeriesWindows`).
     """
     info = dataset_info(name)
     if features not in ("M", "S"):
         raise ValueError(f"features must be 'M' (all channels) or 'S' (target only), got {features!r}")
     frame = load_ltsf_frame(info, root=root, verify=verify)
-    columns = list(frame.columns[1:])
+    hist_exog, futr_exog = list(hist_exog or []), list(futr_exog or [])
+    available = list(frame.columns[1:])
+    covs = hist_exog + futr_exog
+    unknown = [c for c in covs if c not in available]
+    if unknown:
+        raise ValueError(f"{info.name} has no column(s) {unknown}; its columns are {available}")
+    if len(set(covs)) != len(covs):
+        raise ValueError(f"a column is named twice among hist_exog {hist_exog} and futr_exog {futr_exog}")
+    columns = [c for c in available if c not in covs]
     if features == "S":
+        if info.target in covs:
+            raise ValueError(f"the target {info.target!r} of {info.name} cannot also be a covariate")
         columns = [info.target]
-    values = frame[columns].to_numpy(dtype=np.float64)
+    names = resolve_time_features(time_features, info.freq)
+    values = frame[columns + covs].to_numpy(dtype=np.float64)
     borders = ltsf_borders(info, len(frame), seq_len)
     t0, t1 = borders["train"]
     scaler = StandardScaler().fit(values[t0:t1])
     scaled = scaler.transform(values)
     stamps = pd.DatetimeIndex(frame["date"])
+    if names:
+        scaled = np.concatenate([scaled, time_feature_values(stamps, names)], 1)
+    n_targets = len(columns) if (covs or names) else None  # None: every channel is a target
     out = {}
     for split, (a, b) in borders.items():
         out[split] = WindowDataset(scaled[a:b], seq_len, horizon, timestamps=stamps[a:b],
-                                   columns=columns, first_index=a)
+                                   columns=columns + covs + names, first_index=a, n_targets=n_targets,
+                                   n_hist=len(hist_exog), n_futr=len(futr_exog) + len(names))
     return LTSFSplits(out["train"], out["val"], out["test"], scaler)

@@ -45,6 +45,39 @@ def _fitted_t():
     return _fitted_t.model
 
 
+def _cov_frame(T=40):
+    df = _long(T=T)
+    return df.assign(promo=(np.arange(len(df)) % 5 == 0).astype(float), temp=np.cos(np.arange(len(df))))
+
+
+def _static(ids=("s0", "s1")):
+    return pd.DataFrame({"unique_id": list(ids), "region": ["north", "south", "east"][:len(ids)]})
+
+
+def _fitted_cov():
+    """A tiny forecaster with a past-only, a future-known and a categorical static covariate,
+    fitted on the first 36 steps of ``_cov_frame()``; and the next 4 steps' future-known values."""
+    from titans_ts import TitansForecaster
+
+    if not hasattr(_fitted_cov, "model"):
+        df = _cov_frame()
+        hist = df.groupby("unique_id").head(36)
+        _fitted_cov.futr = df.groupby("unique_id").tail(4)[["unique_id", "ds", "promo"]]
+        _fitted_cov.model = TitansForecaster(**TINY, hist_exog_list=["temp"], futr_exog_list=["promo"],
+                                             stat_exog_list=["region"]).fit(hist, static_df=_static())
+    return _fitted_cov.model, _fitted_cov.futr
+
+
+def _predict_cov(change):
+    """predict of the covariate forecaster with ``change(kwargs)`` applied to its arguments."""
+    def run():
+        model, futr = _fitted_cov()
+        kw = {"futr_df": futr.copy(), "static_df": _static()}
+        change(kw)
+        model.predict(**kw)
+    return run
+
+
 def _in_tmp(fn):
     """Run ``fn`` with a fresh temporary folder as the working directory (messages then name
     files by their relative paths, the same on every run)."""
@@ -132,6 +165,18 @@ def _estimator(data=None, **kw):
 
 def _entry(values, item="a"):
     return {"start": pd.Period("2000-01", freq="M"), "item_id": item, "target": np.asarray(values, dtype=np.float32)}
+
+
+def _train_from_other():
+    from gluonts.dataset.common import ListDataset
+
+    from titans_ts.gluonts import TitansEstimator
+
+    data = ListDataset([_entry(np.arange(30.0))], freq="ME")
+    kw = dict(freq="ME", prediction_length=6, context_length=12, trainer_kwargs={"max_epochs": 1},
+              num_batches_per_epoch=1)
+    predictor = TitansEstimator(**kw, d_model=16, memory={"heads": 2}).train(data)
+    TitansEstimator(**kw, d_model=32, memory={"heads": 2}).train_from(predictor, data)
 
 
 def _edited(raw):
@@ -230,6 +275,29 @@ def torch_full(value):
     return torch.full((2, 6), value)
 
 
+def _online_config(**kw):
+    from titans_ts.online import OnlineConfig
+
+    return OnlineConfig(**kw)
+
+
+def _online_too_long():
+    from titans_ts.datasets.online import OnlineData
+    from titans_ts.datasets.scaling import StandardScaler
+    from titans_ts.online.runner import check_stream_fits
+
+    data = OnlineData("ETTh2", np.zeros((400, 2), np.float32), {"train": (0, 240), "val": (240, 300),
+                      "test": (300, 400)}, ["a", "b"], pd.date_range("2024-01-01", periods=400, freq="h"),
+                      StandardScaler(), season=24)
+    check_stream_fits(data, 250, 24)
+
+
+def _run_online(*args, **kw):
+    from titans_ts.online import run_online
+
+    return run_online(*args, **kw)
+
+
 def _cases():
     """(what, callable that must raise) pairs."""
     from titans_ts import TitansForecaster
@@ -322,17 +390,49 @@ def _cases():
          _scan(lambda i, w, kw: (i.__setitem__(1, i[1] * 1e20), i.__setitem__(2, i[2] * 1e20)))),
         ("GluonTS: an empty target", _estimator([_entry(np.arange(20.0)), _entry([], "b")])),
         ("GluonTS: an all-NaN target", _estimator([_entry(np.arange(20.0)), _entry([np.nan] * 20, "b")])),
-        ("GluonTS: a covariate field (feat_dynamic_real)",
-         _estimator([{**_entry(np.arange(20.0)), "feat_dynamic_real": np.ones((1, 20))}])),
+        ("GluonTS: a field the estimator does not read (feat_dynamic_cat)",
+         _estimator([{**_entry(np.arange(20.0)), "feat_dynamic_cat": np.zeros((1, 20), dtype=int)}])),
         ("GluonTS: forecast from a context without an observed value",
          _predict_entry(_daily(np.r_[np.ones(40), [np.nan] * 20]))),
         ("benchmark online: unknown dataset", _online("ETTh9", "--out", "o.jsonl")),
         ("benchmark online: --config that is not JSON",
          _online("ETTh1", "--seq-len", "96", "--out", "o.jsonl", "--config", "{max_epochs: 1}")),
         ("benchmark online: an --out file that is not JSON lines", _in_tmp(_out_not_json)),
+        # issues 33 and 34: settings objects, the online runner
+        ("an unknown memory setting (memory={'dept': 2})", lambda: TitansForecaster(memory={"dept": 2})),
+        ("an unknown stream-memory setting in OnlineConfig", lambda: _online_config(memory={"dept": 1})),
+        ("a stream-memory gain prior below 0", lambda: _online_config(memory={"gain_prior": -1.0})),
+        ("run_online with an unknown mode", lambda: _run_online("ETTh2", 24, 96, modes=("frozen", "bogus"))),
+        ("an online look-back that leaves a split without a window", _online_too_long),
         ("tune: a heartbeat grace period not longer than the interval",
          _in_tmp(lambda: optimize(lambda t: 0.0, n_trials=1, storage="sqlite:///s.db", grace_period=5,
                                   heartbeat_interval=10))),
+        # issue 36: covariates and continued training
+        ("a future-known covariate missing for part of the horizon",
+         _predict_cov(lambda kw: kw.update(futr_df=kw["futr_df"].iloc[:-2]))),
+        ("predict without the future-known covariates", _predict_cov(lambda kw: kw.pop("futr_df"))),
+        ("a static table without some series", _predict_cov(lambda kw: kw.update(static_df=_static(["s0"])))),
+        ("a static table with extra series",
+         _predict_cov(lambda kw: kw.update(static_df=_static(["s0", "s1", "s2"])))),
+        ("a static category unseen at fit",
+         _predict_cov(lambda kw: kw.update(static_df=_static().assign(region=["north", "west"])))),
+        ("a covariate column of the wrong dtype",
+         fit(_cov_frame().drop(columns="promo").astype({"temp": object})
+             .assign(temp=lambda d: d["temp"].where(d.index != 3, "hot")), hist_exog_list=["temp"])),
+        ("a boolean covariate column", fit(_cov_frame().drop(columns="temp").assign(promo=lambda d: d["promo"] > 0),
+                                           futr_exog_list=["promo"])),
+        ("a covariate present at fit and absent at predict",
+         _predict_cov(lambda kw: kw.update(df=_cov_frame().drop(columns="temp").groupby("unique_id").head(36)))),
+        ("a static covariate without static_df", fit(_long(), stat_exog_list=["region"])),
+        ("fit(warm_start=True) before fit", lambda: TitansForecaster(**TINY).fit(_long(), warm_start=True)),
+        ("GluonTS: a covariate field the estimator does not read",
+         _estimator([dict(_entry(np.arange(30.0)), feat_dynamic_real=np.ones((1, 30)))])),
+        ("GluonTS: a static category code beyond the cardinality",
+         _estimator([dict(_entry(np.arange(30.0)), feat_static_cat=[4])], num_feat_static_cat=1, cardinality=[3])),
+        ("GluonTS: train_from a predictor of another network", _train_from_other),
+        ("GluonTS: an infinite covariate value",
+         _estimator([dict(_entry(np.arange(30.0)), past_feat_dynamic_real=np.r_[np.ones(29), np.inf][None])],
+                    num_past_feat_dynamic_real=1)),
     ]
 
 

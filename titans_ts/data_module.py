@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import List, Optional, Union
 
 import lightning.pytorch as pl
 
-from titans_ts.datasets import dataset_info, ltsf_splits
+from titans_ts.datasets import dataset_info, ltsf_splits, resolve_time_features
 from titans_ts.datasets.ltsf import LTSFSplits
 from titans_ts.datasets.windows import EpochShuffleSampler, collate_windows, window_loader
 
@@ -30,14 +31,24 @@ class LTSFDataModule(pl.LightningDataModule):
         streams: how many training loaders to run side by side, each with its own seeded order of
             the windows (every step then brings a list of ``streams`` batches): one per member of
             an ensemble (``model.ensemble``, to which the Lightning CLI links it).
+        hist_exog, futr_exog: columns of the file read as past-only / future-known covariates
+            instead of channels (``features="S"``: beside the target), scaled like the channels.
+        time_features: calendar features of the rows as future-known covariates (None, "auto"
+            or a list of names, :mod:`titans_ts.datasets.timefeatures`).
+            The covariate counts (``n_hist_exog``, ``n_futr_exog``) are linked into the model.
     """
 
     def __init__(self, dataset: str = "ETTh1", seq_len: int = 96, horizon: int = 96,
                  root: str | None = None, batch_size: int = 64, eval_batch_size: int = 256,
                  features: str = "M", num_workers: int = 0, drop_last_train: bool = False,
-                 seed: int = 0, shuffle: bool = True, streams: int = 1) -> None:
+                 seed: int = 0, shuffle: bool = True, streams: int = 1,
+                 hist_exog: Optional[List[str]] = None, futr_exog: Optional[List[str]] = None,
+                 time_features: Union[str, List[str], None] = None) -> None:
         super().__init__()
-        dataset_info(dataset)  # fail early on an unknown name
+        info = dataset_info(dataset)  # fail early on an unknown name
+        self.hist_exog, self.futr_exog = list(hist_exog or []), list(futr_exog or [])
+        self.time_features = time_features
+        self._time_names = resolve_time_features(time_features, info.freq)
         self.dataset, self.seq_len, self.horizon = dataset, seq_len, horizon
         self.root = root or os.environ.get("TITANS_TS_DATA")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -54,10 +65,21 @@ class LTSFDataModule(pl.LightningDataModule):
         assert self.splits is not None  # setup() has read them
         return self.splits.train.n_channels
 
+    @property
+    def n_hist_exog(self) -> int:
+        """Past-only covariates the windows carry."""
+        return len(self.hist_exog)
+
+    @property
+    def n_futr_exog(self) -> int:
+        """Future-known covariates the windows carry (the columns, then the calendar features)."""
+        return len(self.futr_exog) + len(self._time_names)
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
             self.splits = ltsf_splits(self.dataset, self.seq_len, self.horizon, root=self.root,
-                                      features=self.features)
+                                      features=self.features, hist_exog=self.hist_exog,
+                                      futr_exog=self.futr_exog, time_features=self.time_features)
 
     def train_dataloader(self):
         loaders = [window_loader(self.splits.train, self.batch_size, self.shuffle, self.num_workers,

@@ -6,23 +6,36 @@
     forecasts = list(predictor.predict(test_ds))     # SampleForecast (student_t head)
                                                      # or QuantileForecast (quantile head)
 
-Univariate targets only (each series is one channel, C = 1), without covariates (for now: an
-entry with ``feat_dynamic_real``, ``past_feat_dynamic_real``, ``feat_dynamic_cat``,
-``feat_static_cat`` or ``feat_static_real`` is refused rather than having the field dropped
-without a word). The pipeline is GluonTS's own, after a check of every entry:
+Univariate targets only (each series is one channel, C = 1), with the covariates described
+below. The pipeline is GluonTS's own, after a check of every entry:
 
-    entry -> CheckEntries: refuses an empty or all-NaN target, +/-inf, covariate fields, and
-             (prediction) a context without an observed value; reads a ``start`` given as a
-             timestamp (or text) as a period of the estimator's ``freq``
-          -> SelectFields(item_id, info, start, target) -> AsNumpyArray(target, float64)
+    entry -> CheckEntries: refuses an empty or all-NaN target, +/-inf, ``feat_dynamic_cat`` (not
+             read: refused rather than dropped without a word), and (prediction) a context
+             without an observed value; reads a ``start`` given as a timestamp (or text) as a
+             period of the estimator's ``freq``
+          -> SelectFields(item_id, info, start, target, the covariate fields)
+          -> AsNumpyArray(target, float64)
           -> AddObservedValuesIndicator (NaN -> 0, observed mask 0)
+          -> CovariateFields: the covariates checked and stacked (see below)
           -> InstanceSplitter (training: ExpectedNumInstanceSampler, validation:
              ValidationSplitSampler, prediction: TestSplitSampler), left-padding contexts shorter
              than ``context_length`` with value 0 and observed mask 0
           -> each window centred and scaled by its observed context (mean and standard
              deviation, in float64: a target of 1e30, or a unit-size signal on a level of 1e8,
              reaches the float32 network as numbers of order one; forecasts are mapped back)
-          -> TitansNet(past [B, L, 1], observed mask [B, L, 1])
+          -> TitansNet(past [B, L, 1], observed mask [B, L, 1], the standardised covariates)
+
+Covariates, read as GluonTS's own estimators read them (DeepAR's argument names): ``feat_dynamic_real``
+(``num_feat_dynamic_real`` rows, future-known: at prediction they reach ``prediction_length``
+steps past the target), ``past_feat_dynamic_real`` (``num_past_feat_dynamic_real`` rows,
+past-only), ``feat_static_real`` (``num_feat_static_real`` values) and ``feat_static_cat``
+(``num_feat_static_cat`` codes below ``cardinality``), and calendar features of the frequency
+(``time_features``, future-known). :class:`CovariateFields` checks and stacks them (NaN:
+unobserved, masked; +/-inf, a field the estimator was not told to read and a category unseen at
+training are refused naming the entry), the splitter cuts them with the target, and the module
+standardises the real-valued ones with their centre and spread over the training data (fixed at
+``train``, saved with the predictor) in float64 before the float32 network reads them, as it
+scales the target.
 
 Missing and padded context values enter the network only through its observed mask; missing future
 values are left out of the loss. The predictor is a plain ``PyTorchPredictor``: it works with
@@ -34,7 +47,7 @@ values are left out of the loss. The predictor is a plain ``PyTorchPredictor``: 
 # the annotations and needs them as real types, not strings
 
 import warnings
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 import lightning.pytorch as pl
 import numpy as np
@@ -62,6 +75,7 @@ from gluonts.transform import (
     ValidationSplitSampler,
 )
 
+from .datasets.timefeatures import resolve_time_features, time_feature_values
 from .defaults import batches_per_epoch, data_defaults, epochs_for, tail_sizes
 from .integrity import stamp_checkpoint, verify_checkpoint
 from .model.config import TitansConfig, TrainingConfig, check_keys
@@ -69,8 +83,9 @@ from .model.network import TitansNet
 from .model.optim import configure_optimizers
 from .training import fit_module
 
-__all__ = ["TitansEstimator", "TitansGluonTSModule", "CheckEntries", "GLUONTS_HEADS", "SCHEDULERS",
-           "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES", "COVARIATE_FIELDS"]
+__all__ = ["TitansEstimator", "TitansGluonTSModule", "CheckEntries", "CovariateFields", "GLUONTS_HEADS",
+           "SCHEDULERS", "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES",
+           "COVARIATE_INPUT_NAMES", "COVARIATE_FIELDS", "UNREAD_FIELDS"]
 
 GLUONTS_HEADS = ("student_t", "quantile")
 SCHEDULERS = ("cosine", "none")
@@ -78,17 +93,29 @@ DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the Evaluat
 
 PREDICTION_INPUT_NAMES = ["past_target", "past_observed_values"]
 TRAINING_INPUT_NAMES = PREDICTION_INPUT_NAMES + ["future_target", "future_observed_values"]
+#: the network's inputs beside the target when it reads covariates (in the order of
+#: :meth:`TitansGluonTSModule.forward`'s arguments)
+COVARIATE_INPUT_NAMES = ["feat_static_cat", "feat_static_real", "feat_static_real_observed",
+                         "past_feat_dynamic", "future_feat_dynamic", "past_feat_dynamic_observed",
+                         "future_feat_dynamic_observed", "past_past_feat_dynamic_real",
+                         "past_past_feat_dynamic_real_observed"]
+# the stacked future-known covariates (calendar features, then feat_dynamic_real) and the masks
+_FEAT_DYNAMIC, _OBSERVED = "feat_dynamic", "_observed"
 
 # what the estimator sets itself: the lengths come from prediction_length / context_length and
-# every series is one channel
-_DERIVED = ("seq_len", "horizon", "n_channels")
+# every series is one channel; the covariate counts from the num_* arguments
+_DERIVED = ("seq_len", "horizon", "n_channels", "n_hist_exog", "n_futr_exog", "n_stat_exog",
+            "stat_cat_cardinalities")
 #: the network settings the estimator accepts as keyword arguments (TitansConfig's fields)
 MODEL_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
 
 
-#: the entry fields of covariates, which the estimator does not use yet (refused, not dropped)
-COVARIATE_FIELDS = (FieldName.FEAT_DYNAMIC_REAL, FieldName.PAST_FEAT_DYNAMIC_REAL, FieldName.FEAT_DYNAMIC_CAT,
-                    FieldName.FEAT_STATIC_CAT, FieldName.FEAT_STATIC_REAL)
+#: the entry fields of covariates the estimator reads (each with its ``num_...`` argument; a field
+#: given while its count is 0 is refused, not dropped: :class:`CovariateFields`)
+COVARIATE_FIELDS = (FieldName.FEAT_DYNAMIC_REAL, FieldName.PAST_FEAT_DYNAMIC_REAL, FieldName.FEAT_STATIC_REAL,
+                    FieldName.FEAT_STATIC_CAT)
+#: covariate fields the estimator does not read at all (refused, not dropped: :class:`CheckEntries`)
+UNREAD_FIELDS = (FieldName.FEAT_DYNAMIC_CAT,)
 
 
 def _window_stats(past: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,6 +142,101 @@ def _scaled(x: torch.Tensor, mask: torch.Tensor, centre: torch.Tensor, scale: to
     return torch.where(mask > 0, z, 0.0).to(torch.float32)
 
 
+class CovariateFields(MapTransformation):
+    """Checks and stacks an entry's covariates for the network (the estimator's pipeline when it
+    reads any; see the module documentation).
+
+    Adds ``feat_dynamic`` [Kf, T (+ prediction_length at prediction)]: the calendar features
+    ``time_features`` computed from ``start``, then ``feat_dynamic_real``; ``past_feat_dynamic_real``
+    [Kp, T]; ``feat_static_real`` [Ks] (the real fields float64, standardised in float64 by the
+    module) and ``feat_static_cat`` [Kc] (int64); each real field with an ``_observed`` mask
+    (NaN: unobserved, entered as 0). A kind the estimator does not read is
+    an empty array. A field that is missing, has the wrong number of rows, is too short, holds
+    +/-inf, or a category code outside ``0 .. cardinality - 1`` (a category unseen at training) is
+    an error naming the entry and the field; so is a covariate field the estimator was not told
+    to read (``num_...`` 0), which would otherwise be dropped silently."""
+
+    @validated()
+    def __init__(self, prediction_length: int, time_features: List[str], num_feat_dynamic_real: int = 0,
+                 num_past_feat_dynamic_real: int = 0, num_feat_static_real: int = 0,
+                 cardinality: List[int] = []) -> None:  # noqa: B006 - GluonTS's @validated style
+        self.prediction_length = prediction_length
+        self.time_features = list(time_features)
+        self.counts = {FieldName.FEAT_DYNAMIC_REAL: num_feat_dynamic_real,
+                       FieldName.PAST_FEAT_DYNAMIC_REAL: num_past_feat_dynamic_real,
+                       FieldName.FEAT_STATIC_REAL: num_feat_static_real,
+                       FieldName.FEAT_STATIC_CAT: len(cardinality)}
+        self.cardinality = list(cardinality)
+
+    def _field(self, data: dict, name: str, ndim: int, length: Optional[int], what: str, label: str):
+        k = self.counts[name]
+        value = data.get(name)
+        if not k:
+            if value is not None and np.asarray(value).size:
+                arg = {FieldName.FEAT_STATIC_CAT: "num_feat_static_cat (and cardinality)"}.get(name, f"num_{name}")
+                raise ValueError(f"{label} has {name} but the estimator reads none ({arg}=0): "
+                                 f"give {arg} to use it, or leave the field out (nothing is dropped silently)")
+            shape = (0,) if ndim == 1 else (0, length)
+            return np.zeros(shape, np.int64 if name == FieldName.FEAT_STATIC_CAT else np.float64)
+        if value is None:
+            raise ValueError(f"{label} has no {name} field; the estimator reads {k} {what} "
+                             f"({name})")
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{label}: {name} is not numeric ({err})") from None
+        if ndim == 2 and arr.ndim == 1 and k == 1:
+            arr = arr[None, :]
+        if arr.ndim != ndim or arr.shape[0] != k:
+            want = f"[{k}]" if ndim == 1 else f"[{k}, time]"
+            raise ValueError(f"{label}: {name} must be {want} ({what}), got shape {list(arr.shape)}")
+        if ndim == 2 and length is not None and arr.shape[1] < length:
+            raise ValueError(f"{label}: {name} has {arr.shape[1]} steps; it needs {length} (the target's "
+                             + ("and prediction_length more: future-known values over the horizon"
+                                if length > len(data[FieldName.TARGET]) else "length") + ")")
+        arr = arr if ndim == 1 else arr[:, :length]
+        infinite = np.argwhere(np.isinf(arr))
+        if len(infinite):
+            where = (f"position(s) {infinite[:5, 0].tolist()}" if ndim == 1 else
+                     f"(row, step) {[tuple(ix) for ix in infinite[:5].tolist()]}")
+            raise ValueError(f"{label}: {name} holds +/-inf at {where}; use NaN for a missing value")
+        return arr
+
+    def map_transform(self, data: dict, is_train: bool) -> dict:
+        return self.check(data, is_train, _label(data, None))
+
+    def check(self, data: dict, is_train: bool, label: str) -> dict:
+        """:meth:`map_transform` with ``label`` naming the entry in a refusal."""
+        T = len(data[FieldName.TARGET])
+        T_f = T if is_train else T + self.prediction_length
+        dyn = self._field(data, FieldName.FEAT_DYNAMIC_REAL, 2, T_f, "future-known covariates", label)
+        past = self._field(data, FieldName.PAST_FEAT_DYNAMIC_REAL, 2, T, "past-only covariates", label)
+        real = self._field(data, FieldName.FEAT_STATIC_REAL, 1, None, "static values", label)
+        cat = self._field(data, FieldName.FEAT_STATIC_CAT, 1, None, "static category codes", label)
+        if self.cardinality:
+            if np.isnan(cat).any() or (cat != np.round(cat)).any():
+                raise ValueError(f"{label}: feat_static_cat must hold integer category codes, got {cat}")
+            for j, (code, card) in enumerate(zip(cat.astype(np.int64), self.cardinality, strict=True)):
+                if not 0 <= code < card:
+                    raise ValueError(f"{label}: feat_static_cat[{j}] = {code} is not a category of "
+                                     f"the training data (codes 0 .. {card - 1}, cardinality {card}); a "
+                                     f"category unseen at training cannot be embedded")
+        cal = np.zeros((0, T_f), np.float32)
+        if self.time_features:
+            start = data[FieldName.START]
+            index = pd.period_range(start, periods=T_f, freq=start.freq)
+            cal = time_feature_values(index, self.time_features).T
+        feat = np.concatenate([cal.astype(np.float64), dyn], 0)
+        for name, arr in ((_FEAT_DYNAMIC, feat), (FieldName.PAST_FEAT_DYNAMIC_REAL, past),
+                          (FieldName.FEAT_STATIC_REAL, real)):
+            seen = ~np.isnan(arr)
+            data[name] = np.where(seen, arr, 0.0)  # float64: standardised before float32
+            data[name + _OBSERVED] = seen.astype(np.float32)
+        data[FieldName.FEAT_STATIC_CAT] = cat.astype(np.int64)
+        data.pop(FieldName.FEAT_DYNAMIC_REAL, None)
+        return data
+
+
 class TitansGluonTSModule(pl.LightningModule):
     """The trained network: a :class:`TitansNet` on one channel, with the GluonTS batch layout.
 
@@ -126,13 +248,19 @@ class TitansGluonTSModule(pl.LightningModule):
 
     As the predictor's network, ``forward(past_target, past_observed_values)`` returns
     ``num_samples`` sample paths [B, S, H] (student_t head) or ``((quantiles [B, H, Q],), None,
-    None)``, the layout of GluonTS's ``QuantileForecastGenerator`` (quantile head).
+    None)``, the layout of GluonTS's ``QuantileForecastGenerator`` (quantile head). A network
+    that reads covariates takes :data:`COVARIATE_INPUT_NAMES` after those two (batch fields of the
+    same names), and standardises the real-valued ones with ``exog_scaling`` (per kind,
+    ``"futr"``: the ``feat_dynamic_real`` rows, ``"hist"``: ``past_feat_dynamic_real``,
+    ``"static"``: ``feat_static_real``, each ``[centres, spreads]``; calendar features are used
+    as they are), in float64 before the float32 network, as it scales the target.
     """
 
     @validated()
     def __init__(self, model_kwargs: Dict[str, Any], num_samples: int = 100, lr: float = TrainingConfig.lr,
                  weight_decay: float = TrainingConfig.weight_decay, scheduler: str = "cosine",
-                 total_steps: Optional[int] = None) -> None:
+                 total_steps: Optional[int] = None, n_time_features: int = 0,
+                 exog_scaling: Optional[Dict[str, List[List[float]]]] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         config = TitansConfig.from_dict(model_kwargs, n_channels=1)
@@ -150,12 +278,60 @@ class TitansGluonTSModule(pl.LightningModule):
         self.training_config = TrainingConfig(
             lr=lr, weight_decay=weight_decay,
             scheduler="cosine_steps" if scheduler == "cosine" and total_steps else "none")
+        self.n_time_features = n_time_features
+        scaling = dict(exog_scaling or {})
+        wanted = {"futr": config.n_futr_exog - n_time_features, "hist": config.n_hist_exog,
+                  "static": config.n_stat_exog}
+        for kind, k in wanted.items():  # (plain buffers: the state dict carries them too)
+            loc, spread = scaling.get(kind, [[0.0] * k, [1.0] * k])
+            if len(loc) != k or len(spread) != k:
+                raise ValueError(f"exog_scaling[{kind!r}] must hold {k} centres and spreads")
+            if kind == "futr":  # the calendar features first, as they are
+                loc, spread = [0.0] * n_time_features + list(loc), [1.0] * n_time_features + list(spread)
+            # float64, as the target's centring: a level of 1e8 keeps its unit-size signal
+            self.register_buffer(f"{kind}_loc", torch.tensor(loc, dtype=torch.float64), persistent=False)
+            self.register_buffer(f"{kind}_scale", torch.tensor(spread, dtype=torch.float64), persistent=False)
+
+    def _exog(self, feat_static_cat=None, feat_static_real=None, feat_static_real_observed=None,
+              past_feat_dynamic=None, future_feat_dynamic=None, past_feat_dynamic_observed=None,
+              future_feat_dynamic_observed=None, past_past_feat_dynamic_real=None,
+              past_past_feat_dynamic_real_observed=None) -> Optional[dict]:
+        """The network's covariate inputs from the batch fields (standardised in float64, then
+        float32)."""
+        c = self.net.config
+        if not c.has_exog:
+            return None
+
+        def standard(x, loc, scale):
+            return ((x.to(torch.float64) - loc) / scale).to(torch.float32)
+
+        exog = {}
+        if c.n_hist_exog:
+            exog["hist_exog"] = standard(past_past_feat_dynamic_real, self.hist_loc, self.hist_scale)
+            exog["hist_exog_mask"] = past_past_feat_dynamic_real_observed > 0
+        if c.n_futr_exog:
+            both = torch.cat([past_feat_dynamic, future_feat_dynamic], 1)
+            exog["futr_exog"] = standard(both, self.futr_loc, self.futr_scale)
+            exog["futr_exog_mask"] = torch.cat([past_feat_dynamic_observed, future_feat_dynamic_observed], 1) > 0
+        if c.n_stat_exog:
+            exog["stat_exog"] = standard(feat_static_real, self.static_loc, self.static_scale)
+            exog["stat_exog_mask"] = feat_static_real_observed > 0
+        if c.stat_cat_cardinalities:
+            exog["stat_cat"] = feat_static_cat.long()
+        return exog
 
     # ------------------------------------------------------------------ prediction
-    def forward(self, past_target: torch.Tensor, past_observed_values: torch.Tensor):
+    def forward(self, past_target: torch.Tensor, past_observed_values: torch.Tensor,
+                feat_static_cat=None, feat_static_real=None, feat_static_real_observed=None,
+                past_feat_dynamic=None, future_feat_dynamic=None, past_feat_dynamic_observed=None,
+                future_feat_dynamic_observed=None, past_past_feat_dynamic_real=None,
+                past_past_feat_dynamic_real_observed=None):
         centre, scale = _window_stats(past_target, past_observed_values)
         past = _scaled(past_target, past_observed_values, centre, scale).unsqueeze(-1)
-        out = self.net(past, past_observed_values.unsqueeze(-1) > 0)
+        exog = self._exog(feat_static_cat, feat_static_real, feat_static_real_observed, past_feat_dynamic,
+                          future_feat_dynamic, past_feat_dynamic_observed, future_feat_dynamic_observed,
+                          past_past_feat_dynamic_real, past_past_feat_dynamic_real_observed)
+        out = self.net(past, past_observed_values.unsqueeze(-1) > 0, exog=exog)
         if self.head == "quantile":  # [B, H, Q], back in the series' units
             q = out[:, :, 0, :].to(torch.float64) * scale[:, None, None] + centre[:, None, None]
             return (q,), None, None
@@ -169,7 +345,8 @@ class TitansGluonTSModule(pl.LightningModule):
         centre, scale = _window_stats(batch["past_target"], past_mask)
         past = _scaled(batch["past_target"], past_mask, centre, scale)
         future = _scaled(batch["future_target"], future_mask, centre, scale)
-        out = self.net(past.unsqueeze(-1), past_mask.unsqueeze(-1) > 0)
+        exog = self._exog(**{k: batch[k] for k in COVARIATE_INPUT_NAMES if k in batch})
+        out = self.net(past.unsqueeze(-1), past_mask.unsqueeze(-1) > 0, exog=exog)
         return self.net.head.loss(out, future.unsqueeze(-1), future_mask.unsqueeze(-1))
 
     def training_step(self, batch, batch_idx):
@@ -216,8 +393,7 @@ class TitansEstimator(PyTorchLightningEstimator):
 
     Args:
         freq: the data's frequency, a pandas alias ("ME", "MS", "W", "D", "h", ...; the older
-            aliases GluonTS accepts, "M" or "H", work too). Only validated: the network uses no
-            calendar features.
+            aliases GluonTS accepts, "M" or "H", work too); what ``time_features="auto"`` reads.
         prediction_length: forecast horizon H.
         context_length: context window L (None: chosen from the frequency's seasons and the
             series' lengths when ``train`` sees the data, :func:`titans_ts.defaults.context_length`:
@@ -245,6 +421,15 @@ class TitansEstimator(PyTorchLightningEstimator):
             validation loss and keep the best epoch's weights (with ``validation_data``, that
             data is watched instead). False: train on every step for the whole budget.
         verbose: show Lightning's progress bar, model summary and messages.
+        num_feat_dynamic_real: rows of ``feat_dynamic_real``, future-known covariates (given
+            ``prediction_length`` steps beyond the target at prediction).
+        num_past_feat_dynamic_real: rows of ``past_feat_dynamic_real``, past-only covariates.
+        num_feat_static_real: values of ``feat_static_real``.
+        num_feat_static_cat, cardinality: codes of ``feat_static_cat`` and the number of
+            categories of each (codes 0 .. cardinality - 1; a code beyond is refused).
+        time_features: calendar features of ``freq`` as future-known covariates: None (off, the
+            default), "auto" (the frequency's usual ones, GluonTS's table) or a list of names of
+            :data:`titans_ts.datasets.TIME_FEATURES`.
         train_sampler, validation_sampler: GluonTS instance samplers (defaults:
             ``ExpectedNumInstanceSampler(1.0, min_past=1, min_future=prediction_length)`` and
             ``ValidationSplitSampler(min_future=prediction_length)``).
@@ -257,8 +442,12 @@ class TitansEstimator(PyTorchLightningEstimator):
     The estimator-specific defaults are the head (GluonTS needs a probabilistic forecast) and
     its levels (the ``Evaluator``'s); the network's defaults are the configuration's (dropout
     0.2, RevIN centre "mean": :data:`titans_ts.defaults.ROBUST`). The estimator learns no
-    cycle (``cycle_len`` 0: it reads no calendar). After ``train``, ``chosen_defaults_`` holds
-    the data-aware choices and the facts they rest on (:func:`titans_ts.defaults.data_defaults`).
+    cycle (``cycle_len`` 0). After ``train``, ``chosen_defaults_`` holds the data-aware choices
+    and the facts they rest on (:func:`titans_ts.defaults.data_defaults`).
+
+    ``train_from(predictor, data)`` (GluonTS's continued training) trains a predictor of this
+    estimator's network further on ``data``, with this estimator's budget, keeping the
+    predictor's context length and covariate units.
     """
 
     trainer_kwargs: Dict[str, Any]  # set by PyTorchLightningEstimator.__init__
@@ -272,8 +461,29 @@ class TitansEstimator(PyTorchLightningEstimator):
                  trainer_kwargs: Optional[Dict[str, Any]] = None, verbose: bool = False,
                  early_stopping: bool = True,
                  train_sampler: Optional[InstanceSampler] = None,
-                 validation_sampler: Optional[InstanceSampler] = None, **model: Any) -> None:
+                 validation_sampler: Optional[InstanceSampler] = None,
+                 num_feat_dynamic_real: int = 0, num_past_feat_dynamic_real: int = 0,
+                 num_feat_static_real: int = 0, num_feat_static_cat: int = 0,
+                 cardinality: Optional[List[int]] = None,
+                 time_features: Optional[Union[str, List[str]]] = None, **model: Any) -> None:
         self.freq = _check_freq(freq)
+        for name, value in (("num_feat_dynamic_real", num_feat_dynamic_real),
+                            ("num_past_feat_dynamic_real", num_past_feat_dynamic_real),
+                            ("num_feat_static_real", num_feat_static_real),
+                            ("num_feat_static_cat", num_feat_static_cat)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        cardinality = list(cardinality or [])
+        if len(cardinality) != num_feat_static_cat or any(
+                not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in cardinality):
+            raise ValueError(f"cardinality must list the number of categories (a positive integer) of each "
+                             f"of the num_feat_static_cat={num_feat_static_cat} static categorical "
+                             f"features, got {cardinality!r}")
+        self.time_feature_names = resolve_time_features(time_features, self.freq)
+        self.num_feat_dynamic_real, self.num_past_feat_dynamic_real = num_feat_dynamic_real, num_past_feat_dynamic_real
+        self.num_feat_static_real, self.num_feat_static_cat = num_feat_static_real, num_feat_static_cat
+        self.cardinality, self.time_features = cardinality, time_features
+        self._exog_scaling: Optional[Dict[str, List[List[float]]]] = None
         _positive(prediction_length=prediction_length, num_samples=num_samples,
                   batch_size=batch_size, num_batches_per_epoch=num_batches_per_epoch)
         self._given_context = context_length
@@ -285,7 +495,10 @@ class TitansEstimator(PyTorchLightningEstimator):
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
         check_keys(model, MODEL_SETTINGS, "TitansEstimator model")
         qs = DEFAULT_QUANTILES if quantiles is None else quantiles
-        self._model_settings = {**model, "head": head, "quantiles": qs}
+        self._model_settings = {**model, "head": head, "quantiles": qs,
+                                "n_hist_exog": num_past_feat_dynamic_real,
+                                "n_futr_exog": num_feat_dynamic_real + len(self.time_feature_names),
+                                "n_stat_exog": num_feat_static_real, "stat_cat_cardinalities": cardinality}
         self.config = TitansConfig.from_dict(self._model_settings, seq_len=context_length,
                                              horizon=prediction_length, n_channels=1)
         tk = {"accelerator": "cpu", "enable_progress_bar": verbose,
@@ -313,14 +526,27 @@ class TitansEstimator(PyTorchLightningEstimator):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------------ pipeline
+    def _covariate_fields(self) -> "CovariateFields":
+        return CovariateFields(prediction_length=self.prediction_length,
+                               time_features=self.time_feature_names,
+                               num_feat_dynamic_real=self.num_feat_dynamic_real,
+                               num_past_feat_dynamic_real=self.num_past_feat_dynamic_real,
+                               num_feat_static_real=self.num_feat_static_real,
+                               cardinality=self.cardinality)
+
+    def _input_names(self, training: bool) -> List[str]:
+        names = TRAINING_INPUT_NAMES if training else PREDICTION_INPUT_NAMES
+        return names + COVARIATE_INPUT_NAMES if self.config.has_exog else list(names)
+
     def create_transformation(self) -> Transformation:
         return (
             CheckEntries(freq=self.freq, context_length=self.context_length)
-            + SelectFields([FieldName.ITEM_ID, FieldName.INFO, FieldName.START, FieldName.TARGET],
-                           allow_missing=True)
+            + SelectFields([FieldName.ITEM_ID, FieldName.INFO, FieldName.START, FieldName.TARGET,
+                            *COVARIATE_FIELDS], allow_missing=True)
             + AsNumpyArray(field=FieldName.TARGET, expected_ndim=1, dtype=np.float64)
             + AddObservedValuesIndicator(target_field=FieldName.TARGET,
                                          output_field=FieldName.OBSERVED_VALUES)
+            + self._covariate_fields()
         )
 
     def model_kwargs(self) -> Dict[str, Any]:
@@ -333,17 +559,23 @@ class TitansEstimator(PyTorchLightningEstimator):
         total = steps if steps and steps > 0 else epochs * self.num_batches_per_epoch
         return TitansGluonTSModule(model_kwargs=self.model_kwargs(), num_samples=self.num_samples,
                                    lr=self.lr, weight_decay=self.weight_decay,
-                                   scheduler=self.scheduler, total_steps=int(total))
+                                   scheduler=self.scheduler, total_steps=int(total),
+                                   n_time_features=len(self.time_feature_names),
+                                   exog_scaling=self._exog_scaling)
 
     def _splitter(self, mode: str) -> InstanceSplitter:
         sampler = {"training": self.train_sampler, "validation": self.validation_sampler,
                    "test": TestSplitSampler()}[mode]
+        fields = [FieldName.OBSERVED_VALUES]
+        if self.config.has_exog:  # cut with the target (the masks pad with 0: unobserved)
+            fields += [_FEAT_DYNAMIC, _FEAT_DYNAMIC + _OBSERVED, FieldName.PAST_FEAT_DYNAMIC_REAL,
+                       FieldName.PAST_FEAT_DYNAMIC_REAL + _OBSERVED]
         return InstanceSplitter(
             target_field=FieldName.TARGET, is_pad_field=FieldName.IS_PAD,
             start_field=FieldName.START, forecast_start_field=FieldName.FORECAST_START,
             instance_sampler=sampler, past_length=self.context_length,
             future_length=self.prediction_length,
-            time_series_fields=[FieldName.OBSERVED_VALUES],
+            time_series_fields=fields,
             dummy_value=0.0,  # padding: value 0 and observed mask 0
         )
 
@@ -352,13 +584,13 @@ class TitansEstimator(PyTorchLightningEstimator):
         instances = self._splitter("training").apply(Cyclic(data).stream(), is_train=True)
         return as_stacked_batches(instances, batch_size=self.batch_size,
                                   shuffle_buffer_length=shuffle_buffer_length,
-                                  field_names=TRAINING_INPUT_NAMES, output_type=torch.tensor,
+                                  field_names=self._input_names(True), output_type=torch.tensor,
                                   num_batches_per_epoch=self.num_batches_per_epoch)
 
     def create_validation_data_loader(self, data: Dataset, module, **kwargs) -> Iterable:
         instances = self._splitter("validation").apply(data, is_train=True)
         return as_stacked_batches(instances, batch_size=self.batch_size,
-                                  field_names=TRAINING_INPUT_NAMES, output_type=torch.tensor)
+                                  field_names=self._input_names(True), output_type=torch.tensor)
 
     def create_predictor(self, transformation: Transformation, module) -> PyTorchPredictor:
         if self.head == "quantile":
@@ -366,7 +598,7 @@ class TitansEstimator(PyTorchLightningEstimator):
         else:
             generator = SampleForecastGenerator()
         return PyTorchPredictor(
-            input_names=PREDICTION_INPUT_NAMES, prediction_net=module,
+            input_names=self._input_names(False), prediction_net=module,
             batch_size=self.batch_size, prediction_length=self.prediction_length,
             input_transform=transformation + self._splitter("test"),
             forecast_generator=generator, device="auto",
@@ -382,9 +614,12 @@ class TitansEstimator(PyTorchLightningEstimator):
         temporary folder (removed afterwards) unless ``trainer_kwargs`` names a
         ``default_root_dir``; the best epoch's weights are restored (on the validation loss, or on
         the training loss without validation data); ``trainer_kwargs`` are left as they were."""
-        lengths = _check_series(training_data, "training_data", self.prediction_length + 1, self.freq)
+        fields = self._covariate_fields()
+        lengths = _check_series(training_data, "training_data", self.prediction_length + 1, self.freq, fields)
         if validation_data is not None:
-            _check_series(validation_data, "validation_data", self.prediction_length, self.freq)
+            _check_series(validation_data, "validation_data", self.prediction_length, self.freq, fields)
+        if from_predictor is not None:
+            self._check_predictor(from_predictor)
         H = self.prediction_length
         own_tail = validation_data is None and self.early_stopping
         tails = tail_sizes(lengths, H, H) if own_tail else [0] * len(lengths)
@@ -396,6 +631,9 @@ class TitansEstimator(PyTorchLightningEstimator):
         if own_tail:
             training_data, validation_data = _hold_out_tail(training_data, tails)
             own_tail = validation_data is not None  # None: no series is long enough for a tail
+        # the covariates' units: the training data's (a predictor trained further keeps its own)
+        self._exog_scaling = (_exog_scaling(training_data, self) if from_predictor is None else
+                              from_predictor.prediction_net.hparams.get("exog_scaling"))
         self.context_length = chosen.context_length
         self.config = TitansConfig.from_dict(self._model_settings, seq_len=self.context_length,
                                              horizon=H, n_channels=1)
@@ -412,7 +650,8 @@ class TitansEstimator(PyTorchLightningEstimator):
         watch = validation_data is not None and self.early_stopping
         self.chosen_defaults_ = {
             **chosen.to_dict(), "context_length": self.context_length,
-            "cycle_len": self.config.cycle_len,  # the estimator reads no calendar
+            "time_features": list(self.time_feature_names),
+            "cycle_len": self.config.cycle_len,  # the estimator learns no cycle
             "max_epochs": kw.get("max_epochs"), "budget": "data-aware" if budget else "given",
             "num_batches_per_epoch": per_epoch,
             "validation": (chosen.validation if own_tail else
@@ -456,6 +695,38 @@ class TitansEstimator(PyTorchLightningEstimator):
                            predictor=self.create_predictor(transformation, module))
 
 
+    def train_from(self, predictor: PyTorchPredictor, training_data: Dataset,
+                   validation_data: Optional[Dataset] = None, shuffle_buffer_length: Optional[int] = None,
+                   cache_data: bool = False, ckpt_path: Optional[str] = None) -> PyTorchPredictor:
+        """Continue training ``predictor`` (one this estimator's network made: the same settings
+        and covariates) on ``training_data``: GluonTS's ``train_from``. The weights start where the
+        predictor's are; the budget is this estimator's (its ``trainer_kwargs``, or the data-aware
+        budget of ``training_data``); the context length and the covariates' units are the
+        predictor's. Returns the new predictor (the given one is left as it was)."""
+        self._check_predictor(predictor)
+        return self.train_model(training_data, validation_data, from_predictor=predictor,
+                                shuffle_buffer_length=shuffle_buffer_length, cache_data=cache_data,
+                                ckpt_path=ckpt_path).predictor
+
+    def _check_predictor(self, predictor: Any) -> None:
+        """Refuse a predictor whose network is not this estimator's (its weights would not fit)."""
+        net = getattr(predictor, "prediction_net", None)
+        if not isinstance(predictor, PyTorchPredictor) or not isinstance(net, TitansGluonTSModule):
+            raise ValueError(f"train_from continues training a predictor of TitansEstimator (a PyTorchPredictor "
+                             f"around a TitansGluonTSModule), got {type(predictor).__name__}"
+                             + (f" around {type(net).__name__}" if net is not None else ""))
+        theirs = TitansConfig.from_dict(net.hparams["model_kwargs"], n_channels=1).to_dict()
+        ours = self.config.to_dict()
+        skip = ("seq_len",) if self._given_context is None else ()
+        diff = {k: (ours[k], theirs[k]) for k in ours if k not in skip and ours[k] != theirs[k]}
+        if net.hparams.get("n_time_features", 0) != len(self.time_feature_names):
+            diff["time_features"] = (self.time_feature_names, f"{net.hparams.get('n_time_features', 0)} features")
+        if diff:
+            listed = ", ".join(f"{k}: {a!r} here, {b!r} in the predictor" for k, (a, b) in diff.items())
+            raise ValueError(f"train_from: the predictor's network differs from this estimator's ({listed}); "
+                             f"continue training with an estimator of the same settings")
+
+
 def _training_config(lr: float, weight_decay: float, scheduler: str, batch_size: int,
                      trainer_kwargs: Dict[str, Any]) -> tuple:
     """The estimator's :class:`TrainingConfig` (its optimiser settings, and the budget, clipping
@@ -494,11 +765,65 @@ def _hold_out_tail(data: Dataset, tails: List[int]) -> tuple:
     for entry, tail in zip(data, tails, strict=True):
         target = np.asarray(entry[FieldName.TARGET], dtype=np.float64)
         if tail and not np.isnan(target[..., :-tail]).all():
-            train.append({**entry, FieldName.TARGET: target[..., :-tail]})
+            cut = {FieldName.TARGET: target[..., :-tail]}
+            for key in (FieldName.FEAT_DYNAMIC_REAL, FieldName.PAST_FEAT_DYNAMIC_REAL):
+                if entry.get(key) is not None:  # the covariates end with the target
+                    cut[key] = np.asarray(entry[key], dtype=np.float64)[..., :target.shape[-1] - tail]
+            train.append({**entry, **cut})
             val.append(entry)
         else:
             train.append(entry)
     return train, (val or None)
+
+
+def _exog_scaling(data: Dataset, est: "TitansEstimator") -> Optional[Dict[str, List[List[float]]]]:
+    """Centre and spread of every real-valued covariate over the observed values of ``data``:
+    ``{"futr" | "hist" | "static": [centres, spreads]}``. In float64 and in two passes (the mean,
+    then the deviations from it: a unit-size signal on a level of 1e8 keeps its spread), with the
+    rule :mod:`titans_ts.forecaster.scaling` scales a series by (a constant covariate: centre its
+    value, spread ``|centre|``, or 1 if that is 0; one never observed: centre 0, spread 1)."""
+    kinds = {"futr": (FieldName.FEAT_DYNAMIC_REAL, est.num_feat_dynamic_real),
+             "hist": (FieldName.PAST_FEAT_DYNAMIC_REAL, est.num_past_feat_dynamic_real),
+             "static": (FieldName.FEAT_STATIC_REAL, est.num_feat_static_real)}
+    counts = {kind: k for kind, (_, k) in kinds.items() if k}
+    if not counts:
+        return None
+
+    def rows(entry: dict, kind: str) -> np.ndarray:  # [k, observations]
+        field, k = kinds[kind]
+        x = np.asarray(entry[field], dtype=np.float64)
+        if kind == "static":
+            return x.reshape(k, 1)
+        return x.reshape(k, -1)[:, :np.asarray(entry[FieldName.TARGET]).shape[-1]]  # (past the target: unseen)
+
+    n = {kind: np.zeros(k) for kind, k in counts.items()}
+    total = {kind: np.zeros(k) for kind, k in counts.items()}
+    lo = {kind: np.full(k, np.inf) for kind, k in counts.items()}
+    hi = {kind: np.full(k, -np.inf) for kind, k in counts.items()}
+    for entry in data:
+        for kind in counts:
+            x = rows(entry, kind)
+            seen = ~np.isnan(x)
+            n[kind] += seen.sum(1)
+            total[kind] += np.where(seen, x, 0.0).sum(1)
+            lo[kind] = np.minimum(lo[kind], np.where(seen, x, np.inf).min(1, initial=np.inf))
+            hi[kind] = np.maximum(hi[kind], np.where(seen, x, -np.inf).max(1, initial=-np.inf))
+    centre, constant = {}, {}
+    for kind in counts:
+        constant[kind] = (n[kind] > 0) & (hi[kind] == lo[kind])
+        centre[kind] = np.where(constant[kind], lo[kind], total[kind] / np.maximum(n[kind], 1))
+    squares = {kind: np.zeros(k) for kind, k in counts.items()}
+    for entry in data:
+        for kind in counts:
+            x = rows(entry, kind)
+            squares[kind] += (np.where(np.isnan(x), 0.0, x - centre[kind][:, None]) ** 2).sum(1)
+    out = {}
+    for kind in counts:
+        spread = np.sqrt(squares[kind] / np.maximum(n[kind], 1))
+        fallback = np.where(np.abs(centre[kind]) > 0, np.abs(centre[kind]), 1.0)
+        ok = np.isfinite(spread) & (spread > 0) & ~constant[kind]
+        out[kind] = [centre[kind].tolist(), np.where(ok, spread, fallback).tolist()]
+    return out
 
 
 def _label(entry: Any, i: int | None) -> str:
@@ -512,10 +837,11 @@ def _check_entry(entry: Any, label: str, freq: str, context_length: int | None =
     as a float64 array and its start as a period of ``freq``."""
     if not isinstance(entry, dict) or entry.get(FieldName.TARGET) is None:
         raise ValueError(f"{label} has no {FieldName.TARGET!r} field")
-    for name in COVARIATE_FIELDS:
+    for name in UNREAD_FIELDS:
         if entry.get(name) is not None:
-            raise ValueError(f"{label} has the field {name!r}: TitansEstimator does not use covariates yet "
-                             f"(it would be ignored); remove the field from the entries")
+            raise ValueError(f"{label} has the field {name!r}: TitansEstimator does not read it (it would be "
+                             f"ignored); remove the field from the entries (the covariates it reads: "
+                             f"{', '.join(COVARIATE_FIELDS)})")
     try:
         values = np.asarray(entry[FieldName.TARGET], dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -559,18 +885,23 @@ class CheckEntries(MapTransformation):
         return _check_entry(data, _label(data, None), self.freq, None if is_train else self.context_length)
 
 
-def _check_series(data: Dataset, name: str, min_length: int, freq: str) -> list:
+def _check_series(data: Dataset, name: str, min_length: int, freq: str,
+                  fields: Optional[CovariateFields] = None) -> list:
     """One pass over a dataset before training: it holds series, at least one long enough for a
     training window (``min_length`` values), and every entry is one the pipeline accepts
-    (:func:`_check_entry`). Returns the series' lengths."""
+    (:func:`_check_entry`), with the covariates ``fields`` reads (and no other). Returns the
+    series' lengths."""
     n, longest, lengths = 0, 0, []
     for i, entry in enumerate(data):
         n += 1
+        label = _label(entry, i)
         try:
-            values = _check_entry(entry, _label(entry, i), freq)[FieldName.TARGET]
+            checked = _check_entry(entry, label, freq)
+            if fields is not None:
+                fields.check(dict(checked), is_train=True, label=label)
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from None
-        lengths.append(values.shape[-1])
+        lengths.append(checked[FieldName.TARGET].shape[-1])
         longest = max(longest, lengths[-1])
     if n == 0:
         raise ValueError(f"{name} holds no series; TitansEstimator.train needs at least one series "

@@ -79,6 +79,9 @@ class TitansCLI(LightningCLI):
         parser.link_arguments("data.seq_len", "model.seq_len")
         parser.link_arguments("data.horizon", "model.horizon")
         parser.link_arguments("data.n_channels", "model.n_channels", apply_on="instantiate")
+        # the covariates the data module reads (data.hist_exog, data.futr_exog, data.time_features)
+        parser.link_arguments("data.n_hist_exog", "model.n_hist_exog", apply_on="instantiate")
+        parser.link_arguments("data.n_futr_exog", "model.n_futr_exog", apply_on="instantiate")
         # an ensemble's members each get their own order of the training windows
         parser.link_arguments("model.ensemble", "data.streams")
 

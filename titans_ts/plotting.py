@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .atomic import save_figure
+from .datasets.windows import exog_of
 
 __all__ = ["plot_test_forecast", "plot_forecast_frame"]
 
@@ -47,8 +48,10 @@ def plot_test_forecast(model, datamodule, out: str | os.PathLike, windows: tuple
         for ax, w in zip(axes[:, 0], windows, strict=True):
             item = test[w]
             ti = item.get("time_index")
+            exog = exog_of(item)
             out_ = net(item["past"].unsqueeze(0), item["past_mask"].unsqueeze(0),
-                       time_index=None if ti is None else ti.view(1))
+                       time_index=None if ti is None else ti.view(1),
+                       exog=None if exog is None else {k: v.unsqueeze(0) for k, v in exog.items()})
             pred = net.point_forecast(out_)[0, :, ch].cpu()
             L, H = item["past"].shape[0], item["future"].shape[0]
             ax.plot(range(L), item["past"][:, ch], color="0.4", lw=1, label="context")

@@ -150,14 +150,15 @@ def _point_forecasts(net, dataset, batch_size: int):
     observed mask (float, 1 where observed), all [B, H, C] on the network's device."""
     import torch
 
-    from .datasets.windows import window_loader
+    from .datasets.windows import exog_of, window_loader
 
     device = next(net.parameters()).device
     net.eval()
     with torch.no_grad():
         for batch in window_loader(dataset, batch_size, False):
             batch = {k: v.to(device) for k, v in batch.items()}
-            out = net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
+            out = net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"),
+                      exog=exog_of(batch))
             target, mask = batch["future"], batch.get("future_mask")
             m = torch.ones_like(target) if mask is None else mask.to(target.dtype)
             yield net.point_forecast(out), target, m

@@ -162,14 +162,19 @@ def test_carried_memory_with_several_channels_drifting_after_fit():
 
 def test_test_time_memory_reaches_the_forecast():
     """The same data, seed and settings with and without the carried memory train the same
-    network (the memory is drawn aside from the training's random numbers): the forecasts differ
-    by the memory alone."""
-    df = _long(1, T=150)
-    f = TitansForecaster(test_time_memory=True, **TINY).fit(df)
-    g = clone(f).set_params(test_time_memory=False).fit(df)
+    network (the memory is drawn aside from the training's random numbers): after a stream of
+    new rows long enough for the memory to show that its correction helps (the barely trained
+    network misses the cycle the same way window after window), the forecasts differ by the
+    memory alone."""
+    df = _long(1, T=400)
+    f = TitansForecaster(test_time_memory=True, **TINY).fit(df.head(150))
+    g = clone(f).set_params(test_time_memory=False).fit(df.head(150))
     a, b = _params(f), _params(g)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    f.update(df.iloc[150:])
+    g.update(df.iloc[150:])
     assert f.memory_[0].written > 0 and [r.written for r in g.memory_.series] == [0]
+    assert f.memory_.gain(0, f.stream_memory_).abs().sum() > 0  # the stream chose a correction
     pf, pg = f.predict(), g.predict()
     pd.testing.assert_frame_equal(pf[["unique_id", "ds"]], pg[["unique_id", "ds"]])
     assert np.isfinite(pf["y_hat"]).all() and not np.allclose(pf["y_hat"], pg["y_hat"])

@@ -346,13 +346,21 @@ COVARIATES = {"feat_dynamic_real": np.ones((1, 80)), "past_feat_dynamic_real": n
               "feat_static_cat": [1], "feat_static_real": [0.5], "feat_dynamic_cat": np.zeros((1, 80), dtype=int)}
 
 
+def _unread(name):
+    """The refusal of a covariate field the estimator was not told to read (its num_... is 0), or
+    of feat_dynamic_cat, which it never reads: refused rather than dropped."""
+    if name == "feat_dynamic_cat":
+        return r"has the field 'feat_dynamic_cat': TitansEstimator does not read it \(it would be ignored\)"
+    arg = "num_feat_static_cat \\(and cardinality\\)" if name == "feat_static_cat" else f"num_{name}"
+    return rf"has {name} but the estimator reads none \({arg}=0\): give"
+
+
 def test_entries_the_estimator_cannot_use_are_refused_when_training():
     good = _series()
     cases = [(_daily(9, []), r"entry 4 \(item_id 's9'\) has an empty target"),
              (_daily(9, np.full(80, np.nan)),
               r"entry 4 \(item_id 's9'\) has no observed value \(its target is all NaN\)")]
-    cases += [(_daily(9, good[0]["target"], **{name: value}),
-               rf"entry 4 \(item_id 's9'\) has the field '{name}': TitansEstimator does not use covariates yet")
+    cases += [(_daily(9, good[0]["target"], **{name: value}), r"entry 4 \(item_id 's9'\) " + _unread(name))
               for name, value in COVARIATES.items()]
     for extra, message in cases:
         with pytest.raises(ValueError, match=rf"^training_data: {message}"):
@@ -374,7 +382,7 @@ def test_entries_the_predictor_cannot_use_are_refused_when_predicting(daily_pred
                                       r"context the forecast reads\)"),
              (_daily(9, np.r_[good[:-1], np.inf]), r"entry \(item_id 's9'\) has \+/-inf in its target at position\(s\) "
                                                    r"\[79\]")]
-    cases += [(_daily(9, good, **{name: value}), rf"has the field '{name}': TitansEstimator does not use covariates")
+    cases += [(_daily(9, good, **{name: value}), r"entry \(item_id 's9'\) " + _unread(name))
               for name, value in COVARIATES.items()]
     for entry, message in cases:
         with pytest.raises(ValueError, match=message):

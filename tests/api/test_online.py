@@ -54,9 +54,9 @@ def test_online_borders_follow_proceed():
                                                  "test": (13174, 52696)}
 
 
-def test_every_mode_on_a_small_stream(trained):
+def test_every_mode_on_a_small_stream(trained, every_mode):
     cfg, data, module, mem = trained
-    res = evaluate_modes(module, mem, data, L, H, modes=MODES, online_lr=1e-3)
+    res = every_mode
     n_test = len(data.origins("test", L, H))
     for mode in MODES:
         r = res[mode]
@@ -84,14 +84,20 @@ def test_every_mode_on_a_small_stream(trained):
     torch.testing.assert_close(res["seasonal_naive"]["pred"][:, 0], v[first - 12:first - 12 + H].T)
 
 
+@pytest.fixture(scope="module")
+def every_mode(trained):
+    cfg, data, module, mem = trained
+    return evaluate_modes(module, mem, data, L, H, modes=MODES, online_lr=1e-3)
+
+
 @pytest.mark.parametrize("cut", [300, 333])
-def test_no_leak_a_later_value_never_changes_an_earlier_forecast(trained, cut):
+def test_no_leak_a_later_value_never_changes_an_earlier_forecast(trained, every_mode, cut):
     """Changing values at rows >= cut leaves every forecast made at an origin <= cut bit for bit
     the same, in every mode (and changes later ones)."""
     cfg, data, module, mem = trained
     later = _values()
     later[cut:] += np.random.default_rng(1).standard_normal(later[cut:].shape) * 3
-    a = evaluate_modes(module, mem, data, L, H, modes=MODES, online_lr=1e-3)
+    a = every_mode
     b = evaluate_modes(module, mem, _data(later), L, H, modes=MODES, online_lr=1e-3)
     first = int(data.origins("test", L, H)[0])
     k = cut - first + 1  # origins first .. cut
@@ -196,6 +202,10 @@ def test_modes_are_checked_and_splits_must_hold_a_window(trained):
         evaluate_modes(module, mem, data, L, H, modes=("frozen", "bogus"))
     with pytest.raises(ValueError, match="distinct"):
         evaluate_modes(module, mem, data, L, H, modes=("frozen", "frozen"))
+    from titans_ts.online import run_online
+
+    with pytest.raises(ValueError, match=r"unknown online mode\(s\) \['bogus'\]"):  # before any data is read
+        run_online("ETTh2", 24, 96, modes=("frozen", "bogus"), root="/nonexistent")
     with pytest.raises(ValueError, match=r"seq_len=250 and horizon=4 leave no window in the train"):
         check_stream_fits(data, 250, H)
 
@@ -320,7 +330,7 @@ def test_on_a_random_walk_the_stream_chooses_the_newest_value():
     from titans_ts.online.streams import carried_forecast, scan_stream
 
     torch.manual_seed(0)
-    N, T = 2, 3000
+    N, T = 2, 2000
     walk = torch.cumsum(torch.randn(N, T + 2 * H + L), -1)
     idx = torch.arange(T + H)[:, None]
     ctx_raw = walk[:, idx + torch.arange(L)]                   # [N, T + H, L]
@@ -362,7 +372,7 @@ def test_on_a_random_walk_the_memory_reaches_no_correction():
     from titans_ts.online.streams import carried_forecast, scan_stream
 
     torch.manual_seed(0)
-    N, T = 2, 3000
+    N, T = 2, 2000
     walk = torch.cumsum(torch.randn(N, T + 2 * H + L), -1)
     idx = torch.arange(T + H)[:, None]
     ctx_raw = walk[:, idx + torch.arange(L)]

@@ -189,7 +189,8 @@ def _quantile_predictor():
 def gluonts_entries(draw):
     """(entry, the reason it must be refused or None): targets empty, all NaN, NaN in the context,
     with +/-inf, or ordinary with NaN runs, at magnitudes 1e-30 .. 1e30; starts as periods,
-    timestamps, text or datetimes; perhaps a covariate field; with or without an item_id."""
+    timestamps, text or datetimes; perhaps a covariate field the estimator does not read; with or
+    without an item_id."""
     T = draw(st.integers(1, 40))
     kind = draw(st.sampled_from(["ok", "ok", "ok", "empty", "all_nan", "nan_context", "inf"]))
     scale = 10.0 ** draw(st.sampled_from([-30, -6, 0, 6, 30]))
@@ -218,7 +219,8 @@ def gluonts_entries(draw):
                                   "feat_static_cat", "feat_static_real"]))
     if field is not None:
         entry[field] = [1.0] if field.startswith("feat_static") else np.ones((1, len(y)))
-        reason = f"has the field '{field}': TitansEstimator does not use covariates"  # (checked first)
+        # a covariate field the estimator was not told to read (after the target's checks)
+        reason = reason or rf"has {field} but the estimator reads none \(num_{field}"
     return entry, reason, scale
 
 

@@ -5,6 +5,7 @@
     fc.predict()                                                # the next 24 steps of every series
     fc.update(new_rows)                                         # memorise new data, no retraining
     fc.predict()                                                # continues from the latest data
+    fc.fit(more_rows, warm_start=True)                          # continue training from here
 
 One global model is trained on every series (windows of ``context_length`` past steps and ``h``
 future steps; series shorter than a full window are left-padded with unobserved steps). Missing
@@ -20,6 +21,20 @@ forecast reads it for a correction. ``update`` writes the windows the new rows c
 touching a trained parameter. It pays where the series drift away from the training data
 (docs/benchmarks/online.md: the online benchmark's test streams) and costs one backbone forecast
 per history step at ``fit`` / ``update`` (docs/benchmarks/test_time_memory.md).
+
+**Covariates** (:mod:`.exog`, neuralforecast's names): ``hist_exog_list`` (past-only columns;
+``covariates=`` is its alias), ``futr_exog_list`` (future-known columns; ``predict(futr_df=...)``
+gives their next ``h`` values), ``time_features`` (calendar features, future-known) and
+``stat_exog_list`` (columns of ``fit(df, static_df=...)``, one row per series).
+
+**Continued training**: ``fit(df, warm_start=True)`` trains the current weights further on
+``df`` with its own budget (the parameters' ``max_epochs`` / ``limit_train_batches`` /
+``patience``, or the data-aware budget of ``df``; ``set_params`` of these and of ``lr``,
+``weight_decay``, ``batch_size`` keeps the fit), keeping everything that fixes what the
+network reads: the context length, the learned cycle, the covariates and their vocabularies and
+units, and each known series' units (a series new to the model gets the units of its history).
+The optimiser starts afresh (its moments are not saved), at ``lr`` on the cosine schedule of
+the new budget. The same after :meth:`TitansForecaster.load`.
 
 The parts: this module (parameters, fit, predict, update), :mod:`.guard` (the model against
 the naive forecasts on the validation tail: ``validation_report_``, ``naive_fallback``), :mod:`.evaluation`
@@ -39,12 +54,13 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
-from ..datasets.frames import SeriesCollection, from_frame
+from ..datasets.frames import DataValidationError, SeriesCollection, from_frame
 from ..datasets.timeindex import in_zone_of
 from ..datasets.windows import SeriesWindows, window_loader
 from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
 from ..model.config import MemoryConfig, SettingsError, TitansConfig, TrainingConfig, check_keys
 from . import guard, state
+from .exog import ExogSpec, calendar, check_names, make_spec, read_future, read_static
 from .inference import forecast_arrays, scaled_inputs
 from .scaling import series_stats
 from .validation import check_levels, check_params, check_quantiles, plain
@@ -52,7 +68,8 @@ from .validation import check_levels, check_params, check_quantiles, plain
 __all__ = ["TitansForecaster", "NETWORK_SETTINGS", "TRAINING_PARAMS"]
 
 # the forecaster sets these itself: seq_len = context_length, horizon = h, channels from the data
-_DERIVED = ("seq_len", "horizon", "n_channels")
+_DERIVED = ("seq_len", "horizon", "n_channels", "n_hist_exog", "n_futr_exog", "n_stat_exog",
+            "stat_cat_cardinalities")
 #: the network settings (:class:`titans_ts.model.config.TitansConfig` fields) the forecaster takes
 NETWORK_SETTINGS = tuple(f for f in TitansConfig.fields() if f not in _DERIVED)
 _NETWORK_DEFAULTS = {f: (None if f == "memory" else getattr(TitansConfig, f, None))
@@ -66,8 +83,13 @@ TRAINING_PARAMS = dict(
     max_epochs=None, patience=None, limit_train_batches=None, val_size=None, naive_fallback=False,
     test_time_memory=False,
     memory_pace=(-8.0, -4.0, -5.0),
-    freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None, seed=0,
+    freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None,
+    futr_exog_list=None, hist_exog_list=None, stat_exog_list=None, time_features=None, seed=0,
     accelerator="cpu", verbose=False)
+#: parameters a fitted forecaster may change without losing its fit: what predict reports, and
+#: how a later ``fit(warm_start=True)`` trains (its optimiser and budget)
+KEEP_FIT = ("verbose", "naive_fallback", "lr", "weight_decay", "batch_size", "max_epochs", "patience",
+            "limit_train_batches", "accelerator")
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -124,8 +146,19 @@ class TitansForecaster(BaseEstimator):
         freq: pandas frequency alias; inferred from the data if None.
         id_col, time_col, target_col: column names of long frames (``time_col`` None: ``ds``,
             or ``date`` in wide frames).
-        covariates: extra numeric columns of a long frame used as past inputs (their future
-            values are not needed and not forecast).
+        covariates: an alias of ``hist_exog_list`` (give one of them).
+        hist_exog_list: past-only covariates: numeric columns of the frame (long, or wide where
+            they are not channels) known up to the forecast origin; the network reads them over
+            the context only.
+        futr_exog_list: future-known covariates: numeric columns of the frame whose future values
+            are known too; ``predict(futr_df=...)`` gives them over the next ``h`` steps.
+        stat_exog_list: static covariates: the columns of ``fit(df, static_df=...)`` (one row per
+            series); numeric columns are standardised across the series, text / categorical /
+            boolean columns are categories (a category unseen at fit is refused).
+        time_features: calendar features as future-known covariates: None (off), "auto" (the
+            frequency's usual ones: hour of day, day of week, day of month, ...) or a list of
+            names of :data:`titans_ts.datasets.TIME_FEATURES`. The names chosen are in
+            ``chosen_defaults_["time_features"]``.
         seed: seed of initialisation, shuffling and dropout.
         accelerator: Lightning accelerator ("cpu", "gpu", "auto").
         verbose: progress bar and Lightning's messages.
@@ -148,6 +181,14 @@ class TitansForecaster(BaseEstimator):
     Every data-aware choice of ``fit`` and the facts it rests on are in ``chosen_defaults_``.
     """
 
+    # fitted state set by fit / load (declared for the type checker: fit reads a warm start's
+    # before it assigns the new; no class attribute is created)
+    model_: Any
+    exog_: ExogSpec
+    statics_: tuple[np.ndarray, np.ndarray] | None
+    context_length_: int
+    cycle_len_: int
+
     def __init__(self, h: int = 24, context_length: int | None = None, loss: str = ROBUST["loss"],
                  lr: float = TrainingConfig.lr, weight_decay: float = TrainingConfig.weight_decay,
                  batch_size: int = TrainingConfig.batch_size,
@@ -156,8 +197,10 @@ class TitansForecaster(BaseEstimator):
                  val_size: int | None = None, naive_fallback: bool = False, test_time_memory: bool = False,
                  memory_pace: Sequence[float] = (-8.0, -4.0, -5.0), freq: str | None = None,
                  id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
-                 covariates: Sequence[str] | None = None, seed: int = 0, accelerator: str = "cpu",
-                 verbose: bool = False, **network: Any) -> None:
+                 covariates: Sequence[str] | None = None, futr_exog_list: Sequence[str] | None = None,
+                 hist_exog_list: Sequence[str] | None = None, stat_exog_list: Sequence[str] | None = None,
+                 time_features: str | Sequence[str] | None = None, seed: int = 0,
+                 accelerator: str = "cpu", verbose: bool = False, **network: Any) -> None:
         _check_keys(network)
         self.h = h
         self.context_length = context_length
@@ -177,6 +220,10 @@ class TitansForecaster(BaseEstimator):
         self.time_col = time_col
         self.target_col = target_col
         self.covariates = covariates
+        self.futr_exog_list = futr_exog_list
+        self.hist_exog_list = hist_exog_list
+        self.stat_exog_list = stat_exog_list
+        self.time_features = time_features
         self.seed = seed
         self.accelerator = accelerator
         self.verbose = verbose
@@ -191,13 +238,16 @@ class TitansForecaster(BaseEstimator):
 
     def set_params(self, **params: Any) -> "TitansForecaster":
         """Set parameters (scikit-learn's contract). Changing a parameter of a fitted forecaster
-        (anything but ``verbose`` and ``naive_fallback``, which only choose what ``predict``
-        reports) un-fits it: its trained state belongs to the old values, so ``predict`` /
-        ``save`` then ask for ``fit`` again instead of mixing the two."""
+        un-fits it (its trained state belongs to the old values, so ``predict`` / ``save`` then
+        ask for ``fit`` again instead of mixing the two), but for those of :data:`KEEP_FIT`:
+        ``verbose`` and ``naive_fallback`` choose what ``predict`` reports, and ``lr``,
+        ``weight_decay``, ``batch_size``, ``max_epochs``, ``patience``,
+        ``limit_train_batches`` and ``accelerator`` how a later ``fit(warm_start=True)`` trains
+        (``model.set_params(max_epochs=3).fit(new, warm_start=True)``)."""
         before = self.get_params(deep=False)
         super().set_params(**params)
         after = self.get_params(deep=False)
-        changed = sorted(k for k in after if k not in ("verbose", "naive_fallback")
+        changed = sorted(k for k in after if k not in KEEP_FIT
                          and not _same(before.get(k), after[k]))
         if changed and hasattr(self, "model_"):
             for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
@@ -216,15 +266,20 @@ class TitansForecaster(BaseEstimator):
         cycle = getattr(self, "cycle_len_", None)
         return L, (cycle if cycle is not None else (self.cycle_len or 0))
 
-    def _config(self, n_inputs: int | None = None) -> TitansConfig:
-        """The network's configuration (validated), for ``n_inputs`` channels."""
+    def _config(self, n_targets: int | None = None) -> TitansConfig:
+        """The network's configuration (validated), for ``n_targets`` target channels and the
+        fitted covariates (``exog_``; none before ``fit``)."""
         L, cycle = self._lengths()
         net = {name: plain(getattr(self, name)) for name in NETWORK_SETTINGS}
         net["cycle_len"] = cycle
         if net["patch_len"] is not None and isinstance(L, (int, np.integer)) and L >= 1:
             net["patch_len"] = min(net["patch_len"], int(L))
         net["quantiles"] = tuple(net["quantiles"]) if net["quantiles"] is not None else None
-        return TitansConfig.from_dict(net, seq_len=L, horizon=self.h, n_channels=n_inputs)
+        spec = getattr(self, "exog_", None) or ExogSpec()
+        return TitansConfig.from_dict(net, seq_len=L, horizon=self.h, n_channels=n_targets,
+                                      n_hist_exog=spec.n_hist, n_futr_exog=spec.n_futr,
+                                      n_stat_exog=len(spec.stat_real),
+                                      stat_cat_cardinalities=spec.cardinalities)
 
     def _check_params(self) -> None:
         check_params(self)
@@ -238,17 +293,119 @@ class TitansForecaster(BaseEstimator):
 
     def _collection(self, df: Any) -> SeriesCollection:
         freq = getattr(self, "freq_", None)
+        spec = getattr(self, "exog_", None)
+        if spec is None:
+            hist, futr, _ = check_names(self)
+            columns = [*hist, *futr]
+        else:
+            columns = spec.columns
         return from_frame(df, id_col=self.id_col, time_col=self.time_col, target_col=self.target_col,
-                          covariates=self.covariates, freq=freq if freq is not None else self.freq)
+                          covariates=columns, freq=freq if freq is not None else self.freq)
 
-    @staticmethod
-    def _inputs(coll: SeriesCollection) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per series [T, C + K] values (targets then covariates, float64: each series is centred
-        and scaled in float64 before the network's float32, :mod:`.scaling`) and masks."""
-        if coll.covariates is None:
+    def _inputs(self, coll: SeriesCollection) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per series [T, C + K] values and masks: the targets, the past-only covariates, the
+        future-known ones, then the calendar features (``exog_``); float64: each series is
+        centred and scaled in float64 before the network's float32 (:mod:`.scaling`)."""
+        spec = getattr(self, "exog_", None)
+        if coll.covariates is None and not (spec and spec.time_features):
             return [v.astype(np.float64) for v in coll.values], [m.copy() for m in coll.masks]
-        vals = [np.concatenate([v, c], 1).astype(np.float64) for v, c in zip(coll.values, coll.covariates, strict=True)]
+        vals = []
+        for i, v in enumerate(coll.values):
+            parts = [v] if coll.covariates is None else [v, coll.covariates[i]]
+            if spec and spec.time_features:
+                parts.append(calendar(spec, coll.index[i], v.shape[0]))
+            vals.append(np.concatenate(parts, 1).astype(np.float64))
         return vals, [~np.isnan(v) for v in vals]
+
+    def _series_stats(self, values: list[np.ndarray], masks: list[np.ndarray]):
+        """Each series' units (:func:`.scaling.series_stats`); calendar features keep theirs
+        (centre 0, scale 1: they are in [-0.5, 0.5] already, the same for every series)."""
+        loc, scale = series_stats(values, masks)
+        spec = getattr(self, "exog_", None)
+        k = len(spec.time_features) if spec is not None else 0
+        if k:
+            for a, b in zip(loc, scale, strict=True):
+                a[-k:], b[-k:] = 0.0, 1.0
+        return loc, scale
+
+    @property
+    def _spec(self) -> ExogSpec:
+        """The fitted covariates (none before ``fit``)."""
+        return getattr(self, "exog_", None) or ExogSpec()
+
+    def _window_kwargs(self, static: tuple | None = None) -> dict:
+        """The covariate arguments of :class:`SeriesWindows` (``static``: the series' static
+        values and codes; None: the stored series')."""
+        spec = self._spec
+        if not spec.any:
+            return {}
+        kw: dict[str, Any] = dict(n_targets=self.n_targets_, n_hist=spec.n_hist, n_futr=spec.n_futr)
+        if not spec.static:
+            return kw
+        given = self.statics_ if static is None else static
+        assert given is not None  # (fit stores the statics of a forecaster that reads them)
+        real, codes = given
+        if spec.stat_real:
+            kw["static"] = list(real)
+        if spec.stat_cat:
+            kw["static_cat"] = list(codes)
+        return kw
+
+    def _stored_static(self, which) -> tuple | None:
+        """The static values and codes of the stored series ``which`` (None: no statics)."""
+        statics = getattr(self, "statics_", None)
+        if statics is None:
+            return None
+        which = list(which)
+        return statics[0][which], statics[1][which]
+
+    def _static_for(self, ids: list, static_df: Any, where: str) -> tuple | None:
+        """Static values and codes of the series ``ids``: from ``static_df``, else the stored
+        ones (every id must then be a fitted series)."""
+        spec = self._spec
+        if not spec.static:
+            if static_df is not None:
+                raise DataValidationError(f"static_df was given{where} but this forecaster has no static "
+                                          f"covariates (stat_exog_list is empty); leave it out")
+            return None
+        if static_df is not None:
+            return read_static(spec, static_df, ids, self.id_col, where)
+        pos = {sid: k for k, sid in enumerate(self.history_["ids"])}
+        new = [sid for sid in ids if sid not in pos]
+        if new:
+            raise DataValidationError(f"series {new[:5]} are new to this forecaster, which reads the static "
+                                      f"covariates {spec.static}: give static_df{where} with their rows")
+        return self._stored_static([pos[sid] for sid in ids])
+
+    def _future(self, coll: SeriesCollection, futr_df: Any) -> list[np.ndarray] | None:
+        """Per series the input rows of the ``h`` steps after its end [h, C + K] (raw units):
+        the future-known covariates from ``futr_df`` and the calendar, NaN elsewhere (None: the
+        network reads no future-known covariate)."""
+        spec = self._spec
+        given = read_future(spec, futr_df, coll, self.h, self.id_col, self.time_col_)
+        if not spec.n_futr:
+            return None
+        C, Kh, Kf = self.n_targets_, spec.n_hist, len(spec.futr)
+        rows = []
+        for i, g in enumerate(given):
+            r = np.full((self.h, self.n_inputs_), np.nan, np.float64)
+            r[:, C + Kh:C + Kh + Kf] = g
+            if spec.time_features:
+                r[:, C + Kh + Kf:] = calendar(spec, coll.future_index(i, self.h), self.h)
+            rows.append(r)
+        return rows
+
+    def _future_from_rows(self, rows: list[np.ndarray]) -> list[np.ndarray] | None:
+        """Future input rows from rows of the data (targets and past-only covariates hidden)."""
+        if not self._spec.n_futr:
+            return None
+        cut = self.n_targets_ + self._spec.n_hist
+        out = []
+        for r in rows:
+            r = r.astype(np.float64)  # (a copy)
+            r[:, :cut] = np.nan
+            out.append(r)
+        return out
 
     def _firsts(self, index: list, freq: Any) -> list[int] | None:
         return first_steps(index, freq) if self._lengths()[1] else None
@@ -263,10 +420,13 @@ class TitansForecaster(BaseEstimator):
                               patience=budget.get("patience", self.patience),
                               limit_train_batches=budget.get("limit_train_batches", self.limit_train_batches))
 
-    def _module(self, n_inputs: int, training: TrainingConfig | None = None):
+    def _module(self, n_targets: int | None = None, training: TrainingConfig | None = None):
+        """The Lightning module of the network for ``n_targets`` target channels (None: the
+        fitted ones) and the fitted covariates."""
         from ..model.lightning_module import TitansLightningModule
 
-        return TitansLightningModule.from_configs(self._config(n_inputs), training or self._training())
+        n_targets = self.n_targets_ if n_targets is None else n_targets
+        return TitansLightningModule.from_configs(self._config(n_targets), training or self._training())
 
     def _train_windows(self, values, masks, val_sizes):
         """Training and validation window ends; ``val_sizes``: each series' held-out tail."""
@@ -283,7 +443,7 @@ class TitansForecaster(BaseEstimator):
         if val and not any(masks[i][e:e + h].any() for i, e in val):
             warnings.warn(f"no observed target value in the validation steps (the last {val_size} of "
                           f"every series): early stopping is off and best_val_loss_ is None",
-                          UserWarning, stacklevel=3)
+                          UserWarning, stacklevel=4)
             val = []
         return train, val
 
@@ -311,19 +471,60 @@ class TitansForecaster(BaseEstimator):
         del self.chosen_defaults_["num_batches_per_epoch"]
         return budget
 
-    def fit(self, df: Any, callbacks: list | None = None, trial: Any = None) -> "TitansForecaster":
+    def fit(self, df: Any, static_df: Any = None, *, warm_start: bool = False,
+            callbacks: list | None = None, trial: Any = None) -> "TitansForecaster":
         """Train on every series of ``df`` (pandas or polars; long or wide). Returns ``self``.
 
-        ``callbacks`` are extra Lightning callbacks; ``trial`` (an optuna trial) adds median
-        pruning on the validation loss."""
+        Args:
+            df: the series, with the columns of ``hist_exog_list`` / ``futr_exog_list``.
+            static_df: the static covariates (``stat_exog_list``): ``unique_id`` and one row
+                per series of ``df``, no other series.
+            warm_start: continue training the current weights on ``df`` (a fitted or loaded
+                forecaster; see the module documentation) instead of starting afresh.
+            callbacks: extra Lightning callbacks.
+            trial: an optuna trial: adds median pruning on the validation loss.
+        """
+        if not isinstance(warm_start, (bool, np.bool_)):
+            raise ValueError(f"warm_start must be True or False, got {warm_start!r}")
+        if warm_start:
+            if not hasattr(self, "model_"):
+                changed = getattr(self, "_unfitted_by", None)
+                why = (f"its parameters {changed} changed after fit, which discards the trained state"
+                       if changed else "it has not been fitted or loaded")
+                raise NotFittedError(f"fit(warm_start=True) continues training a fitted forecaster; {why}. "
+                                     f"Call fit without warm_start first (or load a saved forecaster).")
+            saved = dict(vars(self))  # a warm start that fails leaves the forecaster as it was
+            try:
+                return self._fit(df, static_df, True, callbacks, trial)
+            except BaseException:
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+                raise
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)  # a refit starts from its parameters, not the last fit's state
+        return self._fit(df, static_df, False, callbacks, trial)
+
+    def _fit(self, df: Any, static_df: Any, warm_start: bool, callbacks, trial) -> "TitansForecaster":
         import lightning.pytorch as pl
 
         from ..training import fit_module
 
-        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-            delattr(self, name)  # a refit starts from its parameters, not the last fit's state
+        if warm_start:
+            previous = self.model_
+            units = {sid: (loc, scale) for sid, loc, scale in
+                     zip(self.history_["ids"], self.history_["loc"], self.history_["scale"], strict=True)}
         self._check_params()
+        hist, futr, stat = check_names(self)
+        if self.test_time_memory and (hist or futr or stat or self.time_features):
+            raise ValueError("test_time_memory=True does not read covariates yet (the carried memory "
+                             "corrects forecasts from the targets alone); use covariates or "
+                             "test_time_memory, not both")
         coll = self._collection(df)
+        if warm_start:
+            state.check_new(self, coll, same_ids=False)
+            spec = self.exog_
+        else:
+            spec = make_spec(self, hist, futr, stat, coll, static_df)
         h = self.h
         val_size = h if self.val_size is None else int(self.val_size)
         if self.val_size is None:  # the default tail: series too short for it train whole
@@ -331,25 +532,47 @@ class TitansForecaster(BaseEstimator):
         else:
             coll.check_min_length(h + 1 + val_size, what="h + 1 (+ val_size for early stopping)")
         coll.check_observed()
+        statics = read_static(spec, static_df, coll.ids, self.id_col) if spec.static else None
+        if not spec.static and static_df is not None:
+            raise DataValidationError("static_df was given but this forecaster has no static covariates "
+                                      "(stat_exog_list is empty)")
+        self.exog_ = spec
         raw, masks = self._inputs(coll)
         val_sizes = tail_sizes([v.shape[0] for v in raw], h, val_size)
         chosen = data_defaults(coll.freq, h, [v.shape[0] for v in raw], self.batch_size,
-                               val_size=val_sizes, context=self.context_length)
-        self.context_length_ = L = chosen.context_length
-        self.cycle_len_ = chosen.cycle_len if self.cycle_len is None else int(self.cycle_len)
+                               val_size=val_sizes,
+                               context=self.context_length_ if warm_start else self.context_length)
+        if not warm_start:
+            self.context_length_ = chosen.context_length
+            self.cycle_len_ = chosen.cycle_len if self.cycle_len is None else int(self.cycle_len)
+        L = self.context_length_
 
-        stats = series_stats(raw, masks)
+        stats = self._series_stats(raw, masks)
+        if warm_start:  # the known series keep the units they were fitted in
+            for i, sid in enumerate(coll.ids):
+                if sid in units:
+                    stats[0][i], stats[1][i] = units[sid]
         values = scaled_inputs(raw, stats)
         train_idx, val_idx = self._train_windows(values, [m[:, :coll.n_channels] for m in masks], val_sizes)
         budget = self._budget(chosen, len(train_idx), bool(val_idx))
+        self.chosen_defaults_["time_features"] = list(spec.time_features)
+        if warm_start:
+            self.chosen_defaults_["warm_start"] = True
         firsts = self._firsts(coll.index, coll.freq)
         C = coll.n_channels
         n_in = values[0].shape[1]
+        self.n_targets_ = C
+        self.statics_ = statics
         pl.seed_everything(self.seed, verbose=False)
         training = self._training(budget)
-        module = self._module(n_in, training)
+        module = self._module(C, training)
+        if warm_start:
+            module.load_state_dict(previous.state_dict())
+        kw = self._window_kwargs()
 
         def windows(ends):
+            if kw:
+                return SeriesWindows(values, L, h, ends, masks=masks, first_index=firsts, **kw)
             return SeriesWindows(values, L, h, ends, masks=masks, n_targets=C, first_index=firsts)
 
         gen = torch.Generator().manual_seed(self.seed)
@@ -366,7 +589,6 @@ class TitansForecaster(BaseEstimator):
         self.n_epochs_ = fitted.epochs
         self.model_ = module.cpu().eval()
         self.freq_ = coll.freq
-        self.n_targets_ = C
         self.n_inputs_ = n_in
         self.channels_ = list(coll.channels)
         self.covariate_names_ = list(coll.covariate_names)
@@ -393,7 +615,8 @@ class TitansForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------ predict
     def predict(self, h: int | None = None, df: Any = None, levels: Sequence[float] | None = None,
-                quantiles: Sequence[float] | None = None) -> Any:
+                quantiles: Sequence[float] | None = None, futr_df: Any = None,
+                static_df: Any = None) -> Any:
         """Forecast the next ``h`` steps (default: the trained horizon) of every series.
 
         Args:
@@ -405,6 +628,13 @@ class TitansForecaster(BaseEstimator):
                 ``hi-80`` columns (probabilistic heads only).
             quantiles: quantile levels to report (default: the estimator's ``quantiles`` for
                 probabilistic heads) -> ``q0.1`` ... columns.
+            futr_df: the future-known covariates (``futr_exog_list``) over the next steps of
+                every series forecast: ``unique_id``, ``ds`` and those columns (wide frames:
+                ``ds`` and those columns), exactly the trained horizon's ``h`` steps after each
+                series' end (the network reads them over its whole horizon, also when ``h`` asks
+                for fewer); NaN marks an unknown value. Calendar features need nothing.
+            static_df: the static covariates of the series forecast (default: those given to
+                ``fit``; needed for series new to the forecaster).
 
         Returns a frame in the flavour of the training data (pandas or polars): long frames get
         ``unique_id``, ``ds`` and ``<target>_hat`` (plus quantile / interval columns); wide
@@ -434,11 +664,14 @@ class TitansForecaster(BaseEstimator):
             coll = self._check_new(self._collection(df), same_ids=False)
             coll.check_observed()
             values, masks = self._inputs(coll)
-            stats = series_stats(values, masks)
+            stats = self._series_stats(values, masks)
             firsts = self._firsts(coll.index, self.freq_)
             memory = state.memory_for(self, values, masks, stats, firsts)
+        static = self._static_for(list(coll.ids), static_df, " (predict)")
+        future = self._future(coll, futr_df)
         point, qs = forecast_arrays(self, values, masks, stats, coll.ids, memory, firsts,
-                                    sorted(set(quantiles) | set(level_quantiles(levels))))
+                                    sorted(set(quantiles) | set(level_quantiles(levels))),
+                                    future=future, static=static)
         point, qs = guard.apply_fallback(self, coll.ids, values, masks, point, qs)
         return forecast_frame(coll, point[:, :h], {q: a[:, :h] for q, a in qs.items()},
                               quantiles, levels, h)
@@ -492,19 +725,20 @@ class TitansForecaster(BaseEstimator):
         return plot(self, forecast, df, ids, levels, out, history_steps, max_series)
 
     def cross_validation(self, df: Any, n_windows: int = 1, step: int | None = None,
-                         refit: bool | int = False, h: int | None = None) -> Any:
+                         refit: bool | int = False, h: int | None = None, static_df: Any = None) -> Any:
         """Rolling-origin evaluation on the end of every series (see
         :func:`titans_ts.forecaster.evaluation.cross_validation`)."""
         from .evaluation import cross_validation
 
-        return cross_validation(self, df, n_windows=n_windows, step=step, refit=refit, h=h)
+        return cross_validation(self, df, n_windows=n_windows, step=step, refit=refit, h=h,
+                                static_df=static_df)
 
-    def score(self, df: Any, metric: str = "mae", season: int = 1) -> float:
+    def score(self, df: Any, metric: str = "mae", season: int = 1, static_df: Any = None) -> float:
         """The error of forecasting the last ``h`` steps of every series of ``df`` from the rest
         (see :func:`titans_ts.forecaster.evaluation.score`). Lower is better."""
         from .evaluation import score
 
-        return score(self, df, metric=metric, season=season)
+        return score(self, df, metric=metric, season=season, static_df=static_df)
 
     def save(self, path: str | os.PathLike):
         """Write the parameters, trained weights and history to one file that loads with
@@ -523,7 +757,7 @@ class TitansForecaster(BaseEstimator):
 
     def tune(self, df: Any, space: dict | str | os.PathLike, n_trials: int = 20,
              storage: str | None = None, study_name: str | None = None, refit: bool = True,
-             seed: int = 0, grace_period: int | None = None):
+             seed: int = 0, grace_period: int | None = None, static_df: Any = None):
         """Search hyper-parameters with optuna and set the best ones on ``self`` (see
         :func:`titans_ts.tuning.tune_forecaster`; ``grace_period`` None: its default,
         ``titans_ts.tuning.GRACE_PERIOD``). Returns the study."""
@@ -531,4 +765,5 @@ class TitansForecaster(BaseEstimator):
 
         return tune_forecaster(self, df, space, n_trials=n_trials, storage=storage,
                                study_name=study_name, refit=refit, seed=seed,
-                               grace_period=GRACE_PERIOD if grace_period is None else grace_period)
+                               grace_period=GRACE_PERIOD if grace_period is None else grace_period,
+                               static_df=static_df)

@@ -10,8 +10,8 @@ import pandas as pd
 
 from ..datasets.forecast_frames import as_pandas, head_rows, to_flavour, truth_rows
 from . import state
+from .exog import check_names
 from .inference import forecast_arrays
-from .scaling import series_stats
 
 __all__ = ["cross_validation", "score", "plot", "SCORES"]
 
@@ -23,7 +23,7 @@ def _fresh(est):
 
 
 def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
-                     refit: bool | int = False, h: int | None = None) -> Any:
+                     refit: bool | int = False, h: int | None = None, static_df: Any = None) -> Any:
     """Rolling-origin evaluation on the end of every series.
 
     Cutoffs: the last ``n_windows`` origins, ``step`` steps apart (default ``h``), the last one
@@ -32,6 +32,8 @@ def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
     ``refit=True``: retrain before every window on the data up to its cutoff; ``refit=k``:
     retrain before windows 0, k, 2k, ... Returns the forecasts with ``cutoff`` and the true
     values (column ``<target>``, or the channel names with ``_true`` appended for wide frames).
+    Future-known covariates are read from ``df`` after each cutoff (their known future; ``h``
+    must then be the trained horizon), static ones from ``static_df``.
     """
     est._check_params()
     h = est.h if h is None else h
@@ -47,6 +49,10 @@ def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
     else:
         raise ValueError(f"refit must be True, False or a positive integer k, got {refit!r}")
     coll = est._collection(df)
+    futr = check_names(est)[1]
+    if futr and h != est.h:
+        raise ValueError(f"cross_validation with future-known covariates forecasts the trained horizon "
+                         f"(h={est.h}): their values after each cutoff are read from df; got h={h}")
     back = h + (n_windows - 1) * step
     coll.check_min_length(back + h + 1, what="h + (n_windows - 1) * step + h + 1")
     pdf = as_pandas(df)
@@ -56,11 +62,15 @@ def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
         trim = back - w * step  # steps removed from the end: the history ends at the cutoff
         hist = head_rows(pdf, coll, trim)
         if model is None or (every and w % every == 0):
-            model = _fresh(est).fit(hist)
+            model = _fresh(est).fit(hist, static_df=static_df)
+        truth = truth_rows(pdf, coll, trim, h)
+        futr_df = None
+        if futr:
+            keep = ([est.id_col] if coll.layout == "long" else []) + [coll.time_col, *futr]
+            futr_df = to_flavour(truth[keep].reset_index(drop=True), coll.flavour)
         # forecast from this window's history (memory rebuilt from it), trained parameters of
         # the last refit
-        fc = as_pandas(model.predict(h=h, df=hist))
-        truth = truth_rows(pdf, coll, trim, h)
+        fc = as_pandas(model.predict(h=h, df=hist, futr_df=futr_df, static_df=static_df))
         # each series' last time step before the cutoff, read as fit reads it (zone, integers)
         hc = est._collection(hist)
         fc["cutoff"] = hc.output_times(np.repeat(
@@ -74,10 +84,12 @@ def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
     return to_flavour(pd.concat(cut_frames, ignore_index=True), coll.flavour, coll.polars_dtypes)
 
 
-def score(est, df: Any, metric: str = "mae", season: int = 1) -> float:
+def score(est, df: Any, metric: str = "mae", season: int = 1, static_df: Any = None) -> float:
     """The error of forecasting the last ``h`` steps of every series of ``df`` from the rest (with
     the trained parameters): ``metric`` one of "mae", "mse", "rmse", "smape", "mase". Lower is
-    better (unlike scikit-learn regressors' R^2)."""
+    better (unlike scikit-learn regressors' R^2). Future-known covariates are read from the
+    last ``h`` rows of ``df`` (their known future), past-only ones from the rest only; static
+    ones from ``static_df`` (default: those of ``fit``, for fitted series)."""
     from .. import metrics
 
     est._check_fitted()
@@ -91,9 +103,12 @@ def score(est, df: Any, metric: str = "mae", season: int = 1) -> float:
     hist_v = [v[:-h] for v in values]
     hist_m = [m[:-h] for m in masks]
     firsts = est._firsts(coll.index, est.freq_)
-    stats = series_stats(hist_v, hist_m)  # each series in the units of its own history
+    stats = est._series_stats(hist_v, hist_m)  # each series in the units of its own history
+    static = est._static_for(list(coll.ids), static_df, " (score)")
+    future = est._future_from_rows([v[-h:] for v in values])
     point, _ = forecast_arrays(est, hist_v, hist_m, stats, coll.ids,
-                               state.memory_for(est, hist_v, hist_m, stats, firsts), firsts)
+                               state.memory_for(est, hist_v, hist_m, stats, firsts), firsts,
+                               future=future, static=static)
     y = np.stack([v[-h:, :C] for v in values])
     m = np.stack([mk[-h:, :C] for mk in masks])
     if metric == "mase":

@@ -41,7 +41,7 @@ import torch
 from pandas.tseries.frequencies import to_offset
 
 from ..datasets.timeindex import restore_dtype
-from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows
+from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows, exog_of
 from .memory_store import BATCH
 
 __all__ = ["season_length", "naive_forecast", "assess", "apply_fallback", "report_columns",
@@ -123,11 +123,12 @@ def _model_points(est, values, masks, windows, firsts) -> np.ndarray:
     """The network's point forecasts [W, h, C] (scaled units) at the validation windows; NaN
     for a channel whose context holds no observed value."""
     net, L, C = est.model_.net, est.context_length_, est.n_targets_
-    data = SeriesWindows(values, L, 0, windows, masks=masks, first_index=firsts)
+    data = SeriesWindows(values, L, 0, windows, masks=masks, first_index=firsts, futr_horizon=est.h,
+                         **est._window_kwargs())
     points = []
     for start in range(0, len(windows), BATCH):
         batch = collate_windows([data[k] for k in range(start, min(len(windows), start + BATCH))])
-        out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX))
+        out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX), exog=exog_of(batch))
         point = net.head.point(out)[..., :C].double().numpy()
         empty = ~batch[PAST_MASK][..., :C].any(1).numpy()  # [B, C]
         point[np.broadcast_to(empty[:, None, :], point.shape)] = np.nan
@@ -218,7 +219,7 @@ def check_report(report: pd.DataFrame, season: int, fallback_on: bool = False) -
            f"({100 * n_lose / n:.0f}%); mean MAE over series (scaled units) {m_model:.4g} against "
            f"{m_best:.4g} for the better naive ({margin}). See validation_report_ for each "
            f"series; {todo}.")
-    warnings.warn(msg, UserWarning, stacklevel=4)
+    warnings.warn(msg, UserWarning, stacklevel=5)
     return msg
 
 

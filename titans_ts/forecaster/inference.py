@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..datasets.frames import DataValidationError
-from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows
+from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows, exog_of
 from .memory_store import BATCH, SeriesMemory
 from .scaling import Stats, scale_values, unscale
 
@@ -41,17 +41,31 @@ def scaled_inputs(values: list[np.ndarray], stats: Stats, which: Iterable[int] |
 
 
 @torch.no_grad()
-def network_outputs(est, values, masks, memory: SeriesMemory | None = None, firsts=None) -> list:
+def network_outputs(est, values, masks, memory: SeriesMemory | None = None, firsts=None,
+                    future=None, static=None) -> list:
     """Raw network outputs (scaled units) for the last L steps of each series (memory: carried
-    memories, whose corrections shift each forecast; firsts: each series' first step)."""
+    memories, whose corrections shift each forecast; firsts: each series' first step).
+
+    ``future``: per series the (scaled) input rows of the ``h`` steps after its end, where the
+    future-known covariates are read (None: unknown, read as unobserved, e.g. the finiteness
+    check of ``update``); ``static``: the series' static values and codes (None: the stored
+    series', in order)."""
     net, L, C = est.model_.net, est.context_length_, est.n_targets_
-    windows = SeriesWindows(values, L, 0, [(i, v.shape[0]) for i, v in enumerate(values)],
-                            masks=masks, first_index=firsts)
+    ends = [(i, v.shape[0]) for i, v in enumerate(values)]
+    kw = est._window_kwargs(static)
+    if kw.get("n_futr"):
+        H = est.h
+        if future is None:
+            future = [np.full((H, v.shape[1]), np.nan, np.float32) for v in values]
+        values = [np.concatenate([v, f]) for v, f in zip(values, future, strict=True)]
+        masks = [np.concatenate([m, ~np.isnan(f)]) for m, f in zip(masks, future, strict=True)]
+        kw["futr_horizon"] = H
+    windows = SeriesWindows(values, L, 0, ends, masks=masks, first_index=firsts, **kw)
     outs = []
     for start in range(0, len(values), BATCH):
         idx = list(range(start, min(len(values), start + BATCH)))
         batch = collate_windows([windows[i] for i in idx])
-        out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX))
+        out = net(batch[PAST], batch[PAST_MASK], time_index=batch.get(TIME_INDEX), exog=exog_of(batch))
         if memory is not None:
             point = net.point_forecast(out)
             delta = torch.zeros_like(point)
@@ -102,11 +116,13 @@ def _check_finite(arrays: list[np.ndarray], expected_nan: np.ndarray, ids, scale
 
 
 def forecast_arrays(est, values, masks, stats: Stats, ids, memory=None, firsts=None,
-                    levels_q=()) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+                    levels_q=(), future=None, static=None) -> tuple[np.ndarray, dict[float, np.ndarray]]:
     """Point [N, H, C] and per-level quantiles {q: [N, H, C]} (float64, the series' units) of
-    forecasts from the end of ``values`` (raw units; ``stats``: the scaling of each series)."""
+    forecasts from the end of ``values`` (raw units; ``stats``: the scaling of each series;
+    ``future``: the raw input rows after each end, ``static``: see :func:`network_outputs`)."""
     scaled = scaled_inputs(values, stats)
-    outs = network_outputs(est, scaled, masks, memory, firsts)
+    future = None if future is None else scaled_inputs(future, stats)
+    outs = network_outputs(est, scaled, masks, memory, firsts, future, static)
     head = est.model_.net.head
     point = np.concatenate([head.point(o).numpy() for o in outs])[..., :est.n_targets_]
     qs = {}

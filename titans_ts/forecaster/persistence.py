@@ -26,6 +26,7 @@ from ..atomic import atomic_write
 from ..datasets.frames import polars_dtype_from_json, polars_dtype_to_json
 from ..datasets.timeindex import dtype_from_name, dtype_name
 from ..integrity import LOAD_ERRORS, IntegrityError, content_digest, load_failure
+from .exog import ExogSpec
 from .guard import report_from_json, report_to_json
 
 __all__ = ["save", "load", "FORMAT", "FORMATS"]
@@ -37,7 +38,8 @@ FORMAT = "titans-ts-forecaster/3"
 FORMATS = ("titans-ts-forecaster/1", "titans-ts-forecaster/2", FORMAT)
 
 _PAYLOAD = {"format", "params", "tuple_params", "fitted", "state_dict", "stream_memory", "values",
-            "masks", "index", "has_index", "tz", "loc", "scale", "index_kind", "memory_anchors", "digest"}
+            "masks", "index", "has_index", "tz", "loc", "scale", "index_kind", "memory_anchors", "digest",
+            "static_real", "static_cat"}
 _FITTED = {"freq_", "n_targets_", "n_inputs_", "channels_", "covariate_names_", "layout_", "flavour_",
            "time_col_", "best_val_loss_", "n_epochs_", "ids", "id_dtype_", "time_dtype_"}
 _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
@@ -47,8 +49,10 @@ _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
 # they existed had both lengths as parameters, which are then used)
 # polars_dtypes_: the polars dtypes of a polars frame's id and time columns (files written
 # before it give polars frames with the dtypes polars infers from pandas)
+# exog_ (the covariates: names, calendar features, static vocabularies and units): files
+# written before it existed read past covariates as extra channels, and load without covariates
 _FITTED_OPTIONAL = {"validation_report_", "validation_season_", "context_length_", "cycle_len_",
-                    "chosen_defaults_", "polars_dtypes_"}
+                    "chosen_defaults_", "polars_dtypes_", "exog_"}
 
 
 def _jsonable(obj):
@@ -91,7 +95,8 @@ def save(est, path: str | os.PathLike) -> Path:
                               "context_length_": est.context_length_, "cycle_len_": est.cycle_len_,
                               "chosen_defaults_": _jsonable(getattr(est, "chosen_defaults_", None)),
                               "polars_dtypes_": None if getattr(est, "polars_dtypes_", None) is None else
-                              {c: polars_dtype_to_json(t) for c, t in est.polars_dtypes_.items()}}),
+                              {c: polars_dtype_to_json(t) for c, t in est.polars_dtypes_.items()},
+                              "exog_": est._spec.to_json()}),
         "state_dict": {k: v.detach().clone() for k, v in est.model_.state_dict().items()},
         "stream_memory": {} if est.stream_memory_ is None else
         {k: v.detach().clone() for k, v in est.stream_memory_.state_dict().items()},
@@ -111,7 +116,10 @@ def save(est, path: str | os.PathLike) -> Path:
         "loc": [torch.from_numpy(np.asarray(v, dtype=np.float64)) for v in hist["loc"]],
         "scale": [torch.from_numpy(np.asarray(v, dtype=np.float64)) for v in hist["scale"]],
     }
-    payload["digest"] = content_digest(payload)
+    if getattr(est, "statics_", None) is not None:  # each series' static values (standardised) and category codes
+        payload["static_real"] = torch.from_numpy(np.ascontiguousarray(est.statics_[0], dtype=np.float32))
+        payload["static_cat"] = torch.from_numpy(np.ascontiguousarray(est.statics_[1], dtype=np.int64))
+    payload["digest"] = content_digest(payload)  # last: it covers every other entry
     return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
@@ -198,6 +206,13 @@ def _build(cls, payload, params, fitted, v1: bool):
     est.polars_dtypes_ = polars_dtypes or None
     report = fitted.pop("validation_report_", None)
     season = fitted.pop("validation_season_", None)
+    exog = fitted.pop("exog_", None)
+    if exog is None and fitted.get("covariate_names_"):
+        raise ValueError(f"this file was saved by an earlier titans-ts, whose network read the past "
+                         f"covariates {fitted['covariate_names_']} as extra channels; the current one reads "
+                         f"them as covariates (hist_exog_list), so its weights do not fit: fit the "
+                         f"forecaster again")
+    est.exog_ = ExogSpec() if exog is None else ExogSpec.from_json(exog)
     for k, v in fitted.items():
         setattr(est, k, v)
     for name, param in (("context_length_", "context_length"), ("cycle_len_", "cycle_len")):
@@ -212,7 +227,7 @@ def _build(cls, payload, params, fitted, v1: bool):
     if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
         raise TypeError(f"validation_season_ must be a positive integer, got {season!r}")
     est.validation_season_ = season if est.validation_report_ is not None else None
-    module = est._module(est.n_inputs_)
+    module = est._module(est.n_targets_)
     module.load_state_dict(payload["state_dict"])
     est.model_ = module.eval()
     kinds = payload.get("index_kind") or ["time" if has else "none" for has in payload["has_index"]]
@@ -231,6 +246,12 @@ def _build(cls, payload, params, fitted, v1: bool):
         raise IndexError("the per-series lists have different lengths")
     est.history_ = {"ids": ids, "values": values, "masks": masks, "index": index,
                     "firsts": est._firsts(index, est.freq_), "loc": loc, "scale": scale}
+    est.statics_ = None
+    if est.exog_.static:
+        real, codes = payload["static_real"].numpy(), payload["static_cat"].numpy()
+        if real.shape != (len(ids), len(est.exog_.stat_real)) or codes.shape != (len(ids), len(est.exog_.stat_cat)):
+            raise IndexError("the static covariates do not fit the series")
+        est.statics_ = (real, codes)
     from . import state
     from .memory_store import SeriesMemory
 

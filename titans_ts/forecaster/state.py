@@ -178,7 +178,8 @@ def _check_after_update(est, touched: list[int], stats: Stats) -> None:
     scaled = scaled_inputs(vals, sub)
     firsts = None if hist.get("firsts") is None else [hist["firsts"][k] for k in touched]
     memory = SeriesMemory.of([est.memory_[k] for k in touched]) if est.test_time_memory else None
-    outs = network_outputs(est, scaled, [hist["masks"][k] for k in touched], memory, firsts)
+    outs = network_outputs(est, scaled, [hist["masks"][k] for k in touched], memory, firsts,
+                           static=est._stored_static(touched))
     point = np.concatenate([est.model_.net.head.point(o).numpy() for o in outs])
     bad = [j for j in range(len(touched)) if not np.isfinite(point[j]).all()]
     if bad:

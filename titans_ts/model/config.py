@@ -246,6 +246,16 @@ class TitansConfig(_Settings):
         linear_skip: add a linear map of the normalised context (one per model, shared by the
             channels: NLinear's forecaster) to the blocks' forecast. A linear path extrapolates
             gracefully when the test period drifts from the training one.
+        n_hist_exog: past-only covariates (known up to the forecast origin): their context
+            values enter the context tokens.
+        n_futr_exog: future-known covariates (known over the horizon too: calendar features,
+            planned prices): their context values enter the context tokens, their horizon values
+            the horizon tokens (docs/architecture.md).
+        n_stat_exog: numeric static covariates (one value per series), projected and added to
+            every token.
+        stat_cat_cardinalities: the number of categories of each categorical static covariate
+            (codes 0 .. cardinality - 1), embedded and added to every token.
+            The four covariate counts are set by the front-ends from the data (0 / (): none).
     """
 
     seq_len: int = 96
@@ -271,6 +281,10 @@ class TitansConfig(_Settings):
     revin_center: str = "mean"
     cycle_len: int = 0
     linear_skip: bool = False
+    n_hist_exog: int = 0
+    n_futr_exog: int = 0
+    n_stat_exog: int = 0
+    stat_cat_cardinalities: Tuple[int, ...] = ()
 
     _what = "model"
 
@@ -315,6 +329,13 @@ class TitansConfig(_Settings):
                                                  label="RevIN center"))
         s(self, "cycle_len", _int("cycle_len", self.cycle_len, low=0))
         s(self, "linear_skip", _bool("linear_skip", self.linear_skip))
+        for name in ("n_hist_exog", "n_futr_exog", "n_stat_exog"):
+            s(self, name, _int(name, getattr(self, name), low=0))
+        cards = self.stat_cat_cardinalities
+        if isinstance(cards, (str, bytes)) or not hasattr(cards, "__iter__"):
+            raise ValueError(f"stat_cat_cardinalities must be a sequence of positive integers (the "
+                             f"number of categories of each categorical static covariate), got {cards!r}")
+        s(self, "stat_cat_cardinalities", tuple(_int("stat_cat_cardinalities", c) for c in cards))
         if self.revin_affine and self.revin and not self.n_channels:
             raise ValueError("revin_affine=True needs n_channels (the affine map is per channel)")
         if self.cycle_len and not self.n_channels:
@@ -359,7 +380,13 @@ class TitansConfig(_Settings):
         d = {f: getattr(self, f) for f in _FIELDS}
         d["memory"] = self.memory.to_dict()
         d["quantiles"] = list(self.quantiles)
+        d["stat_cat_cardinalities"] = list(self.stat_cat_cardinalities)
         return d
+
+    @property
+    def has_exog(self) -> bool:
+        """Whether the network reads covariates of any kind."""
+        return bool(self.n_hist_exog or self.n_futr_exog or self.n_stat_exog or self.stat_cat_cardinalities)
 
     def memory_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`titans_ts.NeuralMemory` (beside ``dim``)."""

@@ -14,6 +14,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from ..datasets.windows import exog_of
 from ..integrity import load_checkpoint, stamp_checkpoint, verify_checkpoint
 from .config import TitansConfig, TrainingConfig, check_keys
 from .heads import POINT_LOSSES, pinball_loss, point_loss, student_t_nll
@@ -119,15 +120,16 @@ class TitansLightningModule(pl.LightningModule):
         return cls(**config.to_dict(), **{k: getattr(training, k) for k in MODULE_TRAINING},
                    ensemble=ensemble)
 
-    def forward(self, past, past_mask=None, time_index=None):
-        return self.net(past, past_mask, time_index=time_index)
+    def forward(self, past, past_mask=None, time_index=None, exog=None):
+        return self.net(past, past_mask, time_index=time_index, exog=exog)
 
     # ------------------------------------------------------------------ losses
     def _loss(self, out, batch):
         return self.net.head.loss(out, batch["future"], batch.get("future_mask"), self.hparams.loss)
 
     def _step(self, batch):
-        out = self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
+        out = self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"),
+                       exog=exog_of(batch))
         return out, self._loss(out, batch)
 
     def _train_loss(self, batch):
@@ -147,7 +149,7 @@ class TitansLightningModule(pl.LightningModule):
         batches = list(batch) if isinstance(batch, (list, tuple)) else [batch] * k
         losses = []
         for member, b in zip(self.net.members, batches, strict=True):
-            out = member(b["past"], b.get("past_mask"), time_index=b.get("time_index"))
+            out = member(b["past"], b.get("past_mask"), time_index=b.get("time_index"), exog=exog_of(b))
             losses.append(self._loss(out, b))
         return torch.stack(losses).sum()
 
@@ -200,7 +202,8 @@ class TitansLightningModule(pl.LightningModule):
         self._emit("test")
 
     def predict_step(self, batch, batch_idx, dataloader_idx=0):
-        return self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"))
+        return self.net(batch["past"], batch.get("past_mask"), time_index=batch.get("time_index"),
+                        exog=exog_of(batch))
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

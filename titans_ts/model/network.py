@@ -12,6 +12,13 @@
                      sequence of ceil((L - patch_len) / stride) + 1 (+1 end-padding) tokens;
            "variate" one token per channel (iTransformer-style): the whole context of a channel,
                      embedded by a linear map; the blocks then run over the channel axis
+      -> covariates (optional; docs/architecture.md): the context values of past-only and
+         future-known covariates embedded per patch and added to each target channel's context
+         tokens; the horizon values of future-known covariates embedded per patch as horizon
+         tokens after the context tokens (read-only for the memory: they hold no observation);
+         static covariates (a projection of the numeric ones, an embedding per categorical one)
+         added to every token. With the variate tokeniser every covariate is its own token before
+         the target channels' tokens (iTransformer's exogenous variates)
       -> Titans blocks (LMM / MAC / MAG / MAL), causal along the token axis
       -> head: "point" (one value per step), "quantile" (one per level), "student_t"
          (location, scale, degrees of freedom)
@@ -20,7 +27,9 @@
 
 The observed mask travels with the values: masked context values enter as 0 together with the
 mask itself (each patch embeds values and mask), a token with no observed value writes nothing
-into the memory, and RevIN statistics use observed values only.
+into the memory, and RevIN statistics use observed values only. Covariates carry masks the same
+way (values and mask embedded together). They are not normalised per window (a calendar feature
+would lose its meaning): the front-ends give them in fixed units.
 """
 
 from __future__ import annotations
@@ -34,7 +43,12 @@ from .config import HEADS, REVIN_CENTERS, TOKENIZERS, TitansConfig
 from .heads import make_head
 from .memory import no_weight_decay
 
-__all__ = ["TitansNet", "EnsembleNet", "RevIN", "HEADS", "TOKENIZERS"]
+__all__ = ["TitansNet", "EnsembleNet", "RevIN", "HEADS", "TOKENIZERS", "EXOG_KEYS"]
+
+#: the covariate inputs of :meth:`TitansNet.forward` (``exog``), as in a batch
+#: (:data:`titans_ts.datasets.windows.EXOG_KEYS`)
+EXOG_KEYS = ("hist_exog", "hist_exog_mask", "futr_exog", "futr_exog_mask", "stat_exog",
+             "stat_exog_mask", "stat_cat")
 
 
 def masked_moments(x: torch.Tensor, mask: torch.Tensor | None):
@@ -182,6 +196,30 @@ class TitansNet(nn.Module):
             self.proj = nn.Linear(d_model, c.horizon * self.k_out)
         # created last: a network without it draws the same initial weights as before it existed
         self.linear = nn.Linear(c.seq_len, c.horizon) if c.linear_skip else None
+        # covariates (after everything else, for the same reason)
+        self.n_hist, self.n_futr = c.n_hist_exog, c.n_futr_exog
+        self.n_stat, self.cardinalities = c.n_stat_exog, tuple(c.stat_cat_cardinalities)
+        self.exog_embed: nn.Linear | None = None
+        self.hist_embed: nn.Linear | None = None
+        self.futr_embed: nn.Linear | None = None
+        self.n_htokens = 0
+        if self.n_tokens is not None:  # patches
+            n_ctx = self.n_hist + self.n_futr
+            if n_ctx:  # the covariates over each context patch, added to the target's token
+                self.exog_embed = nn.Linear(2 * self.patch_len * n_ctx, d_model)
+            if self.n_futr:  # horizon tokens: the future-known covariates over the horizon
+                H, P = c.horizon, self.patch_len
+                self.n_htokens = max(0, (H - P)) // self.stride + 2 if H >= P else 1
+                self.futr_embed = nn.Linear(2 * P * self.n_futr, d_model)
+                self.hpos = no_weight_decay(nn.Parameter(torch.randn(self.n_htokens, d_model) * 0.02))
+                self.proj = nn.Linear((self.n_tokens + self.n_htokens) * d_model, c.horizon * self.k_out)
+        else:  # one token per covariate, before the targets' tokens
+            if self.n_hist:
+                self.hist_embed = nn.Linear(2 * c.seq_len, d_model)
+            if self.n_futr:
+                self.futr_embed = nn.Linear(2 * (c.seq_len + c.horizon), d_model)
+        self.stat_embed = nn.Linear(2 * self.n_stat, d_model) if self.n_stat else None
+        self.cat_embed = nn.ModuleList(nn.Embedding(k, d_model) for k in self.cardinalities)
 
     # ------------------------------------------------------------------ tokenisers
     def _patches(self, x: torch.Tensor, m: torch.Tensor):
@@ -198,6 +236,64 @@ class TitansNet(nn.Module):
         pm = m.unfold(1, self.patch_len, self.stride)
         return torch.cat([px, pm], -1), pm.amax(-1) > 0
 
+    def _patch_exog(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Covariates [B, T, K] and mask -> [B, tokens, K * 2 * patch_len] (each covariate's
+        patch values and mask, side by side)."""
+        B, T, K = x.shape
+        tok, _ = self._patches(x.transpose(1, 2).reshape(B * K, T), m.transpose(1, 2).reshape(B * K, T))
+        return tok.view(B, K, tok.shape[1], tok.shape[2]).permute(0, 2, 1, 3).reshape(B, tok.shape[1], -1)
+
+    def _exog(self, exog, B: int, L: int) -> dict:
+        """The covariates this network reads, checked: values with unobserved entries 0, masks
+        as floats, codes as int64."""
+        exog = dict(exog or {})
+        unknown = sorted(set(exog) - set(EXOG_KEYS))
+        if unknown:
+            raise ValueError(f"unknown covariate input(s) {unknown}; exog takes {list(EXOG_KEYS)}")
+        want = {"hist_exog": (self.n_hist, (B, L, self.n_hist)),
+                "futr_exog": (self.n_futr, (B, L + self.horizon, self.n_futr)),
+                "stat_exog": (self.n_stat, (B, self.n_stat)),
+                "stat_cat": (len(self.cardinalities), (B, len(self.cardinalities)))}
+        out = {}
+        for key, (k, shape) in want.items():
+            x = exog.get(key)
+            if not k:
+                if x is not None or exog.get(key + "_mask") is not None:
+                    raise ValueError(f"this network was built without {key} (its configuration has none); "
+                                     f"build it with the covariate counts of the data")
+                continue
+            if x is None:
+                raise ValueError(f"this network reads {k} covariate(s) as {key} {list(shape)}; exog has none")
+            if tuple(x.shape) != shape:
+                raise ValueError(f"{key} must be {list(shape)}, got {list(x.shape)}")
+            if key == "stat_cat":
+                if x.is_floating_point() or x.dtype == torch.bool:
+                    raise ValueError(f"stat_cat must hold integer category codes, got {x.dtype}")
+                x = x.long()
+                cards = torch.as_tensor(self.cardinalities, device=x.device)
+                bad = (x < 0) | (x >= cards)
+                if bool(bad.any()):
+                    j = int(bad.nonzero()[0, 1])
+                    raise ValueError(f"stat_cat column {j} holds code {int(x[bad][0])}; its codes are "
+                                     f"0 .. {self.cardinalities[j] - 1} (cardinality {self.cardinalities[j]})")
+                out[key] = x
+                continue
+            m = exog.get(key + "_mask")
+            m = torch.isfinite(x) if m is None else m.bool()
+            out[key] = torch.where(m, x, torch.zeros_like(x)).to(torch.float32)
+            out[key + "_mask"] = m.to(torch.float32)
+        return out
+
+    def _static(self, ex: dict):
+        """[B, d_model]: what the static covariates add to every token (None without any)."""
+        s = None
+        if self.stat_embed is not None:
+            s = self.stat_embed(torch.cat([ex["stat_exog"], ex["stat_exog_mask"]], -1))
+        for j, emb in enumerate(self.cat_embed):
+            e = emb(ex["stat_cat"][:, j])
+            s = e if s is None else s + e
+        return s
+
     def memory_rows(self, batch: int, n_channels: int) -> int:
         """How many memory sequences a batch of ``batch`` windows runs (one per channel with
         patches, one per window with the variate tokeniser): the leading size of the states."""
@@ -212,9 +308,15 @@ class TitansNet(nn.Module):
 
     def forward(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
                 states: list | None = None, return_states: bool = False,
-                time_index: torch.Tensor | None = None, surprise_clamp: float | None = None):
+                time_index: torch.Tensor | None = None, surprise_clamp: float | None = None,
+                exog: dict | None = None):
         """Args:
             past: [B, L, C] context; past_mask: [B, L, C] observed mask (None = all observed).
+            exog: the covariates the configuration declares, a mapping with the batch keys
+                (:data:`EXOG_KEYS`): ``hist_exog`` [B, L, Kh], ``futr_exog`` [B, L + H, Kf]
+                (context then horizon), ``stat_exog`` [B, Ks] (each with an optional ``_mask``
+                of the same shape; None: observed where finite) and ``stat_cat`` [B, Kc]
+                integer codes. A key the configuration does not declare is an error.
             time_index: [B] integer position of each window's first context step (needed, and
                 only used, when the network has a learned cycle, ``cycle_len`` > 0).
             states: one :class:`titans_ts.MemoryState` per block (None entries, or None: the
@@ -238,16 +340,45 @@ class TitansNet(nn.Module):
         else:
             x, stats = past, None
         mf = mask.to(x.dtype)
+        ex = self._exog(exog, B, L)
         if self.cycle is not None:
             time_index = self._check_time_index(time_index, B, C)
             x = (x - self.cycle_at(time_index, 0, L)) * mf
+        n_pre = 0  # covariate tokens before the targets' (variate tokeniser)
         if self.tokenizer == "patch":
             tok, tok_mask = self._patches(x.transpose(1, 2).reshape(B * C, L), mf.transpose(1, 2).reshape(B * C, L))
             h = self.embed(tok) + self.pos
+            ctx = [ex[k][:, :L] for k in ("hist_exog", "futr_exog") if k in ex]
+            if ctx:  # the covariates over each context patch, shared by the window's channels
+                assert self.exog_embed is not None  # (built for them)
+                cm = [ex[k + "_mask"][:, :L] for k in ("hist_exog", "futr_exog") if k in ex]
+                e = self.exog_embed(self._patch_exog(torch.cat(ctx, -1), torch.cat(cm, -1)))
+                h = h + e.unsqueeze(1).expand(B, C, *e.shape[1:]).reshape(B * C, *e.shape[1:])
+            if self.n_futr:  # horizon tokens, read-only for the memory (no observation in them)
+                assert self.futr_embed is not None
+                z = self.futr_embed(self._patch_exog(ex["futr_exog"][:, L:], ex["futr_exog_mask"][:, L:])) + self.hpos
+                h = torch.cat([h, z.unsqueeze(1).expand(B, C, *z.shape[1:]).reshape(B * C, *z.shape[1:])], 1)
+                tok_mask = torch.cat([tok_mask, tok_mask.new_zeros(B * C, self.n_htokens)], 1)
+            stat = self._static(ex)
+            if stat is not None:
+                h = h + stat.unsqueeze(1).expand(B, C, -1).reshape(B * C, 1, -1)
         else:
             tok = torch.cat([x.transpose(1, 2), mf.transpose(1, 2)], -1)  # [B, C, 2L]
             h = self.embed(tok)
             tok_mask = mf.amax(1) > 0  # [B, C]
+            pre, pre_mask = [], []
+            for key, emb in (("hist_exog", self.hist_embed), ("futr_exog", self.futr_embed)):
+                if emb is not None:
+                    v, m = ex[key].transpose(1, 2), ex[key + "_mask"].transpose(1, 2)  # [B, K, T]
+                    pre.append(emb(torch.cat([v, m], -1)))
+                    pre_mask.append(m.amax(-1) > 0)
+            if pre:
+                n_pre = sum(p.shape[1] for p in pre)
+                h = torch.cat(pre + [h], 1)
+                tok_mask = torch.cat(pre_mask + [tok_mask], 1)
+            stat = self._static(ex)
+            if stat is not None:
+                h = h + stat.unsqueeze(1)
         h = self.drop(h)
         if states is not None and len(states) != len(self.blocks):
             raise ValueError(f"states must hold one entry per block ({len(self.blocks)}), got {len(states)}")
@@ -260,7 +391,7 @@ class TitansNet(nn.Module):
         if self.tokenizer == "patch":
             out = self.proj(h.reshape(B * C, -1)).view(B, C, self.horizon, self.k_out)
         else:
-            out = self.proj(h).view(B, C, self.horizon, self.k_out)
+            out = self.proj(h[:, n_pre:]).view(B, C, self.horizon, self.k_out)
         out = out.permute(0, 2, 1, 3)  # [B, H, C, k]
         if self.linear is not None:  # the linear path shifts the location (first output)
             lin = self.linear(x.transpose(1, 2)).transpose(1, 2).unsqueeze(-1)  # [B, H, C, 1]
@@ -326,18 +457,21 @@ class EnsembleNet(nn.Module):
         return self.members[0].head
 
     def member_forecasts(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
-                         time_index: torch.Tensor | None = None, surprise_clamp: float | None = None) -> list:
+                         time_index: torch.Tensor | None = None, surprise_clamp: float | None = None,
+                         exog: dict | None = None) -> list:
         """Each member's forecast (what :meth:`TitansNet.forward` returns) of the same windows."""
-        return [m(past, past_mask, time_index=time_index, surprise_clamp=surprise_clamp) for m in self.members]
+        return [m(past, past_mask, time_index=time_index, surprise_clamp=surprise_clamp, exog=exog)
+                for m in self.members]
 
     def forward(self, past: torch.Tensor, past_mask: torch.Tensor | None = None,
                 states: list | None = None, return_states: bool = False,
-                time_index: torch.Tensor | None = None, surprise_clamp: float | None = None):
+                time_index: torch.Tensor | None = None, surprise_clamp: float | None = None,
+                exog: dict | None = None):
         if states is not None or return_states:
             raise ValueError("an ensemble forecasts each window from the members' learned initial "
                              "memories; it carries no memory state across windows (states / "
                              "return_states need a single TitansNet, ensemble=1)")
-        return torch.stack(self.member_forecasts(past, past_mask, time_index, surprise_clamp), 0).mean(0)
+        return torch.stack(self.member_forecasts(past, past_mask, time_index, surprise_clamp, exog), 0).mean(0)
 
     def point_forecast(self, output) -> torch.Tensor:
         return self.head.point(output)

@@ -16,7 +16,8 @@ __all__ = ["tune_forecaster"]
 
 def tune_forecaster(est, df: Any, space: dict | str | os.PathLike, n_trials: int = 20,
                     storage: str | None = None, study_name: str | None = None, refit: bool = True,
-                    seed: int = 0, grace_period: int | None = GRACE_PERIOD) -> optuna.Study:
+                    seed: int = 0, grace_period: int | None = GRACE_PERIOD,
+                    static_df: Any = None) -> optuna.Study:
     """Search hyper-parameters of ``est`` with optuna (TPE sampler, median pruning on the
     validation loss) and set the best ones on it (refitting on ``df`` if ``refit``).
 
@@ -24,7 +25,10 @@ def tune_forecaster(est, df: Any, space: dict | str | os.PathLike, n_trials: int
     ``"memory.depth"``) to specs ``{type: float|int|categorical, low, high, log, choices}`` (or
     is a YAML file of that). ``storage`` is any optuna storage URL (in memory if None); several
     processes may share one (``grace_period``: seconds without a heartbeat after which a
-    running trial's worker counts as dead and its trial is retried). Returns the study."""
+    running trial's worker counts as dead and its trial is retried). Covariates are parameters
+    like any other (``"time_features": {type: categorical, choices: [null, auto]}``, or lists of
+    columns such as ``"hist_exog_list": {type: categorical, choices: [[], [price]]}``);
+    ``static_df`` goes to every fit. Returns the study."""
     space = load_space(space)
     base = est.get_params()
     unknown = sorted({key.split(".")[0] for key in space} - set(base))
@@ -37,7 +41,7 @@ def tune_forecaster(est, df: Any, space: dict | str | os.PathLike, n_trials: int
 
     def objective(trial):
         model = type(est)(**params_of(suggest(trial, space)))
-        model.fit(df, trial=trial)
+        model.fit(df, static_df=static_df, trial=trial)
         if model.best_val_loss_ is None:
             raise ValueError("tuning needs a validation split: val_size must not be 0")
         return model.best_val_loss_
@@ -46,6 +50,6 @@ def tune_forecaster(est, df: Any, space: dict | str | os.PathLike, n_trials: int
                      grace_period=grace_period)
     est.set_params(**params_of(suggest(optuna.trial.FixedTrial(study.best_params), space)))
     if refit:
-        est.fit(df)
+        est.fit(df, static_df=static_df)
     est.best_params_ = dict(study.best_params)  # after the refit, which starts from parameters
     return study

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -58,11 +59,16 @@ def _check_spec(key: Any, spec: Any, source: str) -> dict:
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise SpaceError(f"{where}: categorical needs a non-empty list of choices, got {choices!r}")
-        bad = [c for c in choices if c is not None and not isinstance(c, (bool, int, float, str))]
+        def scalar(c):
+            return c is None or isinstance(c, (bool, int, float, str))
+
+        # a list of scalars is a choice too (a set of covariate columns, say)
+        bad = [c for c in choices if not scalar(c) and not (isinstance(c, list) and all(map(scalar, c)))]
         if bad:
-            raise SpaceError(f"{where}: categorical choices must be null, bool, int, float or str, "
-                             f"got {bad!r}")
-        if len({(type(c), c) for c in choices}) != len(choices):
+            raise SpaceError(f"{where}: categorical choices must be null, bool, int, float, str or lists "
+                             f"of those, got {bad!r}")
+        keys = [(type(c), tuple(c) if isinstance(c, list) else c) for c in choices]
+        if len(set(keys)) != len(choices):
             raise SpaceError(f"{where}: categorical choices repeat a value: {choices!r}")
         return {"type": "categorical", "choices": list(choices)}
     missing = [f for f in ("low", "high") if f not in spec]
@@ -120,13 +126,16 @@ def load_space(space: str | os.PathLike | Mapping) -> dict[str, dict]:
 
 def suggest(trial: optuna.trial.BaseTrial, space: str | os.PathLike | Mapping) -> dict[str, Any]:
     """Ask ``trial`` for one value per key of ``space``; returns ``{dotted key: value}``
-    (Python ``float`` / ``int`` / the choice itself)."""
+    (Python ``float`` / ``int`` / the choice itself). Categorical choices that hold lists are
+    asked as their JSON text (optuna's choices are scalars) and given back as lists."""
     out: dict[str, Any] = {}
     for key, s in load_space(space).items():
         if s["type"] == "float":
             out[key] = trial.suggest_float(key, s["low"], s["high"], log=s["log"], step=s["step"])
         elif s["type"] == "int":
             out[key] = trial.suggest_int(key, s["low"], s["high"], step=s["step"], log=s["log"])
+        elif any(isinstance(c, list) for c in s["choices"]):
+            out[key] = json.loads(trial.suggest_categorical(key, [json.dumps(c) for c in s["choices"]]))
         else:
             out[key] = trial.suggest_categorical(key, s["choices"])
     return out
