@@ -8,7 +8,9 @@ line just above its fence (invisible in the rendered page):
     <!-- example: slow -->              runs only in the full suite (pytest -m "not slow" leaves it)
     <!-- example: data -->              reads the benchmark files: TITANS_TS_DATA is set to them
     <!-- example: slow data -->         both
-    <!-- example: skip: REASON -->      not run, and the test reports why (a reason is required)
+    <!-- example: skip: REASON -->      not run, and the test reports why (a reason is required);
+                                        a reason that names a test (tests/x.py::test_y, which
+                                        runs the block in its own way) fails when it is gone
 
 A block that is deliberately not Python (shell commands, a recurrence) has another fence
 (```bash, ``` alone) and is not collected.
@@ -27,6 +29,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ ]*$", re.S | re.M)
 MARK = re.compile(r"<!--\s*example:\s*(?P<spec>.*?)\s*-->\s*$")
 FLAGS = ("slow", "data")
+TEST_ID = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
 
 
 class Example:
@@ -71,6 +74,16 @@ def collect(doc: Path) -> list[Example]:
     return out
 
 
+def missing_tests(reason: str, repo: Path = REPO) -> list[str]:
+    """The tests (``tests/x.py::test_y``) a skip reason names that do not exist."""
+    gone = []
+    for path, name in TEST_ID.findall(reason):
+        file = repo / path
+        if not file.is_file() or not re.search(rf"^def {name}\(", file.read_text(), re.M):
+            gone.append(f"{path}::{name}")
+    return gone
+
+
 def _params():
     params = []
     for doc in DOCS:
@@ -83,7 +96,9 @@ def _params():
 @pytest.mark.parametrize("example", _params())
 def test_example_runs(example, request, tmp_path, monkeypatch):
     if example.skip:
-        pytest.skip(f"not runnable on purpose: {example.skip}")
+        gone = missing_tests(example.skip)
+        assert not gone, f"{example.id} is skipped as run by {gone}, which do not exist"
+        pytest.skip(f"not run here: {example.skip}")
     if "data" in example.flags:
         monkeypatch.setenv("TITANS_TS_DATA", str(request.getfixturevalue("data_root")))
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -136,6 +151,9 @@ def test_the_collector(tmp_path):
     got = [(e.line, e.source, e.flags, e.skip) for e in collect(doc)]
     assert got == [(1, "a = 1\n", set(), None), (5, "b = 2\n", {"slow", "data"}, None),
                    (11, "c = 3\n", set(), "needs a GPU")]
+    assert missing_tests("run by tests/api/test_doc_examples.py::test_the_collector") == []
+    assert missing_tests("run by tests/api/test_doc_examples.py::test_gone and tests/api/nofile.py::test_x") == \
+        ["tests/api/test_doc_examples.py::test_gone", "tests/api/nofile.py::test_x"]
     with pytest.raises(ValueError, match="a skipped example needs its reason"):
         parse_mark("skip", "x.md:1")
     with pytest.raises(ValueError, match=r"unknown example mark 'fast'; marks are slow, data"):
