@@ -1,4 +1,8 @@
-"""plot_forecast_frame on a caller's axis: one series drawn, never a silent first-of-many."""
+"""Plots: plot_forecast_frame on a caller's axis (one series drawn, never a silent
+first-of-many); the interval of a point head from its validation residuals (residual_band,
+band_coverage) and the quickstart's picture that shades it."""
+
+import re
 
 import matplotlib
 import numpy as np
@@ -117,3 +121,27 @@ def test_the_test_forecast_plot_shades_a_given_band(tmp_path, monkeypatch):
         for edge in (forecast + low[:, 1].numpy(), forecast + high[:, 1].numpy()):
             assert all(np.isclose(ys, y, rtol=1e-5).any() for y in edge)
     plt.close(figures[0])
+
+
+@pytest.mark.slow
+def test_the_quickstart_plot_shows_an_interval(data_root, tmp_path, monkeypatch, capsys):
+    """``titans-ts quickstart`` (its point head, a short budget): every panel of its picture shades
+    the validation residuals' 80 % interval, and it prints that interval's test coverage."""
+    from matplotlib.collections import PolyCollection
+
+    from titans_ts import plotting
+    from titans_ts.cli import main
+
+    figures = []
+    save = plotting.save_figure
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, out, dpi: figures.append(fig) or save(fig, out, dpi=dpi))
+    assert main(["quickstart", "--root", str(data_root), "--epochs", "1", "--batches", "2",
+                 "--plot", str(tmp_path / "q.png")]) == 0
+    assert (tmp_path / "q.png").stat().st_size > 1000
+    (fig,) = figures
+    for ax in fig.axes:
+        labels = [c.get_label() for c in ax.collections if isinstance(c, PolyCollection)]
+        assert labels == ["80 % interval (validation residuals)"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("80 % interval"))
+    covered = float(re.search(r"it holds ([0-9.]+) % of the test values", line).group(1))
+    assert 50 < covered < 100
