@@ -7,7 +7,8 @@
 * A site page takes a section of docs/user-guide.md, which stays one page that its authors edit
   as one file: between ``<!-- user-guide: TEXT -->`` and ``<!-- /user-guide -->`` (a pointer to
   the user guide, which is what the repository's own view of the page shows), the site puts the
-  body of the guide's one ``## `` section whose heading contains TEXT.
+  body of the guide's one ``## `` section whose heading contains TEXT, its sub-headings one
+  level up.
 * The docstrings cite names in Sphinx's way (``:class:`TitansNet` ``), which the Google-style
   parser leaves as text: the role before a cited name is left out of the rendered page.
 """
@@ -57,7 +58,20 @@ def user_guide_section(guide: str, text: str) -> str:
                           f"(one is needed); its sections: {listed}")
     start = heads[hits[0]].end()
     end = heads[hits[0] + 1].start() if hits[0] + 1 < len(heads) else len(guide)
-    return guide[start:end].strip() + "\n"
+    return _promote(guide[start:end].strip()) + "\n"
+
+
+def _promote(text: str) -> str:
+    """Headings one level up (``### `` -> ``## ``), outside fenced blocks: the page's title
+    stands for the section's own heading, so its sub-sections become the page's sections."""
+    out, fenced = [], False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{3,6} ", line):
+            line = line[1:]
+        out.append(line)
+    return "\n".join(out)
 
 
 def _error(message: str) -> Exception:

@@ -107,8 +107,10 @@ def test_every_included_user_guide_section_exists():
 
 def test_the_section_finder():
     hooks = _hooks()
-    guide = "# Guide\n\n## 1. Alpha one\n\ntext a\n\n## 2. Beta\n\ntext b\n### sub\nmore\n"
-    assert hooks.user_guide_section(guide, "Beta") == "text b\n### sub\nmore\n"
+    guide = ("# Guide\n\n## 1. Alpha one\n\ntext a\n\n## 2. Beta\n\ntext b\n### sub\nmore\n"
+             "```bash\n### not a heading\n```\n#### subsub\n")
+    assert hooks.user_guide_section(guide, "Beta") == \
+        "text b\n## sub\nmore\n```bash\n### not a heading\n```\n### subsub\n"
     assert hooks.user_guide_section(guide, "Alpha") == "text a\n"
     with pytest.raises(type(hooks._error("")), match=r"0 sections have 'Gamma' in their heading \(one is needed\); "
                                          r"its sections: 1. Alpha one; 2. Beta"):
