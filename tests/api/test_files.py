@@ -310,6 +310,7 @@ def test_a_full_disk_during_training_names_the_checkpoint_and_leaves_no_truncate
     assert list((tmp_path / "checkpoints").iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_cli_test_refuses_an_edited_checkpoint(tmp_path, data_root, capsys):
     import yaml

@@ -193,6 +193,7 @@ def test_update_without_carried_memory_still_moves_the_forecast():
     assert [r.written for r in f.memory_.series] == [0, 0]
 
 
+@pytest.mark.slow
 def test_carried_memory_stays_finite_on_a_long_stream():
     rng = np.random.default_rng(0)
     T = 3000

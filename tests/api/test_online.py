@@ -90,7 +90,7 @@ def every_mode(trained):
     return evaluate_modes(module, mem, data, L, H, modes=MODES, online_lr=1e-3)
 
 
-@pytest.mark.parametrize("cut", [300, 333])
+@pytest.mark.parametrize("cut", [300, pytest.param(333, marks=pytest.mark.slow)])
 def test_no_leak_a_later_value_never_changes_an_earlier_forecast(trained, every_mode, cut):
     """Changing values at rows >= cut leaves every forecast made at an origin <= cut bit for bit
     the same, in every mode (and changes later ones)."""
@@ -322,6 +322,7 @@ def test_the_level_memory_learns_a_level_error_the_main_memory_does_not():
     assert carried < 0.5 * float(((p_alone - read["target"])[:, late] ** 2).mean())
 
 
+@pytest.mark.slow
 def test_on_a_random_walk_the_stream_chooses_the_newest_value():
     """A random walk forecast by a backbone that misses its level: with the fallback correction
     the gains chosen along the stream move the forecast onto the newest value (repeat-last), and

@@ -275,10 +275,11 @@ optimize(objective, n_trials=int(sys.argv[2]), storage=sys.argv[1], study_name="
 '''
 
 
-# sqlite without failures: slow lane only (the fast lane's sqlite case checks the same numbering
-# with two failed trials as well; a sqlite study costs its workers about a second each to open)
+# the sqlite cases in the slow lane (a sqlite study costs its workers about a second each to open);
+# the fast lane keeps the journal storage, and test_failed_trials_free_their_place_and_a_broken_objective_stops
+# the failed trials
 @pytest.mark.parametrize("kind, failing", [pytest.param("sqlite", "", marks=pytest.mark.slow), ("journal", ""),
-                                           ("sqlite", "2,5")])
+                                           pytest.param("sqlite", "2,5", marks=pytest.mark.slow)])
 def test_workers_together_run_exactly_n_trials(tmp_path, kind, failing):
     """Three processes, one study, no training: exactly n complete trials, each run once, and no
     two with the same random draws; numbered 0..n-1 without failures, and with failures each
