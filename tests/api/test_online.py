@@ -292,7 +292,7 @@ def test_the_level_memory_learns_a_level_error_the_main_memory_does_not():
 
     torch.manual_seed(0)
     mem = StreamMemory(L, H, dim=8, heads=2, level_lr=0.02)
-    N, T = 2, 3000
+    N, T = 2, 2000
     ctx = torch.randn(N, T + H, L)
     yhat = torch.randn(N, T + H, H) * 0.3
     offset = (ctx[..., -1] > ctx.mean(-1)).float()  # the error the backbone makes, in window units
@@ -399,7 +399,7 @@ def test_on_a_random_walk_the_memory_reaches_no_correction():
     assert out[0.0][1] > 0.1 and out[0.0][0] > frozen  # plain follow-the-leader chases the noise
 
 
-@pytest.mark.parametrize("fallback", [(0.0,), (0.0, 0.5, 1.0)])
+@pytest.mark.parametrize("fallback", [(0.0,), pytest.param((0.0, 0.5, 1.0), marks=pytest.mark.slow)])
 def test_the_forecasters_carried_memory_is_the_benchmarks_carried_mode(trained, fallback):
     """The forecaster's store (TitansForecaster(test_time_memory=True)) written with a stream's
     windows gives the forecast, and the read-out gain, of the benchmark's carried mode."""
