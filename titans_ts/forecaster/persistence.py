@@ -26,7 +26,7 @@ from ..atomic import atomic_write
 from ..datasets.frames import polars_dtype_from_json, polars_dtype_to_json
 from ..datasets.timeindex import dtype_from_name, dtype_name
 from ..integrity import LOAD_ERRORS, IntegrityError, content_digest, load_failure
-from .guard import report_from_json, report_to_json
+from .guard import NAIVES, report_from_json, report_to_json
 
 __all__ = ["save", "load", "FORMAT", "FORMATS"]
 
@@ -47,8 +47,10 @@ _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
 # they existed had both lengths as parameters, which are then used)
 # polars_dtypes_: the polars dtypes of a polars frame's id and time columns (files written
 # before it give polars frames with the dtypes polars infers from pandas)
+# short_series_: the series too short to train on, with their naive (files written before it:
+# none)
 _FITTED_OPTIONAL = {"validation_report_", "validation_season_", "context_length_", "cycle_len_",
-                    "chosen_defaults_", "polars_dtypes_"}
+                    "chosen_defaults_", "polars_dtypes_", "short_series_"}
 
 
 def _jsonable(obj):
@@ -90,6 +92,8 @@ def save(est, path: str | os.PathLike) -> Path:
                               "validation_season_": getattr(est, "validation_season_", None),
                               "context_length_": est.context_length_, "cycle_len_": est.cycle_len_,
                               "chosen_defaults_": _jsonable(getattr(est, "chosen_defaults_", None)),
+                              "short_series_": [[_id(k), v] for k, v in
+                                                (getattr(est, "short_series_", None) or {}).items()],
                               "polars_dtypes_": None if getattr(est, "polars_dtypes_", None) is None else
                               {c: polars_dtype_to_json(t) for c, t in est.polars_dtypes_.items()}}),
         "state_dict": {k: v.detach().clone() for k, v in est.model_.state_dict().items()},
@@ -198,6 +202,11 @@ def _build(cls, payload, params, fitted, v1: bool):
     est.polars_dtypes_ = polars_dtypes or None
     report = fitted.pop("validation_report_", None)
     season = fitted.pop("validation_season_", None)
+    short = fitted.pop("short_series_", None) or []
+    if not isinstance(short, list) or not all(isinstance(p, list) and len(p) == 2 and p[1] in NAIVES
+                                              for p in short):
+        raise TypeError("short_series_ is malformed")
+    est.short_series_ = {k: v for k, v in short}
     for k, v in fitted.items():
         setattr(est, k, v)
     for name, param in (("context_length_", "context_length"), ("cycle_len_", "cycle_len")):
