@@ -25,9 +25,10 @@ the bounds of the central interval of level 100 (1 - 2q) (``lo-80`` / ``hi-80`` 
 ...), the median is the mean forecast (the intervals are symmetric around it). A series on
 which a model fails (an exception) is forecast by the seasonal naive instead, and the row
 counts those series (``fallbacks``). ``AutoARIMA`` has a time limit per set
-(``--arima-limit``, 600 s): after each series it projects the set's time (the mean seconds per
-series so far times the series); once that passes the limit it stops, and the set records a
-row without scores that says how far it got (a ``-`` in the report). It is not run at all on
+(``--arima-limit``, 600 s): once 10 series are done or 60 s have passed, it projects the set's
+time after each series (the mean seconds per series so far times the series); once that passes
+the limit it stops, and the set records a row without scores that says how far it got (a ``-``
+in the report). It is not run at all on
 sets whose season is ``ARIMA_MAX_SEASON`` (24) or more with series of more than 500 points (the
 hourly sets): its seasonal search took 212 and 269 s on single hourly-panel series of 976
 points (one thread of a loaded 2-core machine), hours for a set.
@@ -258,7 +259,7 @@ def stats_forecasts(model: str, train, horizon: int, season: int, seasons: tuple
             qs = {round(q, 2): np.asarray(sn.quantile(q), dtype=np.float64) for q in np.arange(1, 10) / 10}
         out.append(_QuantileForecast(e["item_id"], qs))
         spent = time.perf_counter() - t0
-        if limit is not None and spent / (k + 1) * len(entries) > limit:
+        if limit is not None and (k >= 9 or spent > 60) and spent / (k + 1) * len(entries) > limit:
             return None, 0, (f"stopped after {k + 1} of {len(entries)} series ({spent:.0f} s): projected "
                              f"{spent / (k + 1) * len(entries):.0f} s > the {limit:.0f} s limit")
     return out, fallbacks, None
