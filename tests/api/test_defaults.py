@@ -97,6 +97,7 @@ def test_time_budget_bounds_the_steps():
 
 def test_the_calendar_decision_is_not_taken_yet():
     assert dd.use_time_features("h", 24, [2000]) is False
+    assert dd.data_defaults("h", 24, [2000], 32).time_features is False
 
 
 def _hourly(n_series, T, seed=0):
