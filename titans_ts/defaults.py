@@ -36,8 +36,9 @@ One set of rules, used by :class:`titans_ts.TitansForecaster` and
   388 series, 253 000 training windows of context 210): the network's forward and backward
   passes, about evenly, the memory op a third of them; loading the windows and the optimiser
   take a few percent, validating the tails a fraction of a second per epoch. At the 34 ms per
-  step of one quiet CPU thread, 5 minutes hold about 7000 steps, nine tenths of a pass. The number of steps depends on the machine's speed, so a fit that must repeat
-  exactly gives ``max_epochs`` (or ``time_budget=None``: passes only).
+  step of one quiet CPU thread, 5 minutes hold about 7000 steps, nine tenths of a pass. The
+  number of steps depends on the machine's speed, so a fit that must repeat exactly gives
+  ``max_epochs`` (or ``time_budget=None``: passes only).
 * **Series too short to train on** (:func:`min_train_length`): a training window needs
   :data:`MIN_PAST` past steps (the network's RevIN scales each window by its context's spread,
   which one value does not have) and ``h`` future ones, so a series of fewer than ``h + 2``

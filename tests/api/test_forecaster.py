@@ -287,7 +287,8 @@ def test_score_and_plot(tmp_path):
 
 def test_rejected_inputs_name_the_problem():
     f = TitansForecaster(**TINY)
-    with pytest.raises(DataValidationError, match=r"every series is too short to train on \(fewer than h \+ 2 = 8 steps"):
+    with pytest.raises(DataValidationError,
+                       match=r"every series is too short to train on \(fewer than h \+ 2 = 8 steps"):
         f.fit(_long(1, T=7))
     with pytest.raises(DataValidationError, match=r"shorter than h \+ 2 \(\+ val_size"):
         TitansForecaster(**{**TINY, "val_size": 6}).fit(_long(1, T=10))
