@@ -410,7 +410,7 @@ class TitansForecaster(BaseEstimator):
             from ..tuning import pruning_callback
 
             cbs.append(pruning_callback(trial, "val_loss"))
-        limits = {}
+        limits: dict[str, Any] = {}
         if self.chosen_defaults_["time_budget_s"] is not None:  # stop at the target in any case
             limits["max_time"] = datetime.timedelta(seconds=self.chosen_defaults_["time_budget_s"])
         started = time.perf_counter()
