@@ -6,6 +6,8 @@ constant): the five-point series 1..5 once got 146 (issue 37)."""
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,10 +70,15 @@ def test_short_series_in_a_panel_get_their_naive_with_a_warning(tmp_path):
         np.testing.assert_array_equal(got[sid]["hi-80"], got[sid]["y_hat"])
     assert _on_scale(got["long"]["y_hat"], series["long"])
     assert (got["long"]["lo-80"] <= got["long"]["hi-80"]).all()
-    # kept by save / load
+    # kept by save / load (a timedelta budget kept as its seconds)
+    f.set_params(time_budget=datetime.timedelta(minutes=2))
+    with pytest.warns(UserWarning, match="too short to train on"):
+        f.fit(df)
+    assert f.time_budget == 120.0
     f.save(tmp_path / "m.pt")
     g = TitansForecaster.load(tmp_path / "m.pt")
-    assert g.short_series_ == f.short_series_
+    assert g.short_series_ == f.short_series_ and g.time_budget == 120.0
+    out = f.predict(levels=[80])
     pd.testing.assert_frame_equal(g.predict(levels=[80]), out)
 
 
