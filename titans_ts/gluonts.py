@@ -231,7 +231,10 @@ class TitansEstimator(PyTorchLightningEstimator):
         freq: the data's frequency, a pandas alias ("ME", "MS", "W", "D", "h", ...; the older
             aliases GluonTS accepts, "M" or "H", work too). Only validated: the network uses no
             calendar features.
-        prediction_length: forecast horizon H.
+        prediction_length: forecast horizon H. A series of fewer than ``H + 2`` values gives no
+            training window (two past values and H future ones): ``train`` warns naming such
+            series (the predictor forecasts them from their context), and refuses data where
+            every series is that short.
         context_length: context window L (None: chosen from the frequency's seasons and the
             series' lengths when ``train`` sees the data, :func:`titans_ts.defaults.context_length`:
             e.g. 36 for monthly data at horizon 18, 210 for long hourly series); shorter series
@@ -610,7 +613,7 @@ def _check_series(data: Dataset, name: str, min_length: int, freq: str) -> list:
     """One pass over a dataset before training: it holds series, at least one long enough for a
     training window (``min_length`` values), and every entry is one the pipeline accepts
     (:func:`_check_entry`). Returns the series' lengths."""
-    n, longest, lengths = 0, 0, []
+    n, longest, lengths, short = 0, 0, [], []
     for i, entry in enumerate(data):
         n += 1
         try:
@@ -619,6 +622,8 @@ def _check_series(data: Dataset, name: str, min_length: int, freq: str) -> list:
             raise ValueError(f"{name}: {err}") from None
         lengths.append(values.shape[-1])
         longest = max(longest, lengths[-1])
+        if lengths[-1] < min_length:
+            short.append(f"{_label(entry, i)} ({lengths[-1]} values)")
     if n == 0:
         raise ValueError(f"{name} holds no series; TitansEstimator.train needs at least one series "
                          f"with {min_length} or more values")
@@ -628,6 +633,12 @@ def _check_series(data: Dataset, name: str, min_length: int, freq: str) -> list:
                          f"longest has {longest}); a training window needs at least {MIN_PAST} past values "
                          f"(the network scales each window by its context's spread) and "
                          f"prediction_length future values. Use a shorter prediction_length or longer series")
+    if short and name == "training_data":
+        more = f" and {len(short) - 10} more" if len(short) > 10 else ""
+        warnings.warn(f"{len(short)} of {n} series of training_data are too short to train on (fewer than "
+                      f"prediction_length + {MIN_PAST} = {min_length} values): {', '.join(short[:10])}{more}. "
+                      f"They give no training window; the predictor forecasts them from their context "
+                      f"(centred and scaled by it, so on their own scale)", UserWarning, stacklevel=4)
     return lengths
 
 
