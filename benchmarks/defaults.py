@@ -463,15 +463,17 @@ def render(rows: list[dict], sizes: dict) -> str:
                 if r["model"] in ("titans", "titans_forecaster") and "settings" in r and r["seed"] == 0}
     if settings:
         lines += ["The data-aware defaults as chosen per set (context length L, learned cycle, "
-                  "training budget, epochs run before early stopping; `titans_ts.defaults`):", "",
+                  "training budget, the steps it allowed and what bounded them where the run recorded "
+                  "it, epochs run before early stopping; `titans_ts.defaults`):", "",
                   "| dataset | model | seasons (useful) | L | cycle_len | max_epochs x batches | "
-                  "epochs run | early stopping on |",
-                  "|---|---|---|---:|---:|---:|---:|---|"]
+                  "steps (bound) | epochs run | early stopping on |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
         for (d, m), s in sorted(settings.items(), key=lambda kv: (DATASETS.index(kv[0][0]),
                                                                   order[kv[0][1]])):
             seasons = f"{s['seasons']} ({s['useful_seasons']})"
+            bound = f"{s['steps']} ({s['limited_by']})" if s.get("limited_by") else ""
             lines.append(f"| {d} | {m} | {seasons} | {s['context_length']} | {s['cycle_len']} | "
-                         f"{s['max_epochs']} x {s['num_batches_per_epoch']} | "
+                         f"{s['max_epochs']} x {s['num_batches_per_epoch']} | {bound} | "
                          f"{s.get('epochs_run', '')} | {s['validation']} |")
         lines.append("")
     cmds = sorted({r["command"] for r in rows})

@@ -175,8 +175,9 @@ class TitansForecaster(BaseEstimator):
     naive rule, with a warning at ``fit`` naming them: their seasonal naive (the season of
     :func:`titans_ts.forecaster.guard.season_length`) where they hold one whole season, else
     their last observed value repeated; quantile / interval columns are that point (a series so
-    short has no spread to learn from). The ids and rules are ``short_series_``. When no series
-    is long enough, ``fit`` raises a ``ValueError``.
+    short has no spread to learn from). The ids and rules are ``short_series_``, decided at
+    ``fit`` (refit once they are longer). When no series is long enough, ``fit`` raises a
+    ``ValueError``.
     """
 
     def __init__(self, h: int = 24, context_length: int | None = None, loss: str = ROBUST["loss"],
