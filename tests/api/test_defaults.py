@@ -223,15 +223,16 @@ def test_both_front_ends_fit_their_steps_in_the_time_budget(monkeypatch):
     assert (chosen["steps"], chosen["limited_by"], chosen["time_budget_s"]) == (16, "time budget", 10.0)
     assert chosen["max_epochs"] * chosen["batches_per_epoch"] >= 16  # (whole epochs)
     assert chosen["steps_run"] <= chosen["max_epochs"] * chosen["batches_per_epoch"]
-    # without a target, the passes: ten over the 66 windows in batches of 16, 42 steps
+    # without a target, the passes (here one over the 66 windows in batches of 16: 5 steps)
     monkeypatch.setattr(dd, "MIN_STEPS", 3)
-    g = TitansForecaster(h=12, context_length=24, time_budget=None, limit_train_batches=1, **SMALL_NET)
-    g.fit(_hourly(2, 80))
+    monkeypatch.setattr(dd, "PASSES", 1)
+    g = TitansForecaster(h=12, context_length=24, time_budget=None, **SMALL_NET).fit(_hourly(2, 80))
     chosen = g.chosen_defaults_
-    assert (chosen["steps"], chosen["limited_by"], chosen["seconds_per_step"]) == (42, "passes", None)
+    assert (chosen["steps"], chosen["limited_by"], chosen["seconds_per_step"]) == (5, "passes", None)
     with pytest.raises(ValueError, match="time_budget must be a positive duration"):
         TitansForecaster(h=12, time_budget="soon").fit(_hourly(1, 80))
 
+    monkeypatch.undo()  # the rules as they are
     monkeypatch.setattr(TitansEstimator, "_step_seconds", lambda self: 0.5)
     est = TitansEstimator(freq="ME", prediction_length=6, num_samples=10, batch_size=16, d_model=16,
                           memory={"heads": 2, "chunk_size": 4}, num_batches_per_epoch=2, time_budget=5)
