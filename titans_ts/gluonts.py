@@ -80,7 +80,7 @@ from .integrity import stamp_checkpoint, verify_checkpoint
 from .model.config import TitansConfig, TrainingConfig, check_keys
 from .model.network import TitansNet
 from .model.optim import configure_optimizers
-from .training import fit_module, step_seconds
+from .training import fit_module, step_seconds, training_device
 
 __all__ = ["TitansEstimator", "TitansGluonTSModule", "CheckEntries", "GLUONTS_HEADS", "SCHEDULERS",
            "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES", "COVARIATE_FIELDS"]
@@ -406,7 +406,8 @@ class TitansEstimator(PyTorchLightningEstimator):
                  "future_target": torch.zeros(B, H), "future_observed_values": torch.ones(B, H)}
         with torch.random.fork_rng(devices=[]):
             module = TitansGluonTSModule(model_kwargs=self.model_kwargs(), num_samples=self.num_samples)
-        return step_seconds(module, batch, lambda m, b: m._loss(b))
+        return step_seconds(module, batch, lambda m, b: m._loss(b),
+                            device=training_device(self.trainer_kwargs.get("accelerator", "cpu")))
 
     def train_model(self, training_data: Dataset, validation_data: Optional[Dataset] = None,
                     from_predictor: Optional[PyTorchPredictor] = None,

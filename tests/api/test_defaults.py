@@ -242,3 +242,19 @@ def test_both_front_ends_fit_their_steps_in_the_time_budget(monkeypatch):
     assert (chosen["steps"], chosen["max_epochs"], chosen["limited_by"]) == (8, 4, "time budget")
     with pytest.raises(ValueError, match="time_budget must be a positive duration"):
         TitansEstimator(freq="ME", prediction_length=6, time_budget="-1min")
+
+
+def test_the_step_probe_leaves_the_module_and_the_random_state_alone():
+    import torch
+
+    from titans_ts.training import step_seconds, training_device
+
+    net = torch.nn.Linear(4, 1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    state = torch.random.get_rng_state()
+    batch = {"x": torch.randn(8, 4), "y": torch.randn(8, 1)}
+    t = step_seconds(net, batch, lambda m, b: torch.nn.functional.dropout(m(b["x"]) - b["y"]).abs().mean())
+    assert t > 0 and torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert training_device("cpu") == "cpu"
+    assert training_device("gpu") == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -362,7 +362,7 @@ class TitansForecaster(BaseEstimator):
         pruning on the validation loss."""
         import lightning.pytorch as pl
 
-        from ..training import fit_module, step_seconds
+        from ..training import fit_module, step_seconds, training_device
 
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)  # a refit starts from its parameters, not the last fit's state
@@ -397,7 +397,7 @@ class TitansForecaster(BaseEstimator):
             # the time budget's measure: a few steps of a copy, before the seeded initialisation
             probe = windows(train_idx[:self.batch_size])
             step_s = step_seconds(self._module(n_in), collate_windows([probe[k] for k in range(len(probe))]),
-                                  lambda m, b: m._train_loss(b))
+                                  lambda m, b: m._train_loss(b), device=training_device(self.accelerator))
         budget = self._budget(chosen, len(train_idx), bool(val_idx), step_s)
         pl.seed_everything(self.seed, verbose=False)
         training = self._training(budget)
