@@ -251,8 +251,8 @@ def test_the_step_probe_leaves_the_module_and_the_random_state_alone():
 
     net = torch.nn.Linear(4, 1)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    state = torch.random.get_rng_state()
     batch = {"x": torch.randn(8, 4), "y": torch.randn(8, 1)}
+    state = torch.random.get_rng_state()
     t = step_seconds(net, batch, lambda m, b: torch.nn.functional.dropout(m(b["x"]) - b["y"]).abs().mean())
     assert t > 0 and torch.equal(torch.random.get_rng_state(), state)
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
