@@ -443,6 +443,11 @@ def render(rows: list[dict], sizes: dict) -> str:
                     w[0] += mean[ours]["MASE"] < ref
                     w[1] += 1
     lines.append("")
+    missing = [f"{m} on {', '.join(d for d in datasets if (d, m) not in groups)}" for m in MODELS
+               if any(k[1] == m for k in groups) and any((d, m) not in groups for d in datasets)
+               and m not in ("mstl", "auto_arima")]
+    if missing:
+        notes.append("Not run yet: " + "; ".join(missing) + " (the counts below are over the sets each ran on).")
     if notes:
         lines += ["Notes: " + " ".join(notes), ""]
     for ours in ("titans", "titans_forecaster", FALLBACK):
