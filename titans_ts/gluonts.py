@@ -397,17 +397,39 @@ class TitansEstimator(PyTorchLightningEstimator):
         )
 
     # ------------------------------------------------------------------ training
-    def _step_seconds(self) -> float:
-        """Seconds per optimiser step of this configuration (:func:`titans_ts.training.step_seconds`)
-        on a batch of the training layout (its values do not change the time), measured on a
-        network built with the random state left as it was."""
+    def _step_seconds(self, data: Dataset) -> float:
+        """Seconds per optimiser step of this configuration: the network's step
+        (:func:`titans_ts.training.step_seconds`, on a batch of the training layout, whose values
+        do not change the time, with a network built with the random state left as it was) and
+        the loader's batch (GluonTS's pipeline draws the windows of ``data`` as it trains: a few
+        batches of a loader of its own, the random states left as they were)."""
+        import random
+
         B, L, H = self.batch_size, self.context_length, self.prediction_length
         batch = {"past_target": torch.zeros(B, L), "past_observed_values": torch.ones(B, L),
                  "future_target": torch.zeros(B, H), "future_observed_values": torch.ones(B, H)}
         with torch.random.fork_rng(devices=[]):
             module = TitansGluonTSModule(model_kwargs=self.model_kwargs(), num_samples=self.num_samples)
-        return step_seconds(module, batch, lambda m, b: m._loss(b),
+        step = step_seconds(module, batch, lambda m, b: m._loss(b),
                             device=training_device(self.trainer_kwargs.get("accelerator", "cpu")))
+        np_state, py_state = np.random.get_state(), random.getstate()
+        times = []
+        try:
+            with env._let(max_idle_transforms=max(len(data), 100)):
+                stream = self.create_training_data_loader(self.create_transformation().apply(data, is_train=True),
+                                                          None)
+                t0 = time.perf_counter()
+                for k, _ in enumerate(stream):  # the first batch fills the pipeline: not counted
+                    t1 = time.perf_counter()
+                    if k:
+                        times.append(t1 - t0)
+                    if k == 3:
+                        break
+                    t0 = time.perf_counter()
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+        return step + (float(np.median(times)) if times else 0.0)
 
     def train_model(self, training_data: Dataset, validation_data: Optional[Dataset] = None,
                     from_predictor: Optional[PyTorchPredictor] = None,
@@ -443,7 +465,7 @@ class TitansEstimator(PyTorchLightningEstimator):
                      batches_per_epoch(limit, self.num_batches_per_epoch))
         budget = kw.get("max_epochs") is None and not kw.get("max_steps")
         seconds = parse_time_budget(self.time_budget) if budget else None
-        step_s = self._step_seconds() if seconds is not None else None
+        step_s = self._step_seconds(training_data) if seconds is not None else None
         steps = chosen.steps
         by_time = time_steps(seconds, step_s)
         if by_time is not None and by_time < steps:

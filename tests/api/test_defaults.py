@@ -233,7 +233,7 @@ def test_both_front_ends_fit_their_steps_in_the_time_budget(monkeypatch):
         TitansForecaster(h=12, time_budget="soon").fit(_hourly(1, 80))
 
     monkeypatch.undo()  # the rules as they are
-    monkeypatch.setattr(TitansEstimator, "_step_seconds", lambda self: 0.5)
+    monkeypatch.setattr(TitansEstimator, "_step_seconds", lambda self, data: 0.5)
     est = TitansEstimator(freq="ME", prediction_length=6, num_samples=10, batch_size=16, d_model=16,
                           memory={"heads": 2, "chunk_size": 4}, num_batches_per_epoch=2, time_budget=5)
     est.train(_gluonts_monthly(n=4, T=40))
