@@ -28,14 +28,16 @@ One set of rules, used by :class:`titans_ts.TitansForecaster` and
   checks often; it stops after 250 steps (5 epochs of 50 batches) without improvement and keeps
   the best epoch's weights. **Within a wall-clock target** (``time_budget``, default
   :data:`TIME_BUDGET`, 5 minutes: :func:`parse_time_budget`): before training, ``fit`` times a
-  few optimiser steps on a copy of the network (:func:`titans_ts.training.step_seconds`) and
+  few optimiser steps on a copy of the network (:func:`titans_ts.training.step_seconds`; the
+  estimator adds a few batches of its GluonTS loader, which draws windows as it trains) and
   trains at most the steps that fit in :data:`TIME_SHARE` of the target at that speed (the
   rest is left to validation and checkpoints); Lightning's ``max_time`` stops it at the target
   in any case. Large panels are then bounded by time, small ones by passes and early stopping.
   Where the seconds go (the hourly development panel, :func:`titans_ts.datasets.panels.hourly_panel`:
   388 series, 253 000 training windows of context 210): the network's forward and backward
-  passes, about evenly, the memory op a third of them; loading the windows and the optimiser
-  take a few percent, validating the tails a fraction of a second per epoch. At the 34 ms per
+  passes, about evenly, the memory op a third of them; the forecaster's window loading and the
+  optimiser take a few percent, validating the tails a fraction of a second per epoch (the
+  estimator's GluonTS loader costs about a third of a network step more). At the 34 ms per
   step of one quiet CPU thread, 5 minutes hold about 7000 steps, nine tenths of a pass. The
   number of steps depends on the machine's speed, so a fit that must repeat exactly gives
   ``max_epochs`` (or ``time_budget=None``: passes only).
