@@ -22,11 +22,34 @@ One set of rules, used by :class:`titans_ts.TitansForecaster` and
   hourly data), only for data that are one series (its channels), because the cycle is one
   pattern per channel shared by every series (CycleNet's); a panel of unrelated series gets
   none.
-* **Training budget** (:func:`training_budget`): about ten passes over the training windows,
-  at least 600 and at most 3000 optimiser steps, in epochs of at most 50 batches so that early
+* **Training budget** (:func:`training_budget`, :func:`budget_steps`): ten passes over the
+  training windows (at least 600 optimiser steps), in epochs of at most 50 batches so that early
   stopping on the validation tail (the last horizon of every series, held out of training)
   checks often; it stops after 250 steps (5 epochs of 50 batches) without improvement and keeps
-  the best epoch's weights.
+  the best epoch's weights. **Within a wall-clock target** (``time_budget``, default
+  :data:`TIME_BUDGET`, 5 minutes: :func:`parse_time_budget`): before training, ``fit`` times a
+  few optimiser steps on a copy of the network (:func:`titans_ts.training.step_seconds`; the
+  estimator adds a few batches of its GluonTS loader, which draws windows as it trains) and
+  trains at most the steps that fit in :data:`TIME_SHARE` of the target at that speed (the
+  rest is left to validation and checkpoints); Lightning's ``max_time`` stops it at the target
+  in any case. Large panels are then bounded by time, small ones by passes and early stopping.
+  Where the seconds go (the hourly development panel, :func:`titans_ts.datasets.panels.hourly_panel`:
+  388 series, 253 000 training windows of context 210): the network's forward and backward
+  passes, about evenly, the memory op a third of them; the forecaster's window loading and the
+  optimiser take a few percent, validating the tails a fraction of a second per epoch (the
+  estimator's steps took 33 ms against its network's 22 ms on a loaded machine: its GluonTS
+  loader and Lightning's per-step work). At the 34 ms per
+  step of one quiet CPU thread, 5 minutes hold about 7000 steps, nine tenths of a pass. The
+  number of steps depends on the machine's speed, so a fit that must repeat exactly gives
+  ``max_epochs`` (or ``time_budget=None``: passes only).
+* **Series too short to train on** (:func:`min_train_length`): a training window needs
+  :data:`MIN_PAST` past steps (the network's RevIN scales each window by its context's spread,
+  which one value does not have) and ``h`` future ones, so a series of fewer than ``h + 2``
+  steps gives none. ``TitansForecaster`` forecasts such series (with a warning naming them) by
+  their seasonal naive where they hold one whole season, else by repeating their last value;
+  data where no series is long enough are refused with an error (both front-ends).
+* **Calendar features** (:func:`use_time_features`): the place where the defaults will decide
+  whether the network reads the calendar (features of each step's timestamp); not used yet.
 * **Robust settings** (:data:`ROBUST`): dropout 0.2 and RevIN centred on the context's mean,
   the values the validation selection of the benchmark recipes (docs/benchmarks.md,
   'Configuration selection') chose most often; the point head's loss ``"mae"`` (the median:
@@ -47,14 +70,18 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 __all__ = ["seasonal_periods", "useful_seasons", "context_length", "cycle_length",
-           "training_budget", "budget_steps", "epochs_for", "batches_per_epoch", "tail_sizes", "MAX_SEASON_CONTEXT",
-           "data_defaults", "DataDefaults", "ROBUST", "MIN_STEPS", "MAX_STEPS", "PASSES",
-           "BATCHES_PER_EPOCH", "PATIENCE_STEPS"]
+           "training_budget", "budget_steps", "time_steps", "parse_time_budget", "epochs_for",
+           "batches_per_epoch", "tail_sizes", "min_train_length", "use_time_features", "MAX_SEASON_CONTEXT",
+           "data_defaults", "DataDefaults", "ROBUST", "MIN_STEPS", "PASSES", "MIN_PAST",
+           "TIME_BUDGET", "TIME_SHARE", "BATCHES_PER_EPOCH", "PATIENCE_STEPS"]
 
 #: settings the benchmark recipes' validation selection chose most often
 ROBUST: dict[str, Any] = {"dropout": 0.2, "revin_center": "mean", "loss": "mae"}
 PASSES = 10             # passes over the training windows
-MIN_STEPS, MAX_STEPS = 600, 3000
+MIN_STEPS = 600         # optimiser steps at least (small sets), within the time budget
+TIME_BUDGET = 300.0     # seconds: the default wall-clock target of the data-aware budget
+TIME_SHARE = 0.8        # of the time budget, for the optimiser steps (validation, checkpoints: the rest)
+MIN_PAST = 2            # past steps a training window holds at least
 BATCHES_PER_EPOCH = 50  # an epoch, for early stopping's checks
 PATIENCE_STEPS = 250    # steps without a better validation loss before stopping
 MAX_SEASON_CONTEXT = 1024  # longest context a season may ask for (a week of 15-minute data fits)
@@ -117,8 +144,48 @@ def cycle_length(seasons: Sequence[int], n_series: int) -> int:
 
 
 def budget_steps(n_windows: int, batch_size: int) -> int:
-    """Optimiser steps: ``PASSES`` passes over the windows, within [``MIN_STEPS``, ``MAX_STEPS``]."""
-    return int(min(MAX_STEPS, max(MIN_STEPS, math.ceil(PASSES * max(n_windows, 1) / batch_size))))
+    """Optimiser steps by the data: ``PASSES`` passes over the windows, at least ``MIN_STEPS``
+    (the time budget bounds them further: :func:`time_steps`)."""
+    return int(max(MIN_STEPS, math.ceil(PASSES * max(n_windows, 1) / batch_size)))
+
+
+def time_steps(time_budget: float | None, seconds_per_step: float | None) -> int | None:
+    """The optimiser steps that fit in ``TIME_SHARE`` of ``time_budget`` seconds at
+    ``seconds_per_step`` (at least 1); None without a budget or a timing."""
+    if time_budget is None or not seconds_per_step or seconds_per_step <= 0:
+        return None
+    return max(1, int(TIME_SHARE * time_budget / seconds_per_step))
+
+
+_BUDGET_HELP = ("a duration such as '90s', '5min' or '1h', a number of seconds, a datetime.timedelta, "
+                "or None (no wall-clock target: the passes rule alone)")
+
+
+def parse_time_budget(value: Any) -> float | None:
+    """A wall-clock target in seconds (> 0), or None: from a number of seconds, a duration text
+    pandas reads (``"90s"``, ``"5min"``, ``"1h30min"``), a ``datetime.timedelta``, or None."""
+    import datetime as _dt
+
+    import pandas as pd
+
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        seconds = float("nan")
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        seconds = float(value)
+    elif isinstance(value, _dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        try:
+            seconds = pd.Timedelta(value.strip()).total_seconds()
+        except (TypeError, ValueError):
+            seconds = float("nan")
+    else:
+        seconds = float("nan")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"time_budget must be a positive duration: {_BUDGET_HELP}; got {value!r}")
+    return seconds
 
 
 def batches_per_epoch(limit: int | float, n_batches: int) -> int:
@@ -137,7 +204,7 @@ def epochs_for(steps: int, per_epoch: int) -> tuple[int, int]:
 def training_budget(n_windows: int, batch_size: int,
                     cyclic: bool = False) -> tuple[int, int, int]:
     """(max_epochs, batches per epoch, patience in epochs): ``PASSES`` passes over the windows
-    in [``MIN_STEPS``, ``MAX_STEPS``] optimiser steps, epochs of at most ``BATCHES_PER_EPOCH``
+    (at least ``MIN_STEPS`` optimiser steps), epochs of at most ``BATCHES_PER_EPOCH``
     batches (exactly that many where batches cycle over the data, ``cyclic``: GluonTS's loaders),
     patience ``PATIENCE_STEPS`` steps."""
     steps = budget_steps(n_windows, batch_size)
@@ -163,6 +230,7 @@ class DataDefaults:
     n_series: int
     n_windows: int
     validation: str
+    time_features: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -170,10 +238,25 @@ class DataDefaults:
         return d
 
 
+def min_train_length(horizon: int) -> int:
+    """Steps a series needs for one training window: ``MIN_PAST`` past and ``horizon`` future."""
+    return int(horizon) + MIN_PAST
+
+
 def tail_sizes(lengths: Iterable[int], horizon: int, val_size: int) -> list[int]:
-    """The validation tail each series can hold: ``val_size`` where ``horizon + 1`` steps stay
-    beside it for training, else 0 (the series trains whole)."""
-    return [int(val_size) if int(n) >= horizon + 1 + val_size else 0 for n in lengths]
+    """The validation tail each series can hold: ``val_size`` where a training window
+    (:func:`min_train_length`) stays beside it, else 0 (the series trains whole)."""
+    return [int(val_size) if int(n) >= min_train_length(horizon) + val_size else 0 for n in lengths]
+
+
+def use_time_features(freq: Any, horizon: int, lengths: Sequence[int]) -> bool:
+    """Whether the defaults give the network calendar features of each step's timestamp.
+
+    Not yet: the features themselves come with the covariates work (issue 36, ``time_features``).
+    This is where the defaults will decide, from the frequency and the series (for example:
+    sub-daily or daily data whose series span several weeks, kept where it wins on the
+    validation tails); until then it answers False for every input."""
+    return False
 
 
 def data_defaults(freq: Any, horizon: int, lengths: Sequence[int], batch_size: int,
@@ -195,14 +278,14 @@ def data_defaults(freq: Any, horizon: int, lengths: Sequence[int], batch_size: i
     periods = seasonal_periods(freq)
     useful = useful_seasons(periods, typical, horizon)
     L = context_length(horizon, useful, typical) if context is None else int(context)
-    # training windows: every end with at least one past step and a whole target before the tail
-    n_windows = int(np.clip(lens - tails - horizon, 0, None).sum())
+    # training windows: every end with MIN_PAST past steps and a whole target before the tail
+    n_windows = int(np.clip(lens - tails - horizon - (MIN_PAST - 1), 0, None).sum())
     max_epochs, per_epoch, patience = training_budget(n_windows, batch_size, cyclic)
     return DataDefaults(
         context_length=L, cycle_len=cycle_length(useful, len(lens)),
         steps=budget_steps(n_windows, batch_size), max_epochs=max_epochs,
         num_batches_per_epoch=per_epoch, patience=patience, seasons=periods,
         useful_seasons=useful, typical_length=typical, n_series=int(lens.size),
-        n_windows=n_windows,
+        n_windows=n_windows, time_features=use_time_features(freq, horizon, lens.tolist()),
         validation=("none" if not val else f"last {val} steps of every series" if tails.min()
                     else f"last {val} steps of {int((tails > 0).sum())} of {lens.size} series"))

@@ -46,6 +46,8 @@ values are left out of the loss. The predictor is a plain ``PyTorchPredictor``: 
 # no ``from __future__ import annotations``: GluonTS's ``@validated`` builds pydantic models from
 # the annotations and needs them as real types, not strings
 
+import datetime
+import time
 import warnings
 from typing import Any, Dict, Iterable, List, Optional, Union
 
@@ -75,13 +77,24 @@ from gluonts.transform import (
     ValidationSplitSampler,
 )
 
+from . import defaults as _defaults
 from .datasets.timefeatures import resolve_time_features, time_feature_values
-from .defaults import batches_per_epoch, data_defaults, epochs_for, tail_sizes
+from .defaults import (
+    MIN_PAST,
+    TIME_BUDGET,
+    batches_per_epoch,
+    data_defaults,
+    epochs_for,
+    min_train_length,
+    parse_time_budget,
+    tail_sizes,
+    time_steps,
+)
 from .integrity import stamp_checkpoint, verify_checkpoint
 from .model.config import TitansConfig, TrainingConfig, check_keys
 from .model.network import TitansNet
 from .model.optim import configure_optimizers
-from .training import fit_module
+from .training import fit_module, step_seconds, training_device
 
 __all__ = ["TitansEstimator", "TitansGluonTSModule", "CheckEntries", "CovariateFields", "GLUONTS_HEADS",
            "SCHEDULERS", "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES",
@@ -394,7 +407,10 @@ class TitansEstimator(PyTorchLightningEstimator):
     Args:
         freq: the data's frequency, a pandas alias ("ME", "MS", "W", "D", "h", ...; the older
             aliases GluonTS accepts, "M" or "H", work too); what ``time_features="auto"`` reads.
-        prediction_length: forecast horizon H.
+        prediction_length: forecast horizon H. A series of fewer than ``H + 2`` values gives no
+            training window (two past values and H future ones): ``train`` warns naming such
+            series (the predictor forecasts them from their context), and refuses data where
+            every series is that short.
         context_length: context window L (None: chosen from the frequency's seasons and the
             series' lengths when ``train`` sees the data, :func:`titans_ts.defaults.context_length`:
             e.g. 36 for monthly data at horizon 18, 210 for long hourly series); shorter series
@@ -413,10 +429,15 @@ class TitansEstimator(PyTorchLightningEstimator):
             (``accelerator="cpu"``, no progress bar, model summary or logger; checkpoints go to a
             temporary folder that is removed after training unless ``default_root_dir`` is
             given). Without ``max_epochs`` (and ``max_steps``) the budget is sized to the number
-            of training windows (:func:`titans_ts.defaults.training_budget`: about ten passes,
-            600 to 3000 steps).
+            of training windows (:func:`titans_ts.defaults.training_budget`: ten passes, at least
+            600 steps) within ``time_budget``.
+        time_budget: the wall-clock target of that data-aware budget: ``"5min"`` (the default),
+            ``"90s"``, ``"1h"``, seconds, a ``timedelta``, or None (no target: the passes alone).
+            ``train`` times a few steps first and trains the steps that fit
+            (:mod:`titans_ts.defaults`); training stops at the target in any case. Not used when
+            ``trainer_kwargs`` sets ``max_epochs`` or ``max_steps``.
         early_stopping: hold out the last ``prediction_length`` steps of every series that
-            keeps ``prediction_length + 1`` steps beside them as validation data when ``train``
+            keeps ``prediction_length + 2`` steps beside them as validation data when ``train``
             gets none (shorter series train whole), stop after 250 steps without a better
             validation loss and keep the best epoch's weights (with ``validation_data``, that
             data is watched instead). False: train on every step for the whole budget.
@@ -431,7 +452,8 @@ class TitansEstimator(PyTorchLightningEstimator):
             default), "auto" (the frequency's usual ones, GluonTS's table) or a list of names of
             :data:`titans_ts.datasets.TIME_FEATURES`.
         train_sampler, validation_sampler: GluonTS instance samplers (defaults:
-            ``ExpectedNumInstanceSampler(1.0, min_past=1, min_future=prediction_length)`` and
+            ``ExpectedNumInstanceSampler(1.0, min_past=2, min_future=prediction_length)``: a
+            window's context holds two steps at least, as RevIN needs a spread; and
             ``ValidationSplitSampler(min_future=prediction_length)``).
         **model: the network's settings, any field of :class:`titans_ts.model.config.TitansConfig` but
             the lengths and channel count (``patch_len``, ``stride``, ``d_model``, ``n_layers``,
@@ -459,7 +481,7 @@ class TitansEstimator(PyTorchLightningEstimator):
                  weight_decay: float = TrainingConfig.weight_decay,
                  scheduler: str = "cosine", batch_size: int = 32, num_batches_per_epoch: int = 50,
                  trainer_kwargs: Optional[Dict[str, Any]] = None, verbose: bool = False,
-                 early_stopping: bool = True,
+                 early_stopping: bool = True, time_budget: Any = f"{TIME_BUDGET / 60:g}min",
                  train_sampler: Optional[InstanceSampler] = None,
                  validation_sampler: Optional[InstanceSampler] = None,
                  num_feat_dynamic_real: int = 0, num_past_feat_dynamic_real: int = 0,
@@ -484,6 +506,8 @@ class TitansEstimator(PyTorchLightningEstimator):
         self.num_feat_static_real, self.num_feat_static_cat = num_feat_static_real, num_feat_static_cat
         self.cardinality, self.time_features = cardinality, time_features
         self._exog_scaling: Optional[Dict[str, List[List[float]]]] = None
+        self.time_budget = time_budget
+        parse_time_budget(time_budget)  # a ValueError naming the forms it takes
         _positive(prediction_length=prediction_length, num_samples=num_samples,
                   batch_size=batch_size, num_batches_per_epoch=num_batches_per_epoch)
         self._given_context = context_length
@@ -514,7 +538,7 @@ class TitansEstimator(PyTorchLightningEstimator):
         self.batch_size, self.num_batches_per_epoch = batch_size, num_batches_per_epoch
         self.verbose, self.early_stopping = verbose, early_stopping
         self.train_sampler = train_sampler or ExpectedNumInstanceSampler(
-            num_instances=1.0, min_past=1, min_future=prediction_length)
+            num_instances=1.0, min_past=MIN_PAST, min_future=prediction_length)
         self.validation_sampler = validation_sampler or ValidationSplitSampler(
             min_future=prediction_length)
 
@@ -605,6 +629,40 @@ class TitansEstimator(PyTorchLightningEstimator):
         )
 
     # ------------------------------------------------------------------ training
+    def _step_seconds(self, data: Dataset) -> float:
+        """Seconds per optimiser step of this configuration: the network's step
+        (:func:`titans_ts.training.step_seconds`, on a batch of the training layout, whose values
+        do not change the time, with a network built with the random state left as it was) and
+        the loader's batch (GluonTS's pipeline draws the windows of ``data`` as it trains: a few
+        batches of a loader of its own, the random states left as they were)."""
+        import random
+
+        B, L, H = self.batch_size, self.context_length, self.prediction_length
+        batch = {"past_target": torch.zeros(B, L), "past_observed_values": torch.ones(B, L),
+                 "future_target": torch.zeros(B, H), "future_observed_values": torch.ones(B, H)}
+        with torch.random.fork_rng(devices=[]):
+            module = TitansGluonTSModule(model_kwargs=self.model_kwargs(), num_samples=self.num_samples)
+        step = step_seconds(module, batch, lambda m, b: m._loss(b),
+                            device=training_device(self.trainer_kwargs.get("accelerator", "cpu")))
+        np_state, py_state = np.random.get_state(), random.getstate()
+        times = []
+        try:
+            with env._let(max_idle_transforms=max(len(data), 100)):
+                stream = self.create_training_data_loader(self.create_transformation().apply(data, is_train=True),
+                                                          None)
+                t0 = time.perf_counter()
+                for k, _ in enumerate(stream):  # the first batch fills the pipeline: not counted
+                    t1 = time.perf_counter()
+                    if k:
+                        times.append(t1 - t0)
+                    if k == 3:
+                        break
+                    t0 = time.perf_counter()
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+        return step + (float(np.median(times)) if times else 0.0)
+
     def train_model(self, training_data: Dataset, validation_data: Optional[Dataset] = None,
                     from_predictor: Optional[PyTorchPredictor] = None,
                     shuffle_buffer_length: Optional[int] = None, cache_data: bool = False,
@@ -615,7 +673,8 @@ class TitansEstimator(PyTorchLightningEstimator):
         ``default_root_dir``; the best epoch's weights are restored (on the validation loss, or on
         the training loss without validation data); ``trainer_kwargs`` are left as they were."""
         fields = self._covariate_fields()
-        lengths = _check_series(training_data, "training_data", self.prediction_length + 1, self.freq, fields)
+        lengths = _check_series(training_data, "training_data", min_train_length(self.prediction_length), self.freq,
+                                fields)
         if validation_data is not None:
             _check_series(validation_data, "validation_data", self.prediction_length, self.freq, fields)
         if from_predictor is not None:
@@ -643,16 +702,28 @@ class TitansEstimator(PyTorchLightningEstimator):
         limit = kw.get("limit_train_batches")
         per_epoch = (self.num_batches_per_epoch if limit is None else
                      batches_per_epoch(limit, self.num_batches_per_epoch))
-        max_epochs, patience = epochs_for(chosen.steps, per_epoch)
         budget = kw.get("max_epochs") is None and not kw.get("max_steps")
+        seconds = parse_time_budget(self.time_budget) if budget else None
+        step_s = self._step_seconds(training_data) if seconds is not None else None
+        steps = chosen.steps
+        by_time = time_steps(seconds, step_s)
+        if by_time is not None and by_time < steps:
+            steps = by_time
+        max_epochs, patience = epochs_for(steps, per_epoch)
         if budget:
             kw["max_epochs"] = max_epochs
+            if seconds is not None and kw.get("max_time") is None:  # stop at the target in any case
+                kw["max_time"] = datetime.timedelta(seconds=seconds)
         watch = validation_data is not None and self.early_stopping
         self.chosen_defaults_ = {
             **chosen.to_dict(), "context_length": self.context_length,
             "time_features": list(self.time_feature_names),
             "cycle_len": self.config.cycle_len,  # the estimator learns no cycle
             "max_epochs": kw.get("max_epochs"), "budget": "data-aware" if budget else "given",
+            "steps": steps if budget else None, "time_budget_s": seconds,
+            "seconds_per_step": None if step_s is None else round(step_s, 5),
+            "limited_by": ("given" if not budget else "time budget" if steps < chosen.steps else
+                           "minimum steps" if chosen.steps == _defaults.MIN_STEPS else "passes"),
             "num_batches_per_epoch": per_epoch,
             "validation": (chosen.validation if own_tail else
                            "validation_data" if watch else "none"),
@@ -686,11 +757,14 @@ class TitansEstimator(PyTorchLightningEstimator):
         callbacks = rest.pop("callbacks", None)
         root = rest.pop("default_root_dir", None)
         # the best epoch's weights: on the validation loss, or the training loss without validation
+        started = time.perf_counter()
         fitted = fit_module(module, train_loader, val_loader, training,
                             monitor="train_loss" if val_loader is None else "val_loss",
                             root_dir=root, verbose=self.verbose, callbacks=callbacks,
                             ckpt_path=ckpt_path, **rest)
         self.chosen_defaults_["epochs_run"] = fitted.epochs
+        self.chosen_defaults_["train_seconds"] = round(time.perf_counter() - started, 2)
+        self.chosen_defaults_["steps_run"] = int(fitted.trainer.global_step)
         return TrainOutput(transformation=transformation, trained_net=module, trainer=fitted.trainer,
                            predictor=self.create_predictor(transformation, module))
 
@@ -891,7 +965,7 @@ def _check_series(data: Dataset, name: str, min_length: int, freq: str,
     training window (``min_length`` values), and every entry is one the pipeline accepts
     (:func:`_check_entry`), with the covariates ``fields`` reads (and no other). Returns the
     series' lengths."""
-    n, longest, lengths = 0, 0, []
+    n, longest, lengths, short = 0, 0, [], []
     for i, entry in enumerate(data):
         n += 1
         label = _label(entry, i)
@@ -903,14 +977,23 @@ def _check_series(data: Dataset, name: str, min_length: int, freq: str,
             raise ValueError(f"{name}: {err}") from None
         lengths.append(checked[FieldName.TARGET].shape[-1])
         longest = max(longest, lengths[-1])
+        if lengths[-1] < min_length:
+            short.append(f"{_label(entry, i)} ({lengths[-1]} values)")
     if n == 0:
         raise ValueError(f"{name} holds no series; TitansEstimator.train needs at least one series "
                          f"with {min_length} or more values")
     if longest < min_length:
         raise ValueError(f"{name}: every series is shorter than prediction_length"
-                         f"{' + 1' if name == 'training_data' else ''} = {min_length} values (the longest has "
-                         f"{longest}); a training window needs at least one past value and "
+                         f"{f' + {MIN_PAST}' if name == 'training_data' else ''} = {min_length} values (the "
+                         f"longest has {longest}); a training window needs at least {MIN_PAST} past values "
+                         f"(the network scales each window by its context's spread) and "
                          f"prediction_length future values. Use a shorter prediction_length or longer series")
+    if short and name == "training_data":
+        more = f" and {len(short) - 10} more" if len(short) > 10 else ""
+        warnings.warn(f"{len(short)} of {n} series of training_data are too short to train on (fewer than "
+                      f"prediction_length + {MIN_PAST} = {min_length} values): {', '.join(short[:10])}{more}. "
+                      f"They give no training window; the predictor forecasts them from their context "
+                      f"(centred and scaled by it, so on their own scale)", UserWarning, stacklevel=4)
     return lengths
 
 

@@ -22,14 +22,16 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning.pytorch as pl
 
 from .integrity import load_checkpoint, use_verified_io
 from .model.config import TrainingConfig
 
-__all__ = ["fit_module", "FitResult", "make_trainer", "quiet_lightning", "LIGHTNING_LOGGERS", "TrainingConfig"]
+__all__ = ["fit_module", "FitResult", "make_trainer", "quiet_lightning", "step_seconds", "training_device",
+           "LIGHTNING_LOGGERS",
+           "TrainingConfig"]
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning")
 
@@ -101,6 +103,47 @@ def make_trainer(max_epochs: int | None = 10, patience: int | None = 3, root_dir
         trainer = pl.Trainer(**kwargs)
     use_verified_io(trainer)  # atomic checkpoint writes, digests checked at load
     return trainer
+
+
+def training_device(accelerator: Any) -> str:
+    """The device a trainer of ``accelerator`` trains on, for :func:`step_seconds`: "cuda" for
+    "gpu" / "cuda" (and "auto" where a GPU is there), else "cpu"."""
+    import torch
+
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto")
+    return "cuda" if gpu and torch.cuda.is_available() else "cpu"
+
+
+def step_seconds(module: pl.LightningModule, batch: Any, loss: Callable[[Any, Any], Any],
+                 steps: int = 3, device: str = "cpu") -> float:
+    """Seconds one optimiser step takes on ``device``: ``steps`` timed steps (after one untimed)
+    of AdamW on ``loss(copy, batch)`` with a copy of ``module`` (the module itself, and the
+    global random state, are left as they were). What the data-aware budget sizes its steps
+    with (:func:`titans_ts.defaults.time_steps`); the median of the timed steps."""
+    import copy
+    import time
+
+    import torch
+
+    probe = copy.deepcopy(module).to(device).train()
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    opt = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=1e-6)
+    times = []
+    cuda = device.startswith("cuda")
+    with torch.random.fork_rng(devices=[0] if cuda else []), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a module's self.log outside a trainer)
+        for k in range(steps + 1):
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            value = loss(probe, batch)
+            value.backward()
+            opt.step()
+            if cuda:
+                torch.cuda.synchronize()
+            if k:
+                times.append(time.perf_counter() - t0)
+    del probe, opt
+    return float(sorted(times)[len(times) // 2])
 
 
 @dataclass

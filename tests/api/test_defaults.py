@@ -67,16 +67,37 @@ def test_cycle_for_one_series_only():
 
 def test_training_budget_grows_with_the_windows_within_bounds():
     few = dd.data_defaults("MS", 6, [30] * 3, 32)
-    assert few.n_windows == 3 * (30 - 6 - 6)
+    assert few.n_windows == 3 * (30 - 6 - 6 - 1)  # ends with two past steps, before the tail
     epochs, per_epoch, patience = dd.training_budget(few.n_windows, 32)
     assert epochs * per_epoch >= dd.MIN_STEPS and per_epoch == 2 and patience * per_epoch >= dd.PATIENCE_STEPS
     mid = dd.training_budget(32 * 100, 32)  # 100 batches of windows: ten passes, 1000 steps
     assert mid == (20, 50, 5)
-    assert dd.training_budget(10 ** 7, 32)[0] * 50 == dd.MAX_STEPS
+    # no step cap: large panels are bounded by the time budget instead
+    epochs, per_epoch, _ = dd.training_budget(10 ** 7, 32)
+    assert epochs * per_epoch >= 10 * 10 ** 7 / 32
     # GluonTS's loaders cycle over the data: epochs of exactly 50 batches
     assert dd.training_budget(10, 32, cyclic=True)[1] == 50
     with pytest.raises(ValueError, match="at least one series"):
         dd.data_defaults("h", 24, [], 32)
+
+
+def test_time_budget_bounds_the_steps():
+    assert dd.parse_time_budget("5min") == 300.0 == dd.parse_time_budget(300)
+    assert dd.parse_time_budget("1h30min") == 5400.0 and dd.parse_time_budget(None) is None
+    import datetime
+
+    assert dd.parse_time_budget(datetime.timedelta(seconds=90)) == 90.0
+    for bad in ("soon", 0, -5, float("nan"), float("inf"), True, [300]):
+        with pytest.raises(ValueError, match="time_budget must be a positive duration"):
+            dd.parse_time_budget(bad)
+    # 0.8 of five minutes at 0.04 s per step: 6000 steps; no budget or no timing: no bound
+    assert dd.time_steps(300, 0.04) == 6000 and dd.time_steps(None, 0.04) is None
+    assert dd.time_steps(300, None) is None and dd.time_steps(1, 100.0) == 1
+
+
+def test_the_calendar_decision_is_not_taken_yet():
+    assert dd.use_time_features("h", 24, [2000]) is False
+    assert dd.data_defaults("h", 24, [2000], 32).time_features is False
 
 
 def _hourly(n_series, T, seed=0):
@@ -126,6 +147,8 @@ def test_forecaster_budget_when_not_given(monkeypatch):
     f.fit(_hourly(2, 80))
     chosen = f.chosen_defaults_
     assert chosen["n_windows"] == 66 and chosen["steps"] == 60 and chosen["budget"] == "data-aware"
+    assert chosen["limited_by"] == "minimum steps" and chosen["time_budget_s"] == 300.0
+    assert chosen["seconds_per_step"] > 0 and chosen["steps_run"] <= 60
     assert chosen["max_epochs"] == 60 and chosen["patience"] == 5 and chosen["batches_per_epoch"] == 1
     assert 1 <= f.n_epochs_ <= 60
 
@@ -169,13 +192,13 @@ def test_forecaster_trains_series_too_short_for_the_tail_whole():
     # the short series holds no validation window: no score in the report
     rep = f.validation_report_.set_index("unique_id")
     assert np.isnan(rep.loc["s2", "model"]) and np.isfinite(rep.loc[["s0", "s1"], "model"]).all()
-    with pytest.raises(ValueError, match=r"shorter than h \+ 1 \(\+ val_size for early stopping\) = 25 rows: 's2'"):
+    with pytest.raises(ValueError, match=r"shorter than h \+ 2 \(\+ val_size for early stopping\) = 26 rows: 's2'"):
         TitansForecaster(h=12, context_length=24, val_size=12, max_epochs=1, **SMALL_NET).fit(df)
 
 
 def test_estimator_budget_in_its_own_epochs_and_short_series(monkeypatch):
     monkeypatch.setattr(dd, "MIN_STEPS", 4)
-    monkeypatch.setattr(dd, "MAX_STEPS", 4)
+    monkeypatch.setattr(dd, "PASSES", 0)  # the floor alone: 4 steps
     monkeypatch.setattr(dd, "PATIENCE_STEPS", 2)
     est = TitansEstimator(freq="ME", prediction_length=6, num_samples=10, batch_size=16, d_model=16,
                           memory={"heads": 2, "chunk_size": 4}, num_batches_per_epoch=2)
@@ -188,3 +211,50 @@ def test_estimator_budget_in_its_own_epochs_and_short_series(monkeypatch):
     # whole, and nothing is validated
     est.train(_gluonts_monthly(n=4, T=10))
     assert est.chosen_defaults_["validation"] == "none" and est.chosen_defaults_["patience"] is None
+
+
+def test_both_front_ends_fit_their_steps_in_the_time_budget(monkeypatch):
+    import titans_ts.training as training
+
+    # a step timed at 0.5 s: 0.8 x 10 s holds 16 steps, below the floor of 600
+    monkeypatch.setattr(training, "step_seconds", lambda *a, **k: 0.5)
+    f = TitansForecaster(h=12, context_length=24, time_budget="10s", **SMALL_NET).fit(_hourly(2, 80))
+    chosen = f.chosen_defaults_
+    assert (chosen["steps"], chosen["limited_by"], chosen["time_budget_s"]) == (16, "time budget", 10.0)
+    assert chosen["max_epochs"] * chosen["batches_per_epoch"] >= 16  # (whole epochs)
+    assert chosen["steps_run"] <= chosen["max_epochs"] * chosen["batches_per_epoch"]
+    # without a target, the passes (here one over the 66 windows in batches of 16: 5 steps)
+    monkeypatch.setattr(dd, "MIN_STEPS", 3)
+    monkeypatch.setattr(dd, "PASSES", 1)
+    g = TitansForecaster(h=12, context_length=24, time_budget=None, **SMALL_NET).fit(_hourly(2, 80))
+    chosen = g.chosen_defaults_
+    assert (chosen["steps"], chosen["limited_by"], chosen["seconds_per_step"]) == (5, "passes", None)
+    with pytest.raises(ValueError, match="time_budget must be a positive duration"):
+        TitansForecaster(h=12, time_budget="soon").fit(_hourly(1, 80))
+
+    monkeypatch.undo()  # the rules as they are
+    monkeypatch.setattr(TitansEstimator, "_step_seconds", lambda self, data: 0.5)
+    est = TitansEstimator(freq="ME", prediction_length=6, num_samples=10, batch_size=16, d_model=16,
+                          memory={"heads": 2, "chunk_size": 4}, num_batches_per_epoch=2, time_budget=5)
+    est.train(_gluonts_monthly(n=4, T=40))
+    chosen = est.chosen_defaults_
+    # 0.8 x 5 s at 0.5 s: 8 steps in epochs of 2 batches
+    assert (chosen["steps"], chosen["max_epochs"], chosen["limited_by"]) == (8, 4, "time budget")
+    with pytest.raises(ValueError, match="time_budget must be a positive duration"):
+        TitansEstimator(freq="ME", prediction_length=6, time_budget="-1min")
+
+
+def test_the_step_probe_leaves_the_module_and_the_random_state_alone():
+    import torch
+
+    from titans_ts.training import step_seconds, training_device
+
+    net = torch.nn.Linear(4, 1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    batch = {"x": torch.randn(8, 4), "y": torch.randn(8, 1)}
+    state = torch.random.get_rng_state()
+    t = step_seconds(net, batch, lambda m, b: torch.nn.functional.dropout(m(b["x"]) - b["y"]).abs().mean())
+    assert t > 0 and torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert training_device("cpu") == "cpu"
+    assert training_device("gpu") == ("cuda" if torch.cuda.is_available() else "cpu")

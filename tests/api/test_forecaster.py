@@ -317,9 +317,10 @@ def test_plot_draws_the_chosen_channels_of_a_wide_frame():
 
 def test_rejected_inputs_name_the_problem():
     f = TitansForecaster(**TINY)
-    with pytest.raises(DataValidationError, match=r"shorter than h \+ 1 = 7 rows"):
-        f.fit(_long(1, T=6))
-    with pytest.raises(DataValidationError, match=r"shorter than h \+ 1 \(\+ val_size"):
+    with pytest.raises(DataValidationError,
+                       match=r"every series is too short to train on \(fewer than h \+ 2 = 8 steps"):
+        f.fit(_long(1, T=7))
+    with pytest.raises(DataValidationError, match=r"shorter than h \+ 2 \(\+ val_size"):
         TitansForecaster(**{**TINY, "val_size": 6}).fit(_long(1, T=10))
     with pytest.raises(ValueError, match="h must be a positive integer"):
         TitansForecaster(**{**TINY, "h": 0}).fit(_long())

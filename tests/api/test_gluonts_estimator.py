@@ -187,7 +187,8 @@ def test_missing_values_and_short_series(m3, tmp_path):
     entries.append({"start": pd.Period("2000-01", freq="M"), "item_id": "short",
                     "target": np.array([5.0, np.nan, 7.0, 6.0, 8.0, 7.5, 9.0, 8.0], dtype=np.float32)})
     ds = ListDataset(entries, freq="ME")
-    predictor = _train_in(tmp_path, ds, head="quantile")
+    with pytest.warns(UserWarning, match=r"1 of 41 series of training_data are too short to train on .*'short'"):
+        predictor = _train_in(tmp_path, ds, head="quantile")
     forecasts = list(predictor.predict(ds))
     assert len(forecasts) == len(entries)
     for f in forecasts:
@@ -287,9 +288,9 @@ def _entry(values, item="a"):
 
 
 @pytest.mark.parametrize("data, message", [
-    ([], r"^training_data holds no series; TitansEstimator\.train needs at least one series with 7 or more"),
-    ([_entry(np.arange(5.0)), _entry(np.arange(6.0), "b")],
-     r"^training_data: every series is shorter than prediction_length \+ 1 = 7 values \(the longest has 6\)"),
+    ([], r"^training_data holds no series; TitansEstimator\.train needs at least one series with 8 or more"),
+    ([_entry(np.arange(5.0)), _entry(np.arange(7.0), "b")],
+     r"^training_data: every series is shorter than prediction_length \+ 2 = 8 values \(the longest has 7\)"),
     ([_entry(np.arange(20.0)), _entry([1.0, 2.0, np.inf, 3.0, np.nan] * 4, "b")],
      r"^training_data: entry 1 \(item_id 'b'\) has \+/-inf in its target at position\(s\) \[2, 7, 12, 17\]; "
      r"use NaN for a missing value$"),

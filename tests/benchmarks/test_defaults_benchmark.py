@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -46,3 +49,45 @@ def test_a_rerun_replaces_its_row_and_the_report_counts_wins(tmp_path):
     assert "| m3_yearly | 3 | 6 | titans | **2.000** |" in text
     assert "`titans` (defaults only) has a lower MASE than seasonal_naive on 1 of 2 sets, deepar on 1 of 2 sets." \
         in text
+
+
+def test_the_report_scores_the_statistical_models_and_says_where_one_stopped(tmp_path):
+    mod = _module()
+    rows = [_row("etth1", "seasonal_naive", 0, 1.0), _row("etth1", "auto_ets", 0, 1.8, fallbacks=2),
+            _row("etth1", "auto_theta", 0, 0.9), _row("etth1", "mstl", 0, 0.95),
+            {**_row("etth1", "auto_arima", 0, None), "sMAPE": None, "wQL": None,
+             "status": "stopped after 10 of 7 series (700 s): projected 800 s > the 600 s limit"},
+            _row("etth1", "titans_forecaster", 0, 0.92), _row("etth1", "titans_forecaster_fallback", 0, 0.91),
+            _row("m1_yearly", "seasonal_naive", 0, 4.0), _row("m1_yearly", "auto_ets", 0, 3.9),
+            _row("m1_yearly", "auto_theta", 0, 3.6), _row("m1_yearly", "titans_forecaster", 0, 3.7)]
+    text = mod.render(rows, {"etth1": 7, "m1_yearly": 181})
+    assert "| etth1 | 7 | 6 | auto_arima | - | - | - |" in text
+    assert "auto_arima on etth1: stopped after 10 of 7 series" in text
+    assert "auto_ets on etth1: 2 series forecast by the seasonal naive" in text
+    # the best statistical model: AutoTheta on both sets (0.9, 3.6); the forecaster beats AutoETS twice
+    assert ("`titans_forecaster` (defaults only) has a lower MASE than seasonal_naive on 2 of 2 sets, "
+            "auto_ets on 2 of 2 sets, auto_theta on 0 of 2 sets, mstl on 1 of 1 sets, best statistical model "
+            "on 0 of 2 sets.") in text
+    assert "`titans_forecaster_fallback` (defaults only) has a lower MASE than" in text
+    assert "| etth1 | 7 | 6 | auto_theta | **0.900** |" in text
+
+
+@pytest.mark.data
+def test_the_hourly_panel_is_built_as_documented(data_root):
+    from titans_ts.datasets.panels import hourly_panel
+
+    df, report = hourly_panel(data_root)
+    lengths = df.groupby("unique_id", sort=False).size()
+    # ETTh1 / ETTh2: 7 columns x 17 pieces of 1024 hours; weather: 19 columns x 9 pieces of 976,
+    # less the 21 pieces with a missing hour
+    assert report.kept == {"ETTh1": 119, "ETTh2": 119, "weather": 150} and len(lengths) == 388
+    assert set(lengths) == {1024, 976} and not report.zero_scale and len(report.missing_values) == 21
+    assert "weather/OT/1" in report.missing_values and not df["y"].isna().any()
+    one = df[df["unique_id"] == "ETTh1/OT/16"]
+    assert one["ds"].iloc[-1] == pd.Timestamp("2018-06-26 19:00") and one["ds"].diff().iloc[1:].eq(
+        pd.Timedelta("1h")).all()
+    assert not df["unique_id"].str.contains("rain").any()
+    again, _ = hourly_panel(data_root)
+    pd.testing.assert_frame_equal(df, again)
+    with pytest.raises(ValueError, match="length must be an integer of at least"):
+        hourly_panel(data_root, length=50)

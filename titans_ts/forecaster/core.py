@@ -44,7 +44,9 @@ states), ``titans_ts.tuning`` (``tune``), and ``titans_ts.datasets`` (frames in 
 
 from __future__ import annotations
 
+import datetime
 import os
+import time
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -53,14 +55,28 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from .. import defaults as _defaults
 from ..datasets.forecast_frames import first_steps, forecast_frame, level_quantiles
 from ..datasets.frames import DataValidationError, SeriesCollection, from_frame
 from ..datasets.timeindex import in_zone_of
-from ..datasets.windows import SeriesWindows, window_loader
-from ..defaults import ROBUST, batches_per_epoch, budget_steps, data_defaults, epochs_for, tail_sizes
+from ..datasets.windows import SeriesWindows, collate_windows, window_loader
+from ..defaults import (
+    MIN_PAST,
+    ROBUST,
+    TIME_BUDGET,
+    batches_per_epoch,
+    budget_steps,
+    data_defaults,
+    epochs_for,
+    min_train_length,
+    parse_time_budget,
+    tail_sizes,
+    time_steps,
+)
 from ..model.config import MemoryConfig, SettingsError, TitansConfig, TrainingConfig, check_keys
 from . import guard, state
 from .exog import ExogSpec, calendar, check_names, make_spec, read_future, read_static
+from .guard import short_series
 from .inference import forecast_arrays, scaled_inputs
 from .scaling import series_stats
 from .validation import check_levels, check_params, check_quantiles, plain
@@ -80,8 +96,8 @@ _NETWORK_DEFAULTS["cycle_len"] = None
 TRAINING_PARAMS = dict(
     h=24, context_length=None, loss=ROBUST["loss"], lr=TrainingConfig.lr,
     weight_decay=TrainingConfig.weight_decay, batch_size=TrainingConfig.batch_size,
-    max_epochs=None, patience=None, limit_train_batches=None, val_size=None, naive_fallback=False,
-    test_time_memory=False,
+    max_epochs=None, patience=None, limit_train_batches=None, time_budget=f"{TIME_BUDGET / 60:g}min",
+    val_size=None, naive_fallback=False, test_time_memory=False,
     memory_pace=(-8.0, -4.0, -5.0),
     freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None,
     futr_exog_list=None, hist_exog_list=None, stat_exog_list=None, time_features=None, seed=0,
@@ -125,14 +141,21 @@ class TitansForecaster(BaseEstimator):
         lr, weight_decay, batch_size: training (:class:`titans_ts.model.config.TrainingConfig`,
             whose defaults these are; AdamW with a cosine schedule over ``max_epochs`` and the
             gradients' norm clipped to 1).
-        max_epochs, patience: None: a budget sized to the number of training windows (about ten
-            passes, 600 to 3000 steps, epochs of at most 50 batches) and early stopping after
-            250 steps without a better validation loss on the last ``h`` steps of every series
-            (``val_size=0`` disables it); the best epoch's weights are kept.
+        max_epochs, patience: None: a budget sized to the number of training windows (ten
+            passes, at least 600 steps, epochs of at most 50 batches, within ``time_budget``)
+            and early stopping after 250 steps without a better validation loss on the last
+            ``h`` steps of every series (``val_size=0`` disables it); the best epoch's weights
+            are kept.
         limit_train_batches: cap on training batches per epoch (None: at most 50, the data-aware
             budget's epochs, or every window when ``max_epochs`` is given; 1.0: every window).
+        time_budget: the wall-clock target of the data-aware budget (``max_epochs`` None):
+            ``"5min"`` (the default), ``"90s"``, ``"1h"``, seconds, a ``timedelta``, or None
+            (no target: the passes alone). ``fit`` times a few steps first and trains the steps
+            that fit (:mod:`titans_ts.defaults`); training stops at the target in any case. The
+            steps then depend on the machine's speed: give ``max_epochs`` for a fit that must
+            repeat exactly. Not used with ``max_epochs`` given (that is the budget then).
         val_size: steps per series held out for early stopping (None: ``h``, and a series too
-            short to keep ``h + 1`` steps beside it trains whole; 0: none). On it,
+            short to keep ``h + 2`` steps beside it trains whole; 0: none). On it,
             ``fit`` also scores the model against the seasonal naive and repeat-last forecasts
             (``validation_report_``, one row per series) and warns when the model does not beat
             the better naive (see :mod:`.guard`).
@@ -179,6 +202,15 @@ class TitansForecaster(BaseEstimator):
             selection chose most).
 
     Every data-aware choice of ``fit`` and the facts it rests on are in ``chosen_defaults_``.
+
+    **Series too short to train on** (fewer than ``h + 2`` steps: no training window of two past
+    steps and ``h`` future ones, :func:`titans_ts.defaults.min_train_length`) are forecast by a
+    naive rule, with a warning at ``fit`` naming them: their seasonal naive (the season of
+    :func:`titans_ts.forecaster.guard.season_length`) where they hold one whole season, else
+    their last observed value repeated; quantile / interval columns are that point (a series so
+    short has no spread to learn from). The ids and rules are ``short_series_``, decided at
+    ``fit`` (refit once they are longer). When no series is long enough, ``fit`` raises a
+    ``ValueError``.
     """
 
     # fitted state set by fit / load (declared for the type checker: fit reads a warm start's
@@ -193,7 +225,7 @@ class TitansForecaster(BaseEstimator):
                  lr: float = TrainingConfig.lr, weight_decay: float = TrainingConfig.weight_decay,
                  batch_size: int = TrainingConfig.batch_size,
                  max_epochs: int | None = None, patience: int | None = None,
-                 limit_train_batches: int | float | None = None,
+                 limit_train_batches: int | float | None = None, time_budget: Any = TRAINING_PARAMS["time_budget"],
                  val_size: int | None = None, naive_fallback: bool = False, test_time_memory: bool = False,
                  memory_pace: Sequence[float] = (-8.0, -4.0, -5.0), freq: str | None = None,
                  id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
@@ -211,6 +243,7 @@ class TitansForecaster(BaseEstimator):
         self.max_epochs = max_epochs
         self.patience = patience
         self.limit_train_batches = limit_train_batches
+        self.time_budget = time_budget
         self.val_size = val_size
         self.naive_fallback = naive_fallback
         self.test_time_memory = test_time_memory
@@ -435,7 +468,7 @@ class TitansForecaster(BaseEstimator):
         for i, (v, vs) in enumerate(zip(values, val_sizes, strict=True)):
             T = v.shape[0]
             t_end = T - vs
-            first = max(1, min(L, t_end - h))
+            first = max(MIN_PAST, min(L, t_end - h))
             train += [(i, e) for e in range(first, t_end - h + 1)]
             if vs:
                 val += [(i, e) for e in range(max(t_end, 1), T - h + 1)]
@@ -447,22 +480,33 @@ class TitansForecaster(BaseEstimator):
             val = []
         return train, val
 
-    def _budget(self, chosen, n_train: int, validated: bool) -> dict:
+    def _budget(self, chosen, n_train: int, validated: bool, step_s: float | None = None) -> dict:
         """max_epochs, batches per epoch and patience: the parameters where given, else the
-        data-aware budget (:mod:`titans_ts.defaults`, sized to the ``n_train`` windows) in
-        epochs of the batches actually run. A given ``max_epochs`` keeps whole passes over the
-        windows unless ``limit_train_batches`` says otherwise."""
+        data-aware budget (:mod:`titans_ts.defaults`, sized to the ``n_train`` windows and, at
+        ``step_s`` seconds per step, to the time budget) in epochs of the batches actually run.
+        A given ``max_epochs`` keeps whole passes over the windows unless
+        ``limit_train_batches`` says otherwise."""
         n_batches = max(1, -(-n_train // self.batch_size))
         limit = self.limit_train_batches
         if limit is None:
             limit = min(chosen.num_batches_per_epoch, n_batches) if self.max_epochs is None else 1.0
         per_epoch = batches_per_epoch(limit, n_batches)
-        steps = budget_steps(n_train, self.batch_size)
+        steps = by_data = budget_steps(n_train, self.batch_size)
+        seconds = parse_time_budget(self.time_budget) if self.max_epochs is None else None
+        by_time = time_steps(seconds, step_s)
+        if by_time is not None and by_time < steps:
+            steps = by_time
         epochs, patience = epochs_for(steps, per_epoch)
         budget = {"max_epochs": self.max_epochs or epochs, "limit_train_batches": limit,
                   "patience": patience if self.patience is None else self.patience}
         self.chosen_defaults_ = {**chosen.to_dict(), **budget, "batches_per_epoch": per_epoch,
                                  "n_windows": n_train, "steps": steps,
+                                 "passes": round(steps * self.batch_size / max(n_train, 1), 3),
+                                 "time_budget_s": seconds,
+                                 "seconds_per_step": None if step_s is None else round(step_s, 5),
+                                 "limited_by": ("given" if self.max_epochs is not None else
+                                                "time budget" if steps < by_data else
+                                                "minimum steps" if by_data == _defaults.MIN_STEPS else "passes"),
                                  "budget": "data-aware" if self.max_epochs is None else "given",
                                  "cycle_len": self.cycle_len_, "loss": self.loss,
                                  "dropout": self.dropout, "revin_center": self.revin_center}
@@ -507,7 +551,7 @@ class TitansForecaster(BaseEstimator):
     def _fit(self, df: Any, static_df: Any, warm_start: bool, callbacks, trial) -> "TitansForecaster":
         import lightning.pytorch as pl
 
-        from ..training import fit_module
+        from ..training import fit_module, step_seconds, training_device
 
         if warm_start:
             previous = self.model_
@@ -527,16 +571,16 @@ class TitansForecaster(BaseEstimator):
             spec = make_spec(self, hist, futr, stat, coll, static_df)
         h = self.h
         val_size = h if self.val_size is None else int(self.val_size)
-        if self.val_size is None:  # the default tail: series too short for it train whole
-            coll.check_min_length(h + 1, what="h + 1")
-        else:
-            coll.check_min_length(h + 1 + val_size, what="h + 1 (+ val_size for early stopping)")
+        if self.val_size is not None:
+            coll.check_min_length(min_train_length(h) + val_size,
+                                  what=f"h + {MIN_PAST} (+ val_size for early stopping)")
         coll.check_observed()
         statics = read_static(spec, static_df, coll.ids, self.id_col) if spec.static else None
         if not spec.static and static_df is not None:
             raise DataValidationError("static_df was given but this forecaster has no static covariates "
                                       "(stat_exog_list is empty)")
         self.exog_ = spec
+        short = short_series(coll, h)  # forecast by a naive rule (a warning names them)
         raw, masks = self._inputs(coll)
         val_sizes = tail_sizes([v.shape[0] for v in raw], h, val_size)
         chosen = data_defaults(coll.freq, h, [v.shape[0] for v in raw], self.batch_size,
@@ -554,26 +598,33 @@ class TitansForecaster(BaseEstimator):
                     stats[0][i], stats[1][i] = units[sid]
         values = scaled_inputs(raw, stats)
         train_idx, val_idx = self._train_windows(values, [m[:, :coll.n_channels] for m in masks], val_sizes)
-        budget = self._budget(chosen, len(train_idx), bool(val_idx))
-        self.chosen_defaults_["time_features"] = list(spec.time_features)
-        if warm_start:
-            self.chosen_defaults_["warm_start"] = True
         firsts = self._firsts(coll.index, coll.freq)
         C = coll.n_channels
         n_in = values[0].shape[1]
         self.n_targets_ = C
         self.statics_ = statics
-        pl.seed_everything(self.seed, verbose=False)
-        training = self._training(budget)
-        module = self._module(C, training)
-        if warm_start:
-            module.load_state_dict(previous.state_dict())
         kw = self._window_kwargs()
 
         def windows(ends):
             if kw:
                 return SeriesWindows(values, L, h, ends, masks=masks, first_index=firsts, **kw)
             return SeriesWindows(values, L, h, ends, masks=masks, n_targets=C, first_index=firsts)
+
+        step_s = None
+        if self.max_epochs is None and parse_time_budget(self.time_budget) is not None:
+            # the time budget's measure: a few steps of a copy, before the seeded initialisation
+            probe = windows(train_idx[:self.batch_size])
+            step_s = step_seconds(self._module(C), collate_windows([probe[k] for k in range(len(probe))]),
+                                  lambda m, b: m._train_loss(b), device=training_device(self.accelerator))
+        budget = self._budget(chosen, len(train_idx), bool(val_idx), step_s)
+        self.chosen_defaults_["time_features"] = list(spec.time_features)
+        if warm_start:
+            self.chosen_defaults_["warm_start"] = True
+        pl.seed_everything(self.seed, verbose=False)
+        training = self._training(budget)
+        module = self._module(C, training)
+        if warm_start:
+            module.load_state_dict(previous.state_dict())
 
         gen = torch.Generator().manual_seed(self.seed)
         train_dl = window_loader(windows(train_idx), self.batch_size, True, generator=gen)
@@ -583,8 +634,14 @@ class TitansForecaster(BaseEstimator):
             from ..tuning import pruning_callback
 
             cbs.append(pruning_callback(trial, "val_loss"))
+        limits: dict[str, Any] = {}
+        if self.chosen_defaults_["time_budget_s"] is not None:  # stop at the target in any case
+            limits["max_time"] = datetime.timedelta(seconds=self.chosen_defaults_["time_budget_s"])
+        started = time.perf_counter()
         fitted = fit_module(module, train_dl, val_dl, training, verbose=self.verbose, callbacks=cbs,
-                            accelerator=self.accelerator, devices=1)
+                            accelerator=self.accelerator, devices=1, **limits)
+        self.chosen_defaults_["train_seconds"] = round(time.perf_counter() - started, 2)
+        self.chosen_defaults_["steps_run"] = int(fitted.trainer.global_step)
         self.best_val_loss_ = fitted.best_score
         self.n_epochs_ = fitted.epochs
         self.model_ = module.cpu().eval()
@@ -599,6 +656,7 @@ class TitansForecaster(BaseEstimator):
         self.time_dtype_ = coll.time_dtype
         self.polars_dtypes_ = coll.polars_dtypes
         self._set_history(coll, stats, trained_until=val_sizes)
+        self.short_series_ = short
         guard.assess(self, values, masks, val_idx, firsts, warn=trial is None)  # (quiet in a search)
         self.__dict__.pop("_unfitted_by", None)
         return self

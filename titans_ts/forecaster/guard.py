@@ -28,6 +28,12 @@ on with that series' better naive, from the end of the history it forecasts from
 updated, or the ``df`` given for a fitted id): the point forecast is replaced and every quantile
 / interval column is shifted by the same difference (the model's spread kept around the naive
 point). A channel whose naive has no observed past value keeps the model's forecast.
+
+**Series too short to train on** (:func:`short_series`: fewer than ``h + 2`` steps, no
+training window) are forecast by a naive always, whatever ``naive_fallback`` says: the
+seasonal naive where the series holds one whole season, else repeat-last; their quantile /
+interval columns are that point. ``fit`` warns, naming them, and refuses data where every
+series is that short.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from ..datasets.timeindex import restore_dtype
 from ..datasets.windows import PAST, PAST_MASK, TIME_INDEX, SeriesWindows, collate_windows, exog_of
 from .memory_store import BATCH
 
-__all__ = ["season_length", "naive_forecast", "assess", "apply_fallback", "report_columns",
+__all__ = ["season_length", "naive_forecast", "assess", "apply_fallback", "short_series", "report_columns",
            "report_to_json", "report_from_json", "NAIVES"]
 
 NAIVES = ("seasonal_naive", "repeat_last")
@@ -223,6 +229,38 @@ def check_report(report: pd.DataFrame, season: int, fallback_on: bool = False) -
     return msg
 
 
+def short_series(coll, h: int) -> dict:
+    """{id: naive} for the series of ``coll`` too short to train on (fewer than ``h + 2``
+    steps: :func:`titans_ts.defaults.min_train_length`), each with the naive that forecasts it:
+    "seasonal_naive" where it holds one whole season (:func:`season_length` of its frequency,
+    above 1), else "repeat_last". Warns naming them; a ``ValueError`` when no series is long
+    enough to train on."""
+    from ..datasets.frames import DataValidationError
+    from ..defaults import MIN_PAST, min_train_length
+
+    need = min_train_length(h)
+    lengths = dict(zip(coll.ids, coll.lengths, strict=True))
+    short = {sid: n for sid, n in lengths.items() if n < need}
+    if not short:
+        return {}
+    why = f"h + {MIN_PAST} = {need} steps: a training window needs {MIN_PAST} past steps and h = {h} future ones"
+    if len(short) == len(lengths):
+        longest = max(lengths.values())
+        raise DataValidationError(f"every series is too short to train on (fewer than {why}; the longest has "
+                         f"{longest}). Forecast them with a naive method (seasonal naive, repeat-last), "
+                         f"ask for a shorter h (at most {max(longest - MIN_PAST, 0)} here), or give longer series")
+    season = season_length(coll.freq)
+    kinds = {sid: "seasonal_naive" if 1 < season <= n else "repeat_last" for sid, n in short.items()}
+    listed = ", ".join(f"{sid!r} ({n} steps, {kinds[sid]})" for sid, n in list(short.items())[:10])
+    more = f" and {len(short) - 10} more" if len(short) > 10 else ""
+    warnings.warn(f"{len(short)} of {len(lengths)} series too short to train on (fewer than {why}): "
+                  f"{listed}{more}. predict forecasts them by their seasonal naive (season {season}) "
+                  f"where they hold one whole season, else by repeating their last value (quantiles: "
+                  f"that point); short_series_ lists them. The model trains on the other series.",
+                  UserWarning, stacklevel=3)
+    return kinds
+
+
 def _choices(est) -> dict:
     flag = getattr(est, "naive_fallback", False)
     if not isinstance(flag, (bool, np.bool_)):  # (switched after fit, past check_params)
@@ -236,21 +274,23 @@ def _choices(est) -> dict:
 
 def apply_fallback(est, ids, values, masks, point: np.ndarray, qs: dict[float, np.ndarray]):
     """``point`` [N, H, C] and ``qs`` with the series the model lost on (``naive_fallback``)
-    forecast by their better naive from the end of ``values`` (raw units); returns both."""
+    forecast by their better naive, and the series too short to train on (``short_series_``)
+    by theirs, from the end of ``values`` (raw units); returns both."""
     choices = _choices(est)
-    if not choices:
+    short = getattr(est, "short_series_", None) or {}
+    if not choices and not short:
         return point, qs
     C, H = est.n_targets_, point.shape[1]
-    season = est.validation_season_ or 1
+    season = est.validation_season_ or season_length(est.freq_)
     for n, sid in enumerate(ids):
-        kind = choices.get(sid)
+        kind = short.get(sid, choices.get(sid))
         if kind is None:
             continue
         naive = naive_forecast(values[n][:, :C], masks[n][:, :C], H, season, kind)
         delta = np.where(np.isfinite(naive), naive - point[n], 0.0)
         point[n] = point[n] + delta
         for a in qs.values():
-            a[n] = a[n] + delta
+            a[n] = point[n] if sid in short else a[n] + delta
     return point, qs
 
 

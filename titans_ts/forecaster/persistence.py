@@ -27,7 +27,7 @@ from ..datasets.frames import polars_dtype_from_json, polars_dtype_to_json
 from ..datasets.timeindex import dtype_from_name, dtype_name
 from ..integrity import LOAD_ERRORS, IntegrityError, content_digest, load_failure
 from .exog import ExogSpec
-from .guard import report_from_json, report_to_json
+from .guard import NAIVES, report_from_json, report_to_json
 
 __all__ = ["save", "load", "FORMAT", "FORMATS"]
 
@@ -50,9 +50,11 @@ _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
 # polars_dtypes_: the polars dtypes of a polars frame's id and time columns (files written
 # before it give polars frames with the dtypes polars infers from pandas)
 # exog_ (the covariates: names, calendar features, static vocabularies and units): files
-# written before it existed read past covariates as extra channels, and load without covariates
+# written before it existed read past covariates as extra channels, and load without covariates;
+# short_series_: the series too short to train on, with their naive (files written before it:
+# none)
 _FITTED_OPTIONAL = {"validation_report_", "validation_season_", "context_length_", "cycle_len_",
-                    "chosen_defaults_", "polars_dtypes_", "exog_"}
+                    "chosen_defaults_", "polars_dtypes_", "exog_", "short_series_"}
 
 
 def _jsonable(obj):
@@ -94,6 +96,8 @@ def save(est, path: str | os.PathLike) -> Path:
                               "validation_season_": getattr(est, "validation_season_", None),
                               "context_length_": est.context_length_, "cycle_len_": est.cycle_len_,
                               "chosen_defaults_": _jsonable(getattr(est, "chosen_defaults_", None)),
+                              "short_series_": [[_id(k), v] for k, v in
+                                                (getattr(est, "short_series_", None) or {}).items()],
                               "polars_dtypes_": None if getattr(est, "polars_dtypes_", None) is None else
                               {c: polars_dtype_to_json(t) for c, t in est.polars_dtypes_.items()},
                               "exog_": est._spec.to_json()}),
@@ -213,6 +217,11 @@ def _build(cls, payload, params, fitted, v1: bool):
                          f"them as covariates (hist_exog_list), so its weights do not fit: fit the "
                          f"forecaster again")
     est.exog_ = ExogSpec() if exog is None else ExogSpec.from_json(exog)
+    short = fitted.pop("short_series_", None) or []
+    if not isinstance(short, list) or not all(isinstance(p, list) and len(p) == 2 and p[1] in NAIVES
+                                              for p in short):
+        raise TypeError("short_series_ is malformed")
+    est.short_series_ = {k: v for k, v in short}
     for k, v in fitted.items():
         setattr(est, k, v)
     for name, param in (("context_length_", "context_length"), ("cycle_len_", "cycle_len")):

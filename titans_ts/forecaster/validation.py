@@ -9,10 +9,13 @@
 
 from __future__ import annotations
 
+import datetime
 import numbers
 from typing import Any, Sequence
 
 import numpy as np
+
+from ..defaults import parse_time_budget
 
 # (the online package's OnlineConfig imports the limit_train_batches check from here)
 from ..model.config import _limit_batches  # noqa: F401
@@ -60,6 +63,9 @@ def check_params(est) -> None:
     if not isinstance(est.naive_fallback, (bool, np.bool_)):
         raise ValueError(f"naive_fallback must be True or False, got {est.naive_fallback!r}")
     est.naive_fallback = bool(est.naive_fallback)
+    parse_time_budget(est.time_budget)  # a ValueError naming the forms it takes
+    if isinstance(est.time_budget, datetime.timedelta):  # kept as seconds: a number every file format keeps
+        est.time_budget = est.time_budget.total_seconds()
     if isinstance(est.seed, bool) or not isinstance(est.seed, numbers.Integral):
         raise ValueError(f"seed must be an integer, got {est.seed!r}")
     if isinstance(est.quantiles, list):
