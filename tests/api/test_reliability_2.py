@@ -82,6 +82,10 @@ def test_polars_enum_ids_and_date_timestamps_come_back_with_their_dtype(tmp_path
     for out in (f.predict(), f.cross_validation(df, n_windows=1),
                 TitansForecaster.load(f.save(tmp_path / "m.pt")).predict()):
         assert {c: out.schema[c] for c in want} == want, out.schema
+    cv = f.cross_validation(df, n_windows=1)
+    assert cv.schema["cutoff"] == pl.Date  # the cutoff joins back to the input's times
+    assert len(cv.select("unique_id", "cutoff").unique().join(df, left_on=["unique_id", "cutoff"],
+                                                               right_on=["unique_id", "ds"])) == 2
     out = f.predict()
     assert out["ds"][0] == days[-1] + pd.Timedelta(days=1)
     assert len(df.join(out, on=["unique_id", "ds"], how="inner")) == 0  # joins (no overlap: future days)

@@ -81,7 +81,10 @@ def cross_validation(est, df: Any, n_windows: int = 1, step: int | None = None,
         else:
             fc[est.target_col] = truth[est.target_col].to_numpy()
         cut_frames.append(fc)
-    return to_flavour(pd.concat(cut_frames, ignore_index=True), coll.flavour, coll.polars_dtypes)
+    dtypes = dict(coll.polars_dtypes or {})
+    if coll.time_col in dtypes:  # the cutoff is a time of the input's column: its dtype too
+        dtypes["cutoff"] = dtypes[coll.time_col]
+    return to_flavour(pd.concat(cut_frames, ignore_index=True), coll.flavour, dtypes)
 
 
 def score(est, df: Any, metric: str = "mae", season: int = 1, static_df: Any = None) -> float:
