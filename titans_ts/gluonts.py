@@ -38,9 +38,10 @@ standardises the real-valued ones with their centre and spread over the training
 scales the target.
 
 Missing and padded context values enter the network only through its observed mask; missing future
-values are left out of the loss. The predictor is a plain ``PyTorchPredictor``: it works with
-``make_evaluation_predictions``, ``Evaluator``, ``backtest_metrics``, rolling
-``split(...).generate_instances(...)`` windows, and ``serialize`` / ``Predictor.deserialize``.
+values are left out of the loss. The predictor is a ``PyTorchPredictor`` (:class:`TitansPredictor`,
+which adds a content check to its saved weights): it works with ``make_evaluation_predictions``,
+``Evaluator``, ``backtest_metrics``, rolling ``split(...).generate_instances(...)`` windows, and
+``serialize`` / ``Predictor.deserialize``.
 """
 
 # no ``from __future__ import annotations``: GluonTS's ``@validated`` builds pydantic models from
@@ -90,13 +91,14 @@ from .defaults import (
     tail_sizes,
     time_steps,
 )
-from .integrity import stamp_checkpoint, verify_checkpoint
+from .integrity import LOAD_ERRORS, IntegrityError, load_failure, stamp_checkpoint, verify_checkpoint
 from .model.config import TitansConfig, TrainingConfig, check_keys
 from .model.network import TitansNet
 from .model.optim import configure_optimizers
 from .training import fit_module, step_seconds, training_device
 
-__all__ = ["TitansEstimator", "TitansGluonTSModule", "CheckEntries", "CovariateFields", "GLUONTS_HEADS",
+__all__ = ["TitansEstimator", "TitansPredictor", "TitansGluonTSModule", "CheckEntries", "CovariateFields",
+           "GLUONTS_HEADS",
            "SCHEDULERS", "DEFAULT_QUANTILES", "PREDICTION_INPUT_NAMES", "TRAINING_INPUT_NAMES",
            "COVARIATE_INPUT_NAMES", "COVARIATE_FIELDS", "UNREAD_FIELDS"]
 
@@ -401,6 +403,59 @@ def _check_freq(freq: str) -> str:
     return freq
 
 
+class TitansPredictor(PyTorchPredictor):
+    """GluonTS's ``PyTorchPredictor`` whose saved weights carry a content digest.
+
+    ``serialize(path)`` writes what GluonTS writes plus ``prediction-net-state.sha256`` (the
+    SHA-256 of the weights file); ``Predictor.deserialize(path)`` checks it before the weights are
+    read, so an edited or corrupted file is refused naming it (:class:`~titans_ts.integrity.IntegrityError`)
+    instead of forecasting with changed weights, and a file torch refuses to unpickle is reported
+    without torch's advice to load it unsafely."""
+
+    STATE_FILE = "prediction-net-state.pt"
+    DIGEST_FILE = "prediction-net-state.sha256"
+
+    @staticmethod
+    def _file_digest(path) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    def serialize(self, path) -> None:
+        from pathlib import Path
+
+        path = Path(path)
+        super().serialize(path)
+        (path / self.DIGEST_FILE).write_text(self._file_digest(path / self.STATE_FILE) + "\n")
+
+    @classmethod
+    def deserialize(cls, path, device=None) -> "PyTorchPredictor":
+        from pathlib import Path
+
+        path = Path(path)
+        state, stamp = path / cls.STATE_FILE, path / cls.DIGEST_FILE
+        if not state.is_file():
+            raise FileNotFoundError(2, f"predictor {path}: its weights file {cls.STATE_FILE} is missing")
+        if not stamp.is_file():
+            raise IntegrityError(f"predictor {path}: {cls.DIGEST_FILE} (the digest of its weights) is "
+                                 f"missing; it was removed after the predictor was saved: serialize "
+                                 f"it again from a trained predictor")
+        want = stamp.read_text().strip()
+        if want != cls._file_digest(state):
+            raise IntegrityError(
+                f"predictor {path}: {cls.STATE_FILE} failed its content check (SHA-256 mismatch with "
+                f"{cls.DIGEST_FILE}); the file was edited or corrupted after it was saved. Do not use "
+                f"it: train again, or restore an intact copy")
+        try:
+            return super().deserialize(path, device=device)
+        except LOAD_ERRORS as err:
+            raise ValueError(f"predictor {path}: {cls.STATE_FILE} is not readable: {load_failure(err)}") from None
+
+
 class TitansEstimator(PyTorchLightningEstimator):
     """GluonTS estimator for univariate series with a Titans (neural long-term memory) network.
 
@@ -621,7 +676,7 @@ class TitansEstimator(PyTorchLightningEstimator):
             generator = QuantileForecastGenerator(quantiles=[str(q) for q in self.quantiles])
         else:
             generator = SampleForecastGenerator()
-        return PyTorchPredictor(
+        return TitansPredictor(
             input_names=self._input_names(False), prediction_net=module,
             batch_size=self.batch_size, prediction_length=self.prediction_length,
             input_transform=transformation + self._splitter("test"),

@@ -175,6 +175,44 @@ def test_serialize_roundtrip(m3, student_t, quantile, tmp_path):
         assert k == k2 and torch.equal(v, v2)
 
 
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+@pytest.mark.data
+def test_a_serialized_predictor_is_checked_before_its_weights_are_read(quantile, tmp_path):
+    """An edited weights file (8 floats changed: it loads and forecasts otherwise), a file that
+    unpickles code, and a removed digest are refused naming the file; never with torch's
+    advice to load with weights_only=False."""
+    from titans_ts.gluonts import TitansPredictor
+    from titans_ts.integrity import IntegrityError
+
+    pred = quantile[0]
+    assert isinstance(pred, TitansPredictor)
+    d = tmp_path / "p"
+    d.mkdir()
+    pred.serialize(d)
+    state = d / TitansPredictor.STATE_FILE
+    weights = torch.load(state, weights_only=True)
+    name = next(k for k, v in weights.items() if v.dtype == torch.float32 and v.numel() >= 8)
+    weights[name].view(-1)[:8] += 1e-3
+    torch.save(weights, state)
+    with pytest.raises(IntegrityError, match="failed its content check") as info:
+        Predictor.deserialize(d)
+    assert str(d) in str(info.value)
+    torch.save({name: _Evil()}, state)
+    (d / TitansPredictor.DIGEST_FILE).write_text(TitansPredictor._file_digest(state))
+    with pytest.raises(ValueError, match="not plain data") as info:
+        Predictor.deserialize(d)
+    assert "weights_only" not in str(info.value)
+    (d / TitansPredictor.DIGEST_FILE).unlink()
+    with pytest.raises(IntegrityError, match="missing"):
+        Predictor.deserialize(d)
+
+
 @pytest.mark.data
 def test_missing_values_and_short_series(m3, tmp_path):
     entries = []
