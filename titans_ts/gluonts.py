@@ -79,6 +79,7 @@ from gluonts.transform import (
 )
 
 from . import defaults as _defaults
+from .datasets.frames import period_freq
 from .datasets.timefeatures import resolve_time_features, time_feature_values
 from .defaults import (
     MIN_PAST,
@@ -998,6 +999,10 @@ def _check_entry(entry: Any, label: str, freq: str, context_length: int | None =
         except (TypeError, ValueError) as err:
             raise ValueError(f"{label} has start {start!r}, which is not a time (give a pd.Period or a "
                              f"pd.Timestamp): {err}") from None
+    elif start is not None and start.freq != pd.Period("2000-01-01", freq=period_freq(freq)).freq:
+        raise ValueError(f"{label} has start {start!r}, a period of frequency {start.freqstr!r}, but the "
+                         f"estimator's freq is {freq!r}: its values would be read at the wrong spacing; give "
+                         f"a start of frequency {freq!r} (or a pd.Timestamp)")
     return {**entry, FieldName.TARGET: values, FieldName.START: start}
 
 

@@ -439,6 +439,15 @@ def test_a_start_given_as_a_timestamp_is_read_at_the_estimators_frequency(daily_
     assert np.isfinite(list(predictor.predict(data))[0].samples).all()
 
 
+def test_a_period_start_of_another_frequency_is_refused(daily_predictor):
+    """An hourly period given to a daily estimator would be read at the wrong spacing."""
+    data = [dict(e, start=pd.Period("2024-01-04 08:00", "h")) for e in _series(2)]
+    with pytest.raises(ValueError, match=r"frequency 'h'.*freq is 'D'"):
+        list(daily_predictor.predict(data))
+    ok = [dict(e, start=pd.Period("2024-01-04", "D")) for e in _series(2)]
+    assert len(list(daily_predictor.predict(ok))) == 2
+
+
 def test_targets_of_any_magnitude_train_and_forecast_on_their_own_scale():
     """Each window is centred and scaled (float64) before the network, as the frame API scales
     each series: the same data times 1e30 (or 1e-30) forecasts the same times 1e30."""
