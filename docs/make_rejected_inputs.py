@@ -396,6 +396,8 @@ def _cases():
          _estimator([{**_entry(np.arange(20.0)), "feat_dynamic_cat": np.zeros((1, 20), dtype=int)}])),
         ("GluonTS: forecast from a context without an observed value",
          _predict_entry(_daily(np.r_[np.ones(40), [np.nan] * 20]))),
+        ("GluonTS: a period start of another frequency than the estimator's",
+         _predict_entry({**_daily(np.ones(60)), "start": pd.Period("2024-01-04 08:00", "h")})),
         ("benchmark online: unknown dataset", _online("ETTh9", "--out", "o.jsonl")),
         ("benchmark online: --config that is not JSON",
          _online("ETTh1", "--seq-len", "96", "--out", "o.jsonl", "--config", "{max_epochs: 1}")),
