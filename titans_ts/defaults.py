@@ -48,8 +48,9 @@ One set of rules, used by :class:`titans_ts.TitansForecaster` and
   steps gives none. ``TitansForecaster`` forecasts such series (with a warning naming them) by
   their seasonal naive where they hold one whole season, else by repeating their last value;
   data where no series is long enough are refused with an error (both front-ends).
-* **Calendar features** (:func:`use_time_features`): the place where the defaults will decide
-  whether the network reads the calendar (features of each step's timestamp); not used yet.
+* **Calendar features**: off unless asked for (``time_features="auto"`` or a list, both
+  front-ends); the defaults do not turn them on by themselves (no rule measured on the
+  benchmark's validation tails yet).
 * **Robust settings** (:data:`ROBUST`): dropout 0.2 and RevIN centred on the context's mean,
   the values the validation selection of the benchmark recipes (docs/benchmarks.md,
   'Configuration selection') chose most often; the point head's loss ``"mae"`` (the median:
@@ -71,7 +72,7 @@ import numpy as np
 
 __all__ = ["seasonal_periods", "useful_seasons", "context_length", "cycle_length",
            "training_budget", "budget_steps", "time_steps", "parse_time_budget", "epochs_for",
-           "batches_per_epoch", "tail_sizes", "min_train_length", "use_time_features", "MAX_SEASON_CONTEXT",
+           "batches_per_epoch", "tail_sizes", "min_train_length", "MAX_SEASON_CONTEXT",
            "data_defaults", "DataDefaults", "ROBUST", "MIN_STEPS", "PASSES", "MIN_PAST",
            "TIME_BUDGET", "TIME_SHARE", "BATCHES_PER_EPOCH", "PATIENCE_STEPS"]
 
@@ -230,7 +231,6 @@ class DataDefaults:
     n_series: int
     n_windows: int
     validation: str
-    time_features: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -247,16 +247,6 @@ def tail_sizes(lengths: Iterable[int], horizon: int, val_size: int) -> list[int]
     """The validation tail each series can hold: ``val_size`` where a training window
     (:func:`min_train_length`) stays beside it, else 0 (the series trains whole)."""
     return [int(val_size) if int(n) >= min_train_length(horizon) + val_size else 0 for n in lengths]
-
-
-def use_time_features(freq: Any, horizon: int, lengths: Sequence[int]) -> bool:
-    """Whether the defaults give the network calendar features of each step's timestamp.
-
-    Not yet: the features themselves come with the covariates work (issue 36, ``time_features``).
-    This is where the defaults will decide, from the frequency and the series (for example:
-    sub-daily or daily data whose series span several weeks, kept where it wins on the
-    validation tails); until then it answers False for every input."""
-    return False
 
 
 def data_defaults(freq: Any, horizon: int, lengths: Sequence[int], batch_size: int,
@@ -286,6 +276,6 @@ def data_defaults(freq: Any, horizon: int, lengths: Sequence[int], batch_size: i
         steps=budget_steps(n_windows, batch_size), max_epochs=max_epochs,
         num_batches_per_epoch=per_epoch, patience=patience, seasons=periods,
         useful_seasons=useful, typical_length=typical, n_series=int(lens.size),
-        n_windows=n_windows, time_features=use_time_features(freq, horizon, lens.tolist()),
+        n_windows=n_windows,
         validation=("none" if not val else f"last {val} steps of every series" if tails.min()
                     else f"last {val} steps of {int((tails > 0).sum())} of {lens.size} series"))

@@ -95,11 +95,6 @@ def test_time_budget_bounds_the_steps():
     assert dd.time_steps(300, None) is None and dd.time_steps(1, 100.0) == 1
 
 
-def test_the_calendar_decision_is_not_taken_yet():
-    assert dd.use_time_features("h", 24, [2000]) is False
-    assert dd.data_defaults("h", 24, [2000], 32).time_features is False
-
-
 def _hourly(n_series, T, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(T)
