@@ -686,37 +686,39 @@ class TitansEstimator(PyTorchLightningEstimator):
 
     # ------------------------------------------------------------------ training
     def _step_seconds(self, data: Dataset) -> float:
-        """Seconds per optimiser step of this configuration: the network's step
-        (:func:`titans_ts.training.step_seconds`, on a batch of the training layout, whose values
-        do not change the time, with a network built with the random state left as it was) and
-        the loader's batch (GluonTS's pipeline draws the windows of ``data`` as it trains: a few
-        batches of a loader of its own, the random states left as they were)."""
+        """Seconds per optimiser step of this configuration: the loader's batch (GluonTS's
+        pipeline draws the windows of ``data`` as it trains: a few batches of a loader of its own,
+        the random states left as they were) and the network's step
+        (:func:`titans_ts.training.step_seconds`) on the first of those batches (the training
+        layout, covariate fields included), with a network built with the random state left as
+        it was."""
         import random
 
-        B, L, H = self.batch_size, self.context_length, self.prediction_length
-        batch = {"past_target": torch.zeros(B, L), "past_observed_values": torch.ones(B, L),
-                 "future_target": torch.zeros(B, H), "future_observed_values": torch.ones(B, H)}
-        with torch.random.fork_rng(devices=[]):
-            module = TitansGluonTSModule(model_kwargs=self.model_kwargs(), num_samples=self.num_samples)
-        step = step_seconds(module, batch, lambda m, b: m._loss(b),
-                            device=training_device(self.trainer_kwargs.get("accelerator", "cpu")))
         np_state, py_state = np.random.get_state(), random.getstate()
-        times = []
+        times, first = [], None
         try:
             with env._let(max_idle_transforms=max(len(data), 100)):
                 stream = self.create_training_data_loader(self.create_transformation().apply(data, is_train=True),
                                                           None)
                 t0 = time.perf_counter()
-                for k, _ in enumerate(stream):  # the first batch fills the pipeline: not counted
+                for k, batch in enumerate(stream):  # the first batch fills the pipeline: not counted
                     t1 = time.perf_counter()
                     if k:
                         times.append(t1 - t0)
+                    else:
+                        first = batch
                     if k == 3:
                         break
                     t0 = time.perf_counter()
         finally:
             np.random.set_state(np_state)
             random.setstate(py_state)
+        if first is None:
+            raise ValueError("training_data gives no training window (the loader drew no batch)")
+        with torch.random.fork_rng(devices=[]):
+            module = TitansGluonTSModule(model_kwargs=self.model_kwargs(), num_samples=self.num_samples)
+        step = step_seconds(module, dict(first), lambda m, b: m._loss(b),
+                            device=training_device(self.trainer_kwargs.get("accelerator", "cpu")))
         return step + (float(np.median(times)) if times else 0.0)
 
     def train_model(self, training_data: Dataset, validation_data: Optional[Dataset] = None,

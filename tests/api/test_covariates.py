@@ -564,3 +564,19 @@ def test_cli_fit_resumes_from_its_checkpoint(data_root, tmp_path, monkeypatch):
     ckpt = torch.load(last, weights_only=True)
     assert (ckpt["global_step"], ckpt["epoch"]) == (4, 2)
     assert ckpt["hyper_parameters"]["n_hist_exog"] == 2 and ckpt["hyper_parameters"]["d_model"] == 16
+
+
+def test_the_estimators_time_budget_probes_a_step_with_its_covariates(monkeypatch):
+    """With the default time budget (no max_epochs given), the estimator times one training step
+    before it trains: that probe must feed the covariate fields too (it fed the target alone, and
+    an estimator with covariates or calendar features failed before training)."""
+    import titans_ts.defaults as dd
+
+    monkeypatch.setattr(dd, "MIN_STEPS", 2)
+    monkeypatch.setattr(dd, "PASSES", 0)
+    kw = {k: v for k, v in G.items() if k != "trainer_kwargs"}
+    est = TitansEstimator(**kw, **GCOV, time_budget="1min")
+    predictor = est.train(ListDataset(_entries(), freq="D"))
+    chosen = est.chosen_defaults_
+    assert chosen["seconds_per_step"] is not None and chosen["seconds_per_step"] > 0
+    assert len(list(predictor.predict(ListDataset(_entries(future=H), freq="D")))) == 4
