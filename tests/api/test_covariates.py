@@ -566,6 +566,7 @@ def test_cli_fit_resumes_from_its_checkpoint(data_root, tmp_path, monkeypatch):
     assert ckpt["hyper_parameters"]["n_hist_exog"] == 2 and ckpt["hyper_parameters"]["d_model"] == 16
 
 
+@pytest.mark.slow
 def test_the_estimators_time_budget_probes_a_step_with_its_covariates(monkeypatch):
     """With the default time budget (no max_epochs given), the estimator times one training step
     before it trains: that probe must feed the covariate fields too (it fed the target alone, and
