@@ -48,6 +48,7 @@ which adds a content check to its saved weights): it works with ``make_evaluatio
 # the annotations and needs them as real types, not strings
 
 import datetime
+import functools
 import time
 import warnings
 from typing import Any, Dict, Iterable, List, Optional, Union
@@ -963,6 +964,13 @@ def _label(entry: Any, i: int | None) -> str:
     return ("entry" if i is None else f"entry {i}") + (f" (item_id {item!r})" if item is not None else "")
 
 
+@functools.lru_cache(maxsize=32)
+def _period_offset(freq: str):
+    """The offset of a ``pd.Period`` at ``freq`` (once per frequency: entries are checked each
+    time the training pipeline draws them)."""
+    return pd.Period("2000-01-01", freq=period_freq(freq)).freq
+
+
 def _check_entry(entry: Any, label: str, freq: str, context_length: int | None = None) -> dict:
     """One dataset entry as the pipeline needs it, or a ValueError naming it (``context_length``:
     at prediction, the context must hold an observed value). Returns the entry with its target
@@ -1001,7 +1009,7 @@ def _check_entry(entry: Any, label: str, freq: str, context_length: int | None =
         except (TypeError, ValueError) as err:
             raise ValueError(f"{label} has start {start!r}, which is not a time (give a pd.Period or a "
                              f"pd.Timestamp): {err}") from None
-    elif start is not None and start.freq != pd.Period("2000-01-01", freq=period_freq(freq)).freq:
+    elif start is not None and start.freq != _period_offset(freq):
         raise ValueError(f"{label} has start {start!r}, a period of frequency {start.freqstr!r}, but the "
                          f"estimator's freq is {freq!r}: its values would be read at the wrong spacing; give "
                          f"a start of frequency {freq!r} (or a pd.Timestamp)")
