@@ -115,6 +115,36 @@ def test_past_covariates_cannot_see_the_horizon_but_the_others_reach_the_forecas
     assert np.array_equal(forecast(values), base)  # nothing changed: bit-identical
 
 
+@pytest.mark.parametrize("tokenizer", ["patch", "variate"])
+def test_centred_covariates_read_changes_not_levels(tokenizer):
+    """``exog_center="mean"``: each window's past-only and future-known covariates minus their
+    observed context mean, so a constant shift of a covariate leaves the forecast unchanged (it
+    changes it with the default "none"); a change within the window still reaches it, missing
+    values stay masked out of the mean, and an unknown centre is refused."""
+    past = torch.randn(2, L, 1)
+    hist, futr = torch.randn(2, L, 1), torch.randn(2, L + H, 2)
+    stat = {"stat_exog": torch.randn(2, 1), "stat_cat": torch.tensor([[0], [2]])}
+    shifted = {"hist_exog": hist + 3.0, "futr_exog": futr - 7.0, **stat}
+    base = {"hist_exog": hist, "futr_exog": futr, **stat}
+    with torch.no_grad():
+        centred = _net(tokenizer, exog_center="mean")
+        torch.testing.assert_close(centred(past, exog=shifted), centred(past, exog=base), atol=2e-5, rtol=0)
+        plain = _net(tokenizer)
+        assert (plain(past, exog=shifted) - plain(past, exog=base)).abs().max() > 1e-3
+        step = futr.clone()
+        step[:, L:, 0] += 1.0  # the horizon rises against the context: a change, not a level
+        assert (centred(past, exog={**base, "futr_exog": step}) - centred(past, exog=base)).abs().max() > 1e-4
+        # a missing context value is out of the mean: filling it with anything changes nothing
+        gap = torch.ones_like(futr, dtype=torch.bool)
+        gap[:, 3, 1] = False
+        a, b = futr.clone(), futr.clone()
+        a[:, 3, 1], b[:, 3, 1] = 50.0, -50.0
+        torch.testing.assert_close(centred(past, exog={**base, "futr_exog": a, "futr_exog_mask": gap}),
+                                   centred(past, exog={**base, "futr_exog": b, "futr_exog_mask": gap}))
+    with pytest.raises(ValueError, match=r"covariate center must be one of \('none', 'mean'\), got 'last'"):
+        _net(tokenizer, exog_center="last")
+
+
 def test_network_refuses_covariates_it_was_not_built_for():
     net = _net()
     past = torch.randn(2, L, 1)

@@ -193,7 +193,9 @@ class TitansForecaster(BaseEstimator):
             fields), ``attn_heads``, ``window``, ``n_persistent``, ``segment_len``,
             ``mlp_expansion``, ``dropout``, ``head`` ("point", "quantile" or "student_t"),
             ``quantiles`` (the quantile head's levels; for "student_t", those ``predict``
-            reports), ``revin``, ``revin_affine``, ``revin_center``, and ``cycle_len`` (the
+            reports), ``revin``, ``revin_affine``, ``revin_center``, ``exog_center`` ("mean":
+            covariates minus their context mean per window, their changes rather than their
+            levels; default "none"), and ``cycle_len`` (the
             period in steps of a learned cycle per channel, e.g. 24 for a daily cycle of hourly
             data; each step's phase is its time counted in ``freq`` steps from 1970-01-01; None,
             the default: the frequency's shortest season the data show twice when the data are

@@ -24,14 +24,15 @@ from itertools import pairwise
 from typing import Any, Literal, Mapping, Optional, Tuple, Union, overload
 
 __all__ = ["SettingsError", "TitansConfig", "MemoryConfig", "TrainingConfig", "VARIANTS", "TOKENIZERS", "HEADS",
-           "REVIN_CENTERS", "ACTIVATIONS", "MEMORY_BACKENDS", "POINT_LOSSES", "OPTIMIZERS", "SCHEDULERS",
-           "default_patching", "check_keys"]
+           "REVIN_CENTERS", "EXOG_CENTERS", "ACTIVATIONS", "MEMORY_BACKENDS", "POINT_LOSSES", "OPTIMIZERS",
+           "SCHEDULERS", "default_patching", "check_keys"]
 
 # "none": no sequence mixing (the ablation); "attention": attention in the memory's place (its twin)
 VARIANTS = ("lmm", "mac", "mag", "mal", "none", "attention")
 TOKENIZERS = ("patch", "variate")
 HEADS = ("point", "quantile", "student_t")
 REVIN_CENTERS = ("mean", "last")
+EXOG_CENTERS = ("none", "mean")
 ACTIVATIONS = ("silu", "gelu", "relu", "tanh", "identity")
 MEMORY_BACKENDS = ("auto", "reference", "chunked", "triton")
 POINT_LOSSES = ("mse", "mae", "huber")
@@ -256,6 +257,10 @@ class TitansConfig(_Settings):
         stat_cat_cardinalities: the number of categories of each categorical static covariate
             (codes 0 .. cardinality - 1), embedded and added to every token.
             The four covariate counts are set by the front-ends from the data (0 / (): none).
+        exog_center: "none" (past-only and future-known covariates enter as the data scaled
+            them) or "mean" (each window's covariates minus their mean over its context, horizon
+            values included: the covariates' changes enter, not their levels, as RevIN does for
+            the target; for covariates whose relation to the target drifts in level).
     """
 
     seq_len: int = 96
@@ -285,6 +290,7 @@ class TitansConfig(_Settings):
     n_futr_exog: int = 0
     n_stat_exog: int = 0
     stat_cat_cardinalities: Tuple[int, ...] = ()
+    exog_center: str = "none"
 
     _what = "model"
 
@@ -329,6 +335,8 @@ class TitansConfig(_Settings):
                                                  label="RevIN center"))
         s(self, "cycle_len", _int("cycle_len", self.cycle_len, low=0))
         s(self, "linear_skip", _bool("linear_skip", self.linear_skip))
+        s(self, "exog_center", _choice("exog_center", self.exog_center, EXOG_CENTERS,
+                                       label="covariate center"))
         for name in ("n_hist_exog", "n_futr_exog", "n_stat_exog"):
             s(self, name, _int(name, getattr(self, name), low=0))
         cards = self.stat_cat_cardinalities

@@ -198,6 +198,7 @@ class TitansNet(nn.Module):
         self.linear = nn.Linear(c.seq_len, c.horizon) if c.linear_skip else None
         # covariates (after everything else, for the same reason)
         self.n_hist, self.n_futr = c.n_hist_exog, c.n_futr_exog
+        self.exog_center = c.exog_center
         self.n_stat, self.cardinalities = c.n_stat_exog, tuple(c.stat_cat_cardinalities)
         self.exog_embed: nn.Linear | None = None
         self.hist_embed: nn.Linear | None = None
@@ -280,8 +281,12 @@ class TitansNet(nn.Module):
                 continue
             m = exog.get(key + "_mask")
             m = torch.isfinite(x) if m is None else m.bool()
-            out[key] = torch.where(m, x, torch.zeros_like(x)).to(torch.float32)
-            out[key + "_mask"] = m.to(torch.float32)
+            x = torch.where(m, x, torch.zeros_like(x)).to(torch.float32)
+            mf = m.to(torch.float32)
+            if self.exog_center == "mean" and key != "stat_exog":  # each covariate's context mean
+                c = (x[:, :L] * mf[:, :L]).sum(1, keepdim=True) / mf[:, :L].sum(1, keepdim=True).clamp_min(1.0)
+                x = (x - c) * mf
+            out[key], out[key + "_mask"] = x, mf
         return out
 
     def _static(self, ex: dict):
