@@ -265,10 +265,12 @@ def stats_forecasts(model: str, train, horizon: int, season: int, seasons: tuple
     return out, fallbacks, None
 
 
-def forecaster_forecasts(train, horizon: int, seed: int, integer_steps: bool, fallback: bool = False):
+def forecaster_forecasts(train, horizon: int, seed: int, integer_steps: bool, fallback: bool = False,
+                         freq: str | None = None, **params):
     """``TitansForecaster(h=horizon)`` with its defaults on the training parts as a long frame
     (unique_id, ds, y; integer steps where the data have no frequency); point forecasts, and
-    with ``fallback`` those of the same fit with ``naive_fallback=True`` (else None)."""
+    with ``fallback`` those of the same fit with ``naive_fallback=True`` (else None). ``freq``
+    (None: inferred) and ``params``: given to the forecaster (the validation study's)."""
     import pandas as pd
 
     from titans_ts import TitansForecaster
@@ -282,7 +284,7 @@ def forecaster_forecasts(train, horizon: int, seed: int, integer_steps: bool, fa
     df = pd.concat(frames, ignore_index=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*does not beat the naive baselines.*")
-        model = TitansForecaster(h=horizon, seed=seed).fit(df)
+        model = TitansForecaster(h=horizon, seed=seed, freq=freq, **params).fit(df)
 
     def points(out):
         by_id = {sid: g["y_hat"].to_numpy(np.float64) for sid, g in out.groupby("unique_id", sort=False)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from gluonts.dataset.common import ListDataset
 
 from titans_ts import TitansForecaster
@@ -216,6 +217,7 @@ def test_both_front_ends_fit_their_steps_in_the_time_budget(monkeypatch):
     f = TitansForecaster(h=12, context_length=24, time_budget="10s", **SMALL_NET).fit(_hourly(2, 80))
     chosen = f.chosen_defaults_
     assert (chosen["steps"], chosen["limited_by"], chosen["time_budget_s"]) == (16, "time budget", 10.0)
+    assert chosen["ensemble"] == f.ensemble_ == 1  # bounded by time: one network
     assert chosen["max_epochs"] * chosen["batches_per_epoch"] >= 16  # (whole epochs)
     assert chosen["steps_run"] <= chosen["max_epochs"] * chosen["batches_per_epoch"]
     # without a target, the passes (here one over the 66 windows in batches of 16: 5 steps)
@@ -237,6 +239,46 @@ def test_both_front_ends_fit_their_steps_in_the_time_budget(monkeypatch):
     assert (chosen["steps"], chosen["max_epochs"], chosen["limited_by"]) == (8, 4, "time budget")
     with pytest.raises(ValueError, match="time_budget must be a positive duration"):
         TitansEstimator(freq="ME", prediction_length=6, time_budget="-1min")
+
+
+def test_ensemble_size_rule():
+    # as many networks as fit their steps in 0.8 of the budget, at most three
+    assert dd.ensemble_size(600, 300.0, 0.01) == 3  # 6 s a network
+    assert dd.ensemble_size(600, 300.0, 0.2) == 2  # 120 s: two fit in 240 s
+    assert dd.ensemble_size(600, 300.0, 0.3) == 1  # 180 s
+    assert dd.ensemble_size(600, None, 0.01) == dd.ensemble_size(600, 300.0, None) == 1
+
+
+def test_forecaster_trains_an_ensemble_where_the_time_budget_has_room(monkeypatch, tmp_path):
+    import titans_ts.training as training
+    from titans_ts.model.network import EnsembleNet, TitansNet
+
+    # 6 steps a network at 1 ms each: three networks fit in 0.8 x 60 s (the fit is moments)
+    monkeypatch.setattr(training, "step_seconds", lambda *a, **k: 0.001)
+    monkeypatch.setattr(dd, "MIN_STEPS", 6)
+    monkeypatch.setattr(dd, "PASSES", 1)
+    df = _hourly(2, 80)
+    f = TitansForecaster(h=12, context_length=24, time_budget="60s", **SMALL_NET).fit(df)
+    net = f.model_.net
+    assert f.ensemble_ == f.chosen_defaults_["ensemble"] == 3
+    assert isinstance(net, EnsembleNet) and len(net.members) == 3
+    first = [p.detach().clone() for p in net.members[0].parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(first, net.members[1].parameters(), strict=True))
+    fc = f.predict()
+    f.save(tmp_path / "ens.pt")
+    g = TitansForecaster.load(tmp_path / "ens.pt")
+    assert g.ensemble_ == 3 and np.array_equal(g.predict()["y_hat"].to_numpy(), fc["y_hat"].to_numpy())
+    g.set_params(max_epochs=1, limit_train_batches=1)
+    assert g.fit(df, warm_start=True).ensemble_ == 3  # continued: the same networks
+    one = TitansForecaster(h=12, context_length=24, time_budget="60s", ensemble=1, **SMALL_NET).fit(df)
+    assert one.ensemble_ == 1 and isinstance(one.model_.net, TitansNet)
+    # single-network settings: the rule gives one, an explicit count is refused
+    assert TitansForecaster(h=12, context_length=24, time_budget="60s", head="student_t",
+                            **SMALL_NET).fit(df).ensemble_ == 1
+    with pytest.raises(ValueError, match=r"ensemble=2 needs one network with head='student_t'"):
+        TitansForecaster(h=12, ensemble=2, head="student_t", max_epochs=1).fit(df)
+    with pytest.raises(ValueError, match=r"ensemble must be a positive integer or None, got 0"):
+        TitansForecaster(h=12, ensemble=0).fit(df)
 
 
 def test_the_step_probe_leaves_the_module_and_the_random_state_alone():

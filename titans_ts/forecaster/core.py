@@ -67,6 +67,7 @@ from ..defaults import (
     batches_per_epoch,
     budget_steps,
     data_defaults,
+    ensemble_size,
     epochs_for,
     min_train_length,
     parse_time_budget,
@@ -97,7 +98,7 @@ TRAINING_PARAMS = dict(
     h=24, context_length=None, loss=ROBUST["loss"], lr=TrainingConfig.lr,
     weight_decay=TrainingConfig.weight_decay, batch_size=TrainingConfig.batch_size,
     max_epochs=None, patience=None, limit_train_batches=None, time_budget=f"{TIME_BUDGET / 60:g}min",
-    val_size=None, naive_fallback=False, test_time_memory=False,
+    val_size=None, naive_fallback=False, test_time_memory=False, ensemble=None,
     memory_pace=(-8.0, -4.0, -5.0),
     freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None,
     futr_exog_list=None, hist_exog_list=None, stat_exog_list=None, time_features=None, seed=0,
@@ -163,6 +164,10 @@ class TitansForecaster(BaseEstimator):
             ``validation_report_`` with that series' better naive (point replaced, quantiles
             shifted by the same difference); may be switched after ``fit`` without refitting.
         test_time_memory: keep each series' memory state across windows (see module docs).
+        ensemble: networks trained side by side (each its own initialisation and dropout draws)
+            whose mean is the forecast; None (default): as many as the time budget holds, up to
+            three (:func:`titans_ts.defaults.ensemble_size`; one when ``max_epochs`` is given,
+            for the Student-t head and with ``test_time_memory``); ``ensemble_`` says how many.
         memory_pace: the carried memory's (forgetting, momentum, inner learning rate) gate logits:
             how fast it learns and forgets (the default is the slow pace the online benchmark's
             validation streams chose most: it remembers the drift, not the noise).
@@ -229,7 +234,8 @@ class TitansForecaster(BaseEstimator):
                  max_epochs: int | None = None, patience: int | None = None,
                  limit_train_batches: int | float | None = None, time_budget: Any = TRAINING_PARAMS["time_budget"],
                  val_size: int | None = None, naive_fallback: bool = False, test_time_memory: bool = False,
-                 memory_pace: Sequence[float] = (-8.0, -4.0, -5.0), freq: str | None = None,
+                 ensemble: int | None = None, memory_pace: Sequence[float] = (-8.0, -4.0, -5.0),
+                 freq: str | None = None,
                  id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
                  covariates: Sequence[str] | None = None, futr_exog_list: Sequence[str] | None = None,
                  hist_exog_list: Sequence[str] | None = None, stat_exog_list: Sequence[str] | None = None,
@@ -249,6 +255,7 @@ class TitansForecaster(BaseEstimator):
         self.val_size = val_size
         self.naive_fallback = naive_fallback
         self.test_time_memory = test_time_memory
+        self.ensemble = ensemble
         self.memory_pace = memory_pace
         self.freq = freq
         self.id_col = id_col
@@ -455,13 +462,33 @@ class TitansForecaster(BaseEstimator):
                               patience=budget.get("patience", self.patience),
                               limit_train_batches=budget.get("limit_train_batches", self.limit_train_batches))
 
-    def _module(self, n_targets: int | None = None, training: TrainingConfig | None = None):
+    def _module(self, n_targets: int | None = None, training: TrainingConfig | None = None,
+                ensemble: int | None = None):
         """The Lightning module of the network for ``n_targets`` target channels (None: the
-        fitted ones) and the fitted covariates."""
+        fitted ones) and the fitted covariates: ``ensemble`` networks (None: the fitted count)."""
         from ..model.lightning_module import TitansLightningModule
 
         n_targets = self.n_targets_ if n_targets is None else n_targets
-        return TitansLightningModule.from_configs(self._config(n_targets), training or self._training())
+        ensemble = getattr(self, "ensemble_", 1) if ensemble is None else ensemble
+        return TitansLightningModule.from_configs(self._config(n_targets), training or self._training(),
+                                                  ensemble=ensemble)
+
+    def _fixed_ensemble(self, warm_start: bool) -> int | None:
+        """The networks ``fit`` trains where known before timing a step: the fitted count when
+        continuing, the parameter where given, one for the Student-t head and the test-time
+        memory (they need a single network); None: as many as the time budget holds
+        (:func:`titans_ts.defaults.ensemble_size`)."""
+        if warm_start:
+            return int(getattr(self, "ensemble_", 1))
+        single = self.head == "student_t" or self.test_time_memory
+        if self.ensemble is not None:
+            if self.ensemble > 1 and single:
+                why = ("head='student_t' (a mean of Student-t parameters is not a mixture)"
+                       if self.head == "student_t" else "test_time_memory=True (the memory corrects one network)")
+                raise ValueError(f"ensemble={self.ensemble} needs one network with {why}; use ensemble=1 "
+                                 f"or None")
+            return int(self.ensemble)
+        return 1 if single else None
 
     def _train_windows(self, values, masks, val_sizes):
         """Training and validation window ends; ``val_sizes``: each series' held-out tail."""
@@ -613,18 +640,23 @@ class TitansForecaster(BaseEstimator):
             return SeriesWindows(values, L, h, ends, masks=masks, n_targets=C, first_index=firsts)
 
         step_s = None
+        fixed = self._fixed_ensemble(warm_start)
         if self.max_epochs is None and parse_time_budget(self.time_budget) is not None:
             # the time budget's measure: a few steps of a copy, before the seeded initialisation
             probe = windows(train_idx[:self.batch_size])
-            step_s = step_seconds(self._module(C), collate_windows([probe[k] for k in range(len(probe))]),
+            step_s = step_seconds(self._module(C, ensemble=fixed or 1),
+                                  collate_windows([probe[k] for k in range(len(probe))]),
                                   lambda m, b: m._train_loss(b), device=training_device(self.accelerator))
         budget = self._budget(chosen, len(train_idx), bool(val_idx), step_s)
+        members = fixed if fixed is not None else ensemble_size(
+            self.chosen_defaults_["steps"], self.chosen_defaults_["time_budget_s"], step_s)
+        self.chosen_defaults_["ensemble"] = members
         self.chosen_defaults_["time_features"] = list(spec.time_features)
         if warm_start:
             self.chosen_defaults_["warm_start"] = True
         pl.seed_everything(self.seed, verbose=False)
         training = self._training(budget)
-        module = self._module(C, training)
+        module = self._module(C, training, members)
         if warm_start:
             module.load_state_dict(previous.state_dict())
 
@@ -647,6 +679,7 @@ class TitansForecaster(BaseEstimator):
         self.best_val_loss_ = fitted.best_score
         self.n_epochs_ = fitted.epochs
         self.model_ = module.cpu().eval()
+        self.ensemble_ = members
         self.freq_ = coll.freq
         self.n_inputs_ = n_in
         self.channels_ = list(coll.channels)

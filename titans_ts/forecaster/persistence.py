@@ -52,9 +52,9 @@ _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
 # exog_ (the covariates: names, calendar features, static vocabularies and units): files
 # written before it existed read past covariates as extra channels, and load without covariates;
 # short_series_: the series too short to train on, with their naive (files written before it:
-# none)
+# none); ensemble_: the networks trained side by side (files written before it: one)
 _FITTED_OPTIONAL = {"validation_report_", "validation_season_", "context_length_", "cycle_len_",
-                    "chosen_defaults_", "polars_dtypes_", "exog_", "short_series_"}
+                    "chosen_defaults_", "polars_dtypes_", "exog_", "short_series_", "ensemble_"}
 
 
 def _jsonable(obj):
@@ -95,6 +95,7 @@ def save(est, path: str | os.PathLike) -> Path:
                                   getattr(est, "validation_report_", None), est.id_col, _id),
                               "validation_season_": getattr(est, "validation_season_", None),
                               "context_length_": est.context_length_, "cycle_len_": est.cycle_len_,
+                              "ensemble_": getattr(est, "ensemble_", 1),
                               "chosen_defaults_": _jsonable(getattr(est, "chosen_defaults_", None)),
                               "short_series_": [[_id(k), v] for k, v in
                                                 (getattr(est, "short_series_", None) or {}).items()],
@@ -236,6 +237,10 @@ def _build(cls, payload, params, fitted, v1: bool):
     if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
         raise TypeError(f"validation_season_ must be a positive integer, got {season!r}")
     est.validation_season_ = season if est.validation_report_ is not None else None
+    members = fitted.get("ensemble_", 1)
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise TypeError(f"ensemble_ must be a positive integer, got {members!r}")
+    est.ensemble_ = members
     module = est._module(est.n_targets_)
     module.load_state_dict(payload["state_dict"])
     est.model_ = module.eval()

@@ -23,7 +23,7 @@ from ..model.config import _limit_batches  # noqa: F401
 __all__ = ["check_params", "check_levels", "check_quantiles", "plain"]
 
 _POSITIVE_INTS = ("h",)
-_OPTIONAL_POSITIVE_INTS = ("context_length",)  # None: chosen from the data
+_OPTIONAL_POSITIVE_INTS = ("context_length", "ensemble")  # None: chosen from the data
 
 
 def plain(value: Any) -> Any:
