@@ -139,7 +139,7 @@ def test_forecaster_budget_when_not_given(monkeypatch):
     # still the floor, above the 42 steps of ten passes) so that the fit runs in moments
     monkeypatch.setattr(dd, "MIN_STEPS", 60)
     monkeypatch.setattr(dd, "PATIENCE_STEPS", 5)
-    f = TitansForecaster(h=12, context_length=24, limit_train_batches=1, max_epochs=None, **SMALL_NET)
+    f = TitansForecaster(h=12, context_length=24, limit_train_batches=1, max_epochs=None, ensemble=1, **SMALL_NET)
     f.fit(_hourly(2, 80))
     chosen = f.chosen_defaults_
     assert chosen["n_windows"] == 66 and chosen["steps"] == 60 and chosen["budget"] == "data-aware"
@@ -262,6 +262,11 @@ def test_forecaster_trains_an_ensemble_where_the_time_budget_has_room(monkeypatc
     net = f.model_.net
     assert f.ensemble_ == f.chosen_defaults_["ensemble"] == 3
     assert isinstance(net, EnsembleNet) and len(net.members) == 3
+    assert len(f.chosen_defaults_["member_epochs"]) == 3  # each network trained alone
+    # member k is the network a single fit with seed k trains
+    solo = TitansForecaster(h=12, context_length=24, time_budget="60s", ensemble=1, seed=1, **SMALL_NET).fit(df)
+    for a, b in zip(net.members[1].parameters(), solo.model_.net.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
     first = [p.detach().clone() for p in net.members[0].parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(first, net.members[1].parameters(), strict=True))
     fc = f.predict()

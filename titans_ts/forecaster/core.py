@@ -654,30 +654,46 @@ class TitansForecaster(BaseEstimator):
         self.chosen_defaults_["time_features"] = list(spec.time_features)
         if warm_start:
             self.chosen_defaults_["warm_start"] = True
-        pl.seed_everything(self.seed, verbose=False)
         training = self._training(budget)
-        module = self._module(C, training, members)
-        if warm_start:
-            module.load_state_dict(previous.state_dict())
-
-        gen = torch.Generator().manual_seed(self.seed)
-        train_dl = window_loader(windows(train_idx), self.batch_size, True, generator=gen)
+        train_set = windows(train_idx)
         val_dl = window_loader(windows(val_idx), max(self.batch_size, 256), False) if val_idx else None
         cbs = list(callbacks or [])
         if trial is not None:
             from ..tuning import pruning_callback
 
             cbs.append(pruning_callback(trial, "val_loss"))
+        # a fresh ensemble: each network trained alone (seed + k: its own initialisation, window
+        # order, dropout draws and early stopping), then gathered; a warm start continues the
+        # gathered networks together
+        alone = members > 1 and not warm_start
         limits: dict[str, Any] = {}
         if self.chosen_defaults_["time_budget_s"] is not None:  # stop at the target in any case
-            limits["max_time"] = datetime.timedelta(seconds=self.chosen_defaults_["time_budget_s"])
+            share = self.chosen_defaults_["time_budget_s"] / (members if alone else 1)
+            limits["max_time"] = datetime.timedelta(seconds=share)
         started = time.perf_counter()
-        fitted = fit_module(module, train_dl, val_dl, training, verbose=self.verbose, callbacks=cbs,
-                            accelerator=self.accelerator, devices=1, **limits)
+        pl.seed_everything(self.seed, verbose=False)
+        module = self._module(C, training, members)
+        if warm_start:
+            module.load_state_dict(previous.state_dict())
+        runs = []
+        for k in range(members if alone else 1):
+            net_module = module
+            if alone:
+                pl.seed_everything(self.seed + k, verbose=False)
+                net_module = self._module(C, training, 1)
+            gen = torch.Generator().manual_seed(self.seed + k)
+            train_dl = window_loader(train_set, self.batch_size, True, generator=gen)
+            runs.append(fit_module(net_module, train_dl, val_dl, training, verbose=self.verbose, callbacks=cbs,
+                                   accelerator=self.accelerator, devices=1, **limits))
+            if alone:
+                module.net.members[k].load_state_dict(net_module.net.state_dict())
         self.chosen_defaults_["train_seconds"] = round(time.perf_counter() - started, 2)
-        self.chosen_defaults_["steps_run"] = int(fitted.trainer.global_step)
-        self.best_val_loss_ = fitted.best_score
-        self.n_epochs_ = fitted.epochs
+        self.chosen_defaults_["steps_run"] = sum(int(r.trainer.global_step) for r in runs)
+        if alone:
+            self.chosen_defaults_["member_epochs"] = [r.epochs for r in runs]
+        scores = [r.best_score for r in runs]
+        self.best_val_loss_ = None if None in scores else float(np.mean(scores))
+        self.n_epochs_ = max(r.epochs for r in runs)
         self.model_ = module.cpu().eval()
         self.ensemble_ = members
         self.freq_ = coll.freq
