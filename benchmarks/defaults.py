@@ -492,11 +492,15 @@ def render(rows: list[dict], sizes: dict) -> str:
         lines += ["## Design evidence on validation tails", "",
                   "`python benchmarks/defaults_validation.py`: the same sets with every series' test "
                   "window removed, the last horizon of the training data scored (the test windows are "
-                  "not read). `TitansForecaster(h)`, one network per seed (0, 1, 2), against the mean "
-                  "of those three networks' point forecasts, the ensemble the defaults now train where "
-                  "the time budget has room (MASE; series whose fitted part is not longer than the "
-                  "season are fitted, not scored). The sets bounded by time (ETTh1, the hourly panel) "
-                  "keep one network and are not part of it.", "", summary(validation), ""]
+                  "not read; MASE, series whose fitted part is not longer than the season fitted but not "
+                  "scored). Each variant is `TitansForecaster(h)` with the parameters of its tag, one "
+                  "fit per seed (0, 1, 2): `(seeds)` is the mean of the three fits' MASE, `(mean "
+                  "forecast)` the MASE of the mean of their point forecasts, which is the ensemble the "
+                  "defaults train where the time budget has room (its network k is the fit of seed "
+                  "k). `single`: one network (`ensemble=1`); `calendar`: one network with "
+                  "`time_features=\"auto\"` (none for yearly data). The sets bounded by time "
+                  "(ETTh1, the hourly panel) keep one network and are not part of it.", "",
+                  summary(validation), ""]
     cmds = sorted({r["command"] for r in rows})
     lines += ["Commands (each appends its rows to the record):", ""]
     lines += [f"    {c}" for c in cmds]

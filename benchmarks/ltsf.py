@@ -174,9 +174,10 @@ def run_many(recipes: Sequence[str], seeds: Sequence[int], sets: Sequence[str] =
 # ------------------------------------------------------------------------------------ report
 
 
-# records of the other benchmarks in the same folder (benchmarks/online_report.py, benchmarks/defaults.py)
+# records of the other benchmarks in the same folder (benchmarks/online_report.py, benchmarks/defaults.py,
+# benchmarks/defaults_validation.py, ...)
 OTHER_RECORDS = ("online.jsonl", "online_backbones.jsonl", "online_design.jsonl", "defaults.jsonl",
-                 "time_to_accuracy.jsonl", "covariates.jsonl")
+                 "defaults_validation.jsonl", "time_to_accuracy.jsonl", "covariates.jsonl")
 
 
 def _twin_plot(abl: list[dict], main: list[dict], twins: list[str], path: Path) -> None:

@@ -286,6 +286,28 @@ def test_forecaster_trains_an_ensemble_where_the_time_budget_has_room(monkeypatc
         TitansForecaster(h=12, ensemble=0).fit(df)
 
 
+def test_calendar_features_where_the_context_cannot_hold_the_year():
+    assert [dd.yearly_period(f) for f in ("D", "W-TUE", "MS", "QS-OCT", "h", "15min", "YS", None)] == \
+        [365, 52, 12, 4, None, None, None, None]
+    # NN5 daily (679 training steps at h = 56) and weekly: the year does not fit twice; monthly
+    # series of 100 steps hold it; sub-daily data have no yearly season here
+    assert dd.calendar_needed("D", 679, 56) and dd.calendar_needed("W-TUE", 100, 8)
+    assert not dd.calendar_needed("MS", 100, 18) and not dd.calendar_needed("h", 80, 12)
+    rng = np.random.default_rng(0)
+    daily = pd.concat([pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2024-01-01", periods=90, freq="D"),
+                                     "y": 5 + np.sin(np.arange(90) / 7 * 2 * np.pi) + rng.standard_normal(90)})
+                       for i in range(2)], ignore_index=True)
+    quick = dict(h=7, context_length=14, max_epochs=1, limit_train_batches=1, **SMALL_NET)
+    f = TitansForecaster(**quick).fit(daily)
+    assert f.time_features == "data" and f.chosen_defaults_["time_features"] == \
+        ["day_of_week", "day_of_month", "day_of_year"]
+    assert TitansForecaster(time_features=None, **quick).fit(daily).chosen_defaults_["time_features"] == []
+    assert TitansForecaster(test_time_memory=True, **quick).fit(daily).chosen_defaults_["time_features"] == []
+    assert TitansForecaster(**quick).fit(_hourly(2, 80)).chosen_defaults_["time_features"] == []
+    steps = daily.assign(ds=daily.groupby("unique_id").cumcount())  # integer steps: no calendar
+    assert TitansForecaster(**quick).fit(steps).chosen_defaults_["time_features"] == []
+
+
 def test_the_step_probe_leaves_the_module_and_the_random_state_alone():
     import torch
 

@@ -101,7 +101,7 @@ TRAINING_PARAMS = dict(
     val_size=None, naive_fallback=False, test_time_memory=False, ensemble=None,
     memory_pace=(-8.0, -4.0, -5.0),
     freq=None, id_col="unique_id", time_col=None, target_col="y", covariates=None,
-    futr_exog_list=None, hist_exog_list=None, stat_exog_list=None, time_features=None, seed=0,
+    futr_exog_list=None, hist_exog_list=None, stat_exog_list=None, time_features="data", seed=0,
     accelerator="cpu", verbose=False)
 #: parameters a fitted forecaster may change without losing its fit: what predict reports, and
 #: how a later ``fit(warm_start=True)`` trains (its optimiser and budget)
@@ -183,10 +183,12 @@ class TitansForecaster(BaseEstimator):
         stat_exog_list: static covariates: the columns of ``fit(df, static_df=...)`` (one row per
             series); numeric columns are standardised across the series, text / categorical /
             boolean columns are categories (a category unseen at fit is refused).
-        time_features: calendar features as future-known covariates: None (off), "auto" (the
-            frequency's usual ones: hour of day, day of week, day of month, ...) or a list of
-            names of :data:`titans_ts.datasets.TIME_FEATURES`. The names chosen are in
-            ``chosen_defaults_["time_features"]``.
+        time_features: calendar features as future-known covariates: "data" (default: "auto"
+            where the series are too short for the context to hold the year of daily, weekly,
+            monthly or quarterly data, else off: :func:`titans_ts.defaults.calendar_needed`),
+            None (off), "auto" (the frequency's usual ones: hour of day, day of week, day of
+            month, ...) or a list of names of :data:`titans_ts.datasets.TIME_FEATURES`. The
+            names used are in ``chosen_defaults_["time_features"]``.
         seed: seed of initialisation, shuffling and dropout.
         accelerator: Lightning accelerator ("cpu", "gpu", "auto").
         verbose: progress bar and Lightning's messages.
@@ -239,7 +241,7 @@ class TitansForecaster(BaseEstimator):
                  id_col: str = "unique_id", time_col: str | None = None, target_col: str = "y",
                  covariates: Sequence[str] | None = None, futr_exog_list: Sequence[str] | None = None,
                  hist_exog_list: Sequence[str] | None = None, stat_exog_list: Sequence[str] | None = None,
-                 time_features: str | Sequence[str] | None = None, seed: int = 0,
+                 time_features: str | Sequence[str] | None = "data", seed: int = 0,
                  accelerator: str = "cpu", verbose: bool = False, **network: Any) -> None:
         _check_keys(network)
         self.h = h
@@ -588,7 +590,7 @@ class TitansForecaster(BaseEstimator):
                      zip(self.history_["ids"], self.history_["loc"], self.history_["scale"], strict=True)}
         self._check_params()
         hist, futr, stat = check_names(self)
-        if self.test_time_memory and (hist or futr or stat or self.time_features):
+        if self.test_time_memory and (hist or futr or stat or self.time_features not in (None, False, "data")):
             raise ValueError("test_time_memory=True does not read covariates yet (the carried memory "
                              "corrects forecasts from the targets alone); use covariates or "
                              "test_time_memory, not both")

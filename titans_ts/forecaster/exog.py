@@ -31,6 +31,7 @@ from ..datasets.forecast_frames import as_pandas
 from ..datasets.frames import DataValidationError, SeriesCollection, _numeric
 from ..datasets.timefeatures import resolve_time_features, time_feature_values
 from ..datasets.timeindex import fmt, parse_time_column
+from ..defaults import calendar_needed, tail_sizes, typical_length
 
 __all__ = ["ExogSpec", "check_names", "make_spec", "read_static", "read_future", "calendar"]
 
@@ -188,11 +189,29 @@ def _static_frame(static_df: Any, columns: list[str], id_col: str, ids: Sequence
     return pdf.iloc[[pos[key_of(sid)] for sid in ids]].reset_index(drop=True)
 
 
+def _time_features(est, coll: SeriesCollection):
+    """The ``time_features`` setting a fit uses: ``"data"`` (the default) is "auto" where
+    :func:`titans_ts.defaults.calendar_needed` says the context cannot hold the year (timestamps
+    with a frequency, no test-time memory), else None; any other value as given."""
+    if isinstance(est.time_features, str) and est.time_features not in ("data", "auto"):
+        raise ValueError(f"time_features must be 'data' (the default: calendar features where the data need "
+                         f"them), None (off), 'auto' or a list of names, got {est.time_features!r}")
+    if est.time_features != "data":
+        return est.time_features
+    if est.test_time_memory or not isinstance(coll.freq, str) or any(
+            idx is None or not isinstance(idx, pd.DatetimeIndex) for idx in coll.index):
+        return None
+    val_size = est.h if est.val_size is None else int(est.val_size)
+    typical = typical_length([v.shape[0] for v in coll.values], est.h, tail_sizes(
+        [v.shape[0] for v in coll.values], est.h, val_size))
+    return "auto" if calendar_needed(coll.freq, typical, est.h) else None
+
+
 def make_spec(est, hist: list, futr: list, stat: list, coll: SeriesCollection,
               static_df: Any) -> ExogSpec:
     """The covariate description of a new fit (categorical vocabularies and numeric static
     units from ``static_df``)."""
-    names = resolve_time_features(est.time_features, coll.freq)
+    names = resolve_time_features(_time_features(est, coll), coll.freq)
     if names and any(idx is None or not isinstance(idx, pd.DatetimeIndex) for idx in coll.index):
         raise ValueError("time_features need timestamps; these series have integer time steps. Leave "
                          "time_features off, or give the frame a datetime time column")
