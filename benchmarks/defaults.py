@@ -472,19 +472,22 @@ def render(rows: list[dict], sizes: dict) -> str:
         lines += ["The data-aware defaults as chosen per set (context length L, learned cycle, "
                   "training budget, the steps it allowed and what bounded them where the run recorded "
                   "it, epochs run before early stopping; `titans_ts.defaults`):", "",
-                  "| dataset | model | seasons (useful) | L | cycle_len | networks | max_epochs x batches | "
-                  "steps (bound) | epochs run | early stopping on |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+                  "| dataset | model | seasons (useful) | L | cycle_len | networks | calendar | "
+                  "max_epochs x batches | steps (bound) | epochs run | early stopping on |",
+                  "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|"]
         for (d, m), s in sorted(settings.items(), key=lambda kv: (DATASETS.index(kv[0][0]),
                                                                   order[kv[0][1]])):
             seasons = f"{s['seasons']} ({s['useful_seasons']})"
             bound = f"{s['steps']} ({s['limited_by']})" if s.get("limited_by") else ""
             lines.append(f"| {d} | {m} | {seasons} | {s['context_length']} | {s['cycle_len']} | "
-                         f"{s.get('ensemble', 1)} | {s['max_epochs']} x {s['num_batches_per_epoch']} | {bound} | "
+                         f"{s.get('ensemble', 1)} | {', '.join(s.get('time_features') or []) or '-'} | "
+                         f"{s['max_epochs']} x {s['num_batches_per_epoch']} | {bound} | "
                          f"{s.get('epochs_run', '')} | {s['validation']} |")
-        lines += ["", "`networks`: the networks trained side by side, whose mean is the forecast "
+        lines += ["", "`networks`: the networks whose mean is the forecast, each trained alone "
                   "(`titans_ts.defaults.ensemble_size`: as many as fit one network's steps in the time "
-                  "budget, at most 3; rows recorded before the rule existed trained one).", ""]
+                  "budget, at most 3; rows recorded before the rule existed trained one). `calendar`: "
+                  "the calendar features used (`titans_ts.defaults.calendar_needed`: where the context "
+                  "cannot hold the year).", ""]
     validation = REPO / "docs" / "benchmarks" / "results" / "defaults_validation.jsonl"
     if validation.exists():
         from defaults_validation import summary
