@@ -172,7 +172,8 @@ def calendar_needed(freq: Any, typical_length: int, horizon: int) -> bool:
     return year is not None and not useful_seasons((year,), typical_length, horizon)
 
 
-def typical_length(lengths: Sequence[int], horizon: int, val_size: int | Sequence[int] | None = None) -> int:
+def typical_length(lengths: Sequence[int] | np.ndarray, horizon: int,
+                   val_size: int | Sequence[int] | np.ndarray | None = None) -> int:
     """The median training length of series of ``lengths`` steps once their validation tails
     (``val_size``; None: :func:`tail_sizes` of the horizon) are held out."""
     lens = np.asarray([int(n) for n in lengths], dtype=np.int64)

@@ -693,8 +693,8 @@ class TitansForecaster(BaseEstimator):
         self.chosen_defaults_["steps_run"] = sum(int(r.trainer.global_step) for r in runs)
         if alone:
             self.chosen_defaults_["member_epochs"] = [r.epochs for r in runs]
-        scores = [r.best_score for r in runs]
-        self.best_val_loss_ = None if None in scores else float(np.mean(scores))
+        scores = [r.best_score for r in runs if r.best_score is not None]  # (an ensemble: its networks' mean)
+        self.best_val_loss_ = float(np.mean(scores)) if len(scores) == len(runs) else None
         self.n_epochs_ = max(r.epochs for r in runs)
         self.model_ = module.cpu().eval()
         self.ensemble_ = members
