@@ -44,8 +44,9 @@ One set of rules, used by :class:`titans_ts.TitansForecaster` and
   ``max_epochs`` (or ``time_budget=None``: passes only).
 * **An ensemble where the time budget has room** (:func:`ensemble_size`): when one network's
   steps (the passes rule) take at most half of the time budget's share at the probed speed,
-  ``fit`` trains as many networks side by side as fit in it, up to :data:`ENSEMBLE` (3), each
-  with its own initialisation and dropout draws, and forecasts their mean (``ensemble_`` and
+  ``fit`` trains as many networks as fit in it, up to :data:`ENSEMBLE` (3), one after another,
+  each alone with seed ``seed + k`` (its own initialisation, window order, dropout draws and
+  early stopping), and forecasts their mean (``ensemble_`` and
   ``chosen_defaults_["ensemble"]``); large panels, bounded by time, keep one network. Evidence
   (``benchmarks/defaults_validation.py``, the benchmark's sets with their test windows removed,
   scored on the last horizon of the training data): the mean forecast of three independently
@@ -105,7 +106,7 @@ TIME_SHARE = 0.8        # of the time budget, for the optimiser steps (validatio
 MIN_PAST = 2            # past steps a training window holds at least
 BATCHES_PER_EPOCH = 50  # an epoch, for early stopping's checks
 PATIENCE_STEPS = 250    # steps without a better validation loss before stopping
-ENSEMBLE = 3            # networks trained side by side at most, where the time budget has room
+ENSEMBLE = 3            # networks in an ensemble at most, where the time budget has room
 MAX_SEASON_CONTEXT = 1024  # longest context a season may ask for (a week of 15-minute data fits)
 
 _DAY, _WEEK = 86_400, 7 * 86_400
@@ -216,7 +217,7 @@ def time_steps(time_budget: float | None, seconds_per_step: float | None) -> int
 
 
 def ensemble_size(steps: int, time_budget: float | None, seconds_per_step: float | None) -> int:
-    """Networks to train side by side: as many as fit ``steps`` steps each in ``TIME_SHARE`` of
+    """Networks in the ensemble: as many as fit ``steps`` steps each in ``TIME_SHARE`` of
     ``time_budget`` seconds at ``seconds_per_step`` per network and step, at most
     :data:`ENSEMBLE`; 1 without a budget or a timing."""
     if time_budget is None or not seconds_per_step or seconds_per_step <= 0 or steps < 1:

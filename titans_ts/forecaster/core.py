@@ -164,10 +164,11 @@ class TitansForecaster(BaseEstimator):
             ``validation_report_`` with that series' better naive (point replaced, quantiles
             shifted by the same difference); may be switched after ``fit`` without refitting.
         test_time_memory: keep each series' memory state across windows (see module docs).
-        ensemble: networks trained side by side (each its own initialisation and dropout draws)
-            whose mean is the forecast; None (default): as many as the time budget holds, up to
-            three (:func:`titans_ts.defaults.ensemble_size`; one when ``max_epochs`` is given,
-            for the Student-t head and with ``test_time_memory``); ``ensemble_`` says how many.
+        ensemble: networks whose mean is the forecast, network ``k`` trained alone with seed
+            ``seed + k`` (its own initialisation, window order and early stopping); None
+            (default): as many as the time budget holds, up to three
+            (:func:`titans_ts.defaults.ensemble_size`; one when ``max_epochs`` is given, for the
+            Student-t head and with ``test_time_memory``); ``ensemble_`` says how many.
         memory_pace: the carried memory's (forgetting, momentum, inner learning rate) gate logits:
             how fast it learns and forgets (the default is the slow pace the online benchmark's
             validation streams chose most: it remembers the drift, not the noise).

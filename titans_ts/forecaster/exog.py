@@ -201,9 +201,9 @@ def _time_features(est, coll: SeriesCollection):
     if est.test_time_memory or not isinstance(coll.freq, str) or any(
             idx is None or not isinstance(idx, pd.DatetimeIndex) for idx in coll.index):
         return None
+    lengths = [v.shape[0] for v in coll.values]
     val_size = est.h if est.val_size is None else int(est.val_size)
-    typical = typical_length([v.shape[0] for v in coll.values], est.h, tail_sizes(
-        [v.shape[0] for v in coll.values], est.h, val_size))
+    typical = typical_length(lengths, est.h, tail_sizes(lengths, est.h, val_size))
     return "auto" if calendar_needed(coll.freq, typical, est.h) else None
 
 

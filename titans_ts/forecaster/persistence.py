@@ -52,7 +52,7 @@ _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
 # exog_ (the covariates: names, calendar features, static vocabularies and units): files
 # written before it existed read past covariates as extra channels, and load without covariates;
 # short_series_: the series too short to train on, with their naive (files written before it:
-# none); ensemble_: the networks trained side by side (files written before it: one)
+# none); ensemble_: the networks whose mean is the forecast (files written before it: one)
 _FITTED_OPTIONAL = {"validation_report_", "validation_season_", "context_length_", "cycle_len_",
                     "chosen_defaults_", "polars_dtypes_", "exog_", "short_series_", "ensemble_"}
 
