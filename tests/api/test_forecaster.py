@@ -142,6 +142,29 @@ def test_carried_memory_saved_after_update_loads_as_it_was(tmp_path):
     np.testing.assert_allclose(g.predict()["y_hat"], f.predict()["y_hat"], rtol=1e-6)  # round-off: batching
 
 
+def test_a_file_saved_before_the_fallback_correction_keeps_its_memory(tmp_path):
+    """The carried memory's fallback gains are kept with a saved model; a file written before
+    they existed (no entry) loads with no fallback, the memory it was saved with."""
+    import json
+
+    from titans_ts.integrity import content_digest
+
+    df = _long(2, T=160)
+    f = TitansForecaster(test_time_memory=True, **TINY).fit(df)
+    assert f.memory_fallback_gains_ == [0.0, 0.25]
+    payload = torch.load(f.save(tmp_path / "m.pt"), weights_only=True)
+    g = TitansForecaster.load(tmp_path / "m.pt")
+    assert g.memory_fallback_gains_ == [0.0, 0.25] and g.memory_.gain(0, g.stream_memory_).shape[-1] == 3
+    fitted = json.loads(payload["fitted"])
+    del fitted["memory_fallback_gains_"]
+    payload["fitted"] = json.dumps(fitted)
+    payload["digest"] = content_digest({k: v for k, v in payload.items() if k != "digest"})
+    torch.save(payload, tmp_path / "old.pt")
+    old = TitansForecaster.load(tmp_path / "old.pt")
+    assert old.memory_fallback_gains_ == [0.0] and old.stream_memory_.config.fallback_gains == (0.0,)
+    assert old.memory_.gain(0, old.stream_memory_).shape[-1] == 2  # (main, level): no fallback
+
+
 def test_carried_memory_with_several_channels_drifting_after_fit():
     """A wide frame (two target channels) whose level jumps after fit: the carried memory learns
     per channel (its own gain) and moves the forecast towards the new level after update."""
@@ -153,7 +176,8 @@ def test_carried_memory_with_several_channels_drifting_after_fit():
     f.update(tail)
     g.update(tail)
     gains = f.memory_.gain(0, f.stream_memory_)
-    assert gains.shape == (2, 2) and (gains.sum(1) > 0).all()  # (main, level memory) per channel
+    # (main memory, level memory, fallback onto the newest value) per channel
+    assert gains.shape == (2, 3) and (gains.sum(1) > 0).all()
     truth = np.stack([np.sin(2 * np.pi * np.arange(400, 406) / 12) + 2.0,
                       np.cos(2 * np.pi * np.arange(400, 406) / 12)], 1)
     err = {name: np.abs(m.predict()[["a", "b"]].to_numpy() - truth).mean() for name, m in (("mem", f), ("no", g))}

@@ -52,9 +52,11 @@ _FITTED_V1 = _FITTED - {"id_dtype_", "time_dtype_"}
 # exog_ (the covariates: names, calendar features, static vocabularies and units): files
 # written before it existed read past covariates as extra channels, and load without covariates;
 # short_series_: the series too short to train on, with their naive (files written before it:
-# none); ensemble_: the networks whose mean is the forecast (files written before it: one)
+# none); ensemble_: the networks whose mean is the forecast (files written before it: one);
+# memory_fallback_gains_: the carried memory's fallback gains at fit (files written before it: none, [0])
 _FITTED_OPTIONAL = {"validation_report_", "validation_season_", "context_length_", "cycle_len_",
-                    "chosen_defaults_", "polars_dtypes_", "exog_", "short_series_", "ensemble_"}
+                    "chosen_defaults_", "polars_dtypes_", "exog_", "short_series_", "ensemble_",
+                    "memory_fallback_gains_"}
 
 
 def _jsonable(obj):
@@ -96,6 +98,7 @@ def save(est, path: str | os.PathLike) -> Path:
                               "validation_season_": getattr(est, "validation_season_", None),
                               "context_length_": est.context_length_, "cycle_len_": est.cycle_len_,
                               "ensemble_": getattr(est, "ensemble_", 1),
+                              "memory_fallback_gains_": getattr(est, "memory_fallback_gains_", None),
                               "chosen_defaults_": _jsonable(getattr(est, "chosen_defaults_", None)),
                               "short_series_": [[_id(k), v] for k, v in
                                                 (getattr(est, "short_series_", None) or {}).items()],
@@ -270,6 +273,13 @@ def _build(cls, payload, params, fitted, v1: bool):
     from .memory_store import SeriesMemory
 
     est.stream_memory_ = None
+    if getattr(est, "memory_fallback_gains_", None) is None:
+        # files written before the carried memory had a fallback correction: it had none
+        est.memory_fallback_gains_ = [0.0]
+    fb = est.memory_fallback_gains_
+    if not isinstance(fb, list) or not fb or not all(isinstance(g, (int, float)) and not isinstance(g, bool)
+                                                      for g in fb):
+        raise TypeError(f"memory_fallback_gains_ must be a list of numbers, got {fb!r}")
     if est.test_time_memory:
         est.stream_memory_ = state.stream_memory(est)
         est.stream_memory_.load_state_dict(payload["stream_memory"])

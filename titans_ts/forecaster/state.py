@@ -58,17 +58,22 @@ def history_collection(est) -> SeriesCollection:
 
 def stream_memory(est):
     """The carried memory's layer (its maps drawn from ``seed``; learning at ``memory_pace``)."""
-    from ..model.stream_memory import StreamMemory
+    from ..model.stream_memory import StreamMemory, StreamMemoryConfig
 
     pace = tuple(float(x) for x in est.memory_pace)
     if len(pace) != 3:
         raise ValueError(f"memory_pace must be three gate logits (forgetting, momentum, inner "
                          f"learning rate), got {est.memory_pace!r}")
+    fallback = getattr(est, "memory_fallback_gains_", None)
+    if fallback is None:  # a fit: today's default, kept with the model (a saved file keeps its own)
+        fallback = StreamMemoryConfig().fallback_gains
+    est.memory_fallback_gains_ = [float(g) for g in fallback]
     g = torch.random.get_rng_state()
     torch.manual_seed(est.seed)
     try:
         # the online benchmark's settings (StreamMemoryConfig's defaults), at the forecaster's pace
-        return StreamMemory(est.context_length_, est.h, pace=pace).eval()
+        return StreamMemory(est.context_length_, est.h, pace=pace,
+                            fallback_gains=tuple(est.memory_fallback_gains_)).eval()
     finally:
         torch.random.set_rng_state(g)
 

@@ -150,8 +150,12 @@ class StreamMemoryConfig:
         gains, gain_half_life: the read-out gains chosen among along the stream, and the
             half-life (in windows) of the errors that choose (:class:`GainSelector`).
         fallback_gains: the gains of a third correction, the one that moves the forecast onto the
-            newest known value (``fallback_gains = (0, 1)`` lets the stream choose repeat-last
-            itself; ``(0,)``: no such correction).
+            newest known value (``(0, 1)`` would let the stream choose repeat-last itself; ``(0,)``:
+            no such correction). The default, ``(0, 0.25)`` (a quarter of the way at most), had the
+            least mean ratio of carried to frozen MSE over fifteen validation streams (ETTh2 at
+            L = 336, seeds 0-2; ETTm1 and weather at L = 512, seed 0; H = 24 / 48 / 96): 0.977,
+            against 0.983 for ``(0, 0.25, 0.5)`` and 0.995 without it
+            (docs/benchmarks/results/online_design.jsonl).
         gain_prior: how much more evidence a stronger correction needs: a candidate's discounted
             error counts ``(1 + gain_prior * sum of its gains)`` times (0: plain
             follow-the-leader). The default, 0.05, had the least mean ratio of carried to frozen
@@ -180,7 +184,7 @@ class StreamMemoryConfig:
     soft_norm: bool = True
     gains: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
     gain_half_life: float = 4000.0
-    fallback_gains: tuple[float, ...] = (0.0,)
+    fallback_gains: tuple[float, ...] = (0.0, 0.25)
     gain_prior: float = 0.05
     level: bool = True
     level_window: int = 24
