@@ -145,6 +145,40 @@ def test_centred_covariates_read_changes_not_levels(tokenizer):
         _net(tokenizer, exog_center="last")
 
 
+def test_covariate_dropout_hides_whole_covariates_in_training_only():
+    """``exog_dropout``: in training each past-only / future-known covariate of a window is
+    hidden as a missing one (values and mask 0) with the given probability; a training forecast
+    is the evaluation forecast with some covariates masked, both outcomes occur, statics are never
+    hidden, and evaluation reads every covariate (the same forecast as without dropout)."""
+    torch.manual_seed(3)
+    past = torch.randn(1, L, 1)
+    exog = {"hist_exog": torch.randn(1, L, 1), "futr_exog": torch.randn(1, L + H, 2),
+            "stat_exog": torch.randn(1, 1), "stat_cat": torch.tensor([[1]])}
+    net, plain = _net(exog_dropout=0.5), _net()
+    with torch.no_grad():
+        torch.testing.assert_close(net(past, exog=exog), plain(past, exog=exog), atol=0, rtol=0)
+        # every pattern of hidden covariates, read in evaluation through the masks
+        patterns = {}
+        for hide in range(8):
+            ex = dict(exog)
+            for bit, (key, j) in enumerate((("hist_exog", 0), ("futr_exog", 0), ("futr_exog", 1))):
+                if hide >> bit & 1:
+                    m = torch.ones_like(ex[key])
+                    m[..., j] = 0
+                    ex[key + "_mask"] = m * ex.get(key + "_mask", torch.ones_like(ex[key]))
+            patterns[hide] = net(past, exog=ex)
+        net.train()
+        seen = set()
+        for _ in range(40):
+            out = net(past, exog=exog)
+            match = [k for k, p in patterns.items() if torch.allclose(out, p, atol=1e-6, rtol=0)]
+            assert match, "a training forecast must be the forecast with some covariates hidden"
+            seen.add(match[0])
+    assert 0 in seen and 7 in seen and len(seen) >= 4
+    with pytest.raises(ValueError, match="exog_dropout"):
+        _net(exog_dropout=1.0)
+
+
 def test_network_refuses_covariates_it_was_not_built_for():
     net = _net()
     past = torch.randn(2, L, 1)

@@ -203,7 +203,8 @@ class TitansForecaster(BaseEstimator):
             ``quantiles`` (the quantile head's levels; for "student_t", those ``predict``
             reports), ``revin``, ``revin_affine``, ``revin_center``, ``exog_center`` ("mean":
             covariates minus their context mean per window, their changes rather than their
-            levels; default "none"), and ``cycle_len`` (the
+            levels; default "none"), ``exog_dropout`` (in training, each covariate of a window
+            hidden as missing with this probability; default 0), and ``cycle_len`` (the
             period in steps of a learned cycle per channel, e.g. 24 for a daily cycle of hourly
             data; each step's phase is its time counted in ``freq`` steps from 1970-01-01; None,
             the default: the frequency's shortest season the data show twice when the data are

@@ -261,6 +261,10 @@ class TitansConfig(_Settings):
             them) or "mean" (each window's covariates minus their mean over its context, horizon
             values included: the covariates' changes enter, not their levels, as RevIN does for
             the target; for covariates whose relation to the target drifts in level).
+        exog_dropout: in training, each past-only and future-known covariate of a window is
+            hidden (its values and mask set to 0, as a missing covariate) with this probability,
+            so the network keeps a forecast that does not lean on any one covariate (0: never;
+            evaluation always reads every covariate).
     """
 
     seq_len: int = 96
@@ -291,6 +295,7 @@ class TitansConfig(_Settings):
     n_stat_exog: int = 0
     stat_cat_cardinalities: Tuple[int, ...] = ()
     exog_center: str = "none"
+    exog_dropout: float = 0.0
 
     _what = "model"
 
@@ -337,6 +342,7 @@ class TitansConfig(_Settings):
         s(self, "linear_skip", _bool("linear_skip", self.linear_skip))
         s(self, "exog_center", _choice("exog_center", self.exog_center, EXOG_CENTERS,
                                        label="covariate center"))
+        s(self, "exog_dropout", _float("exog_dropout", self.exog_dropout, low=0.0, high=1.0, high_open=True))
         for name in ("n_hist_exog", "n_futr_exog", "n_stat_exog"):
             s(self, name, _int(name, getattr(self, name), low=0))
         cards = self.stat_cat_cardinalities

@@ -199,6 +199,7 @@ class TitansNet(nn.Module):
         # covariates (after everything else, for the same reason)
         self.n_hist, self.n_futr = c.n_hist_exog, c.n_futr_exog
         self.exog_center = c.exog_center
+        self.exog_dropout = c.exog_dropout
         self.n_stat, self.cardinalities = c.n_stat_exog, tuple(c.stat_cat_cardinalities)
         self.exog_embed: nn.Linear | None = None
         self.hist_embed: nn.Linear | None = None
@@ -286,6 +287,9 @@ class TitansNet(nn.Module):
             if self.exog_center == "mean" and key != "stat_exog":  # each covariate's context mean
                 c = (x[:, :L] * mf[:, :L]).sum(1, keepdim=True) / mf[:, :L].sum(1, keepdim=True).clamp_min(1.0)
                 x = (x - c) * mf
+            if self.training and self.exog_dropout > 0 and key != "stat_exog":  # hide whole covariates
+                keep = (torch.rand(B, 1, k, device=x.device) >= self.exog_dropout).to(x.dtype)
+                x, mf = x * keep, mf * keep
             out[key], out[key + "_mask"] = x, mf
         return out
 
