@@ -67,8 +67,10 @@ def test_every_mode_on_a_small_stream(trained, every_mode):
     # parameters move in the online modes
     assert not torch.allclose(res["online_gd"]["pred"], res["frozen"]["pred"])
     assert not torch.allclose(res["carried+online_gd"]["pred"], res["carried"]["pred"])
-    # a memory that is never written is the frozen reading
-    quiet = StreamMemory(L, H, cfg.memory, pace=(-8.0, -4.0, -1e4), level_lr=0.0)  # nothing written, anywhere
+    # a memory that is never written is the frozen reading (without the fallback onto the newest
+    # value, which needs no writes)
+    quiet = StreamMemory(L, H, cfg.memory, pace=(-8.0, -4.0, -1e4), level_lr=0.0,  # nothing written, anywhere
+                         fallback_gains=(0.0,))
     r = evaluate_modes(module, quiet, data, L, H, modes=("frozen", "carried"))
     torch.testing.assert_close(r["carried"]["pred"], r["frozen"]["pred"], rtol=1e-5, atol=1e-5)
     # the online gradient step with a zero learning rate is the backbone (frozen, and the
