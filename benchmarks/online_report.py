@@ -23,6 +23,9 @@ from pathlib import Path
 from titans_ts.datasets.online import ONLINE_LOOKBACK  # the look-back of Proceed's public scripts
 from titans_ts.online.config import MODES, NAIVE_MODES, SEQUENTIAL_MODES, OnlineConfig
 
+#: the modes whose forecasts read the stream memory (its settings change only these)
+MEMORY_MODES = ("carried", "carried+online_gd")
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "benchmarks" / "results" / "online.jsonl"
 BACKBONES = REPO / "docs" / "benchmarks" / "results" / "online_backbones.jsonl"
@@ -75,10 +78,16 @@ def check_records(rows: list[dict]) -> None:
 
 
 def _group(rows: list[dict]) -> dict:
-    """(tag, dataset, L, H) -> mode -> records."""
+    """(tag, dataset, L, H) -> mode -> records. A tagged variant (another setting of some modes)
+    is shown beside the main records' other modes of its cell (the baselines it is compared with)."""
     groups = defaultdict(lambda: defaultdict(list))
     for r in rows:
         groups[(r.get("tag", "main"), r["dataset"], r["seq_len"], r["horizon"])][r["mode"]].append(r)
+    for (tag, d, L, H), g in list(groups.items()):
+        main = groups.get(("main", d, L, H)) if tag != "main" else None
+        for mode, records in (main or {}).items():
+            if mode not in g:
+                g[mode] = records
     return groups
 
 
@@ -149,6 +158,8 @@ def overrides(r: dict) -> tuple[dict, list[str]]:
     base = OnlineConfig()
     over, unknown = {}, []
     for section, defaults in (("training", base.training.to_dict()), ("memory", base.memory.to_dict())):
+        if section == "memory" and r.get("mode") not in MEMORY_MODES:
+            continue  # the stream memory's settings change only the modes that read it
         got = r.get(section)
         if isinstance(got, dict):
             diff = {k: v for k, v in got.items() if k in defaults and v != defaults[k]}
@@ -335,6 +346,15 @@ def _modes_text(rows: list[dict]) -> list[str]:
                   + " (0: none): a stream whose best forecast is the newest value can reach it, and one "
                   "where correcting does not pay can reach no correction at all. Records with it: "
                   + ", ".join(f"{d} L = {L}" for d, L in fallback) + "."]
+    tags = sorted({r.get("tag", "main") for r in rows} - {"main"})
+    if tags:
+        lines += ["", "Sections marked with a tag (" + ", ".join(f"`{t}`" for t in tags) + ") show records "
+                  "made with another setting of some modes (`fallback-off`: the memory modes without the "
+                  "fallback correction, as they ran before it was on); their other modes are the main "
+                  "records of the same cell." if "fallback-off" in tags else
+                  "Sections marked with a tag (" + ", ".join(f"`{t}`" for t in tags) + ") show records "
+                  "made with another setting of some modes; their other modes are the main records of the "
+                  "same cell."]
     machines = sorted({r["machine"] for r in rows if r.get("machine")})
     lines += ["", "`ms / step` is the cost of one stream step" + (f" on {' / '.join(machines)}" if machines
                                                                   else "")

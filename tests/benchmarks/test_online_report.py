@@ -168,6 +168,27 @@ def test_the_fallback_gain_and_fewer_seeds_of_the_backbone(tmp_path):
     assert (row["backbone epochs"], row["backbone s"]) == ("10.5", "105")
 
 
+def test_a_tagged_variant_is_compared_with_the_main_baselines(tmp_path):
+    """Records of another memory setting (tag `fallback-off`) get their own section, beside the
+    main records' frozen and naive modes of the same cell; the memory's settings show in the
+    commands of the memory modes only."""
+    rep = _report()
+    off = {**OnlineConfig().memory.to_dict(), "fallback_gains": [0.0]}
+    rows = [_record("ETTh2", 336, 48, m, s, v) for s in (0, 1, 2)
+            for m, v in (("frozen", 3.0), ("carried", 2.5), ("repeat_last", 2.6))]
+    rows += [_record("ETTh2", 336, 48, "carried", s, 2.8, tag="fallback-off", memory=off) for s in (0, 1, 2)]
+    rows += [_record("ETTh2", 336, 48, "frozen", 3, 3.0, memory=off)]  # frozen reads no memory
+    text = rep.render(rows, tmp_path / "online.md", plots=False)
+    main, variant = text.split("[fallback-off]")[0], text.split("[fallback-off]")[1].split("## Reading")[0]
+    assert "| ETTh2 | 336 | 48 | repeat_last 2.600 | -16.7 % | -3.8 % |" in main
+    assert "| ETTh2 | 336 | 48 | repeat_last 2.600 | -6.7 % | +7.7 % |" in variant
+    assert "`fallback-off`: the memory modes without the fallback correction" in text
+    commands = text.split("## Commands")[1]
+    assert commands.count('"fallback_gains": [0.0]') == 1  # the variant's carried, not the frozen seed
+    assert ("--modes carried --config '{\"memory\": {\"fallback_gains\": [0.0]}}' --backbone-cache "
+            "runs/online-backbones --tag fallback-off") in commands
+
+
 def test_old_records_still_render(tmp_path):
     """Records of the earlier runner: no backbone_horizon, memory_trained, one gain, a 6-epoch budget."""
     rep = _report()
