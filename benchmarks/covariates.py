@@ -459,8 +459,8 @@ def render(rows: list[dict]) -> str:
                   "over each window's context (`model.exog_center=mean`: their changes enter, not their "
                   "levels, as RevIN does for the target). `-drop p`: in training each load column of a window is "
                   "hidden as a missing covariate with probability p (`model.exog_dropout=p`), so the network "
-                  "keeps a forecast that does not lean on any one load. Ridge: a linear least-squares map from the same "
-                  "inputs to the 96 future values (penalty chosen on the validation split).", "",
+                  "keeps a forecast that does not lean on any one load. Ridge: a linear least-squares map "
+                  "from the same inputs to the 96 future values (penalty chosen on the validation split).", "",
                   "| model | covariates | test MSE | test MAE | val MSE | train s | seeds |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for model in ("repeat_last", "ridge", "titans"):
