@@ -348,13 +348,11 @@ def _modes_text(rows: list[dict]) -> list[str]:
                   + ", ".join(f"{d} L = {L}" for d, L in fallback) + "."]
     tags = sorted({r.get("tag", "main") for r in rows} - {"main"})
     if tags:
+        known = (" (`fallback-off`: the memory modes without the fallback correction, as they ran before "
+                 "it was on)" if "fallback-off" in tags else "")
         lines += ["", "Sections marked with a tag (" + ", ".join(f"`{t}`" for t in tags) + ") show records "
-                  "made with another setting of some modes (`fallback-off`: the memory modes without the "
-                  "fallback correction, as they ran before it was on); their other modes are the main "
-                  "records of the same cell." if "fallback-off" in tags else
-                  "Sections marked with a tag (" + ", ".join(f"`{t}`" for t in tags) + ") show records "
-                  "made with another setting of some modes; their other modes are the main records of the "
-                  "same cell."]
+                  f"made with another setting of some modes{known}; their other modes are the main records "
+                  "of the same cell."]
     machines = sorted({r["machine"] for r in rows if r.get("machine")})
     lines += ["", "`ms / step` is the cost of one stream step" + (f" on {' / '.join(machines)}" if machines
                                                                   else "")
